@@ -1,0 +1,101 @@
+/*
+ * qgemm.c -- the GEMM entry points: packing with column sums, and the threaded driver that
+ * splits C into tiles and runs the packed object's kernel on each.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "qgemm.h"
+
+/* The kernel family of each ISA (NULL: this path falls back to the reference). */
+static const qe_gemm_ukernel *const g_ukernels[QE_ISA_COUNT] = {
+    [QE_ISA_REF] = &qe_gemm_ukernel_ref,
+};
+
+qe_gemm_packed *qe_gemm_pack(const void *b, size_t K, size_t N, ptrdiff_t stride_k,
+                             ptrdiff_t stride_n, int b_is_u8, qe_isa isa) {
+    if (!b || K == 0 || N == 0 || K > QE_MAX_K || (int)isa < 0 || isa >= QE_ISA_COUNT ||
+        !qe_isa_available(isa))
+        return NULL;
+    qe_gemm_packed *p = calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    p->K = K;
+    p->N = N;
+    p->isa = isa;
+    p->uk = QE_PICK(g_ukernels, isa);
+    p->data_bytes = p->uk->packed_bytes(K, N);
+    p->data = qe_aligned_alloc(p->data_bytes);
+    p->col_sums = qe_aligned_alloc(N * sizeof(int32_t));
+    if (!p->data || !p->col_sums) {
+        qe_gemm_packed_free(p);
+        return NULL;
+    }
+    memset(p->data, 0, p->data_bytes);
+    const uint8_t *src = b;
+    const int xor128 = b_is_u8 != 0;
+    for (size_t n = 0; n < N; n++) {
+        int32_t s = 0;
+        for (size_t k = 0; k < K; k++) {
+            const uint8_t v = src[(ptrdiff_t)k * stride_k + (ptrdiff_t)n * stride_n];
+            s += xor128 ? (int32_t)v - 128 : (int32_t)(int8_t)v;
+        }
+        p->col_sums[n] = s;
+    }
+    p->uk->pack(p, src, stride_k, stride_n, xor128);
+    return p;
+}
+
+void qe_gemm_packed_free(qe_gemm_packed *p) {
+    if (!p) return;
+    qe_aligned_free(p->data);
+    qe_aligned_free(p->col_sums);
+    free(p);
+}
+
+size_t qe_gemm_packed_k(const qe_gemm_packed *p) { return p->K; }
+size_t qe_gemm_packed_n(const qe_gemm_packed *p) { return p->N; }
+size_t qe_gemm_packed_nbytes(const qe_gemm_packed *p) {
+    return sizeof(*p) + p->data_bytes + p->N * sizeof(int32_t);
+}
+qe_isa qe_gemm_packed_isa(const qe_gemm_packed *p) { return p->isa; }
+const int32_t *qe_gemm_packed_col_sums(const qe_gemm_packed *p) { return p->col_sums; }
+
+void qe_gemm_u8s8_serial(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda,
+                         int32_t a_zp, const int32_t *b_zp, const qe_output *out, size_t n_begin,
+                         size_t n_end, void *c, size_t ldc) {
+    QE_ASSERT(b && a && out && c && lda >= b->K && n_begin < n_end && n_end <= b->N);
+    b->uk->run(b, M, a, lda, a_zp, b_zp, out, n_begin, n_end, c, ldc);
+}
+
+typedef struct {
+    const qe_gemm_packed *b;
+    size_t M, lda, ldc, tiles_n, tile_m, tile_n;
+    const uint8_t *a;
+    int32_t a_zp;
+    const int32_t *b_zp;
+    const qe_output *out;
+    void *c;
+} gemm_job;
+
+static void gemm_task(void *ctx, size_t task, int thread_index) {
+    const gemm_job *j = ctx;
+    const size_t tm = task / j->tiles_n, tn = task % j->tiles_n;
+    const size_t m0 = tm * j->tile_m, rows = QE_MIN(j->tile_m, j->M - m0);
+    const size_t n0 = tn * j->tile_n, n1 = QE_MIN(n0 + j->tile_n, j->b->N);
+    const size_t es = qe_output_elem_size(j->out->kind);
+    j->b->uk->run(j->b, rows, j->a + m0 * j->lda, j->lda, j->a_zp, j->b_zp, j->out, n0, n1,
+                  (char *)j->c + m0 * j->ldc * es, j->ldc);
+}
+
+int qe_gemm_u8s8(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda, int32_t a_zp,
+                 const int32_t *b_zp, const qe_output *out, void *c, size_t ldc) {
+    if (!b || !a || !out || !c || lda < b->K || ldc < b->N || a_zp < 0 || a_zp > 255)
+        return QE_ERR_ARG;
+    if (M == 0) return QE_OK;
+    gemm_job j = {.b = b, .M = M, .lda = lda, .ldc = ldc, .a = a, .a_zp = a_zp, .b_zp = b_zp,
+                  .out = out, .c = c, .tile_m = b->uk->tile_m, .tile_n = b->uk->tile_n};
+    j.tiles_n = QE_DIV_UP(b->N, j.tile_n);
+    const size_t tiles_m = QE_DIV_UP(M, j.tile_m);
+    qe_parallel_for(tiles_m * j.tiles_n, gemm_task, &j);
+    return QE_OK;
+}

@@ -1,0 +1,80 @@
+/*
+ * qe_internal.h -- what kernel files share and the Python bindings never see:
+ * entry asserts, per-ISA dispatch tables, the thread pool's task interface, per-thread scratch.
+ */
+#ifndef QE_INTERNAL_H
+#define QE_INTERNAL_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qe_kernels.h"
+
+/* Kernel-entry invariants. The bindings validate every argument first, so a failing QE_ASSERT is
+ * a bug in qengine; it stays on in release builds because it is cheap and a wrong pointer
+ * here would otherwise become a segfault or silent garbage. */
+void qe_assert_fail(const char *file, int line, const char *cond);
+#define QE_ASSERT(cond) ((cond) ? (void)0 : qe_assert_fail(__FILE__, __LINE__, #cond))
+
+#define QE_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define QE_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define QE_DIV_UP(a, b) (((a) + (b) - 1) / (b))
+#define QE_ROUND_UP(a, b) (QE_DIV_UP(a, b) * (b))
+
+/* Which ISA files this build compiled (set by setup.py per target architecture). */
+#if defined(__x86_64__) || defined(_M_X64)
+#define QE_BUILD_X86 1
+#endif
+#if defined(__aarch64__)
+#define QE_BUILD_ARM64 1
+#endif
+
+/* ---- per-ISA dispatch tables ----------------------------------------------------------------
+ * A kernel family declares `static const fn_t table[QE_ISA_COUNT]` with its per-ISA variants
+ * (NULL where a path has no variant of its own) and calls QE_PICK(table, isa): the variant for
+ * the ISA, or the portable reference. No if-chains on the ISA anywhere else. */
+#define QE_PICK(table, isa) ((table)[(isa)] ? (table)[(isa)] : (table)[QE_ISA_REF])
+
+/* ---- rounding -------------------------------------------------------------------------------
+ * The reference's round-half-to-even of a float already clamped to an int32-safe range.
+ * (lrintf uses the current rounding mode, which is round-to-nearest-even: we never change it;
+ * SIMD cvtps2dq uses the same mode, so the two agree bit for bit.) */
+static inline int32_t qe_rint_f32(float v) { return (int32_t)lrintf(v); }
+
+/* Requantize one accumulator: clamp in the float domain to [qmin - zp, qmax - zp] (integers, so
+ * clamping before rounding equals clamping after), round half to even, add the zero point.
+ * This is the one formula every path implements; SIMD does min/max, cvtps2dq, add, pack. */
+static inline int32_t qe_requant_one(int32_t acc, float mult, int32_t zp, int32_t qmin,
+                                     int32_t qmax) {
+    float v = (float)acc * mult;
+    const float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
+    v = v < lo ? lo : v; /* NaN cannot occur: mult is finite and acc is an integer */
+    v = v > hi ? hi : v;
+    return qe_rint_f32(v) + zp;
+}
+
+/* ---- thread pool ----------------------------------------------------------------------------
+ * Runs fn(ctx, task, thread_index) for task in [0, n_tasks) on up to qe_effective_threads()
+ * threads, the caller included; returns when all tasks are done. A task must write outputs that
+ * no other task writes, so results never depend on the schedule. Safe to call from several
+ * threads at once: a call that finds the pool busy runs its tasks on its own thread. */
+typedef void (*qe_task_fn)(void *ctx, size_t task, int thread_index);
+void qe_parallel_for(size_t n_tasks, qe_task_fn fn, void *ctx);
+
+/* The thread count the next qe_parallel_for on this thread may use: the per-thread limit set by
+ * qe_set_thread_limit() if any (a model with its own thread setting), else the global count. */
+int qe_effective_threads(void);
+/* 0 clears the limit of the calling thread. */
+void qe_set_thread_limit(int n);
+
+/* Per-thread scratch memory, 64-byte aligned, grown (never shrunk) on demand and reused: kernels
+ * call it once per task, outside their inner loops. `slot` (0..3) lets one task hold several
+ * buffers at once. Returns NULL only if the allocation fails. */
+void *qe_scratch(int slot, size_t bytes);
+
+/* Aligned allocation for packed weights. */
+void *qe_aligned_alloc(size_t bytes);
+void qe_aligned_free(void *p);
+
+#endif /* QE_INTERNAL_H */

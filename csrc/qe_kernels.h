@@ -1,0 +1,237 @@
+/*
+ * qe_kernels.h -- the C API of qengine's int8 kernels.
+ *
+ * The kernels know nothing of graphs or Python. A caller passes pointers, sizes, strides and a
+ * parameter struct; a kernel never calls back into Python and never allocates in its hot loop
+ * (weight packing allocates once; per-thread scratch grows rarely, see qe_scratch()).
+ *
+ * Quantization semantics (normative; ../shared/DESIGN.md and docs/quantization.md):
+ *   q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)
+ *   acc[m][n] = sum_k (a[m][k] - a_zp) * (b[k][n] - b_zp[n]) + bias[n]     (int32, wraps mod 2^32)
+ *   requant:  y = clamp(round_half_even(float32(acc) * mult[n]) + out_zp, lo, hi)
+ * Rounding happens before the zero point is added. Every float operation is float32 and none is
+ * contracted into an FMA (the build uses -ffp-contract=off), so every ISA path is bit-identical
+ * to the portable reference.
+ *
+ * Layout: activations are NHWC, uint8 with a per-tensor zero point. Weights are int8, symmetric
+ * per output channel by default; an optional per-column weight zero point serves foreign models.
+ *
+ * Every function that can fail returns QE_OK (0) or a negative QE_ERR_* code. Arguments are
+ * validated by the Python bindings before any kernel runs; kernels still assert cheap invariants.
+ */
+#ifndef QE_KERNELS_H
+#define QE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+enum {
+    QE_OK = 0,
+    QE_ERR_ARG = -1,      /* an argument is out of its documented range */
+    QE_ERR_NOMEM = -2,    /* an allocation failed */
+    QE_ERR_ISA = -3,      /* the requested ISA path is not available on this CPU or build */
+    QE_ERR_OVERFLOW = -4, /* K is too large: the int32 accumulator could overflow */
+};
+
+/* Largest reduction length for which sum_k (a - a_zp) * (b - b_zp) cannot overflow int32:
+ * |a - a_zp| <= 255, |b - b_zp| <= 255 (uint8 weights shifted by their zero point) would give
+ * 2^31 / 65025 = 33025; with symmetric int8 weights |b| <= 128 the bound is 2^31/32640 = 65793.
+ * We use one bound for every path and every operand: 32768 (covers both cases). */
+#define QE_MAX_K 32768
+
+/* ------------------------------------------------------------------------------------------ */
+/* ISA dispatch (csrc/dispatch.c)                                                             */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum {
+    QE_ISA_REF = 0,         /* portable C: the reference every other path must equal */
+    QE_ISA_AVX2 = 1,        /* x86-64 AVX2 + FMA; exact int16 pair products (vpmaddwd) */
+    QE_ISA_AVX512VNNI = 2,  /* x86-64 AVX-512 F/BW/VL + VNNI (vpdpbusd) */
+    QE_ISA_NEON = 3,        /* aarch64 Advanced SIMD */
+    QE_ISA_NEON_DOTPROD = 4,/* aarch64 with the dot-product extension (sdot/udot) */
+    QE_ISA_COUNT = 5
+} qe_isa;
+
+/* CPU feature bits reported by qe_cpu_features(). */
+#define QE_FEAT_AVX2 (1u << 0)
+#define QE_FEAT_FMA (1u << 1)
+#define QE_FEAT_AVX512F (1u << 2)
+#define QE_FEAT_AVX512BW (1u << 3)
+#define QE_FEAT_AVX512VL (1u << 4)
+#define QE_FEAT_AVX512VNNI (1u << 5)
+#define QE_FEAT_AVX512VBMI (1u << 6)
+#define QE_FEAT_AVXVNNI (1u << 7)
+#define QE_FEAT_NEON (1u << 8)
+#define QE_FEAT_DOTPROD (1u << 9)
+
+unsigned qe_cpu_features(void);
+/* 1 when this CPU can run the path and this build contains it. */
+int qe_isa_available(qe_isa isa);
+/* The best path available (what QENGINE_ISA=auto picks). */
+qe_isa qe_isa_best(void);
+/* Select the active path for kernels without prepacked state; QE_ERR_ISA if unavailable. */
+int qe_set_isa(qe_isa isa);
+qe_isa qe_get_isa(void);
+const char *qe_isa_name(qe_isa isa);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Thread pool (csrc/threadpool.c)                                                            */
+/* ------------------------------------------------------------------------------------------ */
+/* One pool for every kernel. Work is split into tasks whose results do not depend on which
+ * thread runs them, so outputs are identical for every thread count. */
+int qe_set_num_threads(int n); /* n >= 1; QE_ERR_ARG otherwise */
+int qe_get_num_threads(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Output pipeline: what a kernel does with its int32 accumulators                            */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum {
+    QE_OUT_U8 = 0,  /* requantize: clamp(rint(float(acc) * scale[n]) + zero_point, qmin, qmax) */
+    QE_OUT_I32 = 1, /* raw int32 accumulators (+ bias), as MatMulInteger / ConvInteger */
+    QE_OUT_F32 = 2, /* dequantize: float(acc) * scale[n] (+ fbias[n]) for a float consumer */
+} qe_out_kind;
+
+typedef struct {
+    qe_out_kind kind;
+    const int32_t *bias;  /* [N] int32 bias added to acc, or NULL */
+    const float *scale;   /* U8: requant multipliers; F32: dequant scales. [N] or [1] */
+    int per_channel;      /* 1: scale has N entries; 0: one entry */
+    int32_t zero_point;   /* U8: output zero point */
+    int32_t qmin, qmax;   /* U8: clamp range; carries fused ReLU/ReLU6/Clip; 0 <= qmin <= qmax <= 255 */
+    const float *fbias;   /* F32: optional float bias [N] added after scaling, or NULL */
+} qe_output;
+
+/* ------------------------------------------------------------------------------------------ */
+/* GEMM: C[M][N] = output(A[M][K] (uint8) x B[K][N] (int8))  (csrc/gemm/)                      */
+/* ------------------------------------------------------------------------------------------ */
+/* Prepacked B with its column sums. The layout belongs to the ISA it was packed for; the packed
+ * object remembers that ISA and always runs its kernels. */
+typedef struct qe_gemm_packed qe_gemm_packed;
+
+/* Pack B, element (k, n) at b[k * stride_k + n * stride_n]. `b_is_u8`: B holds uint8 values
+ * (stored as bytes) that are shifted by -128 while packing; the caller then passes its zero
+ * point minus 128. Returns NULL on bad arguments (K > QE_MAX_K, zero sizes) or no memory. */
+qe_gemm_packed *qe_gemm_pack(const void *b, size_t K, size_t N, ptrdiff_t stride_k,
+                             ptrdiff_t stride_n, int b_is_u8, qe_isa isa);
+void qe_gemm_packed_free(qe_gemm_packed *p);
+size_t qe_gemm_packed_k(const qe_gemm_packed *p);
+size_t qe_gemm_packed_n(const qe_gemm_packed *p);
+size_t qe_gemm_packed_nbytes(const qe_gemm_packed *p);
+qe_isa qe_gemm_packed_isa(const qe_gemm_packed *p);
+/* sum_k b[k][n] (after the u8 shift), length N */
+const int32_t *qe_gemm_packed_col_sums(const qe_gemm_packed *p);
+
+/* C = output(sum_k (A[m][k] - a_zp) * (B[k][n] - b_zp[n])).
+ * A: M rows of K uint8, row stride lda >= K. b_zp: NULL (symmetric weights) or [N] values in
+ * [-128, 127] (after the u8 shift). C: M rows, row stride ldc (in elements of the output type).
+ * Parallel over the thread pool; releases nothing (the caller releases the GIL). */
+int qe_gemm_u8s8(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda,
+                 int32_t a_zp, const int32_t *b_zp, const qe_output *out, void *c, size_t ldc);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Convolution, NHWC (csrc/conv/)                                                             */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    size_t batch, in_h, in_w, in_c;   /* input  [batch][in_h][in_w][in_c] */
+    size_t out_h, out_w, out_c;       /* output [batch][out_h][out_w][out_c] */
+    size_t kernel_h, kernel_w;
+    size_t stride_h, stride_w;
+    size_t dilation_h, dilation_w;
+    size_t pad_top, pad_left, pad_bottom, pad_right;
+    size_t groups;                    /* in_c % groups == 0 and out_c % groups == 0 */
+} qe_conv_shape;
+
+/* Checks the shape's internal consistency (output size matches the formula, sizes > 0, groups
+ * divide channels, K <= QE_MAX_K). Returns QE_OK or QE_ERR_ARG / QE_ERR_OVERFLOW. */
+int qe_conv_shape_check(const qe_conv_shape *s);
+
+/* Weights int8 [out_c][kernel_h][kernel_w][in_c / groups] (NHWC order of the reduction).
+ * Packs im2col GEMM weights per group, or a depthwise layout when groups == in_c == out_c.
+ * Batch and spatial sizes of `s` may change between runs; channels, kernel, strides, dilations,
+ * groups and pads may not. */
+typedef struct qe_conv_packed qe_conv_packed;
+qe_conv_packed *qe_conv_pack(const qe_conv_shape *s, const int8_t *w, qe_isa isa);
+void qe_conv_packed_free(qe_conv_packed *p);
+size_t qe_conv_packed_nbytes(const qe_conv_packed *p);
+qe_isa qe_conv_packed_isa(const qe_conv_packed *p);
+
+/* y = output(conv(x - x_zp, w)); pad positions read as x_zp. The output pipeline's per-channel
+ * arrays have out_c entries. y has out_c channels with pixel stride ldy >= out_c (elements),
+ * so a Concat can be written in place. */
+int qe_conv_u8s8(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x, int32_t x_zp,
+                 const int32_t *w_zp, const qe_output *out, void *y, size_t ldy);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pooling, NHWC uint8 (csrc/pool/)                                                           */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    size_t batch, in_h, in_w, channels, out_h, out_w;
+    size_t kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w;
+    size_t pad_top, pad_left, pad_bottom, pad_right;
+} qe_pool_shape;
+
+/* Max over the valid taps of each window (padding never wins). */
+int qe_maxpool_u8(const qe_pool_shape *s, const uint8_t *x, uint8_t *y);
+
+/* acc = sum over valid taps of (x - x_zp); count = kernel_h*kernel_w when count_include_pad
+ * (taps in the padding count as zeros), else the number of valid taps;
+ * y = clamp(rint(float(acc) * (mult / (float)count)) + y_zp, qmin, qmax), mult = s_x / s_y. */
+int qe_avgpool_u8(const qe_pool_shape *s, int count_include_pad, const uint8_t *x, int32_t x_zp,
+                  float mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y);
+
+/* Global average over H*W per channel; same formula with count = in_h * in_w. */
+int qe_global_avgpool_u8(size_t batch, size_t hw, size_t channels, const uint8_t *x, int32_t x_zp,
+                         float mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Element-wise (csrc/eltwise/)                                                               */
+/* ------------------------------------------------------------------------------------------ */
+/* Binary ops over `rows` x `cols` elements. b is either a full [rows][cols] tensor (b_row_stride
+ * == cols), a per-channel vector broadcast over rows (b_row_stride == 0, length cols), or a
+ * scalar (b_row_stride == 0 and cols == 1 is not special: pass b_scalar = 1 to broadcast b[0]).
+ * add: v = float(a - a_zp) * a_mult + float(b - b_zp) * b_mult        (a_mult = s_a/s_y, ...)
+ * mul: v = float((a - a_zp) * (b - b_zp)) * a_mult                     (a_mult = s_a*s_b/s_y)
+ * y = clamp(rint(v) + y_zp, qmin, qmax). */
+typedef struct {
+    int32_t a_zp, b_zp, y_zp;
+    float a_mult, b_mult;
+    int32_t qmin, qmax;
+} qe_binary_params;
+int qe_add_u8(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b, size_t b_row_stride,
+              int b_scalar, const qe_binary_params *p, uint8_t *y);
+int qe_mul_u8(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b, size_t b_row_stride,
+              int b_scalar, const qe_binary_params *p, uint8_t *y);
+
+/* Requantize rows of `cols` uint8 from one scale to another into a strided output (Concat):
+ * y = clamp(rint(float(x - x_zp) * mult) + y_zp, qmin, qmax). */
+int qe_requantize_u8(size_t rows, size_t cols, const uint8_t *x, size_t ldx, int32_t x_zp,
+                     float mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y, size_t ldy);
+
+/* y[i] = table[x[i]]: any element-wise function of one uint8 input (activations). */
+int qe_lut_u8(size_t n, const uint8_t *x, const uint8_t table[256], uint8_t *y);
+
+/* Quantize: v = x / scale; NaN -> 0; y = clamp(rint(v) + zp, qmin, qmax) (+inf -> qmax, -inf ->
+ * qmin). Per-tensor, or per-channel over the innermost dimension of length `channels`
+ * (scale/zp arrays of that length; pass channels = 1 for per-tensor). */
+int qe_quantize_f32_u8(size_t n, size_t channels, const float *x, const float *scale,
+                       const int32_t *zp, int32_t qmin, int32_t qmax, uint8_t *y);
+int qe_quantize_f32_s8(size_t n, size_t channels, const float *x, const float *scale,
+                       const int32_t *zp, int32_t qmin, int32_t qmax, int8_t *y);
+/* Dequantize: y = float(x - zp) * scale, per-tensor or per innermost channel. */
+int qe_dequantize_u8_f32(size_t n, size_t channels, const uint8_t *x, const float *scale,
+                         const int32_t *zp, float *y);
+int qe_dequantize_s8_f32(size_t n, size_t channels, const int8_t *x, const float *scale,
+                         const int32_t *zp, float *y);
+int qe_dequantize_s32_f32(size_t n, size_t channels, const int32_t *x, const float *scale,
+                          float *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QE_KERNELS_H */

@@ -1,0 +1,252 @@
+/*
+ * threadpool.c -- the one thread pool every kernel shares, and per-thread scratch memory.
+ *
+ * The pool has (threads - 1) workers; the calling thread is the last participant. A job is a
+ * task count and a function; participants claim tasks from an atomic counter. Because a task
+ * writes outputs no other task writes and computes them the same way wherever it runs, results
+ * are identical for every thread count and every schedule.
+ *
+ * Workers spin briefly after a job (kernels of one model arrive microseconds apart), then sleep
+ * on a condition variable. A second caller that finds the pool busy (another Python thread
+ * running a model) does not wait: it runs its job on its own thread.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qe_internal.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define QE_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define QE_CPU_RELAX() __asm__ volatile("yield")
+#else
+#define QE_CPU_RELAX() ((void)0)
+#endif
+
+enum { QE_SPIN_ITERS = 1 << 16 }; /* about 100-200 us of polling before a worker sleeps */
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    pthread_t *threads;
+    int n_workers;
+    int sleepers;  /* guarded by mu */
+    int shutdown;  /* guarded by mu */
+    atomic_uint generation; /* bumped once per job */
+    /* the current job (written by the owner before bumping generation) */
+    qe_task_fn fn;
+    void *ctx;
+    size_t n_tasks;
+    int n_participating_workers;
+    atomic_size_t next_task;
+    atomic_int workers_left;
+} qe_pool;
+
+static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER; /* held while a job runs */
+static qe_pool *g_pool;     /* created lazily; guarded by g_pool_lock */
+static atomic_int g_num_threads = 1;
+static _Thread_local int tls_thread_limit;
+
+static void qe_run_tasks(qe_pool *p, int thread_index) {
+    for (;;) {
+        const size_t t = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
+        if (t >= p->n_tasks) break;
+        p->fn(p->ctx, t, thread_index);
+    }
+}
+
+typedef struct {
+    qe_pool *pool;
+    int index; /* 1-based: the caller is participant 0 */
+} qe_worker_arg;
+
+static void *qe_worker_main(void *arg_) {
+    qe_worker_arg arg = *(qe_worker_arg *)arg_;
+    free(arg_);
+    qe_pool *p = arg.pool;
+    unsigned seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+    for (;;) {
+        unsigned gen;
+        int spins = 0;
+        while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen) {
+            if (++spins < QE_SPIN_ITERS) {
+                QE_CPU_RELAX();
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            while (!p->shutdown && atomic_load_explicit(&p->generation, memory_order_acquire) == seen) {
+                p->sleepers++;
+                pthread_cond_wait(&p->wake, &p->mu);
+                p->sleepers--;
+            }
+            const int stop = p->shutdown;
+            pthread_mutex_unlock(&p->mu);
+            if (stop) return NULL;
+            spins = 0;
+        }
+        seen = gen;
+        if (arg.index <= p->n_participating_workers) {
+            qe_run_tasks(p, arg.index);
+            atomic_fetch_sub_explicit(&p->workers_left, 1, memory_order_acq_rel);
+        }
+    }
+}
+
+static void qe_pool_destroy(qe_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->shutdown = 1;
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n_workers; i++) pthread_join(p->threads[i], NULL);
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->mu);
+    free(p->threads);
+    free(p);
+}
+
+static qe_pool *qe_pool_create(int n_workers) {
+    qe_pool *p = calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    p->threads = calloc((size_t)n_workers, sizeof(pthread_t));
+    if (!p->threads) {
+        free(p);
+        return NULL;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->next_task, 0);
+    atomic_init(&p->workers_left, 0);
+    for (int i = 0; i < n_workers; i++) {
+        qe_worker_arg *arg = malloc(sizeof(*arg));
+        if (!arg) break;
+        arg->pool = p;
+        arg->index = i + 1;
+        if (pthread_create(&p->threads[i], NULL, qe_worker_main, arg) != 0) {
+            free(arg);
+            break;
+        }
+        p->n_workers++;
+    }
+    return p;
+}
+
+int qe_set_num_threads(int n) {
+    if (n < 1 || n > 1024) return QE_ERR_ARG;
+    pthread_mutex_lock(&g_pool_lock); /* waits for a running job */
+    if (g_pool && g_pool->n_workers != n - 1) {
+        qe_pool_destroy(g_pool);
+        g_pool = NULL;
+    }
+    atomic_store(&g_num_threads, n);
+    pthread_mutex_unlock(&g_pool_lock);
+    return QE_OK;
+}
+
+int qe_get_num_threads(void) { return atomic_load(&g_num_threads); }
+
+void qe_set_thread_limit(int n) { tls_thread_limit = n > 0 ? n : 0; }
+
+int qe_effective_threads(void) {
+    const int global = atomic_load(&g_num_threads);
+    return tls_thread_limit > 0 ? QE_MIN(tls_thread_limit, global) : global;
+}
+
+static void qe_run_serial(size_t n_tasks, qe_task_fn fn, void *ctx) {
+    for (size_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
+}
+
+void qe_parallel_for(size_t n_tasks, qe_task_fn fn, void *ctx) {
+    if (n_tasks == 0) return;
+    const int threads = qe_effective_threads();
+    if (threads <= 1 || n_tasks == 1 || pthread_mutex_trylock(&g_pool_lock) != 0) {
+        qe_run_serial(n_tasks, fn, ctx);
+        return;
+    }
+    if (!g_pool) g_pool = qe_pool_create(atomic_load(&g_num_threads) - 1);
+    qe_pool *p = g_pool;
+    if (!p || p->n_workers == 0) {
+        pthread_mutex_unlock(&g_pool_lock);
+        qe_run_serial(n_tasks, fn, ctx);
+        return;
+    }
+    int helpers = QE_MIN(threads - 1, p->n_workers);
+    if ((size_t)helpers > n_tasks - 1) helpers = (int)(n_tasks - 1);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_tasks = n_tasks;
+    p->n_participating_workers = helpers;
+    atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->workers_left, helpers, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    pthread_mutex_lock(&p->mu);
+    if (p->sleepers) pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+
+    qe_run_tasks(p, 0);
+    while (atomic_load_explicit(&p->workers_left, memory_order_acquire) > 0) QE_CPU_RELAX();
+    pthread_mutex_unlock(&g_pool_lock);
+}
+
+/* After fork() only the forking thread exists in the child: forget the parent's workers. */
+static void qe_atfork_child(void) {
+    pthread_mutex_init(&g_pool_lock, NULL);
+    g_pool = NULL; /* leaked in the child on purpose: its threads are gone */
+}
+
+__attribute__((constructor)) static void qe_threadpool_init(void) {
+    pthread_atfork(NULL, NULL, qe_atfork_child);
+}
+
+/* ---- per-thread scratch ---------------------------------------------------------------------- */
+enum { QE_SCRATCH_SLOTS = 4 };
+typedef struct {
+    void *ptr[QE_SCRATCH_SLOTS];
+    size_t size[QE_SCRATCH_SLOTS];
+} qe_scratch_set;
+
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+
+static void qe_scratch_free(void *v) {
+    qe_scratch_set *s = v;
+    for (int i = 0; i < QE_SCRATCH_SLOTS; i++) qe_aligned_free(s->ptr[i]);
+    free(s);
+}
+
+static void qe_scratch_key_init(void) { pthread_key_create(&g_scratch_key, qe_scratch_free); }
+
+void *qe_scratch(int slot, size_t bytes) {
+    QE_ASSERT(slot >= 0 && slot < QE_SCRATCH_SLOTS);
+    pthread_once(&g_scratch_once, qe_scratch_key_init);
+    qe_scratch_set *s = pthread_getspecific(g_scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s) return NULL;
+        pthread_setspecific(g_scratch_key, s);
+    }
+    if (s->size[slot] < bytes) {
+        const size_t want = QE_ROUND_UP(QE_MAX(bytes, s->size[slot] * 3 / 2), 4096);
+        void *n = qe_aligned_alloc(want);
+        if (!n) return NULL;
+        qe_aligned_free(s->ptr[slot]);
+        s->ptr[slot] = n;
+        s->size[slot] = want;
+    }
+    return s->ptr[slot];
+}
+
+void *qe_aligned_alloc(size_t bytes) {
+    void *p = NULL;
+    /* +64: kernels may read one vector past a row end inside the allocation */
+    if (posix_memalign(&p, 64, bytes + 64) != 0) return NULL;
+    return p;
+}
+
+void qe_aligned_free(void *p) { free(p); }

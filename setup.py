@@ -1,0 +1,94 @@
+"""Build qengine's C kernels and their Cython bindings as one extension, `qengine._kernels`.
+
+Per-ISA kernel files are compiled with their own flags, so one build runs on every CPU and the
+fast paths are chosen at run time from CPUID (csrc/dispatch.c):
+    *_avx2.c         -mavx2 -mfma                                    (x86-64 only)
+    *_avx512vnni.c   -mavx512f -mavx512bw -mavx512vl -mavx512vnni    (x86-64 only)
+    *_neon.c         the aarch64 baseline                            (aarch64 only)
+    *_neondot.c      -march=armv8.2-a+dotprod                        (aarch64 only)
+Everything else is portable C11 compiled with the baseline flags.
+
+Environment:
+    QENGINE_SANITIZE=1   build with -fsanitize=address,undefined (see tests/README.md)
+    QENGINE_DEBUG=1      -O0 -g
+"""
+import glob
+import os
+import platform
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+MACHINE = platform.machine().lower()
+IS_X86 = MACHINE in ("x86_64", "amd64")
+IS_ARM64 = MACHINE in ("aarch64", "arm64")
+
+ISA_FLAGS = {
+    "_avx2.c": ["-mavx2", "-mfma"] if IS_X86 else None,
+    "_avx512vnni.c": ["-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl",
+                      "-mavx512dq", "-mavx512vnni"] if IS_X86 else None,
+    "_neon.c": [] if IS_ARM64 else None,
+    "_neondot.c": ["-march=armv8.2-a+dotprod"] if IS_ARM64 else None,
+}
+
+# -ffp-contract=off: no FMA contraction anywhere, so every path rounds like the reference.
+BASE_FLAGS = ["-std=c11", "-O3", "-ffp-contract=off", "-fno-strict-aliasing",
+              "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter",
+              "-D_GNU_SOURCE"]
+LINK_FLAGS = ["-pthread"]
+if os.environ.get("QENGINE_DEBUG") == "1":
+    BASE_FLAGS = [f for f in BASE_FLAGS if f != "-O3"] + ["-O0", "-g"]
+if os.environ.get("QENGINE_SANITIZE") == "1":
+    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+    BASE_FLAGS += san + ["-g", "-UNDEBUG"]
+    LINK_FLAGS += san
+
+
+def isa_of(path):
+    for suffix, flags in ISA_FLAGS.items():
+        if path.endswith(suffix):
+            return suffix, flags
+    return None, []
+
+
+class BuildExtPerISA(build_ext):
+    """Compile each per-ISA C file with its own flags, then link everything into one module."""
+
+    def build_extension(self, ext):
+        plain, objects = [], []
+        for src in ext.sources:
+            suffix, flags = isa_of(src)
+            if suffix is None:
+                plain.append(src)
+            elif flags is not None:  # an ISA of this architecture
+                objects += self.compiler.compile(
+                    [src], output_dir=self.build_temp, include_dirs=ext.include_dirs,
+                    extra_postargs=BASE_FLAGS + flags, depends=ext.depends)
+        ext.sources = plain
+        ext.extra_objects = list(ext.extra_objects or []) + objects
+        super().build_extension(ext)
+
+
+c_sources = sorted(glob.glob("csrc/*.c") + glob.glob("csrc/*/*.c"))
+headers = sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*/*.h"))
+
+kernels = Extension(
+    "qengine._kernels",
+    sources=["qengine/_kernels.pyx"] + c_sources,
+    include_dirs=["csrc"],
+    depends=headers + sorted(glob.glob("qengine/_bindings/*.pxi")) + ["qengine/_kernels.pxd"],
+    extra_compile_args=BASE_FLAGS,
+    extra_link_args=LINK_FLAGS,
+)
+
+setup(
+    ext_modules=cythonize(
+        [kernels],
+        language_level=3,
+        compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True,
+                             "initializedcheck": False, "embedsignature": True},
+        include_path=["qengine"],
+    ),
+    cmdclass={"build_ext": BuildExtPerISA},
+)
