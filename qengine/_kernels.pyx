@@ -85,3 +85,6 @@ def effective_threads():
 
 include "_bindings/common.pxi"
 include "_bindings/gemm.pxi"
+include "_bindings/conv.pxi"
+include "_bindings/pool.pxi"
+include "_bindings/eltwise.pxi"

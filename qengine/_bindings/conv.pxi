@@ -1,0 +1,1 @@
+# conv kernels: bindings to be written (declare their C functions here with a cdef extern block).

@@ -1,0 +1,1 @@
+# eltwise kernels: bindings to be written (declare their C functions here with a cdef extern block).
