@@ -1,0 +1,207 @@
+# The executor's inner loop: a compiled model is a flat Program of steps.
+#
+# A native step is one kernel call whose arguments were validated and bound when the model was
+# compiled; its tensors are named by slot numbers, resolved per run through a RunContext (one
+# arena of activation buffers plus the caller's input and output arrays). Consecutive native
+# steps run back to back in C with the GIL released. A Python step (an op that runs in float, in
+# numpy) runs between them with numpy views of its slots.
+#
+# Several threads may run one Program at once, each with its own RunContext: steps and packed
+# weights are read-only after compilation.
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+ctypedef int (*step_fn)(const void *args, char **slots) noexcept nogil
+
+cdef class Program
+
+
+cdef class Step:
+    """Base of every step: a name (the graph node it comes from) and an op label."""
+    cdef readonly str name
+    cdef readonly str op
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.op} {self.name!r}>"
+
+
+cdef class NativeStep(Step):
+    """A kernel call with prebound arguments (`args`, malloc'd, owned here)."""
+    cdef step_fn fn
+    cdef void *args
+    cdef list keep          # Python objects the args point into (packed weights, arrays)
+    cdef readonly double ops  # arithmetic operations per run (for GOPS in profiles), or 0
+    cdef readonly list extents  # (slot, first byte, end byte) of every tensor access
+
+    def __dealloc__(self):
+        free(self.args)
+
+
+cdef NativeStep _native_step(str name, str op, step_fn fn, size_t args_size, list keep,
+                             list extents, double ops=0):
+    """A NativeStep with a zeroed args struct of args_size bytes for the caller to fill.
+    extents: (slot, first byte, end byte) of every tensor region the kernel reads or writes,
+    checked against the slot sizes when a Program is built."""
+    cdef NativeStep s = NativeStep.__new__(NativeStep)
+    s.name = name
+    s.op = op
+    s.fn = fn
+    s.args = calloc(1, args_size)
+    if s.args == NULL:
+        raise MemoryError()
+    s.keep = keep
+    s.extents = extents
+    s.ops = ops
+    return s
+
+
+cdef class PyStep(Step):
+    """A Python callable fn(views) run between native steps; `views` is the RunContext's list of
+    numpy arrays indexed by slot (inputs read, outputs written in place)."""
+    cdef readonly object fn
+
+    def __init__(self, str name, str op, fn):
+        self.name = name
+        self.op = op
+        self.fn = fn
+
+
+cdef class RunContext:
+    """The per-run memory of a Program: the slot pointer table, the arena, numpy views."""
+    cdef char **slots
+    cdef Py_ssize_t n_slots
+    cdef readonly object arena
+    cdef readonly list views
+
+    cdef readonly object slot_nbytes
+
+    def __cinit__(self, Program program not None, Py_ssize_t arena_bytes, list arena_slots):
+        """arena_slots: (slot, byte offset, dtype, shape) of every tensor that lives in the arena;
+        every other slot is bound to a caller's array with bind() before each run."""
+        cdef Py_ssize_t n_slots = len(program.slot_nbytes)
+        if arena_bytes < 0:
+            raise ValueError("negative arena size")
+        self.n_slots = n_slots
+        self.slot_nbytes = program.slot_nbytes
+        self.slots = <char **>calloc(max(n_slots, 1), sizeof(char *))
+        if self.slots == NULL:
+            raise MemoryError()
+        # 64 bytes of slack: kernels may read (never use) one vector past a buffer's end.
+        self.arena = np.zeros(arena_bytes + 128, dtype=np.uint8)
+        cdef uintptr_t base = self.arena.__array_interface__["data"][0]
+        cdef uintptr_t aligned = (base + 63) & ~(<uintptr_t>63)
+        cdef Py_ssize_t shift = aligned - base
+        self.views = [None] * n_slots
+        for slot, offset, dtype, shape in arena_slots:
+            if not 0 <= slot < n_slots:
+                raise ValueError(f"slot {slot} out of range")
+            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            if nbytes < self.slot_nbytes[slot]:
+                raise ValueError(f"slot {slot}: {nbytes} bytes, the program needs {self.slot_nbytes[slot]}")
+            if offset < 0 or offset + nbytes > arena_bytes:
+                raise ValueError(f"slot {slot} does not fit in the arena")
+            view = self.arena[shift + offset: shift + offset + nbytes].view(dtype).reshape(shape)
+            self.views[slot] = view
+            self.slots[slot] = <char *>(aligned + <uintptr_t>offset)
+
+    def __dealloc__(self):
+        free(self.slots)
+
+    def bind(self, Py_ssize_t slot, arr):
+        """Point `slot` at a caller's array (a model input or output) for this run."""
+        if not 0 <= slot < self.n_slots:
+            raise ValueError(f"slot {slot} out of range")
+        if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous:
+            raise ValueError("bound arrays must be C-contiguous numpy arrays")
+        if arr.nbytes < self.slot_nbytes[slot]:
+            raise ValueError(f"slot {slot}: array of {arr.nbytes} bytes, the program needs "
+                             f"{self.slot_nbytes[slot]}")
+        self.views[slot] = arr
+        self.slots[slot] = <char *><uintptr_t>arr.__array_interface__["data"][0]
+
+    @property
+    def nbytes(self):
+        return self.arena.nbytes
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef class Program:
+    """A flat list of steps, run in order."""
+    cdef readonly list steps
+    cdef step_fn *fns     # per step: the native function, or NULL for a Python step
+    cdef void **args
+    cdef Py_ssize_t n
+    cdef readonly tuple slot_nbytes
+
+    def __cinit__(self, list steps, slot_nbytes):
+        """slot_nbytes: the size in bytes of every slot; every native step's extents must fit."""
+        self.steps = list(steps)
+        self.slot_nbytes = tuple(int(b) for b in slot_nbytes)
+        self.n = len(self.steps)
+        self.fns = <step_fn *>calloc(max(self.n, 1), sizeof(step_fn))
+        self.args = <void **>calloc(max(self.n, 1), sizeof(void *))
+        if self.fns == NULL or self.args == NULL:
+            raise MemoryError()
+        cdef NativeStep ns
+        for i, s in enumerate(self.steps):
+            if isinstance(s, NativeStep):
+                ns = s
+                for slot, lo, hi in ns.extents:
+                    if not (0 <= slot < len(self.slot_nbytes) and 0 <= lo <= hi <= self.slot_nbytes[slot]):
+                        raise ValueError(f"step {ns.op} {ns.name!r}: access [{lo}, {hi}) of slot "
+                                         f"{slot} is outside its {self.slot_nbytes[slot] if 0 <= slot < len(self.slot_nbytes) else '?'} bytes")
+                self.fns[i] = ns.fn
+                self.args[i] = ns.args
+            elif not isinstance(s, PyStep):
+                raise TypeError(f"step {i} is not a Step: {s!r}")
+
+    def __dealloc__(self):
+        free(self.fns)
+        free(self.args)
+
+    def __len__(self):
+        return self.n
+
+    def run(self, RunContext ctx not None, times=None):
+        """Run every step with ctx's memory. `times`: optional float64 array of len(steps) that
+        receives each step's wall time in seconds (profiling)."""
+        cdef Py_ssize_t i = 0, j, failed = -1
+        cdef int rc = 0
+        cdef char **slots = ctx.slots
+        cdef double[::1] tv
+        cdef bint timing = times is not None
+        cdef double t0
+        if timing:
+            tv = times
+            if tv.shape[0] != self.n:
+                raise ValueError("times must have one entry per step")
+        while i < self.n:
+            if self.fns[i] != NULL:
+                j = i
+                with nogil:
+                    while j < self.n and self.fns[j] != NULL:
+                        if timing:
+                            t0 = _now()
+                        rc = self.fns[j](self.args[j], slots)
+                        if timing:
+                            tv[j] = _now() - t0
+                        if rc != 0:
+                            failed = j
+                            break
+                        j += 1
+                if failed >= 0:
+                    s = self.steps[failed]
+                    raise RuntimeError(f"kernel step {s.op} of node {s.name!r} failed (code {rc})")
+                i = j
+            else:
+                t0 = _now()
+                (<PyStep>self.steps[i]).fn(ctx.views)
+                if timing:
+                    tv[i] = _now() - t0
+                i += 1
