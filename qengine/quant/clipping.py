@@ -12,7 +12,8 @@ import numpy as np
 from .histogram import Histogram
 from .params import scale_zero_point
 
-__all__ = ["percentile_range", "expected_mse", "mse_range", "entropy_range", "kl_divergences"]
+__all__ = ["percentile_range", "expected_mse", "empirical_mse", "mse_range", "entropy_range",
+           "kl_divergences"]
 
 
 # ---- percentile --------------------------------------------------------------------------------
@@ -67,57 +68,78 @@ def expected_mse(edges, counts, scale, zero_point, qmin: int, qmax: int) -> np.n
     return (per_unit * counts[None]).sum(axis=-1) * scale[..., 0] ** 2 / total
 
 
-def _mse_of_ratios(edges, counts, lo, hi, ra, rb, qmin, qmax, symmetric, chunk_elems=1 << 22):
-    """MSE (K, C) of clipping each row's range to [ra * lo, rb * hi] (ra, rb shaped (K, C)),
-    evaluated in chunks of candidates to bound memory."""
+def empirical_mse(rows, scale, zero_point, qmin: int, qmax: int) -> np.ndarray:
+    """Mean squared error of quantizing the raw values rows (C, m) (NaN: missing) with each
+    candidate (scale, zero_point) shaped (K, C) -> (K, C). Float64, in units of the step."""
+    valid = np.isfinite(rows)
+    x = np.where(valid, rows, 0.0).astype(np.float64)
+    scale = np.asarray(scale, dtype=np.float64)
+    y = x[None] / scale[..., None] + np.asarray(zero_point, dtype=np.float64)[..., None]
+    e = y - np.clip(np.rint(y), qmin, qmax)
+    return (e * e * valid).sum(axis=-1) * scale ** 2 / np.maximum(valid.sum(axis=-1), 1)
+
+
+def _best_ratios(evaluate, lo, hi, ra, rb, qmin, qmax, symmetric, width, chunk_elems=1 << 22):
+    """The (ra, rb) candidate (rows of (K, C)) whose clipped range [ra * lo, rb * hi] has the
+    least error per channel, the error evaluated in chunks of candidates to bound memory
+    (`width`: evaluation cost per candidate and channel). Ties keep the earlier (wider) one."""
     scale, zp = scale_zero_point(ra * lo, rb * hi, qmin, qmax, symmetric)
     scale = scale.astype(np.float32).astype(np.float64)   # as stored: evaluate what will run
-    step = max(1, chunk_elems // max(1, edges.size))
-    return np.concatenate([expected_mse(edges, counts, scale[i:i + step], zp[i:i + step],
-                                        qmin, qmax) for i in range(0, scale.shape[0], step)])
+    step = max(1, chunk_elems // max(1, width * lo.size))
+    err = np.concatenate([evaluate(scale[i:i + step], zp[i:i + step])
+                          for i in range(0, scale.shape[0], step)])
+    k = err.argmin(axis=0)[None]
+    return np.take_along_axis(ra, k, 0)[0], np.take_along_axis(rb, k, 0)[0]
 
 
-def _refine(best: np.ndarray, spacing: float, n: int) -> np.ndarray:
-    """n ratios per row around `best` (C,), +- one coarse spacing, kept in (0, 1]."""
-    r = best[None, :] + np.linspace(spacing, -spacing, n)[:, None]
-    return np.clip(r, spacing / n, 1.0)
+def _pairs(a: np.ndarray, b: np.ndarray, two_d: bool):
+    """Candidate rows from per-axis ratio lists a, b (n, C): zipped (1-D) or every pair (2-D)."""
+    if not two_d:
+        return a, a
+    return np.repeat(a, b.shape[0], axis=0), np.tile(b, (a.shape[0], 1))
 
 
 def mse_range(hist: Histogram, qmin: int, qmax: int, symmetric: bool, coarse: int = 100,
-              fine: int = 41, max_bins: int = 1024):
-    """The clipping range per row that minimizes expected_mse for this integer range.
+              fine: int = 41, max_bins: int = 1024, rows: np.ndarray | None = None):
+    """The clipping range per row that minimizes the quantization MSE for this integer range.
 
-    Candidates are the data range scaled by ratios in (0, 1] (widest first, so ties keep the
-    wider range): a coarse grid then a finer one around the best. Symmetric ranges and
-    one-signed data search one ratio; mixed-sign asymmetric data search a 2-D grid of
-    (ratio of min, ratio of max), with sqrt-sized grids."""
+    Candidates are the data range scaled by ratios in (0, 1], widest first: a coarse grid on
+    the histogram's expected_mse, then a finer grid +- one coarse step around the best.
+    Symmetric ranges and one-signed data search one ratio; mixed-sign asymmetric data a 2-D
+    grid of (ratio of min, ratio of max), with sqrt-sized grids. With the raw data (`rows`,
+    C x m, NaN = missing: weights, where the data is the whole population rather than a sample)
+    the fine stage is evaluated exactly on it and includes the unclipped range, so the result is
+    never worse than minmax on that data."""
     edges, counts = hist.signed(max_bins)
     lo, hi = hist.lo.astype(np.float64), hist.hi.astype(np.float64)
     if symmetric:
         a = np.maximum(-lo, hi)
         lo, hi = -a, a
     C = hist.channels
-    if symmetric or not np.any((lo < 0) & (hi > 0)):
-        r = np.repeat(np.linspace(1.0, 1.0 / coarse, coarse)[:, None], C, axis=1)
-        for spacing in (1.0 / coarse, None):
-            mse = _mse_of_ratios(edges, counts, lo, hi, r, r, qmin, qmax, symmetric)
-            best = np.take_along_axis(r, mse.argmin(axis=0)[None], 0)[0]
-            if spacing is None:
-                return best * lo, best * hi
-            r = _refine(best, spacing, fine)
-    # 2-D: every (ra, rb) pair of a g x g grid, then a finer g2 x g2 grid around the best
-    g, g2 = max(4, int(np.sqrt(coarse * 4))), max(3, int(np.sqrt(fine * 3)))
-    axis_r = np.linspace(1.0, 1.0 / g, g)
-    ra = np.repeat(np.repeat(axis_r, g)[:, None], C, axis=1)
-    rb = np.repeat(np.tile(axis_r, g)[:, None], C, axis=1)
-    for spacing in (1.0 / g, None):
-        mse = _mse_of_ratios(edges, counts, lo, hi, ra, rb, qmin, qmax, False)
-        k = mse.argmin(axis=0)[None]
-        best_a, best_b = np.take_along_axis(ra, k, 0)[0], np.take_along_axis(rb, k, 0)[0]
-        if spacing is None:
-            return best_a * lo, best_b * hi
-        fa, fb = _refine(best_a, spacing, g2), _refine(best_b, spacing, g2)
-        ra, rb = np.repeat(fa, g2, axis=0), np.tile(fb, (g2, 1))
+    two_d = not symmetric and bool(np.any((lo < 0) & (hi > 0)))
+    if two_d:
+        coarse, fine = max(4, int(np.sqrt(coarse * 4))), max(3, int(np.sqrt(fine * 3)))
+
+    def by_hist(s, z):
+        return expected_mse(edges, counts, s, z, qmin, qmax)
+
+    def by_rows(s, z):
+        return empirical_mse(rows, s, z, qmin, qmax)
+
+    grid = np.repeat(np.linspace(1.0, 1.0 / coarse, coarse)[:, None], C, axis=1)
+    ra, rb = _pairs(grid, grid, two_d)
+    best_a, best_b = _best_ratios(by_hist, lo, hi, ra, rb, qmin, qmax, symmetric, edges.shape[1])
+    spacing = 1.0 / coarse
+    around = np.linspace(spacing, -spacing, fine)[:, None]
+    fa = np.clip(best_a[None] + around, spacing / fine, 1.0)
+    fb = np.clip(best_b[None] + around, spacing / fine, 1.0)
+    ra, rb = _pairs(fa, fb, two_d)
+    evaluate, width = by_hist, edges.shape[1]
+    if rows is not None:
+        evaluate, width = by_rows, rows.shape[1]
+        ra, rb = np.vstack([np.ones((1, C)), ra]), np.vstack([np.ones((1, C)), rb])
+    best_a, best_b = _best_ratios(evaluate, lo, hi, ra, rb, qmin, qmax, symmetric, width)
+    return best_a * lo, best_b * hi
 
 
 # ---- entropy (KL divergence, TensorRT-style) ----------------------------------------------------

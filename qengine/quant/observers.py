@@ -123,8 +123,9 @@ class Observer:
     # -- results -------------------------------------------------------------------------------
     def range(self, bits: int = 8, signed: bool = False, symmetric: bool = False,
               narrow: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(min, max) as float32 arrays, shape () per tensor or (C,) per channel. Clipping
-        observers (percentile, mse, entropy) choose it for the given integer range."""
+        """(min, max) as float32 arrays, shape () per tensor or (C,) per channel; [-t, t] when
+        symmetric. Clipping observers (percentile, mse, entropy) choose it for the given
+        integer range."""
         bits = _check_bits(bits)
         if narrow is None:
             narrow = bool(symmetric and signed)
@@ -138,6 +139,9 @@ class Observer:
         qmin, qmax = int_range(bits, bool(signed), bool(narrow))
         lo, hi = self._range(qmin, qmax, bool(symmetric))
         lo, hi = np.asarray(lo, dtype=np.float32), np.asarray(hi, dtype=np.float32)
+        if symmetric:                      # the range the parameters will cover: [-t, t]
+            hi = np.maximum(-lo, hi)
+            lo = -hi
         assert np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo <= hi)
         if self.axis is None:
             return lo.reshape(()), hi.reshape(())
@@ -265,8 +269,9 @@ class PercentileObserver(_HistogramObserver):
     method = "percentile"
     per_axis = False
 
-    def __init__(self, *, percentile: float = 99.99, bins: int | None = None, nonfinite="warn"):
-        super().__init__(bins=bins, nonfinite=nonfinite)
+    def __init__(self, *, percentile: float = 99.99, bins: int | None = None, axis=None,
+                 nonfinite="warn"):
+        super().__init__(bins=bins, axis=axis, nonfinite=nonfinite)
         self.percentile = _check_number(percentile, "percentile", 0, 100)
 
     def _range(self, qmin, qmax, symmetric):
@@ -274,21 +279,38 @@ class PercentileObserver(_HistogramObserver):
 
 
 class MSEObserver(_HistogramObserver):
-    """The clipping range that minimizes the expected quantization MSE of the observed
-    distribution for the requested integer range (clipping error traded against rounding
-    error). Per channel (axis) for weights: vectorized over channels, with 128 bins per side by
-    default (a weight channel rarely holds more values than that resolves)."""
+    """The clipping range that minimizes the quantization MSE of the observed values for the
+    requested integer range (clipping error traded against rounding error).
+
+    Per tensor (activations: a sample of a distribution) the expected MSE is computed on the
+    histogram. Per channel (axis; weights, where the values are the whole population) the
+    search is vectorized over channels with 128 bins per side by default, and while at most
+    `exact_limit` values have been seen they are kept and the final choice is made on them
+    exactly, the unclipped range included: never worse than minmax on any channel."""
     method = "mse"
 
-    def __init__(self, *, bins: int | None = None, axis=None, nonfinite="warn"):
+    def __init__(self, *, bins: int | None = None, axis=None, exact_limit: int = 1 << 22,
+                 nonfinite="warn"):
         if bins is None and axis is not None:
             bins = 128
         super().__init__(bins=bins, axis=axis, nonfinite=nonfinite)
+        self.exact_limit = _check_int(exact_limit, "exact_limit", 0, 1 << 40)
+        self._raw: list | None = [] if axis is not None else None
+
+    def _update(self, rows, mask, lo, hi):
+        super()._update(rows, mask, lo, hi)
+        if self._raw is None:
+            return
+        self._raw.append(rows.copy() if mask is None else np.where(mask, rows, np.float32(np.nan)))
+        if sum(r.size for r in self._raw) > self.exact_limit:
+            self._raw = None                     # too many: the histogram alone decides
 
     def _range(self, qmin, qmax, symmetric):
-        if self.hist.channels == 1:
+        if self.axis is None:
             return mse_range(self.hist, qmin, qmax, symmetric)
-        return mse_range(self.hist, qmin, qmax, symmetric, coarse=40, fine=21, max_bins=512)
+        rows = np.concatenate(self._raw, axis=1) if self._raw else None
+        return mse_range(self.hist, qmin, qmax, symmetric, coarse=40, fine=21, max_bins=256,
+                         rows=rows)
 
 
 class EntropyObserver(_HistogramObserver):
@@ -298,8 +320,8 @@ class EntropyObserver(_HistogramObserver):
     method = "entropy"
     per_axis = False
 
-    def __init__(self, *, bins: int | None = None, nonfinite="warn"):
-        super().__init__(bins=bins, nonfinite=nonfinite)
+    def __init__(self, *, bins: int | None = None, axis=None, nonfinite="warn"):
+        super().__init__(bins=bins, axis=axis, nonfinite=nonfinite)
 
     def _range(self, qmin, qmax, symmetric):
         return entropy_range(self.hist, qmin, qmax, symmetric)

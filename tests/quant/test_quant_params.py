@@ -15,7 +15,7 @@ from qengine.quant import (QParams, dequantize, fake_quantize, int_range, qparam
                            quantize)
 from qengine.quant import params as P
 
-SETTINGS = settings(max_examples=60, deadline=None)
+SETTINGS = settings(max_examples=150, deadline=None)
 finite32 = st.floats(-1e6, 1e6, allow_nan=False, width=32)
 kinds = st.sampled_from([  # (signed, symmetric, narrow)
     (False, False, None), (True, False, None), (True, True, None), (False, True, None),
