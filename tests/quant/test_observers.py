@@ -250,6 +250,22 @@ def test_per_channel_mse_beats_minmax_on_every_channel():
         assert e_mse.mean() < (0.995 if bits == 8 else 0.7) * e_mm.mean()
 
 
+def test_per_channel_mse_requantizes_already_quantized_weights_losslessly():
+    """Weights exported from quantization-aware training sit on a grid already: the exact
+    final stage keeps it even where the smoothed histogram would clip the sparse tails."""
+    rng = np.random.default_rng(10)
+    k = np.clip(np.rint(rng.standard_normal((4, 200_000)) * 5), -127, 127)
+    k[:, 0], k[:, 1] = 127, -127               # in expectation, clipping these two would pay
+    step = rng.uniform(1e-3, 1e-1, (4, 1))
+    w = (k * step).astype(np.float32)
+    obs, mm = MSEObserver(axis=0), make_observer("minmax", axis=0)
+    obs.update(w)
+    mm.update(w)
+    qp = obs.qparams(8, True, True)
+    assert qp == mm.qparams(8, True, True)
+    assert np.allclose(fake_quantize(w, qp), w, rtol=1e-6, atol=0)   # float32 rounding only
+
+
 def test_per_channel_axis_can_be_negative_and_move():
     x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     obs = make_observer("minmax", axis=-1)
