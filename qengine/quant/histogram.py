@@ -45,33 +45,43 @@ class Histogram:
     def total(self) -> np.ndarray:
         return self.counts.sum(axis=1) + self.zeros
 
-    def add(self, rows: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Count the values of rows (C, m) float32, all finite where `mask` (C, m) is True
-        (mask None: all finite)."""
+    def add(self, rows: np.ndarray, mask: np.ndarray | None = None, lo: np.ndarray | None = None,
+            hi: np.ndarray | None = None) -> None:
+        """Count rows (C, m) float32: finite where `mask` (C, m) is True (None: all finite);
+        lo / hi (C,), if the caller has them, are the rows' finite min / max (+inf / -inf for a
+        row without any)."""
         C, twoN = self.channels, 2 * self.bins
         assert rows.ndim == 2 and rows.shape[0] == C and rows.dtype == np.float32
         if rows.shape[1] == 0:
             return
-        lo = np.min(rows, axis=1, where=mask, initial=np.inf) if mask is not None else rows.min(1)
-        hi = np.max(rows, axis=1, where=mask, initial=-np.inf) if mask is not None else rows.max(1)
+        if lo is None:
+            lo = np.min(rows, axis=1, where=True if mask is None else mask, initial=np.inf)
+            hi = np.max(rows, axis=1, where=True if mask is None else mask, initial=-np.inf)
+        assert lo.shape == hi.shape == (C,)
         self.lo = np.minimum(self.lo, lo)
         self.hi = np.maximum(self.hi, hi)
         absmax = np.maximum(-lo, hi).astype(np.float64)    # -inf for rows with no finite value
         fresh = (self.width == 0) & (absmax > 0)
         self.width[fresh] = absmax[fresh] / self.bins
         self._grow(absmax)
-        # bin index relative to 0 plus the row's offset; float32 division is exact enough here
-        # (a value can land one bin off at an edge) and halves the memory traffic
-        w = np.where(self.width > 0, self.width, 1.0).astype(np.float32)
-        idx = np.floor(rows / w[:, None])
-        np.clip(idx, -twoN, twoN - 1, out=idx)
-        with np.errstate(invalid="ignore"):      # NaN / inf entries are masked out below
-            idx = idx.astype(np.int64)
-        idx += (np.arange(C, dtype=np.int64) * (2 * twoN) + twoN)[:, None]
-        is_zero = rows == 0
-        self.zeros += np.count_nonzero(is_zero, axis=1)
-        keep = ~is_zero if mask is None else mask & ~is_zero
-        self.counts += np.bincount(idx[keep], minlength=C * 2 * twoN).reshape(C, 2 * twoN)
+        # bin = floor(x * (1 / w)) in float32: a value may land one bin off at an edge, which
+        # is harmless, and 1 / w scales exactly when w doubles, so re-binning stays exact
+        inv = (1.0 / np.where(self.width > 0, self.width, 1.0)).astype(np.float32)
+        idx = rows * inv[:, None]
+        np.floor(idx, out=idx)
+        idx += twoN                                       # column of 0 is 2N
+        np.clip(idx, 0, 2 * twoN - 1, out=idx)
+        with np.errstate(invalid="ignore"):               # NaN entries are masked out below
+            idx = idx.astype(np.intp)
+        if C > 1:
+            idx += (np.arange(C, dtype=np.intp) * (2 * twoN))[:, None]
+        flat = idx.ravel() if mask is None else idx[mask]
+        counts = np.bincount(flat, minlength=C * 2 * twoN).reshape(C, 2 * twoN)
+        # exact zeros landed in column 2N (the bin [0, w)): move them to their own count
+        zeros = np.count_nonzero(rows == 0, axis=1)
+        counts[:, twoN] -= zeros
+        self.zeros += zeros
+        self.counts += counts
 
     def _grow(self, absmax: np.ndarray) -> None:
         """Double the width of rows whose span [-2N w, 2N w) does not hold absmax, merging

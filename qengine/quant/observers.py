@@ -222,8 +222,14 @@ class MeanStdObserver(Observer):
         where = True if mask is None else mask
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_b = np.sum(rows, axis=1, where=where, dtype=np.float64) / n_b
-            d = rows.astype(np.float64) - mean_b[:, None]
-            m2_b = np.sum(np.square(d, out=d), axis=1, where=where)
+            # centre on the float32-rounded mean c (x - c is exact near c: Sterbenz), square
+            # and sum in float64, then correct for c != mean: M2 = sum (x - c)^2 - n (mean - c)^2
+            c = np.nan_to_num(mean_b).astype(np.float32)
+            d = rows - c[:, None]
+            if mask is not None:
+                d = np.where(mask, d, np.float32(0))
+            m2_b = np.einsum("ij,ij->i", d, d, dtype=np.float64) - n_b * (mean_b - c) ** 2
+            m2_b = np.maximum(m2_b, 0.0)
         if self.n is None:
             self.n, self.mean, self.m2 = np.zeros_like(n_b), np.zeros_like(n_b), np.zeros_like(n_b)
             self.lo, self.hi = lo, hi
@@ -260,7 +266,7 @@ class _HistogramObserver(Observer):
     def _update(self, rows, mask, lo, hi):
         if self.hist is None:
             self.hist = Histogram(rows.shape[0], self.bins)
-        self.hist.add(rows, mask)
+        self.hist.add(rows, mask, lo, hi)
 
 
 class PercentileObserver(_HistogramObserver):

@@ -180,7 +180,7 @@ def test_histogram_regrowth_is_exact_and_memory_bounded():
     assert w >= np.abs(x).max() / 128 and w < np.abs(x).max() / 64 * 1.0001
     # merging by integer factors loses nothing: the counts are those of the final bins
     nz = x[x != 0]
-    direct = np.bincount(np.clip(np.floor(nz / np.float32(w)), -128, 127).astype(int) + 128,
+    direct = np.bincount(np.clip(np.floor(nz * np.float32(1 / w)), -128, 127).astype(int) + 128,
                          minlength=256)
     assert np.array_equal(h.counts[0], direct)
 
