@@ -52,8 +52,8 @@ class Observer:
 
     A subclass implements _update(rows, mask, lo, hi) -- rows (C, m) float32, mask (C, m) of the
     finite entries or None when all are finite, lo / hi (C,) the batch's finite min / max
-    (+inf / -inf for a row without finite values) -- and _range(bits, signed, symmetric, narrow)
-    returning (lo, hi) per row."""
+    (+inf / -inf for a row without finite values) -- and _range(qmin, qmax, symmetric)
+    returning (lo, hi) per row for that integer range."""
     method: ClassVar[str] = ""
     per_axis: ClassVar[bool] = True
 
@@ -107,6 +107,9 @@ class Observer:
                 raise QuantizationError(f"observer {self.method!r}: axis {self.axis} is out of "
                                         f"range for data of shape {a.shape}")
             ax = self.axis % a.ndim
+            if a.shape[ax] == 0:
+                raise QuantizationError(f"observer {self.method!r}: data of shape {a.shape} has "
+                                        f"no channels on axis {self.axis}")
             rows = np.moveaxis(a, ax, 0).reshape(a.shape[ax], -1)
         if self.channels is None:
             self.channels = rows.shape[0]
@@ -207,8 +210,8 @@ class MovingAverageObserver(Observer):
 
 class MeanStdObserver(Observer):
     """mean +- k * sigma (the origin tutorial's "scale from mean and variance"), clipped to the
-    data's min / max. Streamed exactly: per-batch float64 sums combined with Chan's parallel
-    form of Welford's update, so any batching gives the same result."""
+    data's min / max. Streamed with per-batch float64 sums combined by Chan's parallel form of
+    Welford's update: any batching gives the same result up to rounding (relative ~1e-9)."""
     method = "mean_std"
 
     def __init__(self, *, k: float = 3.0, axis=None, nonfinite="warn"):
@@ -222,8 +225,9 @@ class MeanStdObserver(Observer):
         where = True if mask is None else mask
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_b = np.sum(rows, axis=1, where=where, dtype=np.float64) / n_b
-            # centre on the float32-rounded mean c (x - c is exact near c: Sterbenz), square
-            # and sum in float64, then correct for c != mean: M2 = sum (x - c)^2 - n (mean - c)^2
+            # centre on c = the float32-rounded batch mean (x - c in float32 costs at most 2^-24
+            # relative per term, and no float64 copy of the batch), square and sum in float64,
+            # then correct for c != mean: M2 = sum (x - c)^2 - n (mean - c)^2
             c = np.nan_to_num(mean_b).astype(np.float32)
             d = rows - c[:, None]
             if mask is not None:
