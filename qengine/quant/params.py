@@ -284,20 +284,28 @@ def _quantize_ref(x, scale, zp, qmin: int, qmax: int, dtype) -> np.ndarray:
         v = np.asarray(np.divide(x, scale, dtype=np.float32))
     v[np.isnan(v)] = 0
     zp = np.asarray(zp, dtype=np.int64)
-    if dtype is np.int32:   # bounds beyond 2^24 are not float32-exact: clamp in float64
-        v = v.astype(np.float64)
-        np.clip(v, (qmin - zp).astype(np.float64), (qmax - zp).astype(np.float64), out=v)
-        return (np.rint(v).astype(np.int64) + zp).astype(np.int32)
     np.clip(v, (qmin - zp).astype(np.float32), (qmax - zp).astype(np.float32), out=v)
     np.rint(v, out=v)
     v += zp.astype(np.float32)   # exact: small integers
     return v.astype(dtype)
 
 
+def _quantize_int32(x, scale, zp, qmin: int, qmax: int, dtype) -> np.ndarray:
+    """The int32 (bias) map: as _quantize_ref but in float64 -- the division as onnxruntime
+    quantizes biases, the clamp because int32 bounds are not float32-exact."""
+    with np.errstate(over="ignore"):
+        v = np.asarray(np.divide(x, scale, dtype=np.float64))
+    v[np.isnan(v)] = 0
+    zp = np.asarray(zp, dtype=np.int64)
+    np.clip(v, (qmin - zp).astype(np.float64), (qmax - zp).astype(np.float64), out=v)
+    return (np.rint(v).astype(np.int64) + zp).astype(np.int32)
+
+
 def quantize(x, qp: QParams) -> np.ndarray:
     """q = clamp(round_half_even(float32(x) / scale) + zero_point, qmin, qmax), in qp.dtype.
     Per-axis parameters broadcast along qp.axis. NaN maps to the zero point, +inf to qmax and
-    -inf to qmin (as the C kernels)."""
+    -inf to qmin (as the C kernels). int32 (bias) parameters divide in float64, as
+    quantize_bias."""
     x = _as_float32(x, "x")
     ax = _axis_of(qp, x.shape)
     kernel = QUANTIZE_KERNELS.get(qp.dtype)
@@ -305,8 +313,9 @@ def quantize(x, qp: QParams) -> np.ndarray:
         rows = np.ascontiguousarray(x).reshape(-1, qp.num_channels)
         return kernel(rows, qp.scale.reshape(-1), qp.zero_point.reshape(-1),
                       qp.qmin, qp.qmax).reshape(x.shape)
-    return _quantize_ref(x, _broadcast(qp.scale, ax, x.ndim), _broadcast(qp.zero_point, ax, x.ndim),
-                         qp.qmin, qp.qmax, qp.dtype)
+    ref = _quantize_int32 if qp.bits == BIAS_BITS else _quantize_ref
+    return ref(x, _broadcast(qp.scale, ax, x.ndim), _broadcast(qp.zero_point, ax, x.ndim),
+               qp.qmin, qp.qmax, qp.dtype)
 
 
 def dequantize(q, qp: QParams) -> np.ndarray:
@@ -357,15 +366,16 @@ def quantize_bias(bias, input_scale, weight_scales) -> tuple[np.ndarray, QParams
     scale = s_in * s_w                       # float32 product, as the kernels and ORT
     if np.any(scale < _F32_TINY):
         raise QuantizationError(f"bias scale s_in * s_w underflows float32 ({_short(scale)})")
-    v = np.rint(b.astype(np.float64) / np.broadcast_to(scale, b.shape).astype(np.float64))
-    clipped = int(np.count_nonzero((v < _I32.min) | (v > _I32.max)))
+    qp = QParams(scale, np.zeros(scale.shape, np.int32), 0 if scale.ndim else None, BIAS_BITS,
+                 True, False)
+    q = quantize(b, qp)
+    ratio = np.abs(b.astype(np.float64) / np.broadcast_to(scale, b.shape))
+    clipped = int(np.count_nonzero(ratio > _I32.max + 0.5))
     if clipped:
         warnings.warn(f"{clipped} bias value(s) exceed int32 at scale s_in * s_w and were "
                       "clamped: the weight scale is too small for this bias", RuntimeWarning,
                       stacklevel=2)
-    q = np.clip(v, _I32.min, _I32.max).astype(np.int32)
-    axis = 0 if scale.ndim == 1 else None
-    return q, QParams(scale, np.zeros(scale.shape, np.int32), axis, BIAS_BITS, True, False)
+    return q, qp
 
 
 def requant_multiplier(input_scale, weight_scales, output_scale) -> np.ndarray:
