@@ -144,6 +144,11 @@ def mse_range(hist: Histogram, qmin: int, qmax: int, symmetric: bool, coarse: in
 
 # ---- entropy (KL divergence, TensorRT-style) ----------------------------------------------------
 
+def _xlogx(v: np.ndarray) -> np.ndarray:
+    """v * log(v), with 0 log 0 = 0."""
+    return np.where(v > 0, v * np.log(np.where(v > 0, v, 1.0)), 0.0)
+
+
 def kl_divergences(h: np.ndarray, levels: int) -> np.ndarray:
     """KL(P || Q) for every candidate cut i = levels..n of the one-sided histogram h (n,):
     P = h[:i] with the mass beyond (outliers) added to its last bin; Q = h[:i] merged into
@@ -159,7 +164,7 @@ def kl_divergences(h: np.ndarray, levels: int) -> np.ndarray:
     total = h.sum()
     csum = np.concatenate([[0.0], np.cumsum(h)])
     cnz = np.concatenate([[0], np.cumsum(h > 0)])
-    hlogh = np.concatenate([[0.0], np.cumsum(np.where(h > 0, h * np.log(np.where(h > 0, h, 1)), 0))])
+    hlogh = np.concatenate([[0.0], np.cumsum(_xlogx(h))])
     bounds = (np.arange(levels + 1)[None, :] * cuts[:, None] + levels - 1) // levels   # (K, L+1)
     S = csum[bounds[:, 1:]] - csum[bounds[:, :-1]]                                     # chunk mass
     nz = (cnz[bounds[:, 1:]] - cnz[bounds[:, :-1]]).astype(np.float64)                 # p > 0 bins
@@ -171,7 +176,7 @@ def kl_divergences(h: np.ndarray, levels: int) -> np.ndarray:
         log_q = np.where(S > 0, np.log(S) - np.log(np.maximum(nz, 1)), 0.0)
         out_log_q = np.where(S[:, -1] > 0, outliers * log_q[:, -1], -np.inf)
         p_log_q = (S * log_q).sum(axis=1) + np.where(outliers > 0, out_log_q, 0.0)
-        p_log_p = hlogh[cuts - 1] + np.where(p_last > 0, p_last * np.log(np.maximum(p_last, 1e-300)), 0)
+        p_log_p = hlogh[cuts - 1] + _xlogx(p_last)
         kl = (p_log_p - p_log_q) / total - np.log(total) + np.log(csum[cuts])
     kl = np.where(csum[cuts] > 0, kl, np.inf)
     return np.where(np.isnan(kl), np.inf, kl)

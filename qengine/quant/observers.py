@@ -60,9 +60,10 @@ class Observer:
     def __init__(self, *, axis: int | None = None, nonfinite: str = "warn"):
         if axis is not None:
             if not self.per_axis:
+                per_axis = ", ".join(m for m, c in OBSERVERS.items() if c.per_axis)
                 raise QuantizationError(f"observer {self.method!r} is per tensor only (axis must "
                                         f"be None, got {axis!r}); per-channel observers: "
-                                        f"{', '.join(m for m, c in OBSERVERS.items() if c.per_axis)}")
+                                        f"{per_axis}")
             axis = _check_int(axis, "axis", -64, 63)
         if nonfinite not in ("warn", "raise"):
             raise QuantizationError(f"nonfinite must be 'warn' or 'raise', got {nonfinite!r}")

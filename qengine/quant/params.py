@@ -1,6 +1,6 @@
 """Quantization parameters and the affine map (normative: DESIGN.md, "Quantization semantics").
 
-    q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)      x ~= scale * (q - zero_point)
+    q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)     x ~= scale * (q - zero_point)
 
 Every float step is float32, in the order written, so the results equal tests/npref.py and the C
 kernels (qe_quantize_f32_u8 / _s8) bit for bit. Parameter *choice* (qparams_from_range) follows
@@ -29,7 +29,8 @@ _I32 = np.iinfo(np.int32)
 
 
 def _check_bits(bits, allowed=BITS) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or int(bits) not in allowed:
+    if (isinstance(bits, bool) or not isinstance(bits, (int, np.integer))
+            or int(bits) not in allowed):
         raise QuantizationError(f"bits must be an integer in {min(allowed)}..{max(allowed)}"
                                 f"{' or 32' if BIAS_BITS in allowed else ''}, got {bits!r}")
     return int(bits)
