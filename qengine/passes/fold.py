@@ -24,9 +24,10 @@ from .shapes import infer_shapes
 
 __all__ = ["fold_constants", "fold_shape_chains", "simplify", "MAX_FOLD_ELEMENTS"]
 
-#: outputs larger than this stay computed at run time (Expand/Tile/ConstantOfShape can
-#: make huge tensors from tiny ones; a weight this large would not fit anyway)
-MAX_FOLD_ELEMENTS = 1 << 26
+#: outputs larger than this (1 GiB of float32) stay computed at run time: Expand/Tile/
+#: ConstantOfShape can make huge tensors from tiny ones. Real weights are smaller (VGG-19's
+#: fc6, stored as a ConstantOfShape in ONNX's test zoo, has 103M elements).
+MAX_FOLD_ELEMENTS = 1 << 28
 
 
 def fold_constants(graph: Graph, max_elements: int = MAX_FOLD_ELEMENTS) -> int:
@@ -64,14 +65,24 @@ def fold_constants(graph: Graph, max_elements: int = MAX_FOLD_ELEMENTS) -> int:
 class _Vec:
     """A 0-D or 1-D integer tensor known as a list of dims (int, symbol or None)."""
 
-    def __init__(self, items, scalar=False):
-        self.items, self.scalar = list(items), scalar
+    def __init__(self, items, scalar=False, dtype=np.int64):
+        self.items, self.scalar, self.dtype = list(items), scalar, np.dtype(dtype)
+
+    def like(self, items, scalar=None) -> "_Vec":
+        return _Vec(items, self.scalar if scalar is None else scalar, self.dtype)
+
+    def constant(self) -> Optional[np.ndarray]:
+        """The tensor itself when every item is a known integer."""
+        if not all(isinstance(d, int) for d in self.items):
+            return None
+        arr = np.array(self.items, dtype=self.dtype)
+        return arr.reshape(()) if self.scalar else arr
 
 
 def _const_vec(arr: Optional[np.ndarray]) -> Optional[_Vec]:
     if arr is None or arr.dtype.kind not in "iu" or arr.ndim > 1 or arr.size > 64:
         return None
-    return _Vec([int(v) for v in arr.reshape(-1)], scalar=arr.ndim == 0)
+    return _Vec([int(v) for v in arr.reshape(-1)], arr.ndim == 0, arr.dtype)
 
 
 def _vec_rule(graph: Graph, node: Node, get) -> Optional[_Vec]:
@@ -85,27 +96,29 @@ def _vec_rule(graph: Graph, node: Node, get) -> Optional[_Vec]:
     args = [get(i) for i in ins if i]
     if not args or any(a is None for a in args):
         return None
-    if t in ("Identity", "Cast") and (t == "Identity" or node.attrs.get("to") in (6, 7)):
+    if t == "Identity":
         return args[0]
+    if t == "Cast" and node.attrs.get("to") in (6, 7):     # to int32 / int64
+        return _Vec(args[0].items, args[0].scalar, np.int32 if node.attrs["to"] == 6 else np.int64)
     if t == "Gather" and node.attrs.get("axis", 0) == 0 and all(
             isinstance(v, int) for v in args[1].items):
         v, n = args[0].items, len(args[0].items)
         if any(not -n <= i < n for i in args[1].items):
             return None
-        return _Vec([v[i] for i in args[1].items], scalar=args[1].scalar)
+        return args[0].like([v[i] for i in args[1].items], scalar=args[1].scalar)
     if t == "Unsqueeze" and args[0].scalar:
-        return _Vec(args[0].items)
+        return args[0].like(args[0].items, scalar=False)
     if t == "Squeeze" and not args[0].scalar and len(args[0].items) == 1:
-        return _Vec(args[0].items, scalar=True)
+        return args[0].like(args[0].items, scalar=True)
     if t == "Concat" and not any(a.scalar for a in args):
-        return _Vec([d for a in args for d in a.items])
+        return args[0].like([d for a in args for d in a.items])
     if t == "Slice" and len(args) >= 3 and all(all(isinstance(v, int) for v in a.items)
                                                for a in args[1:]):
         starts, ends = args[1].items, args[2].items
         axes = args[3].items if len(args) > 3 else [0]
         steps = args[4].items if len(args) > 4 else [1]
-        if len(starts) == 1 and axes in ([0], [-1]):
-            return _Vec(args[0].items[slice(starts[0], ends[0], steps[0])])
+        if len(starts) == 1 and axes in ([0], [-1]) and steps[0] != 0:
+            return args[0].like(args[0].items[slice(starts[0], ends[0], steps[0])])
     return None
 
 
@@ -129,7 +142,9 @@ def _reshape_target(data_shape, vec: _Vec, allowzero: bool) -> Optional[list]:
 
 
 def fold_shape_chains(graph: Graph) -> int:
-    """Give Reshapes fed by symbolic shape chains a constant target; returns the count."""
+    """Fold the parts of shape chains that are static (e.g. Gather of a static dim from the
+    Shape of a tensor with a symbolic batch) and give Reshapes fed by symbolic chains a
+    constant target. Returns the number of changes."""
     vecs: dict[str, _Vec] = {}
 
     def get(name):
@@ -147,8 +162,14 @@ def fold_shape_chains(graph: Graph) -> int:
                 changed += 1
             continue
         v = _vec_rule(graph, node, get)
-        if v is not None and node.outputs and node.outputs[0]:
-            vecs[node.outputs[0]] = v
+        if v is None or not node.outputs or not node.outputs[0]:
+            continue
+        vecs[node.outputs[0]] = v
+        value = v.constant()
+        if value is not None and len(node.outputs) == 1:
+            graph.remove_node(node)
+            graph.add_initializer(node.outputs[0], value)
+            changed += 1
     return changed
 
 
