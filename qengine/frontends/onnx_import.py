@@ -67,17 +67,18 @@ def import_onnx(model: ModelLike, *, fold: bool = True) -> Graph:
             proto = onnx.inliner.inline_local_functions(proto)
         except Exception as e:
             raise ModelError(f"cannot inline the model's local functions: {e}") from None
-    proto = _with_onnx_shapes(proto)
     graph = _convert(proto.graph, opset)
+    declared = set(graph.values)
+    hints = _onnx_shape_hints(proto, declared)
     graph.toposort()
     graph.validate()
     ops = {id(n): make_op(n, opset) for n in graph.nodes}   # unknown op / bad attribute
     _constants_to_initializers(graph, ops)
     _remove_passthrough(graph)
     if fold:
-        simplify(graph)
+        simplify(graph, declared=declared, hints=hints)
     else:
-        infer_shapes(graph)
+        infer_shapes(graph, declared=declared, hints=hints)
     graph.validate()
     return graph
 
@@ -94,15 +95,26 @@ def _opsets(proto: onnx.ModelProto) -> dict:
     return opset
 
 
-def _with_onnx_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """ONNX shape inference, best effort: real exports often defeat it in places, and our own
-    rules fill the gaps, so a failure here only loses information."""
+def _onnx_shape_hints(proto: onnx.ModelProto, declared: set) -> dict:
+    """What ONNX's shape inference adds to the model's own declarations, as hints for our
+    shape rules (best effort: real exports often defeat it in places, so a failure here only
+    loses information, and our rules have the last word)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+            inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False,
+                                                         data_prop=True)
     except Exception:
-        return proto
+        return {}
+    hints = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        if vi.name in declared:
+            continue
+        try:
+            hints[vi.name] = _value(vi)
+        except ModelError:     # a non-tensor or exotic type: no hint
+            pass
+    return hints
 
 
 # -- protobuf -> IR -----------------------------------------------------------------------
@@ -201,6 +213,7 @@ def _convert(g: onnx.GraphProto, opset: dict) -> Graph:
     values = {v.name: v for v in (_value(v) for v in g.value_info)}
     for v in inputs + outputs:
         values[v.name] = v
+    values = {k: v for k, v in values.items() if v.shape is not None or v.dtype is not None}
     nodes, names = [], set()
     for k, n in enumerate(g.node):
         name = n.name or f"{n.op_type or 'node'}_{k}"

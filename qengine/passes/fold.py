@@ -173,14 +173,15 @@ def fold_shape_chains(graph: Graph) -> int:
     return changed
 
 
-def simplify(graph: Graph, max_rounds: int = 16) -> Graph:
+def simplify(graph: Graph, max_rounds: int = 16, declared=None, hints=None) -> Graph:
     """Infer shapes, fold constants and shape chains, prune dead nodes, until nothing
-    changes. Edits ``graph`` in place and returns it."""
+    changes. Edits ``graph`` in place and returns it. ``declared``/``hints``: see
+    :func:`~qengine.passes.shapes.infer_shapes`."""
     for _ in range(max_rounds):
-        infer_shapes(graph)
+        infer_shapes(graph, declared=declared, hints=hints)
         changed = fold_constants(graph) + fold_shape_chains(graph)
         changed += graph.prune()
         if not changed:
             break
-    infer_shapes(graph)
+    infer_shapes(graph, declared=declared, hints=hints)
     return graph

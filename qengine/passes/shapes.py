@@ -1,9 +1,12 @@
 """Shape and dtype inference over a graph with the ops' own shape rules.
 
-What the graph already knows (declared by the model or found by ONNX's shape inference) is
-merged with what the rules derive: a static dim beats a symbolic one, our symbols (carried
-from the graph inputs, e.g. the batch "N") beat invented ones, and two different static
-values are a shape mismatch: a ModelError naming the node.
+Three sources meet here. The ops' rules are the authority. Shapes the model *declares*
+(graph inputs/outputs, an exporter's value_info) must agree with them: two different static
+dims are a shape mismatch, a ModelError naming the node. *Hints* from a weaker source (ONNX's
+own shape inference, which has its own gaps and a few disagreements with ONNX's reference,
+e.g. MaxPool's ceil_mode) only fill dims the rules leave unknown, and are dropped where they
+disagree. When merging, a static dim beats a symbol, and our symbols (carried from the graph
+inputs, e.g. the batch "N") beat invented ones.
 """
 from __future__ import annotations
 
@@ -45,8 +48,31 @@ def _merge_dtype(ours, theirs) -> Optional[np.dtype]:
     return ours
 
 
-def infer_shapes(graph: Graph) -> None:
-    """Fill ``graph.values`` for every node output, in topological order."""
+def _hint(shape: Shape, dtype, hint) -> tuple:
+    """Fill unknowns of (shape, dtype) from a hint Value; ignore the hint on any conflict."""
+    if hint is None:
+        return shape, dtype
+    try:
+        if shape is not None and hint.shape is not None:
+            filled = tuple(h if d is None else d for d, h in zip(shape, hint.shape))
+            merge_shapes(shape, hint.shape)
+            shape = filled
+        elif shape is None:
+            shape = hint.shape
+        dtype = _merge_dtype(dtype, hint.dtype)
+    except ValueError:
+        pass
+    return shape, dtype
+
+
+def infer_shapes(graph: Graph, *, declared: Optional[set] = None,
+                 hints: Optional[dict] = None) -> None:
+    """Fill ``graph.values`` for every node output, in topological order.
+
+    ``declared``: names whose stored Value is authoritative (None: every stored value is);
+    other stored values are recomputed. ``hints``: name -> Value that may fill unknowns.
+    """
+    hints = hints or {}
     for node in graph.nodes:
         op = make_op(node, graph.opset)
         ins = [graph.value(i) if i else None for i in node.inputs]
@@ -61,7 +87,10 @@ def infer_shapes(graph: Graph) -> None:
         for name, (shape, dtype) in zip(node.outputs, specs):
             if not name:
                 continue
+            shape, dtype = _hint(shape, dtype, hints.get(name))
             old = graph.values.get(name)
+            if declared is not None and name not in declared:
+                old = None
             try:
                 shape = merge_shapes(shape, old.shape if old else None)
                 dtype = _merge_dtype(dtype, old.dtype if old else None)
