@@ -202,3 +202,53 @@ def test_pytorch_exports(case, opset):
         got = ex.run({"input": x.numpy()})
         for g, w in zip(got.values(), want):
             assert_close(g, w.numpy(), f"{case} opset {opset} batch {batch}")
+
+
+# -- a QDQ graph (the representation the int8 pipeline writes and reads) ---------------------
+def qdq_conv_model(seed=0):
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    ws = (np.abs(w).reshape(8, -1).max(1) / 127).astype(np.float32)
+    wq = np.clip(np.rint(w / ws[:, None, None, None]), -127, 127).astype(np.int8)
+    inits = [numpy_helper.from_array(a, n) for a, n in [
+        (np.array(0.02, np.float32), "xs"), (np.array(128, np.uint8), "xz"),
+        (wq, "wq"), (ws, "ws"), (np.zeros(8, np.int8), "wz"),
+        (rng.integers(-500, 500, 8).astype(np.int32), "bq"), (0.02 * ws, "bs"),
+        (np.array(0.05, np.float32), "ys"), (np.array(10, np.uint8), "yz")]]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["input", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+        helper.make_node("DequantizeLinear", ["bq", "bs"], ["bd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd", "bd"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"]),
+    ]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info(
+        "input", TensorProto.FLOAT, ["N", 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 6, 6])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.skipif(ort is None, reason="onnxruntime is not installed")
+def test_qdq_graph_matches_onnxruntime_unfused():
+    model = qdq_conv_model()
+    graph = import_onnx(model)
+    # weights stay int8 behind their DequantizeLinear (not folded back to float)
+    dq = [n for n in graph.nodes if n.op_type == "DequantizeLinear"]
+    assert {graph.initializers[n.inputs[0]].dtype for n in dq if n.inputs[0] in
+            graph.initializers} == {np.dtype(np.int8), np.dtype(np.int32)}
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    feeds = random_input(model, 2, seed=4)
+    got = ReferenceExecutor(graph, check_shapes=True).run(feeds)["y"]
+    want = sess.run(None, feeds)[0]
+    # float32 conv sums may round differently: allow one output quantum, rarely
+    diff = np.abs(got - want) / 0.05
+    assert diff.max() <= 1.0 + 1e-4 and (diff > 0.5).mean() < 0.01

@@ -240,15 +240,68 @@ def test_resize_matches_onnxruntime(mode, coord, nearest, scales, sizes):
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
 
 
-def test_upsample_and_resize10_pick_like_onnxruntime():
-    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(1, 2, 3, 4)
-    (y,), _ = run_node("Upsample", {"x": x}, {"s": np.array([1, 1, 2, 3], np.float32)},
-                       opset=9, mode="nearest")
-    np.testing.assert_array_equal(y, x.repeat(2, axis=2).repeat(3, axis=3))
-    (y,), model = run_node("Resize", {"x": x}, {"s": np.array([1, 1, 2, 1.5], np.float32)},
-                           opset=10, mode="linear")
-    if ort is not None:
-        np.testing.assert_allclose(y, run_ort(model, {"x": x})[0], rtol=1e-6)
+@pytest.mark.skipif(ort is None, reason="onnxruntime is not installed")
+@pytest.mark.parametrize("scales", [[1, 1, 2, 1.5], [1, 1, 0.5, 0.6], [1, 1, 1.7, 0.34],
+                                    [1, 1, 3, 3]])
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_resize10_and_upsample_match_onnxruntime(scales, mode):
+    x = np.random.default_rng(0).standard_normal((1, 2, 7, 9)).astype(np.float32)
+    s = {"s": np.array(scales, np.float32)}
+    (y,), model = run_node("Resize", {"x": x}, s, opset=10, mode=mode)
+    np.testing.assert_allclose(y, run_ort(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+    if min(scales) >= 1:     # Upsample cannot shrink
+        (y,), model = run_node("Upsample", {"x": x}, s, opset=9, mode=mode)
+        np.testing.assert_allclose(y, run_ort(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+# -- the same op across opset versions (attribute vs input forms) -------------------------------
+X4 = np.random.default_rng(5).standard_normal((2, 4, 3, 5)).astype(np.float32)
+LEGACY = [
+    # (op, opset, constant inputs, attributes, outputs)
+    ("Clip", 6, {}, {"min": -0.5, "max": 0.7}, 1),
+    ("Clip", 11, {"lo": np.array(-0.5, np.float32), "hi": np.array(0.7, np.float32)}, {}, 1),
+    ("Pad", 2, {}, {"pads": [0, 1, 0, 2, 0, 0, 1, 1], "value": 1.5}, 1),
+    ("Pad", 11, {"p": np.array([0, 1, 0, 2, 0, 0, 1, 1], np.int64),
+                 "v": np.array(1.5, np.float32)}, {}, 1),
+    ("Pad", 18, {"p": np.array([1, 2, 0, 1], np.int64), "v": np.array(0, np.float32),
+                 "ax": np.array([1, 3], np.int64)}, {"mode": "edge"}, 1),
+    ("ReduceSum", 11, {}, {"axes": [1, 3], "keepdims": 0}, 1),
+    ("ReduceSum", 13, {"a": np.array([1, 3], np.int64)}, {"keepdims": 0}, 1),
+    ("ReduceMean", 13, {}, {"axes": [-1]}, 1),
+    ("ReduceMean", 18, {"a": np.array([-1], np.int64)}, {}, 1),
+    ("Split", 11, {}, {"axis": 1, "split": [1, 3]}, 2),
+    ("Split", 13, {"s": np.array([3, 1], np.int64)}, {"axis": 1}, 2),
+    ("Split", 18, {}, {"axis": 3, "num_outputs": 2}, 2),
+    ("Slice", 9, {}, {"starts": [1, -3], "ends": [3, 100], "axes": [1, 3]}, 1),
+    ("Slice", 13, {"b": np.array([3, -1], np.int64), "e": np.array([0, -6], np.int64),
+                   "ax": np.array([1, 3], np.int64), "st": np.array([-2, -2], np.int64)}, {}, 1),
+    ("TopK", 9, {}, {"k": 2, "axis": 1}, 2),
+    ("TopK", 11, {"k": np.array([2], np.int64)}, {"axis": -1, "largest": 0}, 2),
+    ("Squeeze", 11, {}, {"axes": [0]}, 1),
+    ("Softmax", 11, {}, {"axis": 2}, 1),
+    ("LogSoftmax", 13, {}, {"axis": 2}, 1),
+    ("Upsample", 7, {}, {"scales": [1.0, 1.0, 2.0, 3.0], "mode": "nearest"}, 1),
+    ("Dropout", 7, {}, {"ratio": 0.3}, 1),
+    ("BatchNormalization", 7, {k: np.linspace(0.5, 1.5, 4).astype(np.float32)
+                               for k in "sbmv"}, {"spatial": 1}, 1),
+]
+
+
+@pytest.mark.skipif(ort is None, reason="onnxruntime is not installed")
+@pytest.mark.parametrize("op, opset, consts, attrs, n_out", LEGACY,
+                         ids=[f"{c[0]}-{c[1]}" for c in LEGACY])
+def test_opset_versions_match_onnxruntime(op, opset, consts, attrs, n_out):
+    x = X4[:1] if op == "Squeeze" else X4
+    got, model = run_node(op, {"x": x}, consts, opset=opset, n_out=n_out, **attrs)
+    for g, w in zip(got, run_ort(model, {"x": x})):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+
+
+def test_opset6_broadcast_attribute():
+    # ONNX Runtime has no Mul-6: the old rule (B aligned to A at ``axis``) checked by hand
+    w = np.linspace(-1, 1, 4).astype(np.float32)
+    (y,), _ = run_node("Mul", {"x": X4}, {"w": w}, opset=6, broadcast=1, axis=1)
+    np.testing.assert_array_equal(y, X4 * w[None, :, None, None])
 
 
 # -- Quantize/Dequantize: bit-exact against tests/npref.py --------------------------------------
