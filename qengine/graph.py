@@ -49,18 +49,19 @@ def format_shape(shape: Shape) -> str:
     return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Value:
-    """What is known of one tensor: its name, shape and element type (numpy dtype or None)."""
+    """What is known of one tensor: its name, shape and element type (numpy dtype or None).
+    Immutable: to change what is known, store a new Value (Graph.set_value)."""
 
     name: str
     shape: Shape = None
     dtype: Optional[np.dtype] = None
 
     def __post_init__(self):
-        self.shape = _norm_shape(self.shape)
+        object.__setattr__(self, "shape", _norm_shape(self.shape))
         if self.dtype is not None:
-            self.dtype = np.dtype(self.dtype)
+            object.__setattr__(self, "dtype", np.dtype(self.dtype))
 
     @property
     def rank(self) -> Optional[int]:

@@ -8,7 +8,8 @@ An op class gathers what qengine knows of one operator:
 - ``run(*arrays)``   the float reference in numpy (convolution and matmul through BLAS);
 - ``fold_static(ins)``  optional: outputs computable from input *shapes* alone (Shape, Size);
 - ``lower_int8``     reserved for the int8 pipeline: the method that lowers this op to int8
-  kernels joins the class there. Absent (None) means "no int8 lowering; float fallback".
+  kernels joins the class there (its signature is that issue's to define). None means
+  "no int8 lowering": the op runs in float behind Q/DQ.
 
 One instance is made per node when a graph is prepared (attributes parsed once), then run many
 times. Register with ``@register("Conv")`` (several op types may share one class, which then
@@ -21,7 +22,7 @@ from typing import Any, ClassVar, Optional, Sequence
 import numpy as np
 
 from ..errors import ModelError, UnsupportedOpError
-from ..graph import Node, Shape, Value
+from ..graph import Node, Value
 
 __all__ = ["Op", "Attrs", "register", "get_op", "make_op", "supported_ops", "ONNX_DTYPES",
            "dtype_from_onnx", "onnx_from_dtype", "OutSpec"]
@@ -213,6 +214,7 @@ class Op:
 
 
 _REGISTRY: dict[tuple[str, str], list[tuple[int, Optional[int], type]]] = {}
+_NEWEST = 10 ** 6    # the version an op sees when the graph imports none for its domain
 
 
 def _norm_domain(domain: str) -> str:
@@ -239,9 +241,9 @@ def get_op(op_type: str, domain: str = "", opset: Optional[int] = None, node: st
     for since, until, cls in entries:
         if opset is None or (opset >= since and (until is None or opset <= until)):
             return cls
-    lo = min(e[0] for e in entries)
+    spans = ", ".join(f"{lo}..{'' if hi is None else hi}" for lo, hi, _ in entries)
     raise UnsupportedOpError(op_type, domain, node,
-                             f"opset {opset} is not supported (qengine handles >= {lo})")
+                             f"opset {opset} is not supported (qengine handles {spans})")
 
 
 def make_op(node: Node, opset: dict) -> Op:
@@ -249,12 +251,9 @@ def make_op(node: Node, opset: dict) -> Op:
     dom = _norm_domain(node.domain)
     version = opset.get(dom, opset.get("ai.onnx") if dom == "" else None)
     cls = get_op(node.op_type, dom, version, node.name)
-    return cls(node, version if version is not None else 10 ** 6)
+    return cls(node, version if version is not None else _NEWEST)
 
 
 def supported_ops(domain: str = "") -> list[str]:
     return sorted(t for (d, t) in _REGISTRY if d == _norm_domain(domain))
 
-
-def shape_of(v: Value) -> Shape:
-    return v.shape if v is not None else None

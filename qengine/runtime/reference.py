@@ -30,6 +30,7 @@ class ReferenceExecutor:
 
     ``check_shapes=True`` also verifies that every tensor produced matches the graph's
     inferred shape and dtype (symbols bound consistently): a debugging aid used by the tests.
+    The graph is read once, here: edit it afterwards and prepare a new executor.
     """
 
     def __init__(self, graph: Graph, *, check_shapes: bool = False):
@@ -39,6 +40,7 @@ class ReferenceExecutor:
         self._ops = [make_op(n, graph.opset) for n in graph.nodes]
         self._inputs = list(graph.inputs)
         self._outputs = graph.output_names
+        self._tensors = graph.tensor_names()
         # after step k, the tensors whose last reader is step k can be freed
         last: dict[str, int] = {}
         for k, n in enumerate(graph.nodes):
@@ -120,8 +122,7 @@ class ReferenceExecutor:
                 return list(self.input_names) + [o for n in self.graph.nodes
                                                  for o in n.outputs if o]
             outputs = [outputs]
-        known = self.graph.tensor_names()
-        bad = [o for o in outputs if o not in known]
+        bad = [o for o in outputs if o not in self._tensors]
         if bad:
             raise InputError(f"unknown output name(s) {bad}: no tensor of the graph is called so")
         return list(outputs)
