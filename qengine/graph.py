@@ -306,8 +306,9 @@ class Graph:
 
     # -- editing ------------------------------------------------------------------------------
     def add_node(self, node: Node, index: Optional[int] = None) -> Node:
-        """Insert ``node`` (at ``index``, else after the producers of its inputs: the earliest
-        place that keeps topological order). A duplicate node name is made unique."""
+        """Insert ``node`` at ``index``, else right after the last producer of its inputs
+        (readers of its outputs must come later: call toposort() if unsure). A duplicate or
+        empty node name is made unique."""
         if any(n.name == node.name for n in self.nodes) or not node.name:
             node.name = self.unique_name(node.name or node.op_type)
         if index is None:

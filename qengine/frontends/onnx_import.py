@@ -55,8 +55,8 @@ def load_model_proto(model: ModelLike) -> onnx.ModelProto:
 def import_onnx(model: ModelLike, *, fold: bool = True) -> Graph:
     """Import an ONNX model as a qengine :class:`Graph`, ready to run or to quantize.
 
-    ``fold=False`` keeps the graph as written (no constant or shape-chain folding, no dead
-    node removal); Constant nodes still become initializers.
+    ``fold=False`` skips constant and shape-chain folding and dead node removal; Constant
+    nodes still become initializers and Identity/inference Dropout are still removed.
     """
     proto = load_model_proto(model)
     if not proto.HasField("graph"):

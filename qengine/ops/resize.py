@@ -111,10 +111,16 @@ def resize_axis(x, axis, idx, w, out_dtype):
 class _ResizeBase(Op):
     """Shared geometry: output sizes and per-axis scales from ``scales`` or ``sizes``."""
 
+    # Defaults are Upsample's and Resize-10's behaviour; Resize-11+ parses its attributes.
     mode = "nearest"
     coord = "asymmetric"
     nearest = "simple"
-    A, exclude, extrap, antialias, axes, policy = -0.75, False, 0.0, False, None, "stretch"
+    A = -0.75                 # cubic_coeff_a
+    exclude = False           # exclude_outside
+    extrap = 0.0              # extrapolation_value
+    antialias = False
+    axes = None
+    policy = "stretch"        # keep_aspect_ratio_policy
 
     def _plan(self, in_shape, scales, sizes):
         """(out sizes, scale per axis) for all axes of the input."""
@@ -179,10 +185,9 @@ class _ResizeBase(Op):
                 shape = [1] * r
                 shape[a] = out[a]
                 y = np.where(outside.reshape(shape), np.asarray(self.extrap, y.dtype), y)
-        if dt.kind != "f":
-            info = np.iinfo(dt) if dt.kind in "iu" else None
-            y = np.rint(y) if info is not None else y
-            y = np.clip(y, info.min, info.max) if info is not None else y
+        if dt.kind in "iu":      # as ONNX's reference: round half to even, saturate
+            info = np.iinfo(dt)
+            y = np.clip(np.rint(y), info.min, info.max)
         return (np.ascontiguousarray(y).astype(dt, copy=False),)
 
     def _infer(self, ins, scales, sizes):
