@@ -30,7 +30,18 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 __all__ = ["resnet18", "mobilenetv2", "yolo_block", "ocr_block", "opset11_constant_weights",
-           "ALL_BUILDERS", "Builder", "random_input"]
+           "ALL_BUILDERS", "Builder", "random_input", "make_model", "vi"]
+
+
+def vi(name, shape, elem=TensorProto.FLOAT):
+    """A tensor ValueInfo (shape None: unknown)."""
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def make_model(nodes, inputs, outputs, inits=(), opset=17) -> onnx.ModelProto:
+    """A hand-made model from nodes, ValueInfos and initializer TensorProtos."""
+    g = helper.make_graph(nodes, "model", inputs, outputs, list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
 
 def random_input(model: onnx.ModelProto, batch: int = 1, seed: int = 0) -> dict:

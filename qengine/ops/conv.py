@@ -50,6 +50,25 @@ def _check_common(op, x, w, b, transpose: bool):
     return rank, M
 
 
+def _infer(op, ins, transpose: bool, geometry):
+    """The shape rule of both: (N, M, *spatial) with ``geometry(in_dims, kernel)``."""
+    x, w = ins[0].shape, ins[1].shape
+    b = ins[2].shape if len(ins) > 2 and ins[2] is not None else None
+    rank, M = _check_common(op, x, w, b, transpose)
+    if rank is None:
+        return [(None, ins[0].dtype)]
+    sp = list(x[2:]) if x is not None else [None] * (rank - 2)
+    kern = op.window.kernel or (list(w[2:]) if w is not None else None)
+    if kern is None or not all(isinstance(k, int) for k in kern):
+        out = [None] * len(sp)
+    else:
+        try:
+            out = geometry(sp, kern)[0]
+        except ValueError as e:
+            raise op.error(str(e)) from None
+    return [((x[0] if x is not None else None, M, *out), ins[0].dtype)]
+
+
 def _via_float32(op, x, w, b):
     y = op.run(x.astype(np.float32), w.astype(np.float32),
                None if b is None else b.astype(np.float32))[0]
@@ -65,21 +84,7 @@ class Conv(Op):
         self.group = a.int("group", 1, lo=1)
 
     def infer(self, ins, consts):
-        x, w = ins[0].shape, ins[1].shape
-        b = ins[2].shape if len(ins) > 2 and ins[2] is not None else None
-        rank, M = _check_common(self, x, w, b, transpose=False)
-        if rank is None:
-            return [(None, ins[0].dtype)]
-        sp = list(x[2:]) if x is not None else [None] * (rank - 2)
-        kern = self.window.kernel or (list(w[2:]) if w is not None else None)
-        if kern is None or not all(isinstance(k, int) for k in kern):
-            out = [None] * len(sp)
-        else:
-            try:
-                out = forward_geometry(self.window, sp, kern)[0]
-            except ValueError as e:
-                raise self.error(str(e)) from None
-        return [((x[0] if x is not None else None, M, *out), ins[0].dtype)]
+        return _infer(self, ins, False, lambda sp, k: forward_geometry(self.window, sp, k))
 
     def run(self, x, w, b=None):
         if x.dtype == np.float16:   # no fp16 BLAS in numpy: compute in float32
@@ -162,21 +167,7 @@ class ConvTranspose(Op):
         return out, pb, pe
 
     def infer(self, ins, consts):
-        x, w = ins[0].shape, ins[1].shape
-        b = ins[2].shape if len(ins) > 2 and ins[2] is not None else None
-        rank, M = _check_common(self, x, w, b, transpose=True)
-        if rank is None:
-            return [(None, ins[0].dtype)]
-        sp = list(x[2:]) if x is not None else [None] * (rank - 2)
-        kern = self.window.kernel or (list(w[2:]) if w is not None else None)
-        if kern is None or not all(isinstance(k, int) for k in kern):
-            out = [None] * len(sp)
-        else:
-            try:
-                out = self.geometry(sp, kern)[0]
-            except ValueError as e:
-                raise self.error(str(e)) from None
-        return [((x[0] if x is not None else None, M, *out), ins[0].dtype)]
+        return _infer(self, ins, True, self.geometry)
 
     def run(self, x, w, b=None):
         if x.dtype == np.float16:

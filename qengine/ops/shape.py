@@ -148,7 +148,8 @@ class Transpose(Op):
 
 
 class _AxesOp(Op):
-    """Squeeze/Unsqueeze: axes is an attribute before opset 13, an input since."""
+    """Squeeze/Unsqueeze: axes is an attribute before opset 13, an input since. Subclasses
+    give ``_out(shape, axes)``, which raises ValueError on bad axes."""
 
     n_inputs = (1, 2)
 
@@ -160,26 +161,13 @@ class _AxesOp(Op):
     def _get_axes(self, arr):
         return self.axes if self.opset < 13 else dims.as_ints(arr)
 
-
-@register("Squeeze")
-class Squeeze(_AxesOp):
-    def _out(self, x, axes):
-        if axes is None:
-            return tuple(d for d in x if d != 1) if all(isinstance(d, int) for d in x) else None
-        ax = dims.norm_axes(axes, len(x))
-        for i in ax:
-            if isinstance(x[i], int) and x[i] != 1:
-                raise ValueError(f"cannot squeeze axis {i} of size {x[i]}")
-        return tuple(d for i, d in enumerate(x) if i not in ax)
-
     def infer(self, ins, consts):
         x = ins[0].shape
-        has_input = len(ins) > 1 and ins[1] is not None
-        if x is None or (has_input and consts[1] is None):
+        given = len(ins) > 1 and ins[1] is not None
+        if x is None or (given and consts[1] is None):
             return [(None, ins[0].dtype)]
         try:
-            return [(self._out(x, self._get_axes(consts[1] if has_input else None)),
-                     ins[0].dtype)]
+            return [(self._out(x, self._get_axes(consts[1] if given else None)), ins[0].dtype)]
         except ValueError as e:
             raise self.error(str(e)) from None
 
@@ -188,6 +176,18 @@ class Squeeze(_AxesOp):
             return (x.reshape(self._out(x.shape, self._get_axes(axes))),)
         except ValueError as e:
             raise self.error(str(e)) from None
+
+
+@register("Squeeze")
+class Squeeze(_AxesOp):
+    def _out(self, x, axes):
+        if axes is None:    # squeeze every 1: needs every dim known
+            return tuple(d for d in x if d != 1) if all(isinstance(d, int) for d in x) else None
+        ax = dims.norm_axes(axes, len(x))
+        for i in ax:
+            if isinstance(x[i], int) and x[i] != 1:
+                raise ValueError(f"cannot squeeze axis {i} of size {x[i]}")
+        return tuple(d for i, d in enumerate(x) if i not in ax)
 
 
 @register("Unsqueeze")
@@ -199,22 +199,6 @@ class Unsqueeze(_AxesOp):
         ax = set(dims.norm_axes(axes, r))
         it = iter(x)
         return tuple(1 if i in ax else next(it) for i in range(r))
-
-    def infer(self, ins, consts):
-        x = ins[0].shape
-        axes = self._get_axes(consts[1] if len(ins) > 1 else None)
-        if x is None or axes is None:
-            return [(None, ins[0].dtype)]
-        try:
-            return [(self._out(x, axes), ins[0].dtype)]
-        except ValueError as e:
-            raise self.error(str(e)) from None
-
-    def run(self, x, axes=None):
-        try:
-            return (x.reshape(self._out(x.shape, self._get_axes(axes))),)
-        except ValueError as e:
-            raise self.error(str(e)) from None
 
 
 @register("Expand")

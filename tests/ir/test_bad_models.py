@@ -14,16 +14,8 @@ from qengine.errors import (ExecutionError, InputError, ModelError, QEngineError
 from qengine.frontends import import_onnx
 from qengine.runtime import ReferenceExecutor
 
-from models import opset11_constant_weights, random_input, resnet18
+from models import make_model, opset11_constant_weights, random_input, resnet18, vi
 
-
-def _model(nodes, inputs, outputs, inits=(), opset=17):
-    g = helper.make_graph(nodes, "bad", inputs, outputs, list(inits))
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def _vi(name, shape, elem=TensorProto.FLOAT):
-    return helper.make_tensor_value_info(name, elem, shape)
 
 
 def _w(name, arr):
@@ -67,44 +59,44 @@ def test_external_data_needs_the_path(tmp_path):
 
 # -- structurally broken graphs -----------------------------------------------------------------
 def test_missing_initializer():
-    m = _model([helper.make_node("Conv", ["x", "W"], ["y"], name="conv1")],
-               [_vi("x", [1, 3, 8, 8])], [_vi("y", None)])
+    m = make_model([helper.make_node("Conv", ["x", "W"], ["y"], name="conv1")],
+               [vi("x", [1, 3, 8, 8])], [vi("y", None)])
     with pytest.raises(ModelError, match=r"conv1.*'W'"):
         import_onnx(m)
 
 
 def test_missing_graph_output():
-    m = _model([helper.make_node("Relu", ["x"], ["y"], name="r")], [_vi("x", [2])],
-               [_vi("z", [2])])
+    m = make_model([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", [2])],
+               [vi("z", [2])])
     with pytest.raises(ModelError, match="'z'"):
         import_onnx(m)
 
 
 def test_cycle():
-    m = _model([helper.make_node("Add", ["x", "b"], ["a"], name="first"),
+    m = make_model([helper.make_node("Add", ["x", "b"], ["a"], name="first"),
                 helper.make_node("Relu", ["a"], ["b"], name="second"),
                 helper.make_node("Relu", ["a"], ["y"], name="out")],
-               [_vi("x", [2])], [_vi("y", [2])])
+               [vi("x", [2])], [vi("y", [2])])
     with pytest.raises(ModelError, match=r"cycle.*'first'.*'second'|cycle.*'second'.*'first'"):
         import_onnx(m)
 
 
 def test_tensor_produced_twice():
-    m = _model([helper.make_node("Relu", ["x"], ["y"], name="a"),
+    m = make_model([helper.make_node("Relu", ["x"], ["y"], name="a"),
                 helper.make_node("Neg", ["x"], ["y"], name="b")],
-               [_vi("x", [2])], [_vi("y", [2])])
+               [vi("x", [2])], [vi("y", [2])])
     with pytest.raises(ModelError, match="produced by nodes 'a' and 'b'"):
         import_onnx(m)
 
 
 def test_unknown_op_names_op_domain_and_node():
-    m = _model([helper.make_node("FancyOp", ["x"], ["y"], name="fancy")],
-               [_vi("x", [2])], [_vi("y", [2])])
+    m = make_model([helper.make_node("FancyOp", ["x"], ["y"], name="fancy")],
+               [vi("x", [2])], [vi("y", [2])])
     with pytest.raises(UnsupportedOpError) as e:
         import_onnx(m)
     assert "'FancyOp'" in str(e.value) and "'ai.onnx'" in str(e.value) and "'fancy'" in str(e.value)
-    m = _model([helper.make_node("Gelu", ["x"], ["y"], name="g", domain="com.microsoft")],
-               [_vi("x", [2])], [_vi("y", [2])])
+    m = make_model([helper.make_node("Gelu", ["x"], ["y"], name="g", domain="com.microsoft")],
+               [vi("x", [2])], [vi("y", [2])])
     m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     with pytest.raises(UnsupportedOpError, match="com.microsoft"):
         import_onnx(m)
@@ -112,10 +104,10 @@ def test_unknown_op_names_op_domain_and_node():
 
 def test_control_flow_is_unsupported_not_a_crash():
     body = helper.make_graph([helper.make_node("Identity", ["x"], ["o"])], "b", [],
-                             [_vi("o", [2])])
-    m = _model([helper.make_node("If", ["c"], ["y"], name="branch", then_branch=body,
+                             [vi("o", [2])])
+    m = make_model([helper.make_node("If", ["c"], ["y"], name="branch", then_branch=body,
                                  else_branch=body)],
-               [_vi("c", [], TensorProto.BOOL), _vi("x", [2])], [_vi("y", [2])])
+               [vi("c", [], TensorProto.BOOL), vi("x", [2])], [vi("y", [2])])
     with pytest.raises(UnsupportedOpError, match="'If'.*'branch'"):
         import_onnx(m)
 
@@ -127,8 +119,8 @@ def test_control_flow_is_unsupported_not_a_crash():
     ({"kernel_shape": [3]}, "kernel_shape"),
 ])
 def test_bad_attribute_names_node_and_attribute(attrs, match):
-    m = _model([helper.make_node("Conv", ["x", "W"], ["y"], name="convA", **attrs)],
-               [_vi("x", [1, 2, 8, 8])], [_vi("y", None)],
+    m = make_model([helper.make_node("Conv", ["x", "W"], ["y"], name="convA", **attrs)],
+               [vi("x", [1, 2, 8, 8])], [vi("y", None)],
                [_w("W", np.ones((4, 2, 3, 3)))])
     with pytest.raises(ModelError, match=rf"convA.*{match}"):
         import_onnx(m)
@@ -150,21 +142,21 @@ def test_bad_attribute_names_node_and_attribute(attrs, match):
      r"fc.*2-D"),
 ])
 def test_shape_mismatch(node, inits, match):
-    m = _model([node], [_vi("x", [1, 3, 8, 8])], [_vi("y", None)], inits)
+    m = make_model([node], [vi("x", [1, 3, 8, 8])], [vi("y", None)], inits)
     with pytest.raises(ModelError, match=match):
         import_onnx(m)
 
 
 def test_declared_shape_contradicts_the_op():
-    m = _model([helper.make_node("Relu", ["x"], ["y"], name="r")], [_vi("x", [2, 3])],
-               [_vi("y", [2, 4])])
+    m = make_model([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", [2, 3])],
+               [vi("y", [2, 4])])
     with pytest.raises(ModelError, match=r"'r'.*'y'"):
         import_onnx(m)
 
 
 def test_unsupported_element_type():
-    m = _model([helper.make_node("Relu", ["x"], ["y"], name="r")],
-               [_vi("x", [2], TensorProto.BFLOAT16)], [_vi("y", [2], TensorProto.BFLOAT16)])
+    m = make_model([helper.make_node("Relu", ["x"], ["y"], name="r")],
+               [vi("x", [2], TensorProto.BFLOAT16)], [vi("y", [2], TensorProto.BFLOAT16)])
     with pytest.raises(ModelError, match="BFLOAT16"):
         import_onnx(m)
 
@@ -172,17 +164,17 @@ def test_unsupported_element_type():
 def test_malformed_initializer_data():
     t = _w("B", np.ones(4))
     t.raw_data = t.raw_data[:6]      # 6 bytes cannot hold 4 floats
-    m = _model([helper.make_node("Add", ["x", "B"], ["y"], name="a")], [_vi("x", [4])],
-               [_vi("y", [4])], [t])
+    m = make_model([helper.make_node("Add", ["x", "B"], ["y"], name="a")], [vi("x", [4])],
+               [vi("y", [4])], [t])
     with pytest.raises(ModelError, match="'B'"):
         import_onnx(m)
 
 
 def test_constant_input_that_cannot_evaluate():
     # a Reshape of constants to an impossible shape is caught while folding, by node name
-    m = _model([helper.make_node("Reshape", ["A", "S"], ["r"], name="bad_reshape"),
+    m = make_model([helper.make_node("Reshape", ["A", "S"], ["r"], name="bad_reshape"),
                 helper.make_node("Add", ["x", "r"], ["y"], name="a")],
-               [_vi("x", [6])], [_vi("y", None)],
+               [vi("x", [6])], [vi("y", None)],
                [_w("A", np.ones(6)), numpy_helper.from_array(np.array([4], np.int64), "S")])
     with pytest.raises(ModelError, match="bad_reshape"):
         import_onnx(m)
@@ -219,8 +211,8 @@ def test_unknown_output_name(executor):
 
 
 def test_symbols_must_agree_across_inputs():
-    m = _model([helper.make_node("Add", ["a", "b"], ["y"], name="add")],
-               [_vi("a", ["N", 4]), _vi("b", ["N", 4])], [_vi("y", ["N", 4])])
+    m = make_model([helper.make_node("Add", ["a", "b"], ["y"], name="add")],
+               [vi("a", ["N", 4]), vi("b", ["N", 4])], [vi("y", ["N", 4])])
     ex = ReferenceExecutor(import_onnx(m))
     with pytest.raises(InputError, match="'N' is 2 but 'N' is 3 elsewhere|'N'"):
         ex.run({"a": np.zeros((3, 4), np.float32), "b": np.zeros((2, 4), np.float32)})
@@ -228,13 +220,13 @@ def test_symbols_must_agree_across_inputs():
 
 def test_failure_inside_a_node_names_it():
     # the Reshape target comes from an input: only the run can find it wrong
-    m = _model([helper.make_node("Reshape", ["x", "s"], ["y"], name="dyn_reshape")],
-               [_vi("x", [2, 3]), _vi("s", [2], TensorProto.INT64)], [_vi("y", None)])
+    m = make_model([helper.make_node("Reshape", ["x", "s"], ["y"], name="dyn_reshape")],
+               [vi("x", [2, 3]), vi("s", [2], TensorProto.INT64)], [vi("y", None)])
     ex = ReferenceExecutor(import_onnx(m))
     with pytest.raises(QEngineError, match="dyn_reshape"):
         ex.run({"x": np.zeros((2, 3), np.float32), "s": np.array([4, 4], np.int64)})
-    m = _model([helper.make_node("Gather", ["x", "i"], ["y"], name="gather_oob")],
-               [_vi("x", [2, 3]), _vi("i", [1], TensorProto.INT64)], [_vi("y", None)])
+    m = make_model([helper.make_node("Gather", ["x", "i"], ["y"], name="gather_oob")],
+               [vi("x", [2, 3]), vi("i", [1], TensorProto.INT64)], [vi("y", None)])
     ex = ReferenceExecutor(import_onnx(m))
     with pytest.raises(QEngineError, match="gather_oob.*out of range"):
         ex.run({"x": np.zeros((2, 3), np.float32), "i": np.array([7], np.int64)})
@@ -242,8 +234,8 @@ def test_failure_inside_a_node_names_it():
 
 def test_execution_error_for_numpy_failures():
     # MatMul with a symbolic inner dim: shapes are checked only when it runs
-    m = _model([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm_dyn")],
-               [_vi("a", [2, "K"]), _vi("b", ["J", 3])], [_vi("y", None)])
+    m = make_model([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm_dyn")],
+               [vi("a", [2, "K"]), vi("b", ["J", 3])], [vi("y", None)])
     ex = ReferenceExecutor(import_onnx(m))
     with pytest.raises(ExecutionError, match=r"mm_dyn.*float32\[2, 4\], float32\[5, 3\]"):
         ex.run({"a": np.zeros((2, 4), np.float32), "b": np.zeros((5, 3), np.float32)})

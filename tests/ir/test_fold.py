@@ -11,16 +11,8 @@ from qengine.graph import Graph, Node, Value
 from qengine.passes import fold_constants, fold_shape_chains, simplify
 from qengine.runtime import ReferenceExecutor
 
-from models import mobilenetv2, opset11_constant_weights, random_input
+from models import make_model, mobilenetv2, opset11_constant_weights, random_input, vi
 
-
-def _model(nodes, inputs, outputs, inits=(), opset=17):
-    g = helper.make_graph(nodes, "m", inputs, outputs, list(inits))
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def _vi(name, shape, elem=TensorProto.FLOAT):
-    return helper.make_tensor_value_info(name, elem, shape)
 
 
 def _i64(name, values):
@@ -46,11 +38,11 @@ def test_mobilenet_flatten_chain_folds_to_zero_minus_one():
 
 def test_static_pieces_of_a_symbolic_shape_fold():
     # Gather(Shape(x), 1) is static although x has a symbolic batch
-    m = _model([helper.make_node("Shape", ["x"], ["s"], name="shape"),
+    m = make_model([helper.make_node("Shape", ["x"], ["s"], name="shape"),
                 helper.make_node("Gather", ["s", "one"], ["c"], name="gather", axis=0),
                 helper.make_node("Cast", ["c"], ["cf"], name="cast", to=TensorProto.FLOAT),
                 helper.make_node("Mul", ["x", "cf"], ["y"], name="mul")],
-               [_vi("x", ["N", 3])], [_vi("y", ["N", 3])], [_i64("one", 1)])
+               [vi("x", ["N", 3])], [vi("y", ["N", 3])], [_i64("one", 1)])
     g = import_onnx(m)
     assert [n.op_type for n in g.nodes] == ["Mul"]
     assert g.initializers[g.nodes[0].inputs[1]] == np.float32(3)
@@ -58,11 +50,11 @@ def test_static_pieces_of_a_symbolic_shape_fold():
 
 def test_reshape_chain_with_symbols_keeps_running_any_batch():
     # x.view(x.size(0), x.size(1), -1) with N symbolic and C static
-    m = _model([helper.make_node("Shape", ["x"], ["s"]),
+    m = make_model([helper.make_node("Shape", ["x"], ["s"]),
                 helper.make_node("Slice", ["s", "zero", "two"], ["nc"]),
                 helper.make_node("Concat", ["nc", "m1"], ["t"], axis=0),
                 helper.make_node("Reshape", ["x", "t"], ["y"])],
-               [_vi("x", ["N", 4, 2, 3])], [_vi("y", None)],
+               [vi("x", ["N", 4, 2, 3])], [vi("y", None)],
                [_i64("zero", [0]), _i64("two", [2]), _i64("m1", [-1])])
     g = import_onnx(m)
     assert [n.op_type for n in g.nodes] == ["Reshape"]
@@ -76,9 +68,9 @@ def test_reshape_chain_with_symbols_keeps_running_any_batch():
 
 def test_chain_that_cannot_be_resolved_stays_dynamic():
     # two symbolic entries in the target that match no input dim: keep the chain, run it
-    m = _model([helper.make_node("Shape", ["a"], ["s"]),
+    m = make_model([helper.make_node("Shape", ["a"], ["s"]),
                 helper.make_node("Reshape", ["x", "s"], ["y"])],
-               [_vi("x", ["P", "Q"]), _vi("a", ["Q", "P"])], [_vi("y", None)])
+               [vi("x", ["P", "Q"]), vi("a", ["Q", "P"])], [vi("y", None)])
     g = import_onnx(m)
     assert [n.op_type for n in g.nodes] == ["Shape", "Reshape"]
     out = ReferenceExecutor(g).run({"x": np.arange(6, dtype=np.float32).reshape(2, 3),
@@ -87,11 +79,11 @@ def test_chain_that_cannot_be_resolved_stays_dynamic():
 
 
 def test_identity_and_dropout_removal_keep_output_names():
-    m = _model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+    m = make_model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
                 helper.make_node("Dropout", ["r"], ["d"], name="drop", ratio=0.3),
                 helper.make_node("Identity", ["d"], ["y"], name="id"),
                 helper.make_node("Identity", ["x"], ["y2"], name="id_in")],
-               [_vi("x", [2, 3])], [_vi("y", [2, 3]), _vi("y2", [2, 3])])
+               [vi("x", [2, 3])], [vi("y", [2, 3]), vi("y2", [2, 3])])
     g = import_onnx(m)
     # y keeps its name (Relu renamed to produce it); y2 passes an input through: kept
     assert [(n.op_type, n.outputs) for n in g.nodes] == [("Relu", ["y"]), ("Identity", ["y2"])]
@@ -102,9 +94,9 @@ def test_identity_and_dropout_removal_keep_output_names():
 
 
 def test_dropout_with_a_used_mask_stays():
-    m = _model([helper.make_node("Dropout", ["x"], ["d", "mask"], name="drop"),
+    m = make_model([helper.make_node("Dropout", ["x"], ["d", "mask"], name="drop"),
                 helper.make_node("Cast", ["mask"], ["y"], to=TensorProto.FLOAT)],
-               [_vi("x", [3])], [_vi("d", [3]), _vi("y", [3])])
+               [vi("x", [3])], [vi("d", [3]), vi("y", [3])])
     g = import_onnx(m)
     assert "Dropout" in [n.op_type for n in g.nodes]
     out = ReferenceExecutor(g).run({"x": np.ones(3, np.float32)})
@@ -124,7 +116,7 @@ def test_constant_folding_and_limits():
              helper.make_node("Mul", ["x", "k"], ["y"], name="mul")]
     inits = [numpy_helper.from_array(np.full((2, 3), 4, np.int8), "wq"),
              numpy_helper.from_array(np.array(0.5, np.float32), "ws")]
-    g = import_onnx(_model(nodes, [_vi("x", [2, 3])], [_vi("y", [2, 3])], inits))
+    g = import_onnx(make_model(nodes, [vi("x", [2, 3])], [vi("y", [2, 3])], inits))
     assert [n.op_type for n in g.nodes] == ["DequantizeLinear", "Add", "Mul"]
     three = g.nodes[1].inputs[0]
     np.testing.assert_array_equal(g.initializers[three], np.full((2, 3), 3.0, np.float32))
@@ -169,7 +161,7 @@ def test_squeeze_unsqueeze_axes_attribute_vs_input(opset):
         nodes = [helper.make_node("Unsqueeze", ["x", "a"], ["u"]),
                  helper.make_node("Squeeze", ["u", "b"], ["y"])]
         inits = [_i64("a", [0, 3]), _i64("b", [3])]
-    g = import_onnx(_model(nodes, [_vi("x", ["N", 2])], [_vi("y", None)], inits, opset))
+    g = import_onnx(make_model(nodes, [vi("x", ["N", 2])], [vi("y", None)], inits, opset))
     assert g.value("y").shape == (1, "N", 2)
     y = ReferenceExecutor(g, check_shapes=True).run({"x": np.ones((4, 2), np.float32)})["y"]
     assert y.shape == (1, 4, 2)
