@@ -9,6 +9,7 @@ __all__ = [
     "InputError",
     "QuantizationError",
     "ISAError",
+    "ExecutionError",
 ]
 
 
@@ -39,3 +40,7 @@ class QuantizationError(QEngineError, ValueError):
 
 class ISAError(QEngineError, RuntimeError):
     """A kernel path (ISA) was requested that this CPU or build does not have."""
+
+
+class ExecutionError(QEngineError, RuntimeError):
+    """A node failed while a graph ran (the message names node, op and input shapes)."""

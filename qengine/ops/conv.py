@@ -1,0 +1,203 @@
+"""Conv and ConvTranspose (N-D, NCHW, groups, dilations, pads, auto_pad) through BLAS.
+
+Conv: the padded input is viewed as im2col windows (no copy), gathered once into a
+(pixels x C*K) matrix and multiplied by the weights with numpy matmul (BLAS sgemm).
+Depthwise convolutions (one input channel per group) instead accumulate one shifted view per
+kernel tap: K whole-tensor multiply-adds, no per-pixel Python loop.
+ConvTranspose: one GEMM gives every (pixel, output channel, tap) product; a loop over the K
+taps scatters them into the strided output (col2im), then the pads are cropped.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .registry import Op, register
+from .spatial import forward_geometry, pad_spatial, parse_window, windows
+
+
+def _check_common(op, x, w, b, transpose: bool):
+    """Rank and channel checks shared by Conv and ConvTranspose; returns (rank, M) where M is
+    the number of output channels (None if unknown). Weights are (M, C/g, *k) for Conv and
+    (C, M/g, *k) for ConvTranspose."""
+    for what, shp in (("input", x), ("weight", w)):
+        if shp is not None and len(shp) < 3:
+            raise op.error(f"{what} must have rank >= 3 (N, C, spatial...), got {list(shp)}")
+    if x is not None and w is not None and len(x) != len(w):
+        raise op.error(f"input {list(x)} and weight {list(w)} ranks differ")
+    g, M, need = op.group, None, None
+    if w is not None:
+        w0, w1 = (d if isinstance(d, int) else None for d in w[:2])
+        if transpose:
+            M, need = (w1 * g if w1 is not None else None), w0
+            if w0 is not None and w0 % g:
+                raise op.error(f"{w0} input channels are not divisible by group={g}")
+        else:
+            M, need = w0, (w1 * g if w1 is not None else None)
+            if M is not None and M % g:
+                raise op.error(f"{M} output channels are not divisible by group={g}")
+    if x is not None and isinstance(x[1], int) and need is not None and x[1] != need:
+        raise op.error(f"input has {x[1]} channels but weight {list(w)} with group={g} "
+                       f"expects {need}")
+    if b is not None and (len(b) != 1 or (M is not None and isinstance(b[0], int)
+                                          and b[0] != M)):
+        raise op.error(f"bias shape {list(b)} does not match {M} output channels")
+    if op.window.kernel is not None and w is not None and \
+            all(isinstance(d, int) for d in w[2:]) and list(w[2:]) != op.window.kernel:
+        raise op.error(f"kernel_shape {op.window.kernel} differs from the weight's {list(w[2:])}")
+    rank = len(x) if x is not None else (len(w) if w is not None else None)
+    return rank, M
+
+
+def _infer(op, ins, transpose: bool, geometry):
+    """The shape rule of both: (N, M, *spatial) with ``geometry(in_dims, kernel)``."""
+    x, w = ins[0].shape, ins[1].shape
+    b = ins[2].shape if len(ins) > 2 and ins[2] is not None else None
+    rank, M = _check_common(op, x, w, b, transpose)
+    if rank is None:
+        return [(None, ins[0].dtype)]
+    sp = list(x[2:]) if x is not None else [None] * (rank - 2)
+    kern = op.window.kernel or (list(w[2:]) if w is not None else None)
+    if kern is None or not all(isinstance(k, int) for k in kern):
+        out = [None] * len(sp)
+    else:
+        try:
+            out = geometry(sp, kern)[0]
+        except ValueError as e:
+            raise op.error(str(e)) from None
+    return [((x[0] if x is not None else None, M, *out), ins[0].dtype)]
+
+
+def _via_float32(op, x, w, b):
+    y = op.run(x.astype(np.float32), w.astype(np.float32),
+               None if b is None else b.astype(np.float32))[0]
+    return (y.astype(x.dtype),)
+
+
+@register("Conv")
+class Conv(Op):
+    n_inputs = (2, 3)
+
+    def parse(self, a):
+        self.window = parse_window(a, kernel_required=False)
+        self.group = a.int("group", 1, lo=1)
+
+    def infer(self, ins, consts):
+        return _infer(self, ins, False, lambda sp, k: forward_geometry(self.window, sp, k))
+
+    def run(self, x, w, b=None):
+        if x.dtype == np.float16:   # no fp16 BLAS in numpy: compute in float32
+            return _via_float32(self, x, w, b)
+        r = x.ndim - 2
+        N, C = x.shape[:2]
+        M, Cg = w.shape[:2]
+        k, s, d, _ = self.window.resolved(r, w.shape[2:])
+        out, pb, pe = forward_geometry(self.window, x.shape[2:], k)
+        v = windows(pad_spatial(x, pb, pe), out, k, s, d)      # (N, C, *out, *k)
+        G, Mg, P, K = self.group, M // self.group, int(np.prod(out)), int(np.prod(k))
+        if Cg == 1 and G > 1:
+            y = self._depthwise(v, w, G, Mg, out, k)
+        elif G == 1:
+            cols = v.transpose(0, *range(2, 2 + r), 1, *range(2 + r, 2 + 2 * r))
+            cols = cols.reshape(N * P, C * K)
+            y = (cols @ w.reshape(M, C * K).T).reshape(N, P, M).transpose(0, 2, 1)
+        else:
+            cols = v.reshape(N, G, Cg, *out, *k)
+            cols = cols.transpose(0, 1, *range(3, 3 + r), 2, *range(3 + r, 3 + 2 * r))
+            cols = cols.reshape(N, G, P, Cg * K)
+            wt = w.reshape(G, Mg, Cg * K).transpose(0, 2, 1)
+            y = np.matmul(cols, wt).transpose(0, 1, 3, 2)      # (N, G, Mg, P)
+        y = y.reshape(N, M, *out)
+        if b is not None:
+            y = y + b.reshape(M, *([1] * r))
+        return (np.ascontiguousarray(y, dtype=x.dtype),)
+
+    @staticmethod
+    def _depthwise(v, w, G, Mg, out, k):
+        """One input channel per group: y[n, g, m] = sum_taps v[n, g, .., tap] * w[g*Mg+m, tap]."""
+        r = len(k)
+        N = v.shape[0]
+        wg = w.reshape(G, Mg, *k)
+        acc = np.zeros((N, G, Mg, *out), dtype=np.result_type(v.dtype, w.dtype))
+        bshape = (1, G, Mg) + (1,) * r
+        for tap in itertools.product(*[range(n) for n in k]):
+            xs = v[(slice(None), slice(None)) + (slice(None),) * r + tap]   # (N, G, *out)
+            acc += xs[:, :, None] * wg[(slice(None), slice(None)) + tap].reshape(bshape)
+        return acc
+
+
+@register("ConvTranspose")
+class ConvTranspose(Op):
+    n_inputs = (2, 3)
+
+    def parse(self, a):
+        self.window = parse_window(a, kernel_required=False)
+        self.group = a.int("group", 1, lo=1)
+        self.output_padding = a.ints("output_padding", None, lo=0)
+        self.output_shape = a.ints("output_shape", None, lo=0)
+
+    def geometry(self, in_dims, kern):
+        """Output dims and (begin, end) pads, following ONNX's rules for output_shape and
+        auto_pad (the odd unit of padding goes to the end for SAME_UPPER)."""
+        r = len(in_dims)
+        k, s, d, p = self.window.resolved(r, kern)
+        op = self.output_padding or [0] * r
+        if len(op) != r:
+            raise ValueError(f"output_padding has {len(op)} values for {r} spatial dims")
+        target = self.output_shape[-r:] if self.output_shape else None
+        out, pb, pe = [], [], []
+        for i, n in enumerate(in_dims):
+            full = None if not isinstance(n, int) else s[i] * (n - 1) + op[i] + (k[i] - 1) * d[i] + 1
+            if target is not None or self.window.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+                want = target[i] if target is not None else (
+                    None if full is None else n * s[i])
+                if full is None:
+                    out.append(want), pb.append(0), pe.append(0)
+                    continue
+                total = full - want    # negative: the output extends past the full one
+                b = total // 2 if self.window.auto_pad == "SAME_UPPER" else total - total // 2
+                out.append(want), pb.append(b), pe.append(total - b)
+            else:
+                b, e = (0, 0) if self.window.auto_pad == "VALID" else (p[i], p[i + r])
+                o = None if full is None else full - b - e
+                if o is not None and o <= 0:
+                    raise ValueError(f"pads ({b}, {e}) leave no output in spatial dim {i}")
+                out.append(o), pb.append(b), pe.append(e)
+        return out, pb, pe
+
+    def infer(self, ins, consts):
+        return _infer(self, ins, True, self.geometry)
+
+    def run(self, x, w, b=None):
+        if x.dtype == np.float16:
+            return _via_float32(self, x, w, b)
+        r = x.ndim - 2
+        N, C = x.shape[:2]
+        G = self.group
+        Cg, Mg = C // G, w.shape[1]
+        kern = list(w.shape[2:])
+        k, s, d, _ = self.window.resolved(r, kern)
+        out, pb, pe = self.geometry(list(x.shape[2:]), kern)
+        ins = x.shape[2:]
+        P, K = int(np.prod(ins)), int(np.prod(k))
+        wt = w.reshape(G, Cg, Mg * K).transpose(0, 2, 1)          # (G, Mg*K, Cg)
+        cols = np.matmul(wt, x.reshape(N, G, Cg, P))               # (N, G, Mg*K, P)
+        cols = cols.reshape(N, G, Mg, *k, *ins)
+        # The full (unpadded) output spans [0, full); the result is [pb, pb + out), which
+        # may reach outside it (negative pads, output_padding): allocate the union.
+        lo = [min(0, pb[i]) for i in range(r)]
+        ext = [max(s[i] * (ins[i] - 1) + (k[i] - 1) * d[i] + 1, pb[i] + out[i]) - lo[i]
+               for i in range(r)]
+        full = np.zeros((N, G, Mg, *ext), dtype=cols.dtype)
+        for tap in itertools.product(*[range(n) for n in k]):
+            dst = tuple(slice(tap[i] * d[i] - lo[i],
+                              tap[i] * d[i] - lo[i] + (ins[i] - 1) * s[i] + 1, s[i])
+                        for i in range(r))
+            full[(slice(None),) * 3 + dst] += cols[(slice(None),) * 3 + tap]
+        crop = tuple(slice(pb[i] - lo[i], pb[i] - lo[i] + out[i]) for i in range(r))
+        y = full[(slice(None),) * 3 + crop].reshape(N, G * Mg, *out)
+        if b is not None:
+            y = y + b.reshape(G * Mg, *([1] * r))
+        return (np.ascontiguousarray(y, dtype=x.dtype),)
+

@@ -1,0 +1,149 @@
+"""MatMul, Gemm and Einsum: numpy matmul / einsum, which call BLAS for float32 and float64."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from . import dims
+from .registry import Op, register
+
+
+def matmul_shape(a, b):
+    """numpy.matmul's shape rule with symbolic dims; ValueError when K differs."""
+    if a is None or b is None:
+        return None
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("MatMul inputs must have rank >= 1")
+    a2 = (1,) + tuple(a) if len(a) == 1 else tuple(a)
+    b2 = tuple(b) + (1,) if len(b) == 1 else tuple(b)
+    ka, kb = a2[-1], b2[-2]
+    if isinstance(ka, int) and isinstance(kb, int) and ka != kb:
+        raise ValueError(f"inner dimensions differ: {list(a)} x {list(b)}")
+    batch = dims.broadcast(a2[:-2], b2[:-2])
+    out = tuple(batch) + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+@register("MatMul")
+class MatMul(Op):
+    n_inputs = (2, 2)
+
+    def infer(self, ins, consts):
+        try:
+            return [(matmul_shape(ins[0].shape, ins[1].shape), ins[0].dtype)]
+        except ValueError as e:
+            raise self.error(str(e)) from None
+
+    def run(self, a, b):
+        if a.dtype == np.float16:   # numpy has no fp16 BLAS: accumulate in float32
+            return (np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(a.dtype),)
+        return (np.asarray(np.matmul(a, b)),)
+
+
+@register("Gemm")
+class Gemm(Op):
+    """Y = alpha * A' B' + beta * C with A' = A or A^T (transA), likewise B; C broadcasts."""
+
+    n_inputs = (2, 3)
+
+    def parse(self, a):
+        self.alpha = a.float("alpha", 1.0)
+        self.beta = a.float("beta", 1.0)
+        self.ta = a.int("transA", 0)
+        self.tb = a.int("transB", 0)
+
+    def infer(self, ins, consts):
+        a, b = ins[0].shape, ins[1].shape
+        for what, s in (("A", a), ("B", b)):
+            if s is not None and len(s) != 2:
+                raise self.error(f"{what} must be 2-D, got {list(s)}")
+        M = None if a is None else a[1 if self.ta else 0]
+        N = None if b is None else b[0 if self.tb else 1]
+        if a is not None and b is not None:
+            ka, kb = a[0 if self.ta else 1], b[1 if self.tb else 0]
+            if isinstance(ka, int) and isinstance(kb, int) and ka != kb:
+                raise self.error(f"inner dimensions differ: A {list(a)} (transA={self.ta}) x "
+                                 f"B {list(b)} (transB={self.tb})")
+        c = ins[2].shape if len(ins) > 2 and ins[2] is not None else None
+        if c is not None and (len(c) > 2 or any(
+                isinstance(cd, int) and isinstance(t, int) and cd not in (1, t)
+                for cd, t in zip(reversed(c), (N, M)))):
+            raise self.error(f"C {list(c)} does not broadcast to ({M}, {N})")
+        return [((M, N), ins[0].dtype)]
+
+    def run(self, a, b, c=None):
+        if self.ta:
+            a = a.T
+        if self.tb:
+            b = b.T
+        y = a @ b
+        if self.alpha != 1.0:
+            y = y * self.alpha
+        if c is not None and self.beta != 0.0:
+            y = y + (c * self.beta if self.beta != 1.0 else c)
+        return (y.astype(a.dtype, copy=False),)
+
+
+_EINSUM_OK = re.compile(r"^[A-Za-z.,\s>\-]*$")
+
+
+@register("Einsum")
+class Einsum(Op):
+    """numpy.einsum with the path optimiser (pairwise contractions through BLAS)."""
+
+    n_inputs = (1, None)
+
+    def parse(self, a):
+        eq = a.str("equation")
+        if not _EINSUM_OK.match(eq) or eq.count("->") > 1:
+            raise self.error(f"malformed einsum equation {eq!r}")
+        self.eq = eq.replace(" ", "")
+        lhs = self.eq.split("->")[0]
+        if lhs.count(",") + 1 != len(self.node.inputs):
+            raise self.error(f"equation {eq!r} names {lhs.count(',') + 1} operands, the node "
+                             f"has {len(self.node.inputs)} inputs")
+
+    def infer(self, ins, consts):
+        shapes = [v.shape for v in ins]
+        if any(s is None for s in shapes):
+            return [(None, ins[0].dtype)]
+        try:
+            return [(einsum_shape(self.eq, shapes), ins[0].dtype)]
+        except ValueError as e:
+            raise self.error(f"equation {self.eq!r} does not fit inputs {shapes}: {e}") from None
+
+    def run(self, *xs):
+        return (np.asarray(np.einsum(self.eq, *xs, optimize=len(xs) > 1), dtype=xs[0].dtype),)
+
+
+def einsum_shape(eq: str, shapes) -> tuple:
+    """Output shape of einsum ``eq`` (spaces removed) on operand shapes (symbolic dims ok)."""
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    size: dict = {}
+    ell = []
+    for term, shp in zip(terms, shapes):
+        head, has_ell, tail = term.partition("...")
+        if not has_ell and len(term) != len(shp):
+            raise ValueError(f"term {term!r} has {len(term)} letters for rank {len(shp)}")
+        if has_ell and len(head) + len(tail) > len(shp):
+            raise ValueError(f"term {term!r} needs rank >= {len(head) + len(tail)}")
+        n_ell = len(shp) - len(head) - len(tail)
+        ell.append(tuple(shp[len(head):len(head) + n_ell]) if has_ell else ())
+        for ch, d in list(zip(head, shp)) + list(zip(tail, shp[len(shp) - len(tail):])):
+            size[ch] = dims.bcast_dim(size[ch], d) if ch in size else d
+    bdims = dims.broadcast(*ell) if ell else ()
+    if not arrow:   # implicit output: the ellipsis, then letters used once, sorted
+        once = sorted(ch for ch in set(lhs) if ch.isalpha() and lhs.count(ch) == 1)
+        rhs = "..." + "".join(once)
+    head, has_ell, tail = rhs.partition("...")
+    for ch in head + tail:
+        if ch not in size:
+            raise ValueError(f"output letter {ch!r} appears in no input")
+    return tuple(size[c] for c in head) + (tuple(bdims) if has_ell else ()) + \
+        tuple(size[c] for c in tail)

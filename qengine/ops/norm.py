@@ -1,0 +1,142 @@
+"""Normalisations in inference form: BatchNormalization, LayerNormalization,
+InstanceNormalization, LRN."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import dims
+from .registry import Op, register
+
+
+def _per_channel(v: np.ndarray, rank: int, dtype) -> np.ndarray:
+    """A (C,) parameter shaped to broadcast along axis 1 of a rank-``rank`` tensor."""
+    return v.astype(dtype, copy=False).reshape((1, -1) + (1,) * (rank - 2))
+
+
+@register("BatchNormalization", since=7)
+class BatchNormalization(Op):
+    """y = (x - mean) / sqrt(var + eps) * scale + B over channel axis 1 (inference mode only:
+    training mode would update statistics, which an inference engine never does)."""
+
+    n_inputs = (5, 5)
+    n_outputs = (1, 5)
+
+    def parse(self, a):
+        self.eps = a.float("epsilon", 1e-5)
+        a.float("momentum", 0.9)
+        if a.int("training_mode", 0) or len([o for o in self.node.outputs if o]) > 1:
+            raise self.error("training mode (extra outputs or training_mode=1) is not "
+                             "supported: export the model in eval mode")
+        if self.opset < 9 and a.int("spatial", 1) != 1:
+            raise self.error("spatial=0 (per-activation statistics) is not supported")
+
+    def infer(self, ins, consts):
+        x = ins[0].shape
+        if x is not None and len(x) < 2:
+            raise self.error(f"input must have rank >= 2, got {list(x)}")
+        C = x[1] if x is not None else None
+        for what, v in zip(("scale", "B", "mean", "var"), ins[1:]):
+            s = v.shape
+            if s is not None and (len(s) != 1 or (isinstance(C, int) and isinstance(s[0], int)
+                                                  and s[0] != C)):
+                raise self.error(f"{what} has shape {list(s)}, expected [{C}]")
+        return [(x, ins[0].dtype)]
+
+    def run(self, x, scale, b, mean, var):
+        r, dt = x.ndim, x.dtype
+        inv = 1 / np.sqrt(var.astype(dt) + self.eps)
+        y = (x - _per_channel(mean, r, dt)) * _per_channel(inv, r, dt) * \
+            _per_channel(scale, r, dt) + _per_channel(b, r, dt)
+        return (y.astype(dt, copy=False),)
+
+
+@register("LayerNormalization")
+class LayerNormalization(Op):
+    """Normalise over axes [axis, rank); statistics in float32 (stash_type 1) at least."""
+
+    n_inputs = (2, 3)
+    n_outputs = (1, 3)
+
+    def parse(self, a):
+        self.axis = a.int("axis", -1)
+        self.eps = a.float("epsilon", 1e-5)
+        stash = a.int("stash_type", 1)
+        self.stash = np.float64 if stash == 11 else np.float32
+
+    def infer(self, ins, consts):
+        x = ins[0].shape
+        if x is None:
+            return [(None, ins[0].dtype), (None, self.stash), (None, self.stash)]
+        try:
+            ax = dims.norm_axis(self.axis, len(x))
+        except ValueError as e:
+            raise self.error(str(e)) from None
+        stat = tuple(x[:ax]) + (1,) * (len(x) - ax)
+        return [(x, ins[0].dtype), (stat, self.stash), (stat, self.stash)][:len(self.node.outputs)]
+
+    def run(self, x, scale, b=None):
+        ax = dims.norm_axis(self.axis, x.ndim)
+        axes = tuple(range(ax, x.ndim))
+        st = np.promote_types(x.dtype, self.stash)
+        xs = x.astype(st, copy=False)
+        mean = xs.mean(axis=axes, keepdims=True)
+        d = xs - mean
+        inv = 1 / np.sqrt((d * d).mean(axis=axes, keepdims=True) + self.eps)
+        y = d * inv * scale.astype(st, copy=False)
+        if b is not None:
+            y = y + b.astype(st, copy=False)
+        return (y.astype(x.dtype, copy=False), mean.astype(self.stash), inv.astype(self.stash))
+
+
+@register("InstanceNormalization")
+class InstanceNormalization(Op):
+    """y = scale[c] * (x - mean[n, c]) / sqrt(var[n, c] + eps) + B[c], stats over spatial."""
+
+    n_inputs = (3, 3)
+
+    def parse(self, a):
+        self.eps = a.float("epsilon", 1e-5)
+
+    def infer(self, ins, consts):
+        x = ins[0].shape
+        if x is not None and len(x) < 3:
+            raise self.error(f"input must have rank >= 3, got {list(x)}")
+        return [(x, ins[0].dtype)]
+
+    def run(self, x, scale, b):
+        axes = tuple(range(2, x.ndim))
+        mean = x.mean(axis=axes, keepdims=True)
+        d = x - mean
+        var = (d * d).mean(axis=axes, keepdims=True)
+        y = d / np.sqrt(var + self.eps) * _per_channel(scale, x.ndim, x.dtype) + \
+            _per_channel(b, x.ndim, x.dtype)
+        return (y.astype(x.dtype, copy=False),)
+
+
+@register("LRN")
+class LRN(Op):
+    """Local response normalisation across channels:
+    y = x / (bias + alpha / size * sum_{c' in window(c)} x[c']^2) ^ beta."""
+
+    def parse(self, a):
+        self.size = a.int("size", lo=1)
+        self.alpha = a.float("alpha", 1e-4)
+        self.beta = a.float("beta", 0.75)
+        self.bias = a.float("bias", 1.0)
+
+    def infer(self, ins, consts):
+        x = ins[0].shape
+        if x is not None and len(x) < 3:
+            raise self.error(f"input must have rank >= 3, got {list(x)}")
+        return [(x, ins[0].dtype)]
+
+    def run(self, x):
+        C = x.shape[1]
+        lo = (self.size - 1) // 2
+        hi = self.size - 1 - lo
+        sq = np.pad(x * x, [(0, 0), (lo, hi)] + [(0, 0)] * (x.ndim - 2))
+        acc = np.zeros_like(x)
+        for k in range(self.size):     # a loop over the window taps, not over pixels
+            acc += sq[:, k:k + C]
+        y = x / (self.bias + (self.alpha / self.size) * acc) ** self.beta
+        return (y.astype(x.dtype, copy=False),)

@@ -1,0 +1,122 @@
+"""Pooling: MaxPool (with the optional Indices output), AveragePool, LpPool, global pools.
+
+Windows are strided views of the padded input (see spatial.py) reduced over their kernel
+axes: whole-tensor numpy reductions, no loop over pixels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import Op, register
+from .spatial import extend_for_ceil, forward_geometry, parse_window, windows
+
+
+class _Pool(Op):
+    def parse(self, a):
+        self.window = parse_window(a, kernel_required=True, ceil=True)
+
+    def infer(self, ins, consts):
+        x = ins[0].shape
+        if x is None:
+            return [(None, ins[0].dtype)] * len(self.node.outputs)
+        if len(x) != len(self.window.kernel) + 2:
+            raise self.error(f"input {list(x)} must have rank {len(self.window.kernel) + 2} "
+                             f"for kernel_shape {self.window.kernel}")
+        try:
+            out = forward_geometry(self.window, x[2:])[0]
+        except ValueError as e:
+            raise self.error(str(e)) from None
+        shape = (x[0], x[1], *out)
+        return [(shape, ins[0].dtype), (shape, np.dtype(np.int64))][:len(self.node.outputs)]
+
+    def _views(self, x, value):
+        """(padded windows view, geometry) with ``value`` as padding."""
+        r = x.ndim - 2
+        k, s, d, _ = self.window.resolved(r)
+        out, pb, pe = forward_geometry(self.window, x.shape[2:])
+        xp = extend_for_ceil(x, out, k, s, d, pb, pe, value)
+        return windows(xp, out, k, s, d), (out, k, s, d, pb, pe)
+
+
+@register("MaxPool")
+class MaxPool(_Pool):
+    n_outputs = (1, 2)
+
+    def parse(self, a):
+        super().parse(a)
+        self.storage_order = a.int("storage_order", 0, lo=0, hi=1)
+
+    def run(self, x):
+        r = x.ndim - 2
+        low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        v, (out, k, s, d, pb, pe) = self._views(x, low)
+        kaxes = tuple(range(2 + r, 2 + 2 * r))
+        y = v.max(axis=kaxes)
+        if not self.wants(1):
+            return (y,)
+        # Indices: first maximum of each window, flattened over the whole (N, C, *spatial)
+        # input (row-major; storage_order=1 makes the spatial part column-major).
+        flat = v.reshape(v.shape[:2 + r] + (-1,))
+        t = np.unravel_index(flat.argmax(axis=-1), k)
+        pos = [np.arange(out[i]).reshape((-1,) + (1,) * (r - 1 - i)) * s[i] - pb[i] +
+               t[i] * d[i] for i in range(r)]
+        sp = x.shape[2:]
+        if self.storage_order == 0:
+            idx = np.ravel_multi_index(pos, sp, mode="clip")
+        else:
+            idx = np.ravel_multi_index(pos[::-1], sp[::-1], mode="clip")
+        nc = np.arange(x.shape[0] * x.shape[1]).reshape(x.shape[:2] + (1,) * r)
+        return (y, (nc * int(np.prod(sp)) + idx).astype(np.int64))
+
+
+@register("AveragePool", "LpPool")
+class AveragePool(_Pool):
+    """AveragePool divides by the window's count of input elements, or (count_include_pad)
+    of elements inside the padded extent; LpPool is (sum |x|^p)^(1/p) with zero padding."""
+
+    def parse(self, a):
+        super().parse(a)
+        self.include_pad = a.int("count_include_pad", 0)
+        self.p = a.int("p", 2) if self.op_type == "LpPool" else None
+
+    def run(self, x):
+        r = x.ndim - 2
+        kaxes = tuple(range(2 + r, 2 + 2 * r))
+        if self.op_type == "LpPool":
+            v, _ = self._views(np.abs(x) ** self.p, 0)
+            return ((v.sum(axis=kaxes) ** (1.0 / self.p)).astype(x.dtype, copy=False),)
+        v, (out, k, s, d, pb, pe) = self._views(x, 0)
+        total = v.sum(axis=kaxes)
+        # The divisor, per output position: pooled ones over the region that counts.
+        sp = x.shape[2:]
+        ones = np.ones((1, 1) + sp, dtype=x.dtype)
+        if self.include_pad:
+            ones = np.pad(ones, [(0, 0), (0, 0)] + list(zip(pb, pe)), constant_values=1)
+            cnt_pb, cnt_pe = [0] * r, [0] * r
+        else:
+            cnt_pb, cnt_pe = pb, pe
+        cp = extend_for_ceil(ones, out, k, s, d, cnt_pb, cnt_pe, 0)
+        count = windows(cp, out, k, s, d).sum(axis=kaxes)
+        return ((total / count).astype(x.dtype, copy=False),)
+
+
+@register("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
+class GlobalPool(Op):
+    def parse(self, a):
+        self.p = a.int("p", 2)
+
+    def infer(self, ins, consts):
+        x = ins[0].shape
+        if x is not None and len(x) < 3:
+            raise self.error(f"input must have rank >= 3, got {list(x)}")
+        return [(None if x is None else tuple(x[:2]) + (1,) * (len(x) - 2), ins[0].dtype)]
+
+    def run(self, x):
+        axes = tuple(range(2, x.ndim))
+        if self.op_type == "GlobalAveragePool":
+            y = x.mean(axis=axes, keepdims=True)
+        elif self.op_type == "GlobalMaxPool":
+            y = x.max(axis=axes, keepdims=True)
+        else:
+            y = (np.abs(x) ** self.p).sum(axis=axes, keepdims=True) ** (1.0 / self.p)
+        return (y.astype(x.dtype, copy=False),)
