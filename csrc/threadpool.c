@@ -62,13 +62,16 @@ static void qe_run_tasks(qe_pool *p, int thread_index) {
 typedef struct {
     qe_pool *pool;
     int index; /* 1-based: the caller is participant 0 */
+    unsigned start_generation;
 } qe_worker_arg;
 
 static void *qe_worker_main(void *arg_) {
     qe_worker_arg arg = *(qe_worker_arg *)arg_;
     free(arg_);
     qe_pool *p = arg.pool;
-    unsigned seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+    /* The generation at pool creation, not the current one: the first job may have been posted
+     * before this thread got here, and it must still run it (else its caller waits forever). */
+    unsigned seen = arg.start_generation;
     for (;;) {
         unsigned gen;
         int spins = 0;
@@ -128,6 +131,7 @@ static qe_pool *qe_pool_create(int n_workers) {
         if (!arg) break;
         arg->pool = p;
         arg->index = i + 1;
+        arg->start_generation = atomic_load(&p->generation);
         if (pthread_create(&p->threads[i], NULL, qe_worker_main, arg) != 0) {
             free(arg);
             break;
