@@ -7,16 +7,16 @@
 
 #include "conv.h"
 
-/* The depthwise kernel of each ISA (NULL: the reference). */
-static const qe_dwconv_fn g_dw_kernels[QE_ISA_COUNT] = {
-    [QE_ISA_REF] = qe_dwconv_u8s8_ref,
+/* The depthwise kernel (and weight layout) of each ISA (NULL: the reference). */
+static const qe_dw_ukernel *const g_dw_ukernels[QE_ISA_COUNT] = {
+    [QE_ISA_REF] = &qe_dw_ref,
 #if defined(QE_BUILD_X86)
-    [QE_ISA_AVX2] = qe_dwconv_u8s8_up32__avx2,
-    [QE_ISA_AVX512VNNI] = qe_dwconv_u8s8_up64__avx512vnni,
+    [QE_ISA_AVX2] = &qe_dw_avx2,
+    [QE_ISA_AVX512VNNI] = &qe_dw_avx512vnni,
 #endif
 #if defined(QE_BUILD_ARM64)
-    [QE_ISA_NEON] = qe_dwconv_u8s8_up16__neon,
-    [QE_ISA_NEON_DOTPROD] = qe_dwconv_u8s8_up16__neon,
+    [QE_ISA_NEON] = &qe_dw_neon,
+    [QE_ISA_NEON_DOTPROD] = &qe_dw_neon,
 #endif
 };
 
@@ -90,8 +90,8 @@ void qe_conv_packed_free(qe_conv_packed *p) {
 /* Depthwise: keep the int8 weights (a call with w_zp repacks from them) and pack them with
  * w_zp = 0 for calls without. */
 static int pack_dw(qe_conv_packed *p, const int8_t *w) {
-    const size_t C = p->shape.out_c, T = p->K, count = qe_dw_packed_count(T, C);
-    p->dw_kernel = QE_PICK(g_dw_kernels, p->isa);
+    p->dw = QE_PICK(g_dw_ukernels, p->isa);
+    const size_t C = p->shape.out_c, T = p->K, count = qe_dw_packed_count(p->dw, T, C);
     p->dw_w = malloc(C * T);
     p->dw_wsum = malloc(C * sizeof(int32_t));
     int16_t *wt = malloc(C * T * sizeof(int16_t));
@@ -109,7 +109,7 @@ static int pack_dw(qe_conv_packed *p, const int8_t *w) {
         }
         p->dw_wsum[c] = sum;
     }
-    qe_dw_pack_weights(T, C, wt, p->dw_packed);
+    qe_dw_pack_weights(p->dw, T, C, wt, p->dw_packed);
     free(wt);
     p->nbytes += C * T + C * sizeof(int32_t) + count * sizeof(int16_t);
     return QE_OK;

@@ -17,19 +17,21 @@
 typedef enum { QE_CONV_DW = 0, QE_CONV_1X1 = 1, QE_CONV_IM2COL = 2 } qe_conv_method;
 
 /* ---- depthwise ------------------------------------------------------------------------------
- * Packed weights: channels in tiles of QE_DW_TILE, taps in pairs (an odd tap count gets a dummy
- * tap of weight 0). Within a tile and a pair the layout is [channel][tap of the pair] int16:
- *   w[((tile * npairs + pair) * QE_DW_TILE + c % QE_DW_TILE) * 2 + tap % 2]
- * which is what interleaving the bytes of two taps and widening them to int16 gives, so x86
- * multiplies a pair with one vpmaddwd / vpdpwssd. Weights are stored as w - w_zp (|.| <= 255),
- * and padding channels and the dummy tap hold 0. */
+ * Packed weights: channels in tiles (16, or 32 for AVX-512), taps in pairs (an odd tap count
+ * gets a dummy tap of weight 0). Within a tile and a pair the layout is [lane][tap of the pair]
+ * int16:
+ *   w[((tile * npairs + pair) * tile_size + lane) * 2 + tap % 2]
+ * which is what interleaving two taps and widening them to int16 gives, so x86 multiplies a pair
+ * with one vpmaddwd / vpdpwssd. Lane l holds channel l of the tile, except in the AVX-512 layout,
+ * whose lanes follow the 128-bit-lane order of vpunpck{l,h}wd (qe_dw_lane_channel).
+ * Weights are stored as w - w_zp (|.| <= 255); padding channels and the dummy tap hold 0. */
 #define QE_DW_TILE 16
 
 typedef struct {
     size_t channels;       /* C */
     size_t npairs;         /* ceil(taps / 2) */
     const int16_t *w;      /* packed as above */
-    const int32_t *init;   /* [round_up(C, tile)]: bias[c] - x_zp * sum_t w[t][c]   (wrapping) */
+    const int32_t *init;   /* [round_up(C, 64)]: bias[c] - x_zp * sum_t w[t][c]  (wrapping) */
     const qe_output *out;  /* output pipeline; its bias is already in init and is ignored */
     size_t ldy;            /* output pixel stride, in elements */
 } qe_dw_params;
@@ -54,10 +56,34 @@ void qe_dwconv_u8s8_up16__neon(const qe_dw_params *p, size_t pixels, const uint8
                                void *y);
 #endif
 
-/* Lay out int16 weights wt[t][c] (taps x C, already w - w_zp) as above into dst. */
-void qe_dw_pack_weights(size_t taps, size_t channels, const int16_t *wt, int16_t *dst);
-static inline size_t qe_dw_packed_count(size_t taps, size_t channels) {
-    return QE_ROUND_UP(channels, QE_DW_TILE) * QE_DIV_UP(taps, 2) * 2;
+/* A depthwise kernel with its weight layout. */
+typedef struct {
+    qe_dwconv_fn kernel;
+    size_t tile;       /* channels per tile */
+    int unpack_order;  /* 1: lanes in vpunpck{l,h}wd order (qe_dw_lane_channel) */
+} qe_dw_ukernel;
+extern const qe_dw_ukernel qe_dw_ref;
+#if defined(QE_BUILD_X86)
+extern const qe_dw_ukernel qe_dw_avx2, qe_dw_avx512vnni;
+#endif
+#if defined(QE_BUILD_ARM64)
+extern const qe_dw_ukernel qe_dw_neon;
+#endif
+
+
+/* The channel (within a 32-channel tile) of lane l in the unpack order: lanes 0-15 are the
+ * first vpdpwssd's int32 lanes, fed by vpunpcklwd (words 0-3 of each 128-bit lane), 16-31 the
+ * second's, fed by vpunpckhwd (words 4-7). */
+static inline size_t qe_dw_lane_channel(size_t l) {
+    const size_t k = l % 16;
+    return 8 * (k / 4) + 4 * (l / 16) + k % 4;
+}
+
+/* Lay out int16 weights wt[t][c] (taps x C, already w - w_zp) for `uk` into dst. */
+void qe_dw_pack_weights(const qe_dw_ukernel *uk, size_t taps, size_t channels, const int16_t *wt,
+                        int16_t *dst);
+static inline size_t qe_dw_packed_count(const qe_dw_ukernel *uk, size_t taps, size_t channels) {
+    return QE_ROUND_UP(channels, uk->tile) * QE_DIV_UP(taps, 2) * 2;
 }
 
 /* ---- the packed convolution ----------------------------------------------------------------- */
@@ -69,7 +95,7 @@ struct qe_conv_packed {
     /* GEMM methods: one packed B (K x cout_g) per group */
     qe_gemm_packed **gemm;
     /* dwconv: the kernel of this ISA, weights as given (int8 [C][taps]) and packed with w_zp 0 */
-    qe_dwconv_fn dw_kernel;
+    const qe_dw_ukernel *dw;
     int8_t *dw_w;
     int16_t *dw_packed;
     int32_t *dw_wsum;         /* [C] sum over taps of w */

@@ -11,15 +11,15 @@
 
 #include "conv.h"
 
-void qe_dw_pack_weights(size_t taps, size_t channels, const int16_t *wt, int16_t *dst) {
-    const size_t npairs = QE_DIV_UP(taps, 2), tiles = QE_DIV_UP(channels, QE_DW_TILE);
-    memset(dst, 0, qe_dw_packed_count(taps, channels) * sizeof(int16_t));
+void qe_dw_pack_weights(const qe_dw_ukernel *uk, size_t taps, size_t channels, const int16_t *wt,
+                        int16_t *dst) {
+    const size_t npairs = QE_DIV_UP(taps, 2), W = uk->tile, tiles = QE_DIV_UP(channels, W);
+    memset(dst, 0, qe_dw_packed_count(uk, taps, channels) * sizeof(int16_t));
     for (size_t tile = 0; tile < tiles; tile++)
         for (size_t t = 0; t < taps; t++)
-            for (size_t i = 0; i < QE_DW_TILE; i++) {
-                const size_t c = tile * QE_DW_TILE + i;
-                if (c >= channels) break;
-                dst[((tile * npairs + t / 2) * QE_DW_TILE + i) * 2 + t % 2] = wt[t * channels + c];
+            for (size_t l = 0; l < W; l++) {
+                const size_t c = tile * W + (uk->unpack_order ? qe_dw_lane_channel(l) : l);
+                if (c < channels) dst[((tile * npairs + t / 2) * W + l) * 2 + t % 2] = wt[t * channels + c];
             }
 }
 
@@ -50,6 +50,8 @@ void qe_dwconv_u8s8_ref(const qe_dw_params *p, size_t pixels, const uint8_t *con
     }
 }
 
+const qe_dw_ukernel qe_dw_ref = {.kernel = qe_dwconv_u8s8_ref, .tile = QE_DW_TILE};
+
 /* ---- driver ------------------------------------------------------------------------------- */
 typedef struct {
     const qe_conv_shape *s;
@@ -59,28 +61,37 @@ typedef struct {
     qe_dwconv_fn kernel;
     char *y;
     size_t es, rows_per_task, rows; /* rows: batch * out_h */
+    size_t ow_lo, ow_hi;            /* output columns whose window is inside the input */
+    const size_t *tap_off;          /* [taps] byte offset of each tap from the window origin */
 } dw_job;
 
-/* Tap pointers of output row (n, oh): out_w pixels x 2*npairs taps. */
+/* Tap pointers of output row (n, oh): out_w pixels x 2*npairs taps. Pixels whose window lies
+ * inside the input take base + precomputed tap offsets; the border ones test every tap. */
 static void dw_indirection(const dw_job *j, size_t n, size_t oh, const uint8_t **ind) {
     const qe_conv_shape *s = j->s;
     const size_t T2 = 2 * j->prm.npairs, T = s->kernel_h * s->kernel_w, C = s->in_c;
+    const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
+    const int rows_inside = ih0 >= 0 && ih0 + (ptrdiff_t)((s->kernel_h - 1) * s->dilation_h) < (ptrdiff_t)s->in_h;
     for (size_t ow = 0; ow < s->out_w; ow++) {
         const uint8_t **tp = ind + ow * T2;
         const ptrdiff_t iw0 = (ptrdiff_t)(ow * s->stride_w) - (ptrdiff_t)s->pad_left;
-        size_t t = 0;
-        for (size_t ki = 0; ki < s->kernel_h; ki++) {
-            const ptrdiff_t ih = (ptrdiff_t)(oh * s->stride_h + ki * s->dilation_h) - (ptrdiff_t)s->pad_top;
-            const int row_ok = ih >= 0 && ih < (ptrdiff_t)s->in_h;
-            const uint8_t *row = row_ok ? j->x + (n * s->in_h + (size_t)ih) * s->in_w * C : NULL;
-            for (size_t kj = 0; kj < s->kernel_w; kj++, t++) {
-                const ptrdiff_t iw = iw0 + (ptrdiff_t)(kj * s->dilation_w);
-                tp[t] = (row_ok && iw >= 0 && iw < (ptrdiff_t)s->in_w) ? row + (size_t)iw * C
-                                                                       : j->zp_row;
+        if (rows_inside && ow >= j->ow_lo && ow < j->ow_hi) {
+            const uint8_t *base = j->x + ((n * s->in_h + (size_t)ih0) * s->in_w + (size_t)iw0) * C;
+            for (size_t t = 0; t < T; t++) tp[t] = base + j->tap_off[t];
+        } else {
+            size_t t = 0;
+            for (size_t ki = 0; ki < s->kernel_h; ki++) {
+                const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
+                const int row_ok = ih >= 0 && ih < (ptrdiff_t)s->in_h;
+                const uint8_t *row = row_ok ? j->x + (n * s->in_h + (size_t)ih) * s->in_w * C : NULL;
+                for (size_t kj = 0; kj < s->kernel_w; kj++, t++) {
+                    const ptrdiff_t iw = iw0 + (ptrdiff_t)(kj * s->dilation_w);
+                    tp[t] = (row_ok && iw >= 0 && iw < (ptrdiff_t)s->in_w) ? row + (size_t)iw * C
+                                                                           : j->zp_row;
+                }
             }
         }
-        for (; t < T2; t++) tp[t] = j->zp_row; /* the dummy tap of an odd count (weight 0) */
-        (void)T;
+        if (T < T2) tp[T] = j->zp_row; /* the dummy tap of an odd count (weight 0) */
     }
 }
 
@@ -101,12 +112,13 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
  * w_zp, the weights repacked as w - w_zp. */
 int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
                    int32_t x_zp, const int32_t *w_zp, const qe_output *out, void *y, size_t ldy) {
-    const size_t C = s->in_c, T = p->K, Cp = QE_ROUND_UP(C, QE_DW_TILE);
-    const size_t count = qe_dw_packed_count(T, C);
+    const size_t C = s->in_c, T = p->K, Cp = QE_ROUND_UP(C, 64); /* any tile divides 64 */
+    const size_t count = qe_dw_packed_count(p->dw, T, C);
     const size_t zp_bytes = QE_ROUND_UP(Cp, 64), init_bytes = QE_ROUND_UP(Cp * 4, 64);
     const size_t wt_bytes = w_zp ? QE_ROUND_UP(T * C * sizeof(int16_t), 64) : 0;
     const size_t w_bytes = w_zp ? count * sizeof(int16_t) : 0;
-    char *buf = qe_scratch(3, zp_bytes + init_bytes + wt_bytes + w_bytes);
+    const size_t off_bytes = T * sizeof(size_t);
+    char *buf = qe_scratch(3, zp_bytes + init_bytes + wt_bytes + w_bytes + off_bytes);
     if (!buf) return QE_ERR_NOMEM;
     uint8_t *zp_row = (uint8_t *)buf;
     int32_t *init = (int32_t *)(buf + zp_bytes);
@@ -126,13 +138,23 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
         for (size_t c = 0; c < C; c++)
             for (size_t t = 0; t < T; t++)
                 wt[t * C + c] = (int16_t)(p->dw_w[c * T + t] - w_zp[c]);
-        qe_dw_pack_weights(T, C, wt, wp);
+        qe_dw_pack_weights(p->dw, T, C, wt, wp);
         w = wp;
     }
+    size_t *tap_off = (size_t *)(buf + zp_bytes + init_bytes + wt_bytes + w_bytes);
+    for (size_t ki = 0, t = 0; ki < s->kernel_h; ki++)
+        for (size_t kj = 0; kj < s->kernel_w; kj++, t++)
+            tap_off[t] = (ki * s->dilation_h * s->in_w + kj * s->dilation_w) * C;
     qe_output o = *out;
     o.bias = NULL; /* folded into init */
-    dw_job j = {.s = s, .x = x, .zp_row = zp_row, .kernel = p->dw_kernel, .y = y,
-                .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h};
+    dw_job j = {.s = s, .x = x, .zp_row = zp_row, .kernel = p->dw->kernel, .y = y,
+                .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h,
+                .tap_off = tap_off};
+    /* ow_lo: first column with iw0 >= 0; ow_hi: past the last with the window inside */
+    const size_t ext_w = (s->kernel_w - 1) * s->dilation_w + 1;
+    j.ow_lo = QE_DIV_UP(s->pad_left, s->stride_w);
+    j.ow_hi = s->in_w + s->pad_left >= ext_w ? (s->in_w + s->pad_left - ext_w) / s->stride_w + 1 : 0;
+    j.ow_hi = QE_MIN(j.ow_hi, s->out_w);
     j.prm = (qe_dw_params){.channels = C, .npairs = QE_DIV_UP(T, 2), .w = w, .init = init,
                            .out = &o, .ldy = ldy};
     /* About 64K multiply-adds per task, but at least 4 tasks per thread when there are rows. */

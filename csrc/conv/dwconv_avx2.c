@@ -106,3 +106,5 @@ void qe_dwconv_u8s8_up32__avx2(const qe_dw_params *p, size_t pixels, const uint8
         if (c < C) dw_partial_tile_avx2(p, tp, c, C - c, dst, es);
     }
 }
+
+const qe_dw_ukernel qe_dw_avx2 = {.kernel = qe_dwconv_u8s8_up32__avx2, .tile = QE_DW_TILE};

@@ -89,3 +89,5 @@ void qe_dwconv_u8s8_up16__neon(const qe_dw_params *p, size_t pixels, const uint8
         }
     }
 }
+
+const qe_dw_ukernel qe_dw_neon = {.kernel = qe_dwconv_u8s8_up16__neon, .tile = QE_DW_TILE};

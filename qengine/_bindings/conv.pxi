@@ -223,23 +223,76 @@ cdef class ConvPacked:
         return (int(n), oh, ow, self.out_c)
 
 
+cdef class ConvOutput:
+    """A convolution's output pipeline validated once (as a compiled model does): out kind,
+    bias, scale, zero point, clamp range, fbias for `out_c` channels. Holds private copies, so
+    later changes to the caller's arrays do not affect it. Pass it as conv_u8s8(output=...)."""
+    cdef qe_output o
+    cdef list keep
+    cdef readonly Py_ssize_t out_c
+    cdef readonly str kind
+
+    def __cinit__(self, Py_ssize_t out_c, *, out="u8", bias=None, scale=None, zero_point=0,
+                  qmin=0, qmax=255, fbias=None):
+        if out_c < 1:
+            raise ValueError(f"out_c must be >= 1, got {out_c}")
+        self.out_c, self.kind, self.keep = out_c, out, []
+        copy = lambda a: None if a is None else np.array(a, copy=True)
+        _fill_output(&self.o, self.keep, out, out_c, copy(bias), copy(scale), zero_point, qmin,
+                     qmax, copy(fbias))
+        if scale is not None:
+            _check_positive_array(np.asarray(scale, dtype=np.float32), "scale")
+
+
+cdef inline Py_ssize_t _out_len(Py_ssize_t n, Py_ssize_t k, Py_ssize_t s, Py_ssize_t d,
+                                Py_ssize_t p0, Py_ssize_t p1) except -1:
+    cdef Py_ssize_t extent = d * (k - 1) + 1, padded = n + p0 + p1
+    if padded < extent:
+        raise ValueError(f"the padded input ({padded}) is smaller than the dilated kernel "
+                         f"({extent})")
+    return (padded - extent) // s + 1
+
+
 def conv_u8s8(ConvPacked p not None, x, x_zp, *, out="u8", bias=None, scale=None,
-              zero_point=0, qmin=0, qmax=255, fbias=None, w_zp=None, y=None):
+              zero_point=0, qmin=0, qmax=255, fbias=None, w_zp=None, y=None,
+              ConvOutput output=None):
     """y = output(conv(x - x_zp, w - w_zp)) in NHWC; pad positions read as x_zp.
 
     x: uint8 (N, H, W, in_c). out: 'u8' (scale = requant multipliers s_x*s_w[c]/s_y, per
     channel or one, zero_point, [qmin, qmax]), 'i32' (accumulators + bias) or 'f32' (scale =
-    s_x*s_w[c], plus fbias). bias: int32 (out_c,). w_zp: int, per-channel (out_c,) in
-    [-128, 127], or None (symmetric). y: optional preallocated (N, out_h, out_w, out_c) output,
-    possibly a channel slice of a larger NHWC tensor (Concat)."""
-    x = _nhwc_input(x, "x")
-    oshape = p.output_shape(x.shape)
-    _check_int(x_zp, "x_zp", 0, 255)
+    s_x*s_w[c], plus fbias). bias: int32 (out_c,). Or `output`: a ConvOutput validated once
+    (then out/bias/scale/... must be left at their defaults). w_zp: int, per-channel (out_c,)
+    in [-128, 127], or None (symmetric). y: optional preallocated (N, out_h, out_w, out_c)
+    output, possibly a channel slice of a larger NHWC tensor (Concat)."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
+        x = _nhwc_input(x, "x")  # raises the precise error
+    elif not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    if c != p.in_c:
+        raise ValueError(f"x has {c} channels, the weights expect {p.in_c}")
+    if h > <Py_ssize_t>QE_MAX_DIM_C or w > <Py_ssize_t>QE_MAX_DIM_C:
+        raise ValueError(f"x shape {x.shape} exceeds the limit of {QE_MAX_DIM_C} per dimension")
+    cdef Py_ssize_t oh = _out_len(h, p.shape.kernel_h, p.shape.stride_h, p.shape.dilation_h,
+                                  p.shape.pad_top, p.shape.pad_bottom)
+    cdef Py_ssize_t ow = _out_len(w, p.shape.kernel_w, p.shape.stride_w, p.shape.dilation_w,
+                                  p.shape.pad_left, p.shape.pad_right)
+    oshape = (n, oh, ow, p.out_c)
+    if isinstance(x_zp, bool) or not isinstance(x_zp, (int, np.integer)) or not 0 <= x_zp <= 255:
+        _check_int(x_zp, "x_zp", 0, 255)
     cdef list keep = []
     cdef qe_output o
-    _fill_output(&o, keep, out, p.out_c, bias, scale, zero_point, qmin, qmax, fbias)
-    if scale is not None:
-        _check_positive_array(np.asarray(scale, dtype=np.float32), "scale")
+    if output is None:
+        _fill_output(&o, keep, out, p.out_c, bias, scale, zero_point, qmin, qmax, fbias)
+        if scale is not None:
+            _check_positive_array(np.asarray(scale, dtype=np.float32), "scale")
+    else:
+        if output.out_c != p.out_c:
+            raise ValueError(f"output is for {output.out_c} channels, the conv has {p.out_c}")
+        if (out, bias, scale, zero_point, qmin, qmax, fbias) != ("u8", None, None, 0, 0, 255, None):
+            raise ValueError("pass either output= or the output arguments, not both")
+        o = output.o
+        out = output.kind
     cdef const int32_t *wzp_ptr = NULL
     cdef int32_t[::1] wzp_v
     if w_zp is not None:
@@ -253,19 +306,27 @@ def conv_u8s8(ConvPacked p not None, x, x_zp, *, out="u8", bias=None, scale=None
     cdef Py_ssize_t ldy = p.out_c
     if y is None:
         y = np.empty(oshape, dtype=dtype)
+    elif (type(y) is np.ndarray and y.dtype == dtype and y.shape == oshape and
+          y.flags.c_contiguous and y.flags.writeable and
+          (_addr_of(y) >= _addr_of(x) + x.nbytes or _addr_of(y) + y.nbytes <= _addr_of(x))):
+        pass  # the common case: a whole contiguous output, checked cheaply
     else:
         ldy = _nhwc_output(y, oshape, dtype, "y", x)
-    if 0 in oshape:
+    if n == 0 or oh == 0 or ow == 0:
         return y
     cdef qe_conv_shape s = p.shape
-    s.batch, s.in_h, s.in_w = x.shape[0], x.shape[1], x.shape[2]
-    s.out_h, s.out_w = oshape[1], oshape[2]
-    cdef const uint8_t[:, :, :, ::1] xv = x
-    cdef uintptr_t yptr = y.__array_interface__["data"][0]
+    s.batch, s.in_h, s.in_w = n, h, w
+    s.out_h, s.out_w = oh, ow
+    cdef const uint8_t *xp = <const uint8_t *><uintptr_t>_addr_of(x)
+    cdef uintptr_t yptr = _addr_of(y)
     cdef int rc
     cdef int32_t xzp = x_zp
     with nogil:
-        rc = qe_conv_u8s8(p.ptr, &s, &xv[0, 0, 0, 0], xzp, wzp_ptr, &o, <void *>yptr, ldy)
+        rc = qe_conv_u8s8(p.ptr, &s, xp, xzp, wzp_ptr, &o, <void *>yptr, ldy)
     if rc != QE_OK:
         raise ValueError(f"qe_conv_u8s8 rejected its arguments (code {rc})")
     return y
+
+
+cdef inline uintptr_t _addr_of(a):
+    return a.__array_interface__["data"][0]
