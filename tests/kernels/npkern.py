@@ -20,9 +20,14 @@ def wrap32(a):
     return ((np.asarray(a, dtype=np.int64) + 2**31) % 2**32 - 2**31).astype(np.int32)
 
 
+def _tuple(v, n):
+    return tuple(v) if np.ndim(v) else (int(v),) * n
+
+
 def conv_acc(x, x_zp, w, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1,
              w_zp=None, bias=None):
     """int32 (wrapping) sum over the window of (x - x_zp) * (w - w_zp) + bias, NHWC / OHWI."""
+    strides, dilations, pads = _tuple(strides, 2), _tuple(dilations, 2), _tuple(pads, 4)
     n, h, wd, c = x.shape
     o, kh, kw, cg = w.shape
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = strides, dilations, pads
@@ -56,6 +61,8 @@ def conv(x, x_zp, w, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), gro
 def _windows(x, kernel, strides, dilations, pads, ceil_mode, fill):
     """(N, oh, ow, kh*kw, C) windows of x padded with `fill`, plus a same-shape mask of taps
     inside the input and one of taps inside the padded extent."""
+    kernel, strides, dilations = _tuple(kernel, 2), _tuple(strides, 2), _tuple(dilations, 2)
+    pads = _tuple(pads, 4)
     n, h, w, c = x.shape
     (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = kernel, strides, dilations, pads
     oh = out_size(h, kh, sh, dh, pt, pb, ceil_mode)
