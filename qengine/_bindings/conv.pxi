@@ -51,9 +51,12 @@ cdef float _positive_float(value, str name) except? -1:
     """A finite float32 > 0 (a scale or a requantization multiplier)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    cdef float f = np.float32(value)
-    if not (np.isfinite(f) and f > 0):
+    cdef double d = value
+    if not (0 < d <= 3.4028234663852886e38):  # also rejects NaN
         raise ValueError(f"{name} must be finite and > 0 (as float32), got {value!r}")
+    cdef float f = <float>d
+    if not f > 0:
+        raise ValueError(f"{name} underflows float32: {value!r}")
     return f
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import npkern
 from qengine import _kernels as K
 
-SETTINGS = settings(max_examples=60, deadline=None,
+SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
