@@ -32,6 +32,43 @@ typedef struct {
     size_t lda;                    /* im2col row stride */
 } conv_gemm_job;
 
+/* Copies and fills of the short runs im2col is made of (3..200 bytes): fixed-size memcpy
+ * calls become plain loads and stores, and two overlapping ones cover any length in a range,
+ * where a libc call per run would dominate (7x7x3 convs copy 21-byte runs). */
+static inline void copy_run(uint8_t *dst, const uint8_t *src, size_t n) {
+    if (n >= 64) {
+        memcpy(dst, src, n);
+    } else if (n >= 32) {
+        memcpy(dst, src, 32);
+        memcpy(dst + n - 32, src + n - 32, 32);
+    } else if (n >= 16) {
+        memcpy(dst, src, 16);
+        memcpy(dst + n - 16, src + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(dst, src, 4);
+        memcpy(dst + n - 4, src + n - 4, 4);
+    } else {
+        for (size_t i = 0; i < n; i++) dst[i] = src[i];
+    }
+}
+
+static inline void fill_run(uint8_t *dst, uint8_t v, size_t n) {
+    if (n >= 16) {
+        memset(dst, v, n);
+        return;
+    }
+    const uint64_t pattern = 0x0101010101010101ull * v;
+    if (n >= 8) {
+        memcpy(dst, &pattern, 8);
+        memcpy(dst + n - 8, &pattern, 8);
+    } else {
+        for (size_t i = 0; i < n; i++) dst[i] = v;
+    }
+}
+
 /* Fill one im2col row: the K = kernel_h * kernel_w * cin_g values of output pixel (n, oh, ow)
  * for group g, in (ki, kj, ci) order; taps outside the input read x_zp. */
 static void im2col_row(const conv_gemm_job *j, size_t g, size_t n, size_t oh, size_t ow,
@@ -45,24 +82,34 @@ static void im2col_row(const conv_gemm_job *j, size_t g, size_t n, size_t oh, si
     while (kj_hi > kj_lo && iw0 + (ptrdiff_t)((kj_hi - 1) * s->dilation_w) >= (ptrdiff_t)s->in_w)
         kj_hi--;
     const int contiguous = s->groups == 1 && s->dilation_w == 1; /* taps of a kernel row abut */
+    const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
+    if (contiguous && kj_lo == 0 && kj_hi == kw && ih0 >= 0 &&
+        ih0 + (ptrdiff_t)((s->kernel_h - 1) * s->dilation_h) < (ptrdiff_t)s->in_h) {
+        /* the whole window is inside the input: kernel_h runs of kw * C bytes */
+        const size_t run = kw * C, step = s->dilation_h * s->in_w * C;
+        const uint8_t *src = j->x + ((n * s->in_h + (size_t)ih0) * s->in_w + (size_t)iw0) * C;
+        for (size_t ki = 0; ki < s->kernel_h; ki++) copy_run(row + ki * run, src + ki * step, run);
+        return;
+    }
+    const uint8_t zp = (uint8_t)j->x_zp;
     for (size_t ki = 0; ki < s->kernel_h; ki++) {
         uint8_t *dst = row + ki * kw * cin_g;
         const ptrdiff_t ih = (ptrdiff_t)(oh * s->stride_h + ki * s->dilation_h) - (ptrdiff_t)s->pad_top;
         if (ih < 0 || ih >= (ptrdiff_t)s->in_h || kj_lo >= kj_hi) {
-            memset(dst, j->x_zp, kw * cin_g);
+            fill_run(dst, zp, kw * cin_g);
             continue;
         }
         const uint8_t *src = j->x + ((n * s->in_h + (size_t)ih) * s->in_w) * C + g * cin_g;
-        memset(dst, j->x_zp, kj_lo * cin_g);
+        fill_run(dst, zp, kj_lo * cin_g);
         if (contiguous) {
-            memcpy(dst + kj_lo * cin_g, src + (size_t)(iw0 + (ptrdiff_t)kj_lo) * C,
-                   (kj_hi - kj_lo) * C);
+            copy_run(dst + kj_lo * cin_g, src + (size_t)(iw0 + (ptrdiff_t)kj_lo) * C,
+                     (kj_hi - kj_lo) * C);
         } else {
             for (size_t kj = kj_lo; kj < kj_hi; kj++)
-                memcpy(dst + kj * cin_g,
-                       src + (size_t)(iw0 + (ptrdiff_t)(kj * s->dilation_w)) * C, cin_g);
+                copy_run(dst + kj * cin_g,
+                         src + (size_t)(iw0 + (ptrdiff_t)(kj * s->dilation_w)) * C, cin_g);
         }
-        memset(dst + kj_hi * cin_g, j->x_zp, (kw - kj_hi) * cin_g);
+        fill_run(dst + kj_hi * cin_g, zp, (kw - kj_hi) * cin_g);
     }
 }
 
