@@ -142,8 +142,10 @@ def _fused_bounds(graph: Graph, node: Node):
     return None
 
 
-def lower(graph: Graph) -> Lowered:
-    """Lower a concrete QDQ graph into kernels and glue (see the module docstring)."""
+def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
+    """Lower a concrete QDQ graph into kernels and glue (see the module docstring).
+    cache: node name -> dict that kernels keep packed weights in across input shapes."""
+    cache = {} if cache is None else cache
     a = _Analysis(graph)
     g = graph
     out = Lowered([], dict(a.qt))
@@ -204,7 +206,8 @@ def lower(graph: Graph) -> Lowered:
             qo = q_outputs(node)
             if qo is not None:
                 outs, fused, bounds, qnodes = qo
-                kernel = _lower_unit(op, Unit(node, op, ins, outs, fused, bounds))
+                kernel = _lower_unit(op, Unit(node, op, ins, outs, fused, bounds,
+                                              cache.setdefault(node.name, {}), g))
                 if kernel is not None:
                     consumed.add(id(node))
                     if fused is not None:
@@ -233,17 +236,22 @@ def lower(graph: Graph) -> Lowered:
                     out.aliases[dst] = a.dq_src[src]      # a redundant DQ -> Q pair
                 else:
                     at[id(node)] = glue.requantize(qs, a.qt[dst])
-            else:
+            elif g.value(src).dtype == np.float32:
                 at[id(node)] = glue.quantize(src, a.qt[dst])
+            else:
+                at[id(node)] = glue.float_node(g, node, make_op(node, g.opset))
         elif node.op_type == "DequantizeLinear" and id(node) not in at:
             o = node.outputs[0]
             if o not in float_reads and o not in a.outputs:
                 continue    # only int8 items (or aliased / requantizing Q nodes) read it
-            if o in a.dq_src:
+            if o in a.dq_src and g.value(o).dtype == np.float32:
                 at[id(node)] = glue.dequantize(a.qt[a.dq_src[o]], o)
             else:   # a constant read by a float op, or dynamic parameters
                 at[id(node)] = glue.float_node(g, node, make_op(node, g.opset))
     out.items = [at[id(n)] for n in g.nodes if id(n) in at]
+    for n in g.nodes:
+        if id(n) in at and at[id(n)].node is None:
+            at[id(n)].node = n
     return out
 
 
