@@ -64,95 +64,195 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     return upto_hi & ~(((uint64_t)1 << lo) - 1);
 }
 
-QE_INLINE void store_tile(const qe_gemm_tile *t, const int mr, const int nv,
-                          __m512i acc[MR][NV_MAX]) {
-    const qe_gemm_epilogue *ep = t->ep;
-    const size_t es = qe_output_elem_size(ep->kind);
-    const uint64_t cols = column_mask(t->col_lo, t->col_hi);
-    for (int r = 0; r < mr; r++) {
-        const int32_t rowterm = ep->nbzp ? ep->rowterm[t->row0 + r] : 0;
-        char *row = (char *)t->c + r * t->ldc * es;
-        for (int v = 0; v < nv; v++) {
-            const __mmask16 m = (__mmask16)(cols >> (16 * v));
-            if (m) store_vec(ep, t->ep_col + 16 * v, acc[r][v], rowterm, m, row + 16 * v * es);
-        }
+/* The accumulators are named variables c<row><vector>, not an array: GCC keeps an array of
+ * vectors in memory, named variables in registers. Rows >= mr and vectors >= nv are compiled
+ * out (mr, nv are constants in every instantiation). */
+#define QE_FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define QE_DECLARE_ROW(r)                                                               \
+    __attribute__((unused)) __m512i c##r##0 = _mm512_setzero_si512(),                    \
+                                    c##r##1 = _mm512_setzero_si512(),                    \
+                                    c##r##2 = _mm512_setzero_si512(),                    \
+                                    c##r##3 = _mm512_setzero_si512();                    \
+    __attribute__((unused)) const uint8_t *a##r = t->a + (r < mr ? r : 0) * t->lda;
+/* One k-group of row r: broadcast 4 bytes of A (read by `load`), multiply by the B vectors. */
+#define QE_MULTIPLY_ROW(r, load)                                     \
+    if (r < mr) {                                                   \
+        const __m512i av = load(a##r);                              \
+        if (nv > 0) c##r##0 = _mm512_dpbusd_epi32(c##r##0, av, b0); \
+        if (nv > 1) c##r##1 = _mm512_dpbusd_epi32(c##r##1, av, b1); \
+        if (nv > 2) c##r##2 = _mm512_dpbusd_epi32(c##r##2, av, b2); \
+        if (nv > 3) c##r##3 = _mm512_dpbusd_epi32(c##r##3, av, b3); \
     }
+#define QE_LOAD_GROUP(p) _mm512_set1_epi32(load_u32((p) + KR * g))
+#define QE_LOAD_TAIL(p) _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(km, (p) + KR * groups))
+#define QE_MULTIPLY_GROUP(r) QE_MULTIPLY_ROW(r, QE_LOAD_GROUP)
+#define QE_MULTIPLY_TAIL(r) QE_MULTIPLY_ROW(r, QE_LOAD_TAIL)
+#define QE_LOAD_B()                                                 \
+    const __m512i b0 = _mm512_load_si512(b);                        \
+    const __m512i b1 = nv > 1 ? _mm512_load_si512(b + 64) : b0;     \
+    const __m512i b2 = nv > 2 ? _mm512_load_si512(b + 128) : b0;    \
+    const __m512i b3 = nv > 3 ? _mm512_load_si512(b + 192) : b0;
+#define QE_STORE_ROW(r)                                                                       \
+    if (r < mr) {                                                                             \
+        const int32_t rowterm = ep->nbzp ? ep->rowterm[t->row0 + r] : 0;                      \
+        char *row = (char *)t->c + r * t->ldc * es;                                           \
+        if (nv > 0 && (__mmask16)cols)                                                        \
+            store_vec(ep, t->ep_col, c##r##0, rowterm, (__mmask16)cols, row);                 \
+        if (nv > 1 && (__mmask16)(cols >> 16))                                                \
+            store_vec(ep, t->ep_col + 16, c##r##1, rowterm, (__mmask16)(cols >> 16), row + 16 * es); \
+        if (nv > 2 && (__mmask16)(cols >> 32))                                                \
+            store_vec(ep, t->ep_col + 32, c##r##2, rowterm, (__mmask16)(cols >> 32), row + 32 * es); \
+        if (nv > 3 && (__mmask16)(cols >> 48))                                                \
+            store_vec(ep, t->ep_col + 48, c##r##3, rowterm, (__mmask16)(cols >> 48), row + 48 * es); \
+    }
+
+/* The full 6 x 64 tile's k loop in assembly. With 24 accumulators, 4 B vectors and a broadcast
+ * live, GCC spills accumulators inside the loop (measured: half the speed), and asm operands
+ * cannot carry 24 of them (GCC allows 30 operands, an in/out one counts twice). So the block
+ * owns zmm8-31 as accumulators: it zeroes them, runs the k loop (zmm0-3 hold B, zmm4/5
+ * alternate as the A broadcast; rows 0-2 address from a0, rows 3-5 from a3) and stores them to
+ * acc[6][64]. The C code then finishes the tile (tail group, output pipeline). */
+#define QE_ASM_ROW(base, index, reg, c0, c1, c2, c3)   \
+    "vpbroadcastd " base index ", %%" reg "\n\t"       \
+    "vpdpbusd %%zmm0, %%" reg ", %%" c0 "\n\t"         \
+    "vpdpbusd %%zmm1, %%" reg ", %%" c1 "\n\t"         \
+    "vpdpbusd %%zmm2, %%" reg ", %%" c2 "\n\t"         \
+    "vpdpbusd %%zmm3, %%" reg ", %%" c3 "\n\t"
+#define QE_ASM_STORE4(off, c0, c1, c2, c3)                                         \
+    "vmovdqa64 %%" c0 ", " #off "(%[acc])\n\t"                                     \
+    "vmovdqa64 %%" c1 ", " #off "+64(%[acc])\n\t"                                  \
+    "vmovdqa64 %%" c2 ", " #off "+128(%[acc])\n\t"                                 \
+    "vmovdqa64 %%" c3 ", " #off "+192(%[acc])\n\t"
+
+static void dot_6x64_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
+                                int32_t acc[6 * 64]) {
+    QE_ASSERT(groups > 0);
+    const uint8_t *a3 = a0 + 3 * lda;
+    __asm__ volatile(
+        "vpxord %%zmm8, %%zmm8, %%zmm8\n\t"
+        "vmovdqa64 %%zmm8, %%zmm9\n\t" "vmovdqa64 %%zmm8, %%zmm10\n\t"
+        "vmovdqa64 %%zmm8, %%zmm11\n\t" "vmovdqa64 %%zmm8, %%zmm12\n\t"
+        "vmovdqa64 %%zmm8, %%zmm13\n\t" "vmovdqa64 %%zmm8, %%zmm14\n\t"
+        "vmovdqa64 %%zmm8, %%zmm15\n\t" "vmovdqa64 %%zmm8, %%zmm16\n\t"
+        "vmovdqa64 %%zmm8, %%zmm17\n\t" "vmovdqa64 %%zmm8, %%zmm18\n\t"
+        "vmovdqa64 %%zmm8, %%zmm19\n\t" "vmovdqa64 %%zmm8, %%zmm20\n\t"
+        "vmovdqa64 %%zmm8, %%zmm21\n\t" "vmovdqa64 %%zmm8, %%zmm22\n\t"
+        "vmovdqa64 %%zmm8, %%zmm23\n\t" "vmovdqa64 %%zmm8, %%zmm24\n\t"
+        "vmovdqa64 %%zmm8, %%zmm25\n\t" "vmovdqa64 %%zmm8, %%zmm26\n\t"
+        "vmovdqa64 %%zmm8, %%zmm27\n\t" "vmovdqa64 %%zmm8, %%zmm28\n\t"
+        "vmovdqa64 %%zmm8, %%zmm29\n\t" "vmovdqa64 %%zmm8, %%zmm30\n\t"
+        "vmovdqa64 %%zmm8, %%zmm31\n\t"
+        ".p2align 5\n"
+        "1:\n\t"
+        "vmovdqa64 (%[b]), %%zmm0\n\t"
+        "vmovdqa64 64(%[b]), %%zmm1\n\t"
+        "vmovdqa64 128(%[b]), %%zmm2\n\t"
+        "vmovdqa64 192(%[b]), %%zmm3\n\t"
+        "prefetcht0 %c[pf](%[b])\n\t"
+        "prefetcht0 %c[pf]+128(%[b])\n\t"
+        QE_ASM_ROW("(%[a0]", ")", "zmm4", "zmm8", "zmm9", "zmm10", "zmm11")
+        QE_ASM_ROW("(%[a0]", ",%[lda])", "zmm5", "zmm12", "zmm13", "zmm14", "zmm15")
+        QE_ASM_ROW("(%[a0]", ",%[lda],2)", "zmm4", "zmm16", "zmm17", "zmm18", "zmm19")
+        QE_ASM_ROW("(%[a3]", ")", "zmm5", "zmm20", "zmm21", "zmm22", "zmm23")
+        QE_ASM_ROW("(%[a3]", ",%[lda])", "zmm4", "zmm24", "zmm25", "zmm26", "zmm27")
+        QE_ASM_ROW("(%[a3]", ",%[lda],2)", "zmm5", "zmm28", "zmm29", "zmm30", "zmm31")
+        "add $4, %[a0]\n\t"
+        "add $4, %[a3]\n\t"
+        "add $256, %[b]\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        QE_ASM_STORE4(0, "zmm8", "zmm9", "zmm10", "zmm11")
+        QE_ASM_STORE4(256, "zmm12", "zmm13", "zmm14", "zmm15")
+        QE_ASM_STORE4(512, "zmm16", "zmm17", "zmm18", "zmm19")
+        QE_ASM_STORE4(768, "zmm20", "zmm21", "zmm22", "zmm23")
+        QE_ASM_STORE4(1024, "zmm24", "zmm25", "zmm26", "zmm27")
+        QE_ASM_STORE4(1280, "zmm28", "zmm29", "zmm30", "zmm31")
+        : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n] "+r"(groups)
+        : [lda] "r"(lda), [acc] "r"(acc), [pf] "i"(B_PREFETCH)
+        : "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm8", "zmm9", "zmm10", "zmm11",
+          "zmm12", "zmm13", "zmm14", "zmm15", "zmm16", "zmm17", "zmm18", "zmm19", "zmm20",
+          "zmm21", "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27", "zmm28", "zmm29",
+          "zmm30", "zmm31", "memory", "cc");
 }
+
+#define QE_LOAD_ACC_ROW(r)                                  \
+    c##r##0 = _mm512_load_si512(acc + 64 * r);              \
+    c##r##1 = _mm512_load_si512(acc + 64 * r + 16);         \
+    c##r##2 = _mm512_load_si512(acc + 64 * r + 32);         \
+    c##r##3 = _mm512_load_si512(acc + 64 * r + 48);
 
 /* The register tile: mr rows x (16 * nv) columns over all of K. */
 QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
-    __m512i acc[MR][NV_MAX];
-    const uint8_t *ar[MR];
-    for (int r = 0; r < mr; r++) {
-        ar[r] = t->a + r * t->lda;
-        for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_si512();
-    }
+    QE_FOR_ROWS(QE_DECLARE_ROW)
     const int8_t *b = t->b;
     const size_t groups = t->K / KR;
-    for (size_t g = 0; g < groups; g++) {
-        __m512i bv[NV_MAX];
-        for (int v = 0; v < nv; v++) bv[v] = _mm512_load_si512(b + 64 * v);
-        _mm_prefetch((const char *)b + B_PREFETCH, _MM_HINT_T0);
-        if (nv > 2) _mm_prefetch((const char *)b + B_PREFETCH + 128, _MM_HINT_T0);
-        b += 64 * nv;
-        for (int r = 0; r < mr; r++) {
-            const __m512i av = _mm512_set1_epi32(load_u32(ar[r] + KR * g));
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+    if (mr == 6 && nv == 4 && groups > 0) {
+        int32_t acc[6 * 64] __attribute__((aligned(64)));
+        dot_6x64_avx512vnni(a0, t->lda, b, groups, acc);
+        b += 256 * groups;
+        QE_FOR_ROWS(QE_LOAD_ACC_ROW)
+    } else {
+        for (size_t g = 0; g < groups; g++) {
+            QE_LOAD_B()
+            _mm_prefetch((const char *)b + B_PREFETCH, _MM_HINT_T0);
+            if (nv > 2) _mm_prefetch((const char *)b + B_PREFETCH + 128, _MM_HINT_T0);
+            b += 64 * nv;
+            QE_FOR_ROWS(QE_MULTIPLY_GROUP)
         }
     }
     if (t->K % KR) { /* the last, partial group: read only the bytes that exist */
         const __mmask16 km = (__mmask16)((1u << (t->K % KR)) - 1);
-        __m512i bv[NV_MAX];
-        for (int v = 0; v < nv; v++) bv[v] = _mm512_load_si512(b + 64 * v);
-        for (int r = 0; r < mr; r++) {
-            const __m512i av =
-                _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(km, ar[r] + KR * groups));
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
-        }
+        QE_LOAD_B()
+        QE_FOR_ROWS(QE_MULTIPLY_TAIL)
     }
-    store_tile(t, mr, nv, acc);
+    const qe_gemm_epilogue *ep = t->ep;
+    const size_t es = qe_output_elem_size(ep->kind);
+    const uint64_t cols = column_mask(t->col_lo, t->col_hi);
+    QE_FOR_ROWS(QE_STORE_ROW)
 }
 
 /* M = 1 over a full panel: even and odd groups into separate accumulators, so twice as many
  * independent loads and multiplies are in flight on this memory-bound shape. */
 static void qe_gemm_u8s8_ukernel_1x64c4__avx512vnni(const qe_gemm_tile *t) {
-    __m512i acc[MR][NV_MAX], odd[NV_MAX];
-    for (int v = 0; v < NV_MAX; v++) acc[0][v] = odd[v] = _mm512_setzero_si512();
-    const uint8_t *a = t->a;
+    enum { mr = 1, nv = 4 };
+    QE_FOR_ROWS(QE_DECLARE_ROW)
+    __m512i d0 = _mm512_setzero_si512(), d1 = d0, d2 = d0, d3 = d0;
     const int8_t *b = t->b;
     const size_t groups = t->K / KR;
     size_t g = 0;
     for (; g + 2 <= groups; g += 2) {
-        const __m512i a0 = _mm512_set1_epi32(load_u32(a + KR * g));
-        const __m512i a1 = _mm512_set1_epi32(load_u32(a + KR * g + KR));
-        _mm_prefetch((const char *)b + 2 * B_PREFETCH, _MM_HINT_T0);
-        _mm_prefetch((const char *)b + 2 * B_PREFETCH + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)b + 2 * B_PREFETCH + 128, _MM_HINT_T0);
-        _mm_prefetch((const char *)b + 2 * B_PREFETCH + 192, _MM_HINT_T0);
-        _mm_prefetch((const char *)b + 2 * B_PREFETCH + 256, _MM_HINT_T0);
-        _mm_prefetch((const char *)b + 2 * B_PREFETCH + 320, _MM_HINT_T0);
-        _mm_prefetch((const char *)b + 2 * B_PREFETCH + 384, _MM_HINT_T0);
-        _mm_prefetch((const char *)b + 2 * B_PREFETCH + 448, _MM_HINT_T0);
-        for (int v = 0; v < NV_MAX; v++) {
-            acc[0][v] = _mm512_dpbusd_epi32(acc[0][v], a0, _mm512_load_si512(b + 64 * v));
-            odd[v] = _mm512_dpbusd_epi32(odd[v], a1, _mm512_load_si512(b + 256 + 64 * v));
-        }
+        const __m512i x = _mm512_set1_epi32(load_u32(a0 + KR * g));
+        const __m512i y = _mm512_set1_epi32(load_u32(a0 + KR * g + KR));
+        for (int l = 0; l < 8; l++)
+            _mm_prefetch((const char *)b + 2 * B_PREFETCH + 64 * l, _MM_HINT_T0);
+        c00 = _mm512_dpbusd_epi32(c00, x, _mm512_load_si512(b));
+        c01 = _mm512_dpbusd_epi32(c01, x, _mm512_load_si512(b + 64));
+        c02 = _mm512_dpbusd_epi32(c02, x, _mm512_load_si512(b + 128));
+        c03 = _mm512_dpbusd_epi32(c03, x, _mm512_load_si512(b + 192));
+        d0 = _mm512_dpbusd_epi32(d0, y, _mm512_load_si512(b + 256));
+        d1 = _mm512_dpbusd_epi32(d1, y, _mm512_load_si512(b + 320));
+        d2 = _mm512_dpbusd_epi32(d2, y, _mm512_load_si512(b + 384));
+        d3 = _mm512_dpbusd_epi32(d3, y, _mm512_load_si512(b + 448));
         b += 512;
     }
     for (; g < groups; g++) {
-        const __m512i a0 = _mm512_set1_epi32(load_u32(a + KR * g));
-        for (int v = 0; v < NV_MAX; v++)
-            acc[0][v] = _mm512_dpbusd_epi32(acc[0][v], a0, _mm512_load_si512(b + 64 * v));
+        QE_LOAD_B()
         b += 256;
+        QE_MULTIPLY_GROUP(0)
     }
     if (t->K % KR) {
         const __mmask16 km = (__mmask16)((1u << (t->K % KR)) - 1);
-        const __m512i a0 = _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(km, a + KR * groups));
-        for (int v = 0; v < NV_MAX; v++)
-            acc[0][v] = _mm512_dpbusd_epi32(acc[0][v], a0, _mm512_load_si512(b + 64 * v));
+        QE_LOAD_B()
+        QE_MULTIPLY_TAIL(0)
     }
-    for (int v = 0; v < NV_MAX; v++) acc[0][v] = _mm512_add_epi32(acc[0][v], odd[v]);
-    store_tile(t, 1, NV_MAX, acc);
+    c00 = _mm512_add_epi32(c00, d0);
+    c01 = _mm512_add_epi32(c01, d1);
+    c02 = _mm512_add_epi32(c02, d2);
+    c03 = _mm512_add_epi32(c03, d3);
+    const qe_gemm_epilogue *ep = t->ep;
+    const size_t es = qe_output_elem_size(ep->kind);
+    const uint64_t cols = column_mask(t->col_lo, t->col_hi);
+    QE_STORE_ROW(0)
 }
 
 /* The table of tiles, [rows - 1][nv - 1]; names say rows x columns, K groups of 4, ISA. */
