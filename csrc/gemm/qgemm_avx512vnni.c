@@ -31,30 +31,26 @@ QE_INLINE int32_t load_u32(const uint8_t *p) {
 }
 
 /* The output pipeline of one vector of 16 accumulators (columns col..col+15 of the epilogue
- * arrays), stored under `mask`. Same operations, same order as qe_output_row_ref. */
-QE_INLINE void store_vec(const qe_gemm_epilogue *ep, size_t col, __m512i acc, int32_t rowterm,
-                         __mmask16 mask, void *dst) {
+ * arrays), stored under `mask`. Same operations, same order as qe_output_row_ref. `kind` is a
+ * constant in every expansion (see QE_STORE_TILE), so each tile has one branch-free epilogue
+ * per output kind. */
+QE_INLINE void store_vec(const qe_gemm_epilogue *ep, const qe_out_kind kind, size_t col,
+                         __m512i acc, int32_t rowterm, __mmask16 mask, void *dst) {
     acc = _mm512_add_epi32(acc, _mm512_load_si512(ep->colterm + col));
     if (ep->nbzp)
         acc = _mm512_add_epi32(
             acc, _mm512_mullo_epi32(_mm512_set1_epi32(rowterm), _mm512_load_si512(ep->nbzp + col)));
-    switch (ep->kind) {
-    case QE_OUT_I32:
+    if (kind == QE_OUT_I32) {
         _mm512_mask_storeu_epi32(dst, mask, acc);
-        break;
-    case QE_OUT_F32: {
+    } else if (kind == QE_OUT_F32) {
         __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_load_ps(ep->scale + col));
         if (ep->fbias) v = _mm512_add_ps(v, _mm512_load_ps(ep->fbias + col));
         _mm512_mask_storeu_ps(dst, mask, v);
-        break;
-    }
-    case QE_OUT_U8: {
+    } else {
         __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_load_ps(ep->scale + col));
         v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(ep->lo)), _mm512_set1_ps(ep->hi));
         const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(ep->zp));
         _mm_mask_storeu_epi8(dst, mask, _mm512_cvtepi32_epi8(q)); /* q is in [0, 255] */
-        break;
-    }
     }
 }
 
@@ -92,19 +88,34 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     const __m512i b1 = nv > 1 ? _mm512_load_si512(b + 64) : b0;     \
     const __m512i b2 = nv > 2 ? _mm512_load_si512(b + 128) : b0;    \
     const __m512i b3 = nv > 3 ? _mm512_load_si512(b + 192) : b0;
-#define QE_STORE_ROW(r)                                                                       \
-    if (r < mr) {                                                                             \
-        const int32_t rowterm = ep->nbzp ? ep->rowterm[t->row0 + r] : 0;                      \
-        char *row = (char *)t->c + r * t->ldc * es;                                           \
-        if (nv > 0 && (__mmask16)cols)                                                        \
-            store_vec(ep, t->ep_col, c##r##0, rowterm, (__mmask16)cols, row);                 \
-        if (nv > 1 && (__mmask16)(cols >> 16))                                                \
-            store_vec(ep, t->ep_col + 16, c##r##1, rowterm, (__mmask16)(cols >> 16), row + 16 * es); \
-        if (nv > 2 && (__mmask16)(cols >> 32))                                                \
-            store_vec(ep, t->ep_col + 32, c##r##2, rowterm, (__mmask16)(cols >> 32), row + 32 * es); \
-        if (nv > 3 && (__mmask16)(cols >> 48))                                                \
-            store_vec(ep, t->ep_col + 48, c##r##3, rowterm, (__mmask16)(cols >> 48), row + 48 * es); \
+#define QE_STORE_VEC(r, v)                                                                    \
+    if (nv > v && (__mmask16)(cols >> (16 * v)))                                              \
+        store_vec(ep, kind, t->ep_col + 16 * v, c##r##v, rowterm, (__mmask16)(cols >> (16 * v)), \
+                  row + 16 * v * es);
+#define QE_STORE_ROW(r)                                                  \
+    if (r < mr) {                                                        \
+        const int32_t rowterm = ep->nbzp ? ep->rowterm[t->row0 + r] : 0; \
+        char *row = (char *)t->c + r * t->ldc * es;                      \
+        QE_STORE_VEC(r, 0) QE_STORE_VEC(r, 1) QE_STORE_VEC(r, 2) QE_STORE_VEC(r, 3)     \
     }
+#define QE_STORE_KIND(k)                                 \
+    case k: {                                            \
+        const qe_out_kind kind = k;                      \
+        const size_t es = k == QE_OUT_U8 ? 1 : 4;        \
+        QE_FOR_ROWS(QE_STORE_ROW)                        \
+        break;                                           \
+    }
+/* The output pipeline of a whole tile, one expansion per output kind. */
+#define QE_STORE_TILE()                                              \
+    do {                                                             \
+        const qe_gemm_epilogue *ep = t->ep;                          \
+        const uint64_t cols = column_mask(t->col_lo, t->col_hi);     \
+        switch (ep->kind) {                                          \
+            QE_STORE_KIND(QE_OUT_I32)                                \
+            QE_STORE_KIND(QE_OUT_F32)                                \
+            QE_STORE_KIND(QE_OUT_U8)                                 \
+        }                                                            \
+    } while (0)
 
 /* The full 6 x 64 tile's k loop in assembly. With 24 accumulators, 4 B vectors and a broadcast
  * live, GCC spills accumulators inside the loop (measured: half the speed), and asm operands
@@ -205,10 +216,7 @@ QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
         QE_LOAD_B()
         QE_FOR_ROWS(QE_MULTIPLY_TAIL)
     }
-    const qe_gemm_epilogue *ep = t->ep;
-    const size_t es = qe_output_elem_size(ep->kind);
-    const uint64_t cols = column_mask(t->col_lo, t->col_hi);
-    QE_FOR_ROWS(QE_STORE_ROW)
+    QE_STORE_TILE();
 }
 
 /* M = 1 over a full panel: even and odd groups into separate accumulators, so twice as many
@@ -249,10 +257,7 @@ static void qe_gemm_u8s8_ukernel_1x64c4__avx512vnni(const qe_gemm_tile *t) {
     c01 = _mm512_add_epi32(c01, d1);
     c02 = _mm512_add_epi32(c02, d2);
     c03 = _mm512_add_epi32(c03, d3);
-    const qe_gemm_epilogue *ep = t->ep;
-    const size_t es = qe_output_elem_size(ep->kind);
-    const uint64_t cols = column_mask(t->col_lo, t->col_hi);
-    QE_STORE_ROW(0)
+    QE_STORE_TILE();
 }
 
 /* The table of tiles, [rows - 1][nv - 1]; names say rows x columns, K groups of 4, ISA. */
