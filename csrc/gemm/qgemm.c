@@ -20,9 +20,9 @@ static const qe_gemm_ukernel *const g_ukernels[QE_ISA_COUNT] = {
 #endif
 };
 
-/* Fewest multiply-adds worth a task of their own (a few microseconds of work): below this the
- * cost of handing work to another thread exceeds what it saves. */
-enum { QE_GEMM_MIN_TASK_MACS = 1 << 20 };
+/* Smallest task worth handing to another thread, in estimated cycles (about 2 us): below it
+ * the hand-off costs more than it saves. */
+enum { QE_GEMM_MIN_TASK_CYCLES = 8192 };
 
 qe_gemm_packed *qe_gemm_pack(const void *b, size_t K, size_t N, ptrdiff_t stride_k,
                              ptrdiff_t stride_n, int b_is_u8, qe_isa isa) {
@@ -99,19 +99,21 @@ static void gemm_task(void *ctx, size_t task, int thread_index) {
                   (char *)j->c + m0 * j->ldc * es, j->ldc);
 }
 
-/* Task grid for `threads` threads: about four tasks per thread (so a thread slowed by a
- * neighbour hands work to the others) but none smaller than QE_GEMM_MIN_TASK_MACS. Rows are
- * split first (every task then streams all of B through its own L2 once, and reuses it over
- * many rows); columns only when there are too few row strips, as for M = 1. Task edges fall on
- * the family's tile (mr rows, nr columns), and since each output is computed wholly by one
- * task with exact integer sums, the result is the same for every grid. */
+/* Task grid for `threads` threads. Estimated cost: the multiplies at ~64 per cycle plus the
+ * stream of packed B at ~32 bytes per cycle (which dominates when M is small). Large problems
+ * get about four tasks per thread, so a thread slowed by a neighbour hands work to the others;
+ * none is smaller than QE_GEMM_MIN_TASK_CYCLES. Rows are split first (each task then streams
+ * B through its own L2 once and reuses it over many rows); columns when there are too few row
+ * strips, as for M = 1, where exactly one task per thread keeps each thread on its own part
+ * of B. Task edges fall on the family's tile (mr rows, nr columns); since each output is
+ * computed wholly by one task with exact integer sums, the result is the same for every grid. */
 static void gemm_partition(const qe_gemm_ukernel *uk, size_t M, size_t N, size_t K,
                            int threads, size_t *tile_m, size_t *tile_n) {
     const size_t strips = QE_DIV_UP(M, uk->mr), panels = QE_DIV_UP(N, uk->nr);
-    const double macs = (double)M * (double)N * (double)K;
-    size_t want = (size_t)threads * 4;
-    if (macs / QE_GEMM_MIN_TASK_MACS < (double)want)
-        want = (size_t)QE_MAX(1.0, macs / QE_GEMM_MIN_TASK_MACS);
+    const double cycles = (double)N * (double)K * ((double)M / 64.0 + 1.0 / 32.0);
+    size_t want = (size_t)threads * (strips > 1 ? 4 : 1);
+    if (cycles / QE_GEMM_MIN_TASK_CYCLES < (double)want)
+        want = (size_t)QE_MAX(1.0, cycles / QE_GEMM_MIN_TASK_CYCLES);
     if (threads <= 1) want = 1;
     const size_t tasks_m = QE_MIN(strips, want);
     const size_t tasks_n = QE_MIN(panels, QE_DIV_UP(want, tasks_m));

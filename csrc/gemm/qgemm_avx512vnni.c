@@ -220,43 +220,49 @@ QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
 }
 
 /* M = 1 over a full panel: even and odd groups into separate accumulators, so twice as many
- * independent loads and multiplies are in flight on this memory-bound shape. */
+ * independent loads and multiplies are in flight on this memory-bound shape. The hardware
+ * prefetcher follows the panel's one sequential stream; software prefetch only cost issue
+ * slots here (measured). */
 static void qe_gemm_u8s8_ukernel_1x64c4__avx512vnni(const qe_gemm_tile *t) {
     enum { mr = 1, nv = 4 };
-    QE_FOR_ROWS(QE_DECLARE_ROW)
-    __m512i d0 = _mm512_setzero_si512(), d1 = d0, d2 = d0, d3 = d0;
+    QE_FOR_ROWS(QE_DECLARE_ROW) /* only row 0 is used */
     const int8_t *b = t->b;
     const size_t groups = t->K / KR;
+    __m512i e0 = c00, e1 = c00, e2 = c00, e3 = c00; /* even groups */
+    __m512i d0 = c00, d1 = c00, d2 = c00, d3 = c00; /* odd groups */
     size_t g = 0;
-    for (; g + 2 <= groups; g += 2) {
+    for (; g + 2 <= groups; g += 2, b += 512) {
         const __m512i x = _mm512_set1_epi32(load_u32(a0 + KR * g));
         const __m512i y = _mm512_set1_epi32(load_u32(a0 + KR * g + KR));
-        for (int l = 0; l < 8; l++)
-            _mm_prefetch((const char *)b + 2 * B_PREFETCH + 64 * l, _MM_HINT_T0);
-        c00 = _mm512_dpbusd_epi32(c00, x, _mm512_load_si512(b));
-        c01 = _mm512_dpbusd_epi32(c01, x, _mm512_load_si512(b + 64));
-        c02 = _mm512_dpbusd_epi32(c02, x, _mm512_load_si512(b + 128));
-        c03 = _mm512_dpbusd_epi32(c03, x, _mm512_load_si512(b + 192));
+        e0 = _mm512_dpbusd_epi32(e0, x, _mm512_load_si512(b));
+        e1 = _mm512_dpbusd_epi32(e1, x, _mm512_load_si512(b + 64));
+        e2 = _mm512_dpbusd_epi32(e2, x, _mm512_load_si512(b + 128));
+        e3 = _mm512_dpbusd_epi32(e3, x, _mm512_load_si512(b + 192));
         d0 = _mm512_dpbusd_epi32(d0, y, _mm512_load_si512(b + 256));
         d1 = _mm512_dpbusd_epi32(d1, y, _mm512_load_si512(b + 320));
         d2 = _mm512_dpbusd_epi32(d2, y, _mm512_load_si512(b + 384));
         d3 = _mm512_dpbusd_epi32(d3, y, _mm512_load_si512(b + 448));
-        b += 512;
     }
-    for (; g < groups; g++) {
-        QE_LOAD_B()
+    if (g < groups) { /* one whole group left */
+        const __m512i x = _mm512_set1_epi32(load_u32(a0 + KR * g));
+        e0 = _mm512_dpbusd_epi32(e0, x, _mm512_load_si512(b));
+        e1 = _mm512_dpbusd_epi32(e1, x, _mm512_load_si512(b + 64));
+        e2 = _mm512_dpbusd_epi32(e2, x, _mm512_load_si512(b + 128));
+        e3 = _mm512_dpbusd_epi32(e3, x, _mm512_load_si512(b + 192));
         b += 256;
-        QE_MULTIPLY_GROUP(0)
     }
-    if (t->K % KR) {
+    if (t->K % KR) { /* the partial group */
         const __mmask16 km = (__mmask16)((1u << (t->K % KR)) - 1);
-        QE_LOAD_B()
-        QE_MULTIPLY_TAIL(0)
+        const __m512i x = _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(km, a0 + KR * groups));
+        d0 = _mm512_dpbusd_epi32(d0, x, _mm512_load_si512(b));
+        d1 = _mm512_dpbusd_epi32(d1, x, _mm512_load_si512(b + 64));
+        d2 = _mm512_dpbusd_epi32(d2, x, _mm512_load_si512(b + 128));
+        d3 = _mm512_dpbusd_epi32(d3, x, _mm512_load_si512(b + 192));
     }
-    c00 = _mm512_add_epi32(c00, d0);
-    c01 = _mm512_add_epi32(c01, d1);
-    c02 = _mm512_add_epi32(c02, d2);
-    c03 = _mm512_add_epi32(c03, d3);
+    c00 = _mm512_add_epi32(e0, d0);
+    c01 = _mm512_add_epi32(e1, d1);
+    c02 = _mm512_add_epi32(e2, d2);
+    c03 = _mm512_add_epi32(e3, d3);
     QE_STORE_TILE();
 }
 
