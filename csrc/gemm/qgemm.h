@@ -69,7 +69,8 @@ typedef struct {
 typedef void (*qe_gemm_tile_fn)(const qe_gemm_tile *t);
 
 /* Optional: copy `rows` rows of A (K bytes each, stride lda) into the family's preferred form
- * in `dst`, returning its row stride; called once per row strip and n-block. */
+ * in `dst` (room for rows of K + 64 elements), returning its row stride in bytes; called once
+ * per row strip and n-block. */
 typedef size_t (*qe_gemm_prep_a_fn)(const uint8_t *a, size_t lda, size_t rows, size_t K,
                                     void *dst);
 

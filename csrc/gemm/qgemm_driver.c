@@ -87,7 +87,7 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
     }
     void *prep = NULL;
     if (uk->prep_a) {
-        prep = qe_scratch(1, mr * QE_ROUND_UP(K + uk->k_pad, 64) * uk->prep_a_elem);
+        prep = qe_scratch(1, mr * (K + 64) * uk->prep_a_elem); /* rows padded by < 64 */
         QE_ASSERT(prep != NULL);
     }
 
