@@ -99,22 +99,21 @@ static void gemm_task(void *ctx, size_t task, int thread_index) {
                   (char *)j->c + m0 * j->ldc * es, j->ldc);
 }
 
-/* Task grid for `threads` threads. Estimated cost: the multiplies at ~64 per cycle plus the
- * stream of packed B at ~32 bytes per cycle (which dominates when M is small). Large problems
- * get about four tasks per thread, so a thread slowed by a neighbour hands work to the others;
- * none is smaller than QE_GEMM_MIN_TASK_CYCLES. Rows are split first (each task then streams
- * B through its own L2 once and reuses it over many rows); columns when there are too few row
- * strips, as for M = 1, where exactly one task per thread keeps each thread on its own part
- * of B. Task edges fall on the family's tile (mr rows, nr columns); since each output is
- * computed wholly by one task with exact integer sums, the result is the same for every grid. */
+/* Task grid for `threads` threads: one task per thread, of near-equal size. Estimated cost:
+ * the multiplies at ~64 per cycle plus the stream of packed B at ~32 bytes per cycle (which
+ * dominates when M is small); no task is smaller than QE_GEMM_MIN_TASK_CYCLES. Rows are split
+ * first (each task then streams B through its own L2 once and reuses it over many rows);
+ * columns when there are too few row strips, as for M = 1, so each thread streams its own
+ * part of B. More, smaller tasks measured slower on 128^3..2048^3 (2 threads): the caller
+ * claims extra tasks before the worker is up, and the last task sets the pace. Task edges fall
+ * on the family's tile (mr rows, nr columns); since each output is computed wholly by one task
+ * with exact integer sums, the result is the same for every grid. */
 static void gemm_partition(const qe_gemm_ukernel *uk, size_t M, size_t N, size_t K,
                            int threads, size_t *tile_m, size_t *tile_n) {
     const size_t strips = QE_DIV_UP(M, uk->mr), panels = QE_DIV_UP(N, uk->nr);
     const double cycles = (double)N * (double)K * ((double)M / 64.0 + 1.0 / 32.0);
-    size_t want = (size_t)threads * (strips > 1 ? 4 : 1);
-    if (cycles / QE_GEMM_MIN_TASK_CYCLES < (double)want)
-        want = (size_t)QE_MAX(1.0, cycles / QE_GEMM_MIN_TASK_CYCLES);
-    if (threads <= 1) want = 1;
+    const size_t affordable = (size_t)QE_MAX(1.0, cycles / QE_GEMM_MIN_TASK_CYCLES);
+    const size_t want = QE_MIN((size_t)QE_MAX(threads, 1), affordable);
     const size_t tasks_m = QE_MIN(strips, want);
     const size_t tasks_n = QE_MIN(panels, QE_DIV_UP(want, tasks_m));
     *tile_m = QE_DIV_UP(strips, tasks_m) * uk->mr;
