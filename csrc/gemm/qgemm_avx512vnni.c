@@ -30,28 +30,35 @@ QE_INLINE int32_t load_u32(const uint8_t *p) {
     return v;
 }
 
-/* The output pipeline of one vector of 16 accumulators (columns col..col+15 of the epilogue
- * arrays), stored under `mask`. Same operations, same order as qe_output_row_ref. `kind` is a
- * constant in every expansion (see QE_STORE_TILE), so each tile has one branch-free epilogue
- * per output kind. */
-QE_INLINE void store_vec(const qe_gemm_epilogue *ep, const qe_out_kind kind, size_t col,
-                         __m512i acc, int32_t rowterm, __mmask16 mask, void *dst) {
+/* The output pipeline, in the reference's order (qe_output_row_ref): int32 terms first, then
+ * for U8 float32 multiply, clamp to [qmin - zp, qmax - zp], round half to even (cvtps2dq under
+ * the default MXCSR), add zp; for F32 multiply, then add the float bias. No FMA. */
+QE_INLINE __m512i add_terms(const qe_gemm_epilogue *ep, size_t col, __m512i acc, int32_t rowterm) {
     acc = _mm512_add_epi32(acc, _mm512_load_si512(ep->colterm + col));
     if (ep->nbzp)
         acc = _mm512_add_epi32(
             acc, _mm512_mullo_epi32(_mm512_set1_epi32(rowterm), _mm512_load_si512(ep->nbzp + col)));
-    if (kind == QE_OUT_I32) {
-        _mm512_mask_storeu_epi32(dst, mask, acc);
-    } else if (kind == QE_OUT_F32) {
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_load_ps(ep->scale + col));
-        if (ep->fbias) v = _mm512_add_ps(v, _mm512_load_ps(ep->fbias + col));
-        _mm512_mask_storeu_ps(dst, mask, v);
-    } else {
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_load_ps(ep->scale + col));
-        v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(ep->lo)), _mm512_set1_ps(ep->hi));
-        const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(ep->zp));
-        _mm_mask_storeu_epi8(dst, mask, _mm512_cvtepi32_epi8(q)); /* q is in [0, 255] */
-    }
+    return acc;
+}
+
+QE_INLINE __m512 dequant(const qe_gemm_epilogue *ep, size_t col, __m512i acc) {
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_load_ps(ep->scale + col));
+    return ep->fbias ? _mm512_add_ps(v, _mm512_load_ps(ep->fbias + col)) : v;
+}
+
+/* Requantized values, in [qmin, qmax] within [0, 255]. */
+QE_INLINE __m512i requant(const qe_gemm_epilogue *ep, size_t col, __m512i acc) {
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_load_ps(ep->scale + col));
+    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(ep->lo)), _mm512_set1_ps(ep->hi));
+    return _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(ep->zp));
+}
+
+/* Four vectors of requantized values (columns 0-15, ..., 48-63) -> 64 bytes in column order:
+ * the packs work per 128-bit lane, so a dword permutation puts the lanes back in order. */
+QE_INLINE __m512i pack_u8(__m512i q0, __m512i q1, __m512i q2, __m512i q3) {
+    const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(q0, q1), _mm512_packus_epi32(q2, q3));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(order, bytes);
 }
 
 /* Lanes of panel columns [lo, hi), 64 bits for the 4 vectors of a panel. */
@@ -88,15 +95,29 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     const __m512i b1 = nv > 1 ? _mm512_load_si512(b + 64) : b0;     \
     const __m512i b2 = nv > 2 ? _mm512_load_si512(b + 128) : b0;    \
     const __m512i b3 = nv > 3 ? _mm512_load_si512(b + 192) : b0;
-#define QE_STORE_VEC(r, v)                                                                    \
-    if (nv > v && (__mmask16)(cols >> (16 * v)))                                              \
-        store_vec(ep, kind, t->ep_col + 16 * v, c##r##v, rowterm, (__mmask16)(cols >> (16 * v)), \
-                  row + 16 * v * es);
-#define QE_STORE_ROW(r)                                                  \
-    if (r < mr) {                                                        \
-        const int32_t rowterm = ep->nbzp ? ep->rowterm[t->row0 + r] : 0; \
-        char *row = (char *)t->c + r * t->ldc * es;                      \
-        QE_STORE_VEC(r, 0) QE_STORE_VEC(r, 1) QE_STORE_VEC(r, 2) QE_STORE_VEC(r, 3)     \
+#define QE_TERMS(r, v) \
+    (nv > v ? add_terms(&ep, t->ep_col + 16 * v, c##r##v, rowterm) : _mm512_setzero_si512())
+#define QE_STORE_I32(r, v)                                                               \
+    if (nv > v && (__mmask16)(cols >> (16 * v)))                                         \
+        _mm512_mask_storeu_epi32(row + 64 * v, (__mmask16)(cols >> (16 * v)), QE_TERMS(r, v));
+#define QE_STORE_F32(r, v)                                                               \
+    if (nv > v && (__mmask16)(cols >> (16 * v)))                                         \
+        _mm512_mask_storeu_ps(row + 64 * v, (__mmask16)(cols >> (16 * v)),              \
+                              dequant(&ep, t->ep_col + 16 * v, QE_TERMS(r, v)));
+#define QE_REQUANT(r, v) \
+    (nv > v ? requant(&ep, t->ep_col + 16 * v, QE_TERMS(r, v)) : _mm512_setzero_si512())
+#define QE_STORE_ROW(r)                                                                   \
+    if (r < mr) {                                                                         \
+        const int32_t rowterm = ep.nbzp ? ep.rowterm[t->row0 + r] : 0;                    \
+        char *row = (char *)t->c + r * t->ldc * es;                                       \
+        if (kind == QE_OUT_I32) {                                                         \
+            QE_STORE_I32(r, 0) QE_STORE_I32(r, 1) QE_STORE_I32(r, 2) QE_STORE_I32(r, 3)   \
+        } else if (kind == QE_OUT_F32) {                                                  \
+            QE_STORE_F32(r, 0) QE_STORE_F32(r, 1) QE_STORE_F32(r, 2) QE_STORE_F32(r, 3)   \
+        } else {                                                                          \
+            _mm512_mask_storeu_epi8(row, cols, pack_u8(QE_REQUANT(r, 0), QE_REQUANT(r, 1), \
+                                                       QE_REQUANT(r, 2), QE_REQUANT(r, 3))); \
+        }                                                                                 \
     }
 #define QE_STORE_KIND(k)                                 \
     case k: {                                            \
@@ -105,54 +126,58 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
         QE_FOR_ROWS(QE_STORE_ROW)                        \
         break;                                           \
     }
-/* The output pipeline of a whole tile, one expansion per output kind. */
+/* The output pipeline of a whole tile, one expansion per output kind. The epilogue is copied
+ * to a local: stores to C could alias it, and GCC would reload every field after each store. */
 #define QE_STORE_TILE()                                              \
     do {                                                             \
-        const qe_gemm_epilogue *ep = t->ep;                          \
+        const qe_gemm_epilogue ep = *t->ep;                          \
         const uint64_t cols = column_mask(t->col_lo, t->col_hi);     \
-        switch (ep->kind) {                                          \
+        switch (ep.kind) {                                           \
             QE_STORE_KIND(QE_OUT_I32)                                \
             QE_STORE_KIND(QE_OUT_F32)                                \
             QE_STORE_KIND(QE_OUT_U8)                                 \
         }                                                            \
     } while (0)
 
-/* The full 6 x 64 tile's k loop in assembly. With 24 accumulators, 4 B vectors and a broadcast
- * live, GCC spills accumulators inside the loop (measured: half the speed), and asm operands
- * cannot carry 24 of them (GCC allows 30 operands, an in/out one counts twice). So the block
- * owns zmm8-31 as accumulators: it zeroes them, runs the k loop (zmm0-3 hold B, zmm4/5
- * alternate as the A broadcast; rows 0-2 address from a0, rows 3-5 from a3) and stores them to
- * acc[6][64]. The C code then finishes the tile (tail group, output pipeline). */
-#define QE_ASM_ROW(base, index, reg, c0, c1, c2, c3)   \
-    "vpbroadcastd " base index ", %%" reg "\n\t"       \
-    "vpdpbusd %%zmm0, %%" reg ", %%" c0 "\n\t"         \
-    "vpdpbusd %%zmm1, %%" reg ", %%" c1 "\n\t"         \
-    "vpdpbusd %%zmm2, %%" reg ", %%" c2 "\n\t"         \
-    "vpdpbusd %%zmm3, %%" reg ", %%" c3 "\n\t"
-#define QE_ASM_STORE4(off, c0, c1, c2, c3)                                         \
-    "vmovdqa64 %%" c0 ", " #off "(%[acc])\n\t"                                     \
-    "vmovdqa64 %%" c1 ", " #off "+64(%[acc])\n\t"                                  \
-    "vmovdqa64 %%" c2 ", " #off "+128(%[acc])\n\t"                                 \
-    "vmovdqa64 %%" c3 ", " #off "+192(%[acc])\n\t"
+/* The k loop of the full-height tiles 6 x 64 and 6 x 48 in assembly. With 24 accumulators,
+ * 4 B vectors and a broadcast live, GCC spills accumulators inside the loop (measured: half
+ * the speed; 6 x 48 loses a third), and asm operands cannot carry 24 of them (GCC allows 30
+ * operands, an in/out one counts twice). So the block owns its accumulators: it zeroes them,
+ * runs the k loop (zmm0-3 hold B, zmm4/5 alternate as the A broadcast; rows 0-2 address from
+ * a0, rows 3-5 from a3) and stores them to acc[6][64]. The C code finishes the tile (tail
+ * group, output pipeline). Accumulators: row r, vector v in zmm(8 + nv * r + v). */
+#define QE_ASM_DOT(reg, b, c) "vpdpbusd %%" b ", %%" reg ", %%" c "\n\t"
+#define QE_ASM_DOT3(reg, c0, c1, c2) \
+    QE_ASM_DOT(reg, "zmm0", c0) QE_ASM_DOT(reg, "zmm1", c1) QE_ASM_DOT(reg, "zmm2", c2)
+#define QE_ASM_DOT4(reg, c0, c1, c2, c3) QE_ASM_DOT3(reg, c0, c1, c2) QE_ASM_DOT(reg, "zmm3", c3)
+#define QE_ASM_BCAST(base, index, reg) "vpbroadcastd " base index ", %%" reg "\n\t"
+#define QE_ASM_ZERO(c) "vpxord %%" c ", %%" c ", %%" c "\n\t"
+#define QE_ASM_STORE(c, off) "vmovdqa64 %%" c ", " #off "(%[acc])\n\t"
+#define QE_ASM_LOOP_END(bytes)                                                         \
+    "add $4, %[a0]\n\t"                                                                \
+    "add $4, %[a3]\n\t"                                                                \
+    "add $" #bytes ", %[b]\n\t"                                                        \
+    "dec %[n]\n\t"                                                                     \
+    "jnz 1b\n\t"
+#define QE_ASM_OPERANDS                                                                 \
+    : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n] "+r"(groups)                       \
+    : [lda] "r"(lda), [acc] "r"(acc), [pf] "i"(B_PREFETCH)                              \
+    : "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm8", "zmm9", "zmm10", "zmm11",  \
+      "zmm12", "zmm13", "zmm14", "zmm15", "zmm16", "zmm17", "zmm18", "zmm19", "zmm20",   \
+      "zmm21", "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27", "zmm28", "zmm29",   \
+      "zmm30", "zmm31", "memory", "cc"
 
 static void dot_6x64_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
                                 int32_t acc[6 * 64]) {
     QE_ASSERT(groups > 0);
     const uint8_t *a3 = a0 + 3 * lda;
     __asm__ volatile(
-        "vpxord %%zmm8, %%zmm8, %%zmm8\n\t"
-        "vmovdqa64 %%zmm8, %%zmm9\n\t" "vmovdqa64 %%zmm8, %%zmm10\n\t"
-        "vmovdqa64 %%zmm8, %%zmm11\n\t" "vmovdqa64 %%zmm8, %%zmm12\n\t"
-        "vmovdqa64 %%zmm8, %%zmm13\n\t" "vmovdqa64 %%zmm8, %%zmm14\n\t"
-        "vmovdqa64 %%zmm8, %%zmm15\n\t" "vmovdqa64 %%zmm8, %%zmm16\n\t"
-        "vmovdqa64 %%zmm8, %%zmm17\n\t" "vmovdqa64 %%zmm8, %%zmm18\n\t"
-        "vmovdqa64 %%zmm8, %%zmm19\n\t" "vmovdqa64 %%zmm8, %%zmm20\n\t"
-        "vmovdqa64 %%zmm8, %%zmm21\n\t" "vmovdqa64 %%zmm8, %%zmm22\n\t"
-        "vmovdqa64 %%zmm8, %%zmm23\n\t" "vmovdqa64 %%zmm8, %%zmm24\n\t"
-        "vmovdqa64 %%zmm8, %%zmm25\n\t" "vmovdqa64 %%zmm8, %%zmm26\n\t"
-        "vmovdqa64 %%zmm8, %%zmm27\n\t" "vmovdqa64 %%zmm8, %%zmm28\n\t"
-        "vmovdqa64 %%zmm8, %%zmm29\n\t" "vmovdqa64 %%zmm8, %%zmm30\n\t"
-        "vmovdqa64 %%zmm8, %%zmm31\n\t"
+        QE_ASM_ZERO("zmm8") QE_ASM_ZERO("zmm9") QE_ASM_ZERO("zmm10") QE_ASM_ZERO("zmm11")
+        QE_ASM_ZERO("zmm12") QE_ASM_ZERO("zmm13") QE_ASM_ZERO("zmm14") QE_ASM_ZERO("zmm15")
+        QE_ASM_ZERO("zmm16") QE_ASM_ZERO("zmm17") QE_ASM_ZERO("zmm18") QE_ASM_ZERO("zmm19")
+        QE_ASM_ZERO("zmm20") QE_ASM_ZERO("zmm21") QE_ASM_ZERO("zmm22") QE_ASM_ZERO("zmm23")
+        QE_ASM_ZERO("zmm24") QE_ASM_ZERO("zmm25") QE_ASM_ZERO("zmm26") QE_ASM_ZERO("zmm27")
+        QE_ASM_ZERO("zmm28") QE_ASM_ZERO("zmm29") QE_ASM_ZERO("zmm30") QE_ASM_ZERO("zmm31")
         ".p2align 5\n"
         "1:\n\t"
         "vmovdqa64 (%[b]), %%zmm0\n\t"
@@ -161,46 +186,69 @@ static void dot_6x64_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, 
         "vmovdqa64 192(%[b]), %%zmm3\n\t"
         "prefetcht0 %c[pf](%[b])\n\t"
         "prefetcht0 %c[pf]+128(%[b])\n\t"
-        QE_ASM_ROW("(%[a0]", ")", "zmm4", "zmm8", "zmm9", "zmm10", "zmm11")
-        QE_ASM_ROW("(%[a0]", ",%[lda])", "zmm5", "zmm12", "zmm13", "zmm14", "zmm15")
-        QE_ASM_ROW("(%[a0]", ",%[lda],2)", "zmm4", "zmm16", "zmm17", "zmm18", "zmm19")
-        QE_ASM_ROW("(%[a3]", ")", "zmm5", "zmm20", "zmm21", "zmm22", "zmm23")
-        QE_ASM_ROW("(%[a3]", ",%[lda])", "zmm4", "zmm24", "zmm25", "zmm26", "zmm27")
-        QE_ASM_ROW("(%[a3]", ",%[lda],2)", "zmm5", "zmm28", "zmm29", "zmm30", "zmm31")
-        "add $4, %[a0]\n\t"
-        "add $4, %[a3]\n\t"
-        "add $256, %[b]\n\t"
-        "dec %[n]\n\t"
-        "jnz 1b\n\t"
-        QE_ASM_STORE4(0, "zmm8", "zmm9", "zmm10", "zmm11")
-        QE_ASM_STORE4(256, "zmm12", "zmm13", "zmm14", "zmm15")
-        QE_ASM_STORE4(512, "zmm16", "zmm17", "zmm18", "zmm19")
-        QE_ASM_STORE4(768, "zmm20", "zmm21", "zmm22", "zmm23")
-        QE_ASM_STORE4(1024, "zmm24", "zmm25", "zmm26", "zmm27")
-        QE_ASM_STORE4(1280, "zmm28", "zmm29", "zmm30", "zmm31")
-        : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n] "+r"(groups)
-        : [lda] "r"(lda), [acc] "r"(acc), [pf] "i"(B_PREFETCH)
-        : "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm8", "zmm9", "zmm10", "zmm11",
-          "zmm12", "zmm13", "zmm14", "zmm15", "zmm16", "zmm17", "zmm18", "zmm19", "zmm20",
-          "zmm21", "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27", "zmm28", "zmm29",
-          "zmm30", "zmm31", "memory", "cc");
+        QE_ASM_BCAST("(%[a0]", ")", "zmm4") QE_ASM_DOT4("zmm4", "zmm8", "zmm9", "zmm10", "zmm11")
+        QE_ASM_BCAST("(%[a0]", ",%[lda])", "zmm5") QE_ASM_DOT4("zmm5", "zmm12", "zmm13", "zmm14", "zmm15")
+        QE_ASM_BCAST("(%[a0]", ",%[lda],2)", "zmm4") QE_ASM_DOT4("zmm4", "zmm16", "zmm17", "zmm18", "zmm19")
+        QE_ASM_BCAST("(%[a3]", ")", "zmm5") QE_ASM_DOT4("zmm5", "zmm20", "zmm21", "zmm22", "zmm23")
+        QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT4("zmm4", "zmm24", "zmm25", "zmm26", "zmm27")
+        QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT4("zmm5", "zmm28", "zmm29", "zmm30", "zmm31")
+        QE_ASM_LOOP_END(256)
+        QE_ASM_STORE("zmm8", 0) QE_ASM_STORE("zmm9", 64) QE_ASM_STORE("zmm10", 128) QE_ASM_STORE("zmm11", 192)
+        QE_ASM_STORE("zmm12", 256) QE_ASM_STORE("zmm13", 320) QE_ASM_STORE("zmm14", 384) QE_ASM_STORE("zmm15", 448)
+        QE_ASM_STORE("zmm16", 512) QE_ASM_STORE("zmm17", 576) QE_ASM_STORE("zmm18", 640) QE_ASM_STORE("zmm19", 704)
+        QE_ASM_STORE("zmm20", 768) QE_ASM_STORE("zmm21", 832) QE_ASM_STORE("zmm22", 896) QE_ASM_STORE("zmm23", 960)
+        QE_ASM_STORE("zmm24", 1024) QE_ASM_STORE("zmm25", 1088) QE_ASM_STORE("zmm26", 1152) QE_ASM_STORE("zmm27", 1216)
+        QE_ASM_STORE("zmm28", 1280) QE_ASM_STORE("zmm29", 1344) QE_ASM_STORE("zmm30", 1408) QE_ASM_STORE("zmm31", 1472)
+        QE_ASM_OPERANDS);
 }
 
-#define QE_LOAD_ACC_ROW(r)                                  \
-    c##r##0 = _mm512_load_si512(acc + 64 * r);              \
-    c##r##1 = _mm512_load_si512(acc + 64 * r + 16);         \
-    c##r##2 = _mm512_load_si512(acc + 64 * r + 32);         \
-    c##r##3 = _mm512_load_si512(acc + 64 * r + 48);
+static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
+                                int32_t acc[6 * 64]) {
+    QE_ASSERT(groups > 0);
+    const uint8_t *a3 = a0 + 3 * lda;
+    __asm__ volatile(
+        QE_ASM_ZERO("zmm8") QE_ASM_ZERO("zmm9") QE_ASM_ZERO("zmm10") QE_ASM_ZERO("zmm11")
+        QE_ASM_ZERO("zmm12") QE_ASM_ZERO("zmm13") QE_ASM_ZERO("zmm14") QE_ASM_ZERO("zmm15")
+        QE_ASM_ZERO("zmm16") QE_ASM_ZERO("zmm17") QE_ASM_ZERO("zmm18") QE_ASM_ZERO("zmm19")
+        QE_ASM_ZERO("zmm20") QE_ASM_ZERO("zmm21") QE_ASM_ZERO("zmm22") QE_ASM_ZERO("zmm23")
+        QE_ASM_ZERO("zmm24") QE_ASM_ZERO("zmm25")
+        ".p2align 5\n"
+        "1:\n\t"
+        "vmovdqa64 (%[b]), %%zmm0\n\t"
+        "vmovdqa64 64(%[b]), %%zmm1\n\t"
+        "vmovdqa64 128(%[b]), %%zmm2\n\t"
+        "prefetcht0 %c[pf](%[b])\n\t"
+        QE_ASM_BCAST("(%[a0]", ")", "zmm4") QE_ASM_DOT3("zmm4", "zmm8", "zmm9", "zmm10")
+        QE_ASM_BCAST("(%[a0]", ",%[lda])", "zmm5") QE_ASM_DOT3("zmm5", "zmm11", "zmm12", "zmm13")
+        QE_ASM_BCAST("(%[a0]", ",%[lda],2)", "zmm4") QE_ASM_DOT3("zmm4", "zmm14", "zmm15", "zmm16")
+        QE_ASM_BCAST("(%[a3]", ")", "zmm5") QE_ASM_DOT3("zmm5", "zmm17", "zmm18", "zmm19")
+        QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT3("zmm4", "zmm20", "zmm21", "zmm22")
+        QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT3("zmm5", "zmm23", "zmm24", "zmm25")
+        QE_ASM_LOOP_END(192)
+        QE_ASM_STORE("zmm8", 0) QE_ASM_STORE("zmm9", 64) QE_ASM_STORE("zmm10", 128)
+        QE_ASM_STORE("zmm11", 256) QE_ASM_STORE("zmm12", 320) QE_ASM_STORE("zmm13", 384)
+        QE_ASM_STORE("zmm14", 512) QE_ASM_STORE("zmm15", 576) QE_ASM_STORE("zmm16", 640)
+        QE_ASM_STORE("zmm17", 768) QE_ASM_STORE("zmm18", 832) QE_ASM_STORE("zmm19", 896)
+        QE_ASM_STORE("zmm20", 1024) QE_ASM_STORE("zmm21", 1088) QE_ASM_STORE("zmm22", 1152)
+        QE_ASM_STORE("zmm23", 1280) QE_ASM_STORE("zmm24", 1344) QE_ASM_STORE("zmm25", 1408)
+        QE_ASM_OPERANDS);
+}
+
+#define QE_LOAD_ACC_ROW(r)                                          \
+    c##r##0 = _mm512_load_si512(acc + 64 * r);                      \
+    c##r##1 = _mm512_load_si512(acc + 64 * r + 16);                 \
+    c##r##2 = _mm512_load_si512(acc + 64 * r + 32);                 \
+    if (nv > 3) c##r##3 = _mm512_load_si512(acc + 64 * r + 48);
 
 /* The register tile: mr rows x (16 * nv) columns over all of K. */
 QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
     QE_FOR_ROWS(QE_DECLARE_ROW)
     const int8_t *b = t->b;
     const size_t groups = t->K / KR;
-    if (mr == 6 && nv == 4 && groups > 0) {
+    if (mr == 6 && nv >= 3 && groups > 0) {
         int32_t acc[6 * 64] __attribute__((aligned(64)));
-        dot_6x64_avx512vnni(a0, t->lda, b, groups, acc);
-        b += 256 * groups;
+        (nv == 4 ? dot_6x64_avx512vnni : dot_6x48_avx512vnni)(a0, t->lda, b, groups, acc);
+        b += 64 * nv * groups;
         QE_FOR_ROWS(QE_LOAD_ACC_ROW)
     } else {
         for (size_t g = 0; g < groups; g++) {
