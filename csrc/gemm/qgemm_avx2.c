@@ -89,41 +89,102 @@ QE_INLINE void store_vec(const qe_gemm_epilogue *ep, size_t col, __m256i acc, in
         _mm256_maskstore_epi32((int *)dst, keep, bits);
 }
 
-QE_INLINE void store_tile(const qe_gemm_tile *t, const int mr, const int nv, __m256i acc[MR][NV_MAX]) {
-    const qe_gemm_epilogue *ep = t->ep;
-    const size_t es = qe_output_elem_size(ep->kind);
-    for (int r = 0; r < mr; r++) {
-        const int32_t rowterm = ep->nbzp ? ep->rowterm[t->row0 + r] : 0;
-        char *row = (char *)t->c + r * t->ldc * es;
-        for (int v = 0; v < nv; v++) {
-            const int lo = (int)QE_MAX(t->col_lo, (size_t)(8 * v)) - 8 * v;
-            const int hi = (int)QE_MIN(t->col_hi, (size_t)(8 * v + 8)) - 8 * v;
-            if (lo < hi) store_vec(ep, t->ep_col + 8 * v, acc[r][v], rowterm, lo, hi, row + 8 * v * es);
-        }
+/* Accumulators are named variables c<row><vector> (GCC keeps an array of vectors in memory);
+ * rows >= mr and vectors >= nv compile out. */
+#define QE_FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define QE_DECLARE_ROW(r)                                                                   \
+    __attribute__((unused)) __m256i c##r##0 = _mm256_setzero_si256(), c##r##1 = c##r##0;    \
+    __attribute__((unused)) const char *a##r = (const char *)t->a + (r < mr ? r : 0) * t->lda;
+#define QE_MADD_ROW(r)                                                                       \
+    if (r < mr) {                                                                            \
+        const __m256i av = _mm256_set1_epi32(load_u32(a##r + 4 * g));                        \
+        c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(av, b0));                      \
+        if (nv > 1) c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(av, b1));          \
     }
+#define QE_LOAD_ACC_ROW(r)                                    \
+    c##r##0 = _mm256_load_si256((const __m256i *)(acc + 16 * r));     \
+    c##r##1 = _mm256_load_si256((const __m256i *)(acc + 16 * r + 8));
+#define QE_STORE_VEC(r, v)                                                                    \
+    if (nv > v) {                                                                             \
+        const int lo = (int)QE_MAX(t->col_lo, (size_t)(8 * v)) - 8 * v;                        \
+        const int hi = (int)QE_MIN(t->col_hi, (size_t)(8 * v + 8)) - 8 * v;                    \
+        if (lo < hi) store_vec(&ep, t->ep_col + 8 * v, c##r##v, rowterm, lo, hi, row + 8 * v * es); \
+    }
+#define QE_STORE_ROW(r)                                                   \
+    if (r < mr) {                                                         \
+        const int32_t rowterm = ep.nbzp ? ep.rowterm[t->row0 + r] : 0;    \
+        char *row = (char *)t->c + r * t->ldc * es;                       \
+        QE_STORE_VEC(r, 0) QE_STORE_VEC(r, 1)                             \
+    }
+
+/* The k loop of the full 6 x 16 tile in assembly, two pairs of k per iteration: the 12
+ * accumulators, 2 B vectors, the A broadcast and the product need all 16 ymm registers, and
+ * GCC spills half the accumulators (measured: under half the speed). The block owns ymm0-15
+ * (accumulator of row r, vector v in ymm(4 + 2r + v)) and stores them to acc[6][16]. */
+#define QE_ASM_MADD(b, c) "vpmaddwd %%" b ", %%ymm2, %%ymm3\n\tvpaddd %%ymm3, %%" c ", %%" c "\n\t"
+#define QE_ASM_ROW(base, index, off, c0, c1) \
+    "vpbroadcastd " #off base index ", %%ymm2\n\t" QE_ASM_MADD("ymm0", c0) QE_ASM_MADD("ymm1", c1)
+#define QE_ASM_PAIR(off, boff)                                                                \
+    "vmovdqa " #boff "(%[b]), %%ymm0\n\t"                                                     \
+    "vmovdqa " #boff "+32(%[b]), %%ymm1\n\t"                                                  \
+    QE_ASM_ROW("(%[a0]", ")", off, "ymm4", "ymm5")                                            \
+    QE_ASM_ROW("(%[a0]", ",%[lda])", off, "ymm6", "ymm7")                                     \
+    QE_ASM_ROW("(%[a0]", ",%[lda],2)", off, "ymm8", "ymm9")                                   \
+    QE_ASM_ROW("(%[a3]", ")", off, "ymm10", "ymm11")                                          \
+    QE_ASM_ROW("(%[a3]", ",%[lda])", off, "ymm12", "ymm13")                                   \
+    QE_ASM_ROW("(%[a3]", ",%[lda],2)", off, "ymm14", "ymm15")
+#define QE_ASM_ZERO(c) "vpxor %%" c ", %%" c ", %%" c "\n\t"
+#define QE_ASM_STORE(c, off) "vmovdqa %%" c ", " #off "(%[acc])\n\t"
+
+static void dot_6x16_avx2(const char *a0, size_t lda, const char *b, size_t pairs2,
+                          int32_t acc[6 * 16]) {
+    QE_ASSERT(pairs2 > 0);
+    const char *a3 = a0 + 3 * lda;
+    __asm__ volatile(
+        QE_ASM_ZERO("ymm4") QE_ASM_ZERO("ymm5") QE_ASM_ZERO("ymm6") QE_ASM_ZERO("ymm7")
+        QE_ASM_ZERO("ymm8") QE_ASM_ZERO("ymm9") QE_ASM_ZERO("ymm10") QE_ASM_ZERO("ymm11")
+        QE_ASM_ZERO("ymm12") QE_ASM_ZERO("ymm13") QE_ASM_ZERO("ymm14") QE_ASM_ZERO("ymm15")
+        ".p2align 5\n"
+        "1:\n\t"
+        QE_ASM_PAIR(0, 0)
+        QE_ASM_PAIR(4, 64)
+        "add $8, %[a0]\n\t"
+        "add $8, %[a3]\n\t"
+        "add $128, %[b]\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        QE_ASM_STORE("ymm4", 0) QE_ASM_STORE("ymm5", 32) QE_ASM_STORE("ymm6", 64)
+        QE_ASM_STORE("ymm7", 96) QE_ASM_STORE("ymm8", 128) QE_ASM_STORE("ymm9", 160)
+        QE_ASM_STORE("ymm10", 192) QE_ASM_STORE("ymm11", 224) QE_ASM_STORE("ymm12", 256)
+        QE_ASM_STORE("ymm13", 288) QE_ASM_STORE("ymm14", 320) QE_ASM_STORE("ymm15", 352)
+        : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n] "+r"(pairs2)
+        : [lda] "r"(lda), [acc] "r"(acc)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+          "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");
 }
 
 /* The register tile: mr rows x (8 * nv) columns over all of K (A prepared as int16 rows). */
 QE_INLINE void tile_avx2(const qe_gemm_tile *t, const int mr, const int nv) {
-    __m256i acc[MR][NV_MAX];
-    const char *ar[MR];
-    for (int r = 0; r < mr; r++) {
-        ar[r] = (const char *)t->a + r * t->lda;
-        for (int v = 0; v < nv; v++) acc[r][v] = _mm256_setzero_si256();
-    }
+    QE_FOR_ROWS(QE_DECLARE_ROW)
     const char *b = t->b;
     const size_t pairs = QE_DIV_UP(t->K, KR);
-    for (size_t g = 0; g < pairs; g++) {
-        __m256i bv[NV_MAX];
-        for (int v = 0; v < nv; v++) bv[v] = _mm256_load_si256((const __m256i *)(b + 32 * v));
-        b += 32 * nv;
-        for (int r = 0; r < mr; r++) {
-            const __m256i av = _mm256_set1_epi32(load_u32(ar[r] + 4 * g));
-            for (int v = 0; v < nv; v++)
-                acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(av, bv[v]));
-        }
+    size_t g = 0;
+    if (mr == 6 && nv == 2 && pairs >= 2) {
+        int32_t acc[6 * 16] __attribute__((aligned(32)));
+        dot_6x16_avx2(a0, t->lda, b, pairs / 2, acc);
+        g = pairs / 2 * 2;
+        b += 64 * g;
+        QE_FOR_ROWS(QE_LOAD_ACC_ROW)
     }
-    store_tile(t, mr, nv, acc);
+    for (; g < pairs; g++) {
+        const __m256i b0 = _mm256_load_si256((const __m256i *)b);
+        const __m256i b1 = nv > 1 ? _mm256_load_si256((const __m256i *)(b + 32)) : b0;
+        b += 32 * nv;
+        QE_FOR_ROWS(QE_MADD_ROW)
+    }
+    const qe_gemm_epilogue ep = *t->ep; /* a local: stores to C would force field reloads */
+    const size_t es = qe_output_elem_size(ep.kind);
+    QE_FOR_ROWS(QE_STORE_ROW)
 }
 
 #define QE_AVX2_TILE(mr, cols, nv)                                                 \

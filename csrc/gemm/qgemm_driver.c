@@ -63,6 +63,13 @@ static void fill_rows(const uint8_t *a, size_t lda, size_t M, size_t K, int32_t 
     }
 }
 
+/* Ask for `rows` rows of A (K bytes each) ahead of use: the next strip's rows arrive from L3
+ * while the current strip's tiles compute, instead of stalling its first tile (or prep_a). */
+static void prefetch_rows(const uint8_t *a, size_t lda, size_t rows, size_t K) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t k = 0; k < K; k += 64) __builtin_prefetch(a + r * lda + k, 0, 3);
+}
+
 void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, size_t lda,
                          int32_t a_zp, const int32_t *b_zp, const qe_output *out, size_t n_begin,
                          size_t n_end, void *c, size_t ldc) {
@@ -101,6 +108,7 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
             t.row0 = m0;
             t.a = a + m0 * lda;
             t.lda = lda;
+            if (m0 + mr < M) prefetch_rows(t.a + mr * lda, lda, QE_MIN(mr, M - m0 - mr), K);
             if (prep) {
                 t.lda = uk->prep_a(t.a, lda, t.rows, K, prep);
                 t.a = prep;
