@@ -121,9 +121,13 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
                          int32_t a_zp, const int32_t *b_zp, const qe_output *out, size_t n_begin,
                          size_t n_end, void *c, size_t ldc);
 
+/* Column split granularity of a packed object: a column range [n_begin, n_end) whose ends are
+ * multiples of this (or N) costs no extra work; other ends recompute the panel they cut. */
+static inline size_t qe_gemm_packed_tile_n(const qe_gemm_packed *p) { return p->uk->nr; }
+
 /* Single-threaded GEMM on the calling thread over columns [n_begin, n_end) (conv uses this to
- * run its own im2col tiles inside its own parallel loop). Arguments as qe_gemm_u8s8. Uses
- * scratch slots 0 and 1 of the calling thread. */
+ * run its own im2col tiles inside its own parallel loop). Arguments as qe_gemm_u8s8; c points
+ * at column 0 of C. Uses scratch slots 0 and 1 of the calling thread. */
 void qe_gemm_u8s8_serial(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda,
                          int32_t a_zp, const int32_t *b_zp, const qe_output *out, size_t n_begin,
                          size_t n_end, void *c, size_t ldc);
