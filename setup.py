@@ -67,6 +67,9 @@ class BuildExtPerISA(build_ext):
                     extra_postargs=BASE_FLAGS + flags, depends=ext.depends)
         ext.sources = plain
         ext.extra_objects = list(ext.extra_objects or []) + objects
+        # setuptools relinks only when ext.sources or ext.depends changed: keep the per-ISA
+        # files visible to that check, or editing one of them would leave a stale module.
+        ext.depends = list(ext.depends or []) + objects
         super().build_extension(ext)
 
 
