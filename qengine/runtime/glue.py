@@ -146,16 +146,16 @@ def movement(unit: Unit) -> Kernel:
     if not isinstance(x, QTensor) or any(isinstance(i, QTensor) for i in unit.inputs[1:]):
         return None
     consts = list(unit.inputs)
-    if node.op_type == "Pad":
+    if node.op_type == "Pad" and op.mode == "constant":
         # the constant pad value (attribute before opset 11, input 2 since) pads as its code
         if op.opset < 11:
-            if op.value != 0.0 or x.zero_point != 0:
-                op.value = float(x.quantize(op.value))
+            op.value = float(x.quantize(op.value))
         else:
             v = consts[2] if len(consts) > 2 and consts[2] is not None else np.float32(0)
-            if not isinstance(v, np.ndarray):
+            if not isinstance(v, np.ndarray) and not isinstance(v, np.floating):
                 return None
-            consts[2] = x.quantize(v).astype(np.uint8)
+            consts += [None] * (3 - len(consts))
+            consts[2] = x.quantize(v).astype(np.uint8).reshape(np.shape(v))
     tables = [None if y is None or y.same_params(x) else requant_table(lambda v: v, x, y)
               for y in unit.outputs]
     writes = [y.name for y in unit.outputs if y is not None]

@@ -162,7 +162,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
         return "float"
 
     def q_outputs(node: Node):
-        """(QTensor per output, fused node, its bounds, the Q nodes) or None."""
+        """(QTensor per output, fused node, its bounds, the Q nodes of each output) or None."""
         outs, qnodes, fused, bounds = [], [], None, (None, None)
         for o in node.outputs:
             if not o:
@@ -179,7 +179,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
             if users is None:
                 return None
             outs.append(a.qt[users[0].outputs[0]])
-            qnodes += users
+            qnodes.append(users)
         return outs, fused, bounds, qnodes
 
     # pass 1: decide which nodes run as int8 units or lookup-table regions
@@ -212,8 +212,9 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
                     consumed.add(id(node))
                     if fused is not None:
                         consumed.add(id(fused))
-                    absorbed_q.update(id(q) for q in qnodes)
-                    _alias_q(out, qnodes)
+                    for group in qnodes:
+                        absorbed_q.update(id(q) for q in group)
+                        _alias_q(out, group)
                     out.int8_nodes.append(node.name)
         if kernel is None:
             kernel = glue.float_node(g, node, op)
@@ -256,7 +257,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
 
 
 def _alias_q(out: Lowered, qnodes: list) -> None:
-    """Several Q nodes of one unit output with equal params: all name the first's storage."""
+    """Several Q nodes of one output with equal params: all name the first's storage."""
     first = qnodes[0].outputs[0]
     for q in qnodes[1:]:
         out.aliases[q.outputs[0]] = first

@@ -122,6 +122,9 @@ def _resolve(req, ctx: _Ctx, name: str) -> Optional[tuple]:
 def _relayout(src: str, dst: str, perm_src: tuple, perm_dst: tuple) -> Kernel:
     def make_steps(ctx):
         si, di = ctx.slot(src)[0], ctx.slot(dst)[0]
+        if ctx.shape(src) != ctx.shape(dst):
+            raise AssertionError(f"qengine: relayout {src!r} {ctx.shape(src)} -> {dst!r} "
+                                 f"{ctx.shape(dst)}: shapes differ")
 
         def fn(views):
             glue.store(views[di], glue.logical_view(views[si], perm_src), perm_dst)
