@@ -203,9 +203,9 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
             if name in lowered.qtensors:
                 lowered.qtensors[src] = lowered.qtensors[name]
             ctx.perms[src] = ctx.perm(name)
-            for it in items:
-                it.remap = {**it.remap, **{x: src for x in it.reads + it.writes
-                                           if ctx.canon(x) == name}}
+            for it in items:   # (a read already remapped to a relayout copy keeps it)
+                it.remap = {**{x: src for x in it.reads + it.writes if ctx.canon(x) == name},
+                            **it.remap}
         tail.append((src, name))
     for src, name in tail:
         items.append(_relayout(src, name, ctx.perm(src), identity(len(ctx.shape(name)))))
