@@ -199,6 +199,17 @@ def test_serial_entry_writes_only_its_columns(isa, n_begin, n_end):
     assert (c[:, :n_begin] == 7).all() and (c[:, n_end:] == 7).all()
 
 
+def test_b_views_pack_like_copies(isa):
+    """Packing reads B through its strides: transposed, reversed and sliced views."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(-128, 128, (70, 66), dtype=np.int8)
+    for b in (base[:33, :20], base.T[:33, :20], base[::-1][:33, ::-2], base[1::2, 3:50]):
+        a = rng.integers(0, 256, (5, b.shape[0]), dtype=np.uint8)
+        got = run(_kernels.GemmPacked(b), a, 1, "i32")
+        np.testing.assert_array_equal(got, run(_kernels.GemmPacked(b.copy()), a, 1, "i32"))
+        np.testing.assert_array_equal(got, expected(a, 1, b, "i32"))
+
+
 def test_zero_rows_and_scalar_arguments(isa):
     b = np.ones((4, 3), np.int8)
     packed = _kernels.GemmPacked(b)
