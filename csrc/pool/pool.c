@@ -99,15 +99,17 @@ static void axis_counts(size_t o, size_t k, size_t s, size_t d, size_t in, size_
     *padded = b;
 }
 
-static void pool_row(const pool_job *j, size_t n, size_t oh, const uint8_t **ind, float *mult) {
+/* Tap pointers (and, for the average, multipliers) of output pixels (n, oh, ow0 .. ow1-1). */
+static void pool_row(const pool_job *j, size_t n, size_t oh, size_t ow0, size_t ow1,
+                     const uint8_t **ind, float *mult) {
     const qe_pool_shape *s = j->s;
     const size_t T = s->kernel_h * s->kernel_w, C = s->channels;
     size_t in_h = 0, pad_h = 0;
     if (j->avg)
         axis_counts(oh, s->kernel_h, s->stride_h, s->dilation_h, s->in_h, s->pad_top,
                     s->pad_bottom, &in_h, &pad_h);
-    for (size_t ow = 0; ow < s->out_w; ow++) {
-        const uint8_t **tp = ind + ow * T;
+    for (size_t ow = ow0; ow < ow1; ow++) {
+        const uint8_t **tp = ind + (ow - ow0) * T;
         const ptrdiff_t iw0 = (ptrdiff_t)(ow * s->stride_w) - (ptrdiff_t)s->pad_left;
         size_t t = 0;
         for (size_t ki = 0; ki < s->kernel_h; ki++) {
@@ -125,29 +127,34 @@ static void pool_row(const pool_job *j, size_t n, size_t oh, const uint8_t **ind
             axis_counts(ow, s->kernel_w, s->stride_w, s->dilation_w, s->in_w, s->pad_left,
                         s->pad_right, &in_w, &pad_w);
             const size_t count = j->count_include_pad ? pad_h * pad_w : in_h * in_w;
-            mult[ow] = count ? j->mult / (float)count : 0.0f;
+            mult[ow - ow0] = count ? j->mult / (float)count : 0.0f;
         }
     }
 }
 
+/* Pointers per indirection chunk: at most 64 KB of them, whatever the row width and window. */
+enum { QE_POOL_IND_POINTERS = 8192 };
+
 static void pool_task(void *ctx, size_t task, int thread_index) {
     const pool_job *j = ctx;
     const qe_pool_shape *s = j->s;
-    const size_t T = s->kernel_h * s->kernel_w, ow = s->out_w;
-    const size_t ind_bytes = QE_ROUND_UP(ow * T * sizeof(uint8_t *), 64);
-    char *buf = qe_scratch(2, ind_bytes + ow * sizeof(float));
+    const size_t T = s->kernel_h * s->kernel_w, chunk = QE_MAX(1, QE_POOL_IND_POINTERS / T);
+    const size_t px = QE_MIN(chunk, s->out_w), ind_bytes = QE_ROUND_UP(px * T * sizeof(uint8_t *), 64);
+    char *buf = qe_scratch(2, ind_bytes + px * sizeof(float));
     QE_ASSERT(buf != NULL);
     const uint8_t **ind = (const uint8_t **)buf;
     float *mult = (float *)(buf + ind_bytes);
     const size_t r0 = task * j->rows_per_task, r1 = QE_MIN(r0 + j->rows_per_task, j->rows);
-    for (size_t r = r0; r < r1; r++) {
-        pool_row(j, r / s->out_h, r % s->out_h, ind, mult);
-        uint8_t *y = j->y + r * ow * s->channels;
-        if (j->avg)
-            j->k->avg(ow, s->channels, T, ind, mult, &j->rq, y);
-        else
-            j->k->max(ow, s->channels, T, ind, y);
-    }
+    for (size_t r = r0; r < r1; r++)
+        for (size_t ow0 = 0; ow0 < s->out_w; ow0 += chunk) {
+            const size_t ow1 = QE_MIN(ow0 + chunk, s->out_w);
+            pool_row(j, r / s->out_h, r % s->out_h, ow0, ow1, ind, mult);
+            uint8_t *y = j->y + (r * s->out_w + ow0) * s->channels;
+            if (j->avg)
+                j->k->avg(ow1 - ow0, s->channels, T, ind, mult, &j->rq, y);
+            else
+                j->k->max(ow1 - ow0, s->channels, T, ind, y);
+        }
 }
 
 static int pool_run(pool_job *j) {
@@ -184,7 +191,8 @@ int qe_avgpool_u8(const qe_pool_shape *s, int count_include_pad, const uint8_t *
     if (!x || !y || !requant_ok(mult, x_zp, y_zp, qmin, qmax)) return QE_ERR_ARG;
     const int32_t T = (int32_t)(s->kernel_h * s->kernel_w);
     pool_job j = {.s = s, .x = x, .y = y, .avg = 1, .count_include_pad = count_include_pad != 0,
-                  .pad_value = (uint8_t)x_zp, .mult = mult, .rq = {.sub = T * x_zp, .zp = y_zp, .qmin = qmin, .qmax = qmax}};
+                  .pad_value = (uint8_t)x_zp, .mult = mult,
+                  .rq = {.sub = T * x_zp, .zp = y_zp, .qmin = qmin, .qmax = qmax}};
     return pool_run(&j);
 }
 
