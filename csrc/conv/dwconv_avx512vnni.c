@@ -37,17 +37,17 @@ static inline dw_out_avx512 dw_out_setup(const qe_output *o) {
 static inline void dw_output_avx512(const dw_out_avx512 *o, __m512i acc, size_t c, __mmask16 m,
                                     void *dst) {
     if (o->kind == QE_OUT_I32) {
-        _mm512_mask_storeu_epi32(dst, m, acc);
+        qe_store_epi32_avx512(dst, acc, m);
         return;
     }
     const __m512 s = o->per_channel ? _mm512_maskz_loadu_ps(m, o->scale + c) : o->s1;
     __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s);
     if (o->kind == QE_OUT_F32) {
         if (o->fbias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, o->fbias + c));
-        _mm512_mask_storeu_ps(dst, m, v);
+        qe_store_ps_avx512(dst, v, m);
         return;
     }
-    _mm512_mask_cvtepi32_storeu_epi8(dst, m, qe_requant_ps_avx512(v, o->lo, o->hi, o->zp));
+    qe_store_u8x16_avx512(dst, qe_requant_ps_avx512(v, o->lo, o->hi, o->zp), m);
 }
 
 /* NT tiles (1 or 2) of 32 channels starting at channel c; `last` masks the last tile. */

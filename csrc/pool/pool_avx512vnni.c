@@ -18,7 +18,7 @@ void qe_maxpool_u8_c64__avx512(size_t pixels, size_t channels, size_t ntaps,
             __m512i v = _mm512_maskz_loadu_epi8(m, taps[0] + c);
             for (size_t t = 1; t < ntaps; t++)
                 v = _mm512_max_epu8(v, _mm512_maskz_loadu_epi8(m, taps[t] + c));
-            _mm512_mask_storeu_epi8(y + c, m, v);
+            qe_store_u8x64_avx512(y + c, v, m);
         }
 }
 
@@ -37,8 +37,8 @@ static inline void store32(const __m512i *acc, float mult, const qe_pool_requant
     const __m512 mv = _mm512_set1_ps(mult);
     for (int i = 0; i < 2; i++) {
         const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i], sub)), mv);
-        _mm512_mask_cvtepi32_storeu_epi8(y + 16 * i, (__mmask16)(m >> (16 * i)),
-                                         qe_requant_ps_avx512(v, lo, hi, zp));
+        qe_store_u8x16_avx512(y + 16 * i, qe_requant_ps_avx512(v, lo, hi, zp),
+                              (__mmask16)(m >> (16 * i)));
     }
 }
 

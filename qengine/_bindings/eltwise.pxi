@@ -55,8 +55,14 @@ cdef object _elementwise_output(y, tuple shape, dtype, inputs):
         raise ValueError(f"y must have shape {shape}, got {y.shape}")
     if not y.flags.c_contiguous or not y.flags.writeable:
         raise ValueError("y must be C-contiguous and writable")
+    cdef uintptr_t y0 = _addr(y), y1 = y0 + y.nbytes, a0
     for a in inputs:
-        if a is not None and np.may_share_memory(y, a) and not _same_buffer(y, a):
+        if a is None or not isinstance(a, np.ndarray):
+            continue
+        a0 = _addr(a)
+        if a.flags.c_contiguous and (a0 >= y1 or y0 >= a0 + a.nbytes):
+            continue  # disjoint address ranges: no overlap (the cheap common case)
+        if np.may_share_memory(y, a) and not _same_buffer(y, a):
             raise ValueError("y overlaps an input without being that input")
     return y
 
@@ -77,19 +83,23 @@ cdef object _binary(int is_mul, a, b, a_zp, b_zp, float a_mult, float b_mult, y_
         _check_int(v, nm, 0, 255)
     if qmin > qmax:
         raise ValueError(f"qmin ({qmin}) must be <= qmax ({qmax})")
-    try:
-        shape = tuple(np.broadcast_shapes(a.shape, b.shape))
-    except ValueError:
-        raise ValueError(f"shapes {a.shape} and {b.shape} do not broadcast") from None
+    if a.shape == b.shape:  # the common case, without numpy's broadcasting machinery
+        shape = a.shape
+    else:
+        try:
+            shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        except ValueError:
+            raise ValueError(f"shapes {a.shape} and {b.shape} do not broadcast") from None
     # Make `a` the full-size operand (both ops are symmetric in their operands).
     if a.shape != shape and b.shape == shape:
         a, b, a_zp, b_zp, a_mult, b_mult = b, a, b_zp, a_zp, b_mult, a_mult
     a_in, b_in = a, b
     if a.shape != shape:
         a = np.broadcast_to(a, shape)
-    a = np.ascontiguousarray(a)
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
     cols = shape[len(shape) - 1] if len(shape) else 1
-    n = int(np.prod(shape))
+    n = a.size
     cdef int scalar = 0
     cdef size_t b_stride = cols
     if b.size == 1:
@@ -97,6 +107,9 @@ cdef object _binary(int is_mul, a, b, a_zp, b_zp, float a_mult, float b_mult, y_
     elif (b.shape != shape and b.ndim and b.shape[b.ndim - 1] == cols and
           all(d == 1 for d in b.shape[:b.ndim - 1])):
         b_stride, b = 0, np.ascontiguousarray(b.reshape(cols))  # per-channel vector
+    elif b.shape == shape:
+        if not b.flags.c_contiguous:
+            b = np.ascontiguousarray(b)
     else:
         b = np.ascontiguousarray(np.broadcast_to(b, shape))   # any other broadcast: expand
     y = _elementwise_output(y, shape, np.uint8, (a_in, b_in))
