@@ -81,7 +81,9 @@ typedef struct {
     const qe_pool_kernels *k;
     int avg, count_include_pad;
     uint8_t pad_value;   /* what taps outside the input read: 0 (max) or x_zp (average) */
-    float mult;
+    float mult, mult_full; /* mult_full: mult / taps, for windows inside the input */
+    size_t ow_lo, ow_hi;   /* output columns whose window is inside the input */
+    const size_t *tap_off; /* [taps] byte offset of each tap from the window origin */
     qe_pool_requant rq;
     size_t rows, rows_per_task;
 } pool_job;
@@ -108,12 +110,20 @@ static void pool_row(const pool_job *j, size_t n, size_t oh, size_t ow0, size_t 
     if (j->avg)
         axis_counts(oh, s->kernel_h, s->stride_h, s->dilation_h, s->in_h, s->pad_top,
                     s->pad_bottom, &in_h, &pad_h);
+    const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
+    const int rows_inside = ih0 >= 0 && ih0 + (ptrdiff_t)((s->kernel_h - 1) * s->dilation_h) < (ptrdiff_t)s->in_h;
     for (size_t ow = ow0; ow < ow1; ow++) {
         const uint8_t **tp = ind + (ow - ow0) * T;
         const ptrdiff_t iw0 = (ptrdiff_t)(ow * s->stride_w) - (ptrdiff_t)s->pad_left;
+        if (rows_inside && ow >= j->ow_lo && ow < j->ow_hi) { /* all taps inside the input */
+            const uint8_t *base = j->x + ((n * s->in_h + (size_t)ih0) * s->in_w + (size_t)iw0) * C;
+            for (size_t t = 0; t < T; t++) tp[t] = base + j->tap_off[t];
+            if (j->avg) mult[ow - ow0] = j->mult_full;
+            continue;
+        }
         size_t t = 0;
         for (size_t ki = 0; ki < s->kernel_h; ki++) {
-            const ptrdiff_t ih = (ptrdiff_t)(oh * s->stride_h + ki * s->dilation_h) - (ptrdiff_t)s->pad_top;
+            const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
             const int row_ok = ih >= 0 && ih < (ptrdiff_t)s->in_h;
             const uint8_t *row = row_ok ? j->x + (n * s->in_h + (size_t)ih) * s->in_w * C : NULL;
             for (size_t kj = 0; kj < s->kernel_w; kj++, t++) {
@@ -160,11 +170,22 @@ static void pool_task(void *ctx, size_t task, int thread_index) {
 static int pool_run(pool_job *j) {
     const qe_pool_shape *s = j->s;
     const size_t T = s->kernel_h * s->kernel_w;
-    /* the padding row, read for up to one vector past the channel count */
-    uint8_t *pad_row = qe_scratch(3, QE_ROUND_UP(s->channels, 64) + 64);
+    /* the padding row (read for up to one vector past the channel count), then tap offsets */
+    const size_t row_bytes = QE_ROUND_UP(s->channels, 64) + 64;
+    uint8_t *pad_row = qe_scratch(3, row_bytes + T * sizeof(size_t));
     if (!pad_row) return QE_ERR_NOMEM;
-    memset(pad_row, j->pad_value, QE_ROUND_UP(s->channels, 64) + 64);
+    memset(pad_row, j->pad_value, row_bytes);
     j->pad_row = pad_row;
+    size_t *tap_off = (size_t *)(pad_row + row_bytes);
+    for (size_t ki = 0, t = 0; ki < s->kernel_h; ki++)
+        for (size_t kj = 0; kj < s->kernel_w; kj++, t++)
+            tap_off[t] = (ki * s->dilation_h * s->in_w + kj * s->dilation_w) * s->channels;
+    j->tap_off = tap_off;
+    j->mult_full = j->mult / (float)T;
+    const size_t ext_w = (s->kernel_w - 1) * s->dilation_w + 1;
+    j->ow_lo = QE_DIV_UP(s->pad_left, s->stride_w);
+    j->ow_hi = s->in_w + s->pad_left >= ext_w ? (s->in_w + s->pad_left - ext_w) / s->stride_w + 1 : 0;
+    j->ow_hi = QE_MIN(j->ow_hi, s->out_w);
     j->k = QE_PICK(g_pool_kernels, qe_get_isa());
     j->rows = s->batch * s->out_h;
     const size_t row_work = s->out_w * s->channels * T + 1;

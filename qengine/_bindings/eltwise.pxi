@@ -194,6 +194,10 @@ def lut_u8(x, table, *, y=None):
     return y
 
 
+cdef inline bint _is_scalar_number(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
 cdef tuple _qparams(x, scale, zero_point, int32_t zmin, int32_t zmax, bint need_zp):
     """(channels, scale array, zero-point array): per tensor (scalars or 1 entry) or per channel
     along the last axis of x."""
@@ -227,28 +231,41 @@ def quantize(x, scale, zero_point=0, *, dtype=np.uint8, qmin=None, qmax=None, y=
         x = np.asarray(x)
     if x.dtype != np.float32:
         raise TypeError(f"x must be float32, got {x.dtype}")
-    x = np.ascontiguousarray(x)
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.uint8), np.dtype(np.int8)):
-        raise TypeError(f"dtype must be uint8 or int8, got {dt}")
-    info = np.iinfo(dt)
-    qmin = info.min if qmin is None else qmin
-    qmax = info.max if qmax is None else qmax
-    _check_int(qmin, "qmin", info.min, info.max)
-    _check_int(qmax, "qmax", info.min, info.max)
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    cdef bint signed = dtype is np.int8 or np.dtype(dtype) == np.dtype(np.int8)
+    if not signed and not (dtype is np.uint8 or np.dtype(dtype) == np.dtype(np.uint8)):
+        raise TypeError(f"dtype must be uint8 or int8, got {np.dtype(dtype)}")
+    dt = np.int8 if signed else np.uint8
+    cdef int32_t tmin = -128 if signed else 0, tmax = 127 if signed else 255
+    qmin = tmin if qmin is None else qmin
+    qmax = tmax if qmax is None else qmax
+    _check_int(qmin, "qmin", tmin, tmax)
+    _check_int(qmax, "qmax", tmin, tmax)
     if qmin > qmax:
         raise ValueError(f"qmin ({qmin}) must be <= qmax ({qmax})")
-    channels, s, z = _qparams(x, scale, zero_point, info.min, info.max, True)
+    cdef float s1
+    cdef int32_t z1
+    cdef size_t ch = 1
+    cdef const float *sp = &s1
+    cdef const int32_t *zp = &z1
+    if _is_scalar_number(scale) and _is_scalar_number(zero_point):  # per tensor, no arrays
+        s1 = _positive_float(scale, "scale")
+        _check_int(zero_point, "zero_point", tmin, tmax)
+        z1 = zero_point
+    else:
+        channels, s, z = _qparams(x, scale, zero_point, tmin, tmax, True)
+        ch = channels
+        sp = <const float *><uintptr_t>_addr(s)
+        zp = <const int32_t *><uintptr_t>_addr(z)
     y = _elementwise_output(y, x.shape, dt, (x,))
     if x.size == 0:
         return y
-    cdef size_t n = x.size, ch = channels
+    cdef size_t n = x.size
     cdef const float *xp = <const float *><uintptr_t>_addr(x)
-    cdef const float *sp = <const float *><uintptr_t>_addr(s)
-    cdef const int32_t *zp = <const int32_t *><uintptr_t>_addr(z)
     cdef uintptr_t yp = _addr(y)
     cdef int32_t lo = qmin, hi = qmax
-    cdef int rc, signed = dt == np.dtype(np.int8)
+    cdef int rc
     with nogil:
         if signed:
             rc = qe_quantize_f32_s8(n, ch, xp, sp, zp, lo, hi, <int8_t *>yp)
@@ -268,16 +285,29 @@ def dequantize(x, scale, zero_point=0, *, y=None):
              np.dtype(np.int32): (0, 0)}
     if x.dtype not in kinds:
         raise TypeError(f"x must be uint8, int8 or int32, got {x.dtype}")
-    x = np.ascontiguousarray(x)
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
     zmin, zmax = kinds[x.dtype]
-    channels, s, z = _qparams(x, scale, zero_point, zmin, zmax, x.dtype != np.int32)
+    cdef float s1
+    cdef int32_t z1
+    cdef size_t ch = 1
+    cdef const float *sp = &s1
+    cdef const int32_t *zp = &z1
+    if _is_scalar_number(scale) and (zero_point is None or _is_scalar_number(zero_point)):
+        s1 = _positive_float(scale, "scale")
+        if zero_point is not None:
+            _check_int(zero_point, "zero_point", zmin, zmax)
+        z1 = 0 if zero_point is None else zero_point
+    else:
+        channels, s, z = _qparams(x, scale, zero_point, zmin, zmax, x.dtype != np.int32)
+        ch = channels
+        sp = <const float *><uintptr_t>_addr(s)
+        zp = <const int32_t *><uintptr_t>_addr(z)
     y = _elementwise_output(y, x.shape, np.float32, (x,))
     if x.size == 0:
         return y
-    cdef size_t n = x.size, ch = channels
+    cdef size_t n = x.size
     cdef uintptr_t xp = _addr(x)
-    cdef const float *sp = <const float *><uintptr_t>_addr(s)
-    cdef const int32_t *zp = <const int32_t *><uintptr_t>_addr(z)
     cdef float *yp = <float *><uintptr_t>_addr(y)
     cdef int rc, kind = 0 if x.dtype == np.uint8 else (1 if x.dtype == np.int8 else 2)
     with nogil:
