@@ -13,12 +13,13 @@ __version__ = "0.1.0"
 from . import api
 from .api import Model, QuantizedModel, TensorInfo, load, quantize, quantize_dynamic
 from .cpu import cpu_info, get_num_threads, set_num_threads
+from .session import InferenceSession, NodeArg, SessionOptions
 from .errors import (ExecutionError, InputError, ISAError, ModelError, QEngineError,
                      QuantizationError, UnsupportedOpError)
 
 __all__ = [
     "__version__", "quantize", "quantize_dynamic", "load", "Model", "QuantizedModel",
-    "TensorInfo", "from_keras", "cpu_info", "get_num_threads", "set_num_threads",
+    "TensorInfo", "from_keras", "InferenceSession", "SessionOptions", "NodeArg", "cpu_info", "get_num_threads", "set_num_threads",
     "QEngineError", "ModelError", "UnsupportedOpError", "InputError", "QuantizationError",
     "ISAError", "ExecutionError",
 ]
