@@ -9,7 +9,7 @@ from libc.stdint cimport int8_t, uint8_t, int32_t, uintptr_t
 
 import numpy as np
 
-from qengine.errors import ISAError
+from qengine.errors import ExecutionError, ISAError, QEngineError
 
 ISA_NAMES = ("ref", "avx2", "avx512vnni", "neon", "neondot")
 MAX_K = QE_MAX_K

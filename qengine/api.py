@@ -78,7 +78,7 @@ class Model:
         from .runtime.executor import Executor
         if num_threads is not None and (isinstance(num_threads, bool) or
                                         not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
+            raise InputError(f"num_threads must be a positive integer, got {num_threads!r}")
         self.graph = graph
         self.info = dict(info or {})
         self._executor = Executor(graph, num_threads=num_threads, memory_limit=memory_limit)
@@ -125,7 +125,7 @@ class Model:
     def predict(self, x, batch_size: int = 32, verbose: int = 0):
         """Keras-style: run in batches of `batch_size` along the first axis and concatenate."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         feeds = as_feeds(self.graph.inputs, x)
         n = {a.shape[0] for a in feeds.values() if a.ndim}
         if len(n) != 1:

@@ -17,6 +17,9 @@ cnp.import_array()
 
 ctypedef int (*step_fn)(const void *args, char **slots) noexcept nogil
 
+_RC_NAMES = {QE_ERR_ARG: "bad argument", QE_ERR_NOMEM: "out of memory",
+             QE_ERR_ISA: "ISA not available", QE_ERR_OVERFLOW: "accumulator overflow"}
+
 cdef class Program
 
 
@@ -232,11 +235,20 @@ cdef class Program:
                         j += 1
                 if failed >= 0:
                     s = self.steps[failed]
-                    raise RuntimeError(f"kernel step {s.op} of node {s.name!r} failed (code {rc})")
+                    raise ExecutionError(f"kernel step {s.op} of node {s.name!r} failed (code "
+                                         f"{rc}: {_RC_NAMES.get(rc, 'unknown')})")
                 i = j
             else:
                 t0 = _now()
-                (<PyStep>self.steps[i]).fn(ctx.views)
+                try:
+                    (<PyStep>self.steps[i]).fn(ctx.views)
+                except QEngineError:
+                    raise
+                except Exception as e:
+                    # a float op (numpy) failed: name the step, keep the cause
+                    s = self.steps[i]
+                    raise ExecutionError(f"node {s.name!r} ({s.op}) failed: "
+                                         f"{type(e).__name__}: {e}") from e
                 if timing:
                     tv[i] = _now() - t0
                 i += 1

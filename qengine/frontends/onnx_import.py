@@ -69,10 +69,13 @@ def import_onnx(model: ModelLike, *, fold: bool = True) -> Graph:
             raise ModelError(f"cannot inline the model's local functions: {e}") from None
     graph = _convert(proto.graph, opset)
     declared = set(graph.values)
-    hints = _onnx_shape_hints(proto, declared)
     graph.toposort()
     graph.validate()
     ops = {id(n): make_op(n, opset) for n in graph.nodes}   # unknown op / bad attribute
+    # Our own shape rules run before ONNX's C++ shape inference ever sees the model: ONNX
+    # aborts the process on some inconsistent shapes (a Slice of a dim it computed as empty
+    # or negative: onnx/onnx#7735), and our rules reject those models with a ModelError.
+    hints = _onnx_shape_hints(proto, declared) if _needs_hints(graph, declared) else {}
     _constants_to_initializers(graph, ops)
     _remove_passthrough(graph)
     if fold:
@@ -93,6 +96,26 @@ def _opsets(proto: onnx.ModelProto) -> dict:
     if opset[""] < 1:
         raise ModelError(f"invalid default opset version {opset['']}")
     return opset
+
+
+def _needs_hints(graph: Graph, declared: set) -> bool:
+    """Run our shape rules on a copy (ModelError on an inconsistent model); True when they
+    leave some shape unknown, so ONNX's inference may add something, and when no tensor is
+    known to be empty (the shapes that crash ONNX's Slice inference)."""
+    probe = graph.copy()
+    infer_shapes(probe, declared=declared)
+    unknown = False
+    for node in probe.nodes:
+        for name in node.outputs:
+            if not name:
+                continue
+            v = probe.value(name)
+            if v.shape is None or any(not isinstance(d, int) and not isinstance(d, str)
+                                      for d in v.shape):
+                unknown = True
+            elif any(isinstance(d, int) and d <= 0 for d in v.shape):
+                return False
+    return unknown
 
 
 def _onnx_shape_hints(proto: onnx.ModelProto, declared: set) -> dict:
@@ -199,7 +222,31 @@ def _attr(a: onnx.AttributeProto, node: str):
     return v
 
 
+def _text(s, what: str) -> str:
+    """A name from the protobuf: protobuf hands back bytes for invalid UTF-8."""
+    if isinstance(s, str):
+        return s
+    raise ModelError(f"{what} is not valid UTF-8: {bytes(s)[:40]!r}")
+
+
+def _check_names(g: onnx.GraphProto) -> None:
+    for n in g.node:
+        where = f"node {n.name!r}"
+        for s, what in [(n.name, "a node name"), (n.op_type, f"{where}: the op type"),
+                        (n.domain, f"{where}: the domain")]:
+            _text(s, what)
+        for s in list(n.input) + list(n.output):
+            _text(s, f"{where}: a tensor name")
+        for a in n.attribute:
+            _text(a.name, f"{where}: an attribute name")
+    for t in g.initializer:
+        _text(t.name, "an initializer name")
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        _text(v.name, "a value name")
+
+
 def _convert(g: onnx.GraphProto, opset: dict) -> Graph:
+    _check_names(g)
     inits = {}
     for t in g.initializer:
         if not t.name:
@@ -221,7 +268,10 @@ def _convert(g: onnx.GraphProto, opset: dict) -> Graph:
             name = f"{name}_{k}"
         names.add(name)
         attrs = {a.name: _attr(a, name) for a in n.attribute}
-        nodes.append(Node(name, n.op_type, list(n.input), list(n.output), attrs,
+        ins = list(n.input)
+        while ins and not ins[-1]:      # trailing omitted optional inputs mean nothing
+            ins.pop()
+        nodes.append(Node(name, n.op_type, ins, list(n.output), attrs,
                           "" if n.domain == "ai.onnx" else n.domain))
     graph = Graph(g.name or "graph", nodes, inputs, outputs, inits, values, opset)
     for v in graph.outputs:

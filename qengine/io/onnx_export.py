@@ -35,6 +35,10 @@ def _attribute(name: str, value):
         return helper.make_attribute(name, [numpy_helper.from_array(v) for v in value])
     if isinstance(value, onnx.AttributeProto):
         return value
+    if isinstance(value, (list, tuple)) and not value:
+        # an empty list has lost its element type; every empty list attribute ONNX defines
+        # (axes, pads, perm, ...) is a list of ints
+        return helper.make_attribute(name, [], attr_type=onnx.AttributeProto.INTS)
     return helper.make_attribute(name, value)
 
 

@@ -135,7 +135,9 @@ class Clip(Op):
 
     def infer(self, ins, consts):
         for v in ins[1:]:
-            if v is not None and v.shape is not None and len(v.shape) > 1:
+            if v is not None and v.shape is not None and (
+                    len(v.shape) > 1 or (len(v.shape) == 1 and isinstance(v.shape[0], int)
+                                         and v.shape[0] != 1)):
                 raise self.error(f"min/max must be scalars, got shape {list(v.shape)}")
         return [(ins[0].shape, ins[0].dtype)]
 

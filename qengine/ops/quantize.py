@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..graph import format_shape
 from . import dims
 from .registry import Op, dtype_from_onnx, register
 
@@ -25,6 +26,29 @@ class _Linear(Op):
         self.block = a.int("block_size", 0, lo=0)
         code = a.int("output_dtype", 0)
         self.out_dtype = dtype_from_onnx(code, f"node {self.name!r}") if code else None
+
+    def _check_params(self, ins, consts) -> None:
+        """Constant scale / zero point that cannot fit the input fail here, at load, with
+        the node named (not later inside a run): sizes that disagree, an axis out of range,
+        a per-axis length that is not the input's size along the axis."""
+        scale = consts[1] if len(consts) > 1 else None
+        zp = consts[2] if len(consts) > 2 else None
+        if scale is not None and scale.dtype.kind != "f":
+            raise self.error(f"scale must be a float tensor, got {scale.dtype}")
+        if zp is not None and zp.dtype.kind not in "iu":
+            raise self.error(f"zero point must be an integer tensor, got {zp.dtype}")
+        if scale is not None and zp is not None and scale.size != zp.size:
+            raise self.error(f"scale {list(scale.shape)} and zero point {list(zp.shape)} "
+                             f"differ in size")
+        x_shape = ins[0].shape if ins and ins[0] is not None else None
+        for p in (scale, zp):
+            if p is None or x_shape is None or p.ndim == 0 or (p.size == 1 and not self.block):
+                continue
+            ax = dims.norm_axis(self.axis, len(x_shape))
+            if not self.block and (p.ndim != 1 or (isinstance(x_shape[ax], int) and
+                                                   p.shape[0] != x_shape[ax])):
+                raise self.error(f"per-axis parameter shape {list(p.shape)} does not match "
+                                 f"axis {ax} of input {format_shape(x_shape)}")
 
     def _expand(self, p: np.ndarray, x_shape) -> np.ndarray:
         """A scale/zero point shaped to broadcast against x (per tensor, axis or block)."""
@@ -53,6 +77,7 @@ class QuantizeLinear(_Linear):
         return np.dtype(dt)
 
     def infer(self, ins, consts):
+        self._check_params(ins, consts)
         zp = ins[2].dtype if len(ins) > 2 and ins[2] is not None else None
         return [(ins[0].shape, self._qtype(zp))]
 
@@ -72,6 +97,7 @@ class DequantizeLinear(_Linear):
     foldable = False
 
     def infer(self, ins, consts):
+        self._check_params(ins, consts)
         dt = self.out_dtype or ins[1].dtype
         return [(ins[0].shape, dt)]
 

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _kernels as K
-from ..errors import InputError
+from ..errors import ExecutionError, InputError, ModelError, QEngineError
 from ..graph import Graph, format_shape
 from .plan import Plan, build_plan
 
@@ -49,6 +49,11 @@ class Executor:
 
     def __init__(self, graph: Graph, *, num_threads: Optional[int] = None,
                  memory_limit: Optional[int] = None):
+        if memory_limit is not None and (isinstance(memory_limit, bool) or
+                                         not isinstance(memory_limit, (int, np.integer)) or
+                                         memory_limit < 0):
+            raise InputError(f"memory_limit must be a number of bytes >= 0 (or None), got "
+                             f"{memory_limit!r}")
         graph.validate()
         self.graph = graph
         self.num_threads = num_threads
@@ -69,7 +74,7 @@ class Executor:
             with self._lock:
                 c = self._plans.get(key)
                 if c is None:
-                    plan = build_plan(self.graph, shapes, self._cache)
+                    plan = _compile(self.graph, shapes, self._cache)
                     if self.memory_limit is not None and plan.arena_bytes > self.memory_limit:
                         raise InputError(
                             f"running input shapes {dict(shapes)} needs {plan.arena_bytes:,} "
@@ -142,7 +147,10 @@ class Executor:
         """{input name: array} -> {output name: array}. `times` receives per-step seconds."""
         compiled, arrays = self._lookup(feeds)
         plan = compiled.plan
-        ctx = compiled.acquire()
+        try:
+            ctx = compiled.acquire()
+        except MemoryError as e:
+            raise _out_of_memory(plan, e) from e
         try:
             for slot, i, shape in plan.input_views:
                 ctx.bind(slot, np.ascontiguousarray(arrays[i]).reshape(shape))
@@ -151,9 +159,33 @@ class Executor:
             try:
                 outs = plan.program.execute(ctx, arrays, compiled.in_slots, compiled.out_specs,
                                             times)
+            except MemoryError as e:      # the outputs (or a float op) did not fit
+                raise _out_of_memory(plan, e) from e
             finally:
                 if self.num_threads:
                     K.set_thread_limit(0)
         finally:
             compiled.release(ctx)
         return dict(zip(compiled.out_names, outs))
+
+
+def _compile(graph: Graph, shapes: dict, cache: dict) -> Plan:
+    """build_plan with one guarantee: whatever goes wrong surfaces as a qengine error naming
+    the input shapes (the cause stays chained for bug reports)."""
+    try:
+        return build_plan(graph, shapes, cache)
+    except QEngineError:
+        raise
+    except MemoryError as e:
+        raise ModelError(f"compiling for input shapes {dict(shapes)} ran out of memory: "
+                         f"{e}") from e
+    except Exception as e:
+        raise ModelError(f"cannot compile the model for input shapes {dict(shapes)}: "
+                         f"{type(e).__name__}: {e}") from e
+
+
+def _out_of_memory(plan: Plan, e: MemoryError) -> ExecutionError:
+    outs = sum(int(np.prod(shape, dtype=np.float64)) * np.dtype(dt).itemsize
+               for _, _, dt, shape in plan.outputs)
+    return ExecutionError(f"out of memory: this input shape needs {plan.arena_bytes:,} bytes "
+                          f"of activations and {outs:,.0f} bytes of outputs ({e})")

@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import ModelError, QEngineError
 from ..graph import Graph, Node
 from ..ops import make_op
 from ..ops.int8 import Kernel, QConst, QTensor, Unit
@@ -206,8 +207,14 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
             qo = q_outputs(node)
             if qo is not None:
                 outs, fused, bounds, qnodes = qo
-                kernel = _lower_unit(op, Unit(node, op, ins, outs, fused, bounds,
-                                              cache.setdefault(node.name, {}), g))
+                try:
+                    kernel = _lower_unit(op, Unit(node, op, ins, outs, fused, bounds,
+                                                  cache.setdefault(node.name, {}), g))
+                except QEngineError:
+                    raise
+                except (ValueError, OverflowError) as e:   # a kernel binding refused it
+                    raise ModelError(f"node {node.name!r} ({node.op_type}): cannot run on the "
+                                     f"int8 kernels: {e}") from e
                 if kernel is not None:
                     consumed.add(id(node))
                     if fused is not None:

@@ -132,6 +132,18 @@ def _relayout(src: str, dst: str, perm_src: tuple, perm_dst: tuple) -> Kernel:
     return Kernel([src], [dst], make_steps, label="relayout")
 
 
+def _constant_output(name: str, value: np.ndarray) -> Kernel:
+    """A graph output that is an initializer: no node writes it, so a step copies it into
+    the caller's output array (which would otherwise be returned uninitialized)."""
+    def make_steps(ctx):
+        slot = ctx.slot(name)[0]
+
+        def fn(views):
+            np.copyto(views[slot], value.reshape(views[slot].shape))
+        return [K.PyStep(name, "Constant", fn)]
+    return Kernel([], [name], make_steps, out_perm=lambda perms: "identity", label="constant")
+
+
 def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
     """Compile the QDQ graph for these concrete input shapes. `cache` (node name -> dict) keeps
     packed weights across the plans of every shape."""
@@ -148,7 +160,8 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
             tail.append((src, name))
 
     # layouts, relayouts and views, in item order
-    items: list[Kernel] = []
+    items: list[Kernel] = [_constant_output(n, g.initializers[n]) for n in g.output_names
+                           if n in g.initializers]
     views: dict[str, str] = {}          # tensor -> the tensor whose storage it shares
     relayouts: dict[tuple, str] = {}
     for v in g.inputs:
