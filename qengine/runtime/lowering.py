@@ -186,6 +186,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
     at: dict[int, Kernel] = {}       # id(node) -> the item emitted at that node
     consumed: set[int] = set()       # nodes run by some item (units, regions, fused)
     absorbed_q: set[int] = set()     # Q nodes whose quantization an item performs
+    float_reads: set[str] = set()    # tensors some float op reads (so they need float values)
     regions = _find_lut_regions(g, a)
     for node in g.nodes:
         if id(node) in consumed or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
@@ -220,11 +221,10 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
             kernel = glue.float_node(g, node, op)
             consumed.add(id(node))
             out.float_nodes.append(node.name)
+            float_reads.update(node.inputs)
         at[id(node)] = kernel
 
     # pass 2: glue for the Q/DQ nodes that no item absorbed, in graph order
-    float_reads = {i for n in g.nodes if id(n) in at and at[id(n)].unit is None
-                   for i in n.inputs}
     for node in g.nodes:
         if node.op_type == "QuantizeLinear" and id(node) not in absorbed_q and id(node) not in at:
             dst = node.outputs[0]
