@@ -147,23 +147,40 @@ typedef struct {
     size_t groups;                    /* in_c % groups == 0 and out_c % groups == 0 */
 } qe_conv_shape;
 
-/* Checks the shape's internal consistency (output size matches the formula, sizes > 0, groups
- * divide channels, K <= QE_MAX_K). Returns QE_OK or QE_ERR_ARG / QE_ERR_OVERFLOW. */
+/* Every size, pad, stride and dilation of a conv or pool shape is <= QE_MAX_DIM, so that no
+ * index computation can overflow (sizes of real tensors are far below it). */
+#define QE_MAX_DIM ((size_t)1 << 24)
+
+/* Checks the shape's internal consistency: sizes, strides, dilations > 0 (pads >= 0), all
+ * <= QE_MAX_DIM; groups divide both channel counts; the padded input holds one dilated kernel;
+ * out_h = (in_h + pad_top + pad_bottom - dilation_h * (kernel_h - 1) - 1) / stride_h + 1 (same
+ * for w); K = kernel_h * kernel_w * in_c / groups <= QE_MAX_K.
+ * Returns QE_OK, QE_ERR_ARG, or QE_ERR_OVERFLOW (K too large). */
 int qe_conv_shape_check(const qe_conv_shape *s);
 
 /* Weights int8 [out_c][kernel_h][kernel_w][in_c / groups] (NHWC order of the reduction).
- * Packs im2col GEMM weights per group, or a depthwise layout when groups == in_c == out_c.
- * Batch and spatial sizes of `s` may change between runs; channels, kernel, strides, dilations,
- * groups and pads may not. */
+ * Chooses the method once, from the fixed part of the shape (channels, kernel, strides,
+ * dilations, pads, groups; batch, in_h, in_w, out_h, out_w are ignored here):
+ *   "dwconv"      groups == in_c == out_c: a direct depthwise kernel over channels;
+ *   "gemm_1x1"    1x1 kernel, stride 1, no pads: the input pixels are the GEMM's A rows;
+ *   "gemm_im2col" otherwise: im2col rows (padded with x_zp) in blocks, one packed GEMM B per
+ *                 group.
+ * Returns NULL on a bad shape, an unavailable ISA, or no memory. */
 typedef struct qe_conv_packed qe_conv_packed;
 qe_conv_packed *qe_conv_pack(const qe_conv_shape *s, const int8_t *w, qe_isa isa);
 void qe_conv_packed_free(qe_conv_packed *p);
 size_t qe_conv_packed_nbytes(const qe_conv_packed *p);
 qe_isa qe_conv_packed_isa(const qe_conv_packed *p);
+const char *qe_conv_packed_method(const qe_conv_packed *p); /* one of the names above */
 
-/* y = output(conv(x - x_zp, w)); pad positions read as x_zp. The output pipeline's per-channel
- * arrays have out_c entries. y has out_c channels with pixel stride ldy >= out_c (elements),
- * so a Concat can be written in place. */
+/* y = output(conv(x - x_zp, w - w_zp)); pad positions read as x_zp, so they add nothing.
+ * acc[c] = sum over taps and input channels of the group of (x - x_zp) * (w - w_zp[c]) + bias[c]
+ * (int32, wrapping), then the output pipeline with out_c per-channel entries.
+ * s: the run's full shape; batch and spatial sizes may differ from the packing shape, the fixed
+ * part may not (QE_ERR_ARG). x_zp in [0, 255]; w_zp NULL (symmetric) or [out_c] in [-128, 127].
+ * y: [batch][out_h][out_w] pixels of out_c values with pixel stride ldy >= out_c (elements),
+ * so a Concat slice can be written in place. Parallel over the thread pool; the result does not
+ * depend on the thread count. */
 int qe_conv_u8s8(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x, int32_t x_zp,
                  const int32_t *w_zp, const qe_output *out, void *y, size_t ldy);
 
@@ -176,28 +193,49 @@ typedef struct {
     size_t pad_top, pad_left, pad_bottom, pad_right;
 } qe_pool_shape;
 
-/* Max over the valid taps of each window (padding never wins). */
+/* Sizes, kernel, strides, dilations > 0, all <= QE_MAX_DIM, kernel_h * kernel_w <= 2^16; the
+ * padded input holds one dilated window; out_h is either the floor form
+ *   (in_h + pad_top + pad_bottom - dilation_h * (kernel_h - 1) - 1) / stride_h + 1
+ * or the ceil_mode form (the same division rounded up), where a last window that would start
+ * in the bottom padding is dropped, as ONNX and PyTorch do (same for w). */
+int qe_pool_shape_check(const qe_pool_shape *s);
+
+/* y[c] = max of x[c] over the window's taps inside the input (padding never wins). A window
+ * with no tap inside the input (only possible with dilation or ceil_mode) gives 0. y is
+ * [batch][out_h][out_w][channels], contiguous. */
 int qe_maxpool_u8(const qe_pool_shape *s, const uint8_t *x, uint8_t *y);
 
-/* acc = sum over valid taps of (x - x_zp); count = kernel_h*kernel_w when count_include_pad
- * (taps in the padding count as zeros), else the number of valid taps;
- * y = clamp(rint(float(acc) * (mult / (float)count)) + y_zp, qmin, qmax), mult = s_x / s_y. */
+/* acc = sum over the window's taps inside the input of (x - x_zp);
+ * count = (count_include_pad) the taps inside the padded input, rows [-pad_top, in_h +
+ *         pad_bottom) and columns alike (kernel_h * kernel_w except for ceil_mode windows that
+ *         overhang the padding), else the taps inside the input;
+ * y = clamp(rint(float(acc) * (mult / (float)count)) + y_zp, qmin, qmax), mult = s_x / s_y,
+ * both divisions float32; a window with count 0 gives clamp(y_zp, qmin, qmax).
+ * mult finite and > 0, zero points and 0 <= qmin <= qmax <= 255 (QE_ERR_ARG otherwise). */
 int qe_avgpool_u8(const qe_pool_shape *s, int count_include_pad, const uint8_t *x, int32_t x_zp,
                   float mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y);
 
-/* Global average over H*W per channel; same formula with count = in_h * in_w. */
+/* Global average over H*W per channel; same formula with count = hw (hw <= 2^23, so the int32
+ * sum cannot overflow). x [batch][hw][channels], y [batch][channels]. */
 int qe_global_avgpool_u8(size_t batch, size_t hw, size_t channels, const uint8_t *x, int32_t x_zp,
                          float mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Element-wise (csrc/eltwise/)                                                               */
 /* ------------------------------------------------------------------------------------------ */
-/* Binary ops over `rows` x `cols` elements. b is either a full [rows][cols] tensor (b_row_stride
- * == cols), a per-channel vector broadcast over rows (b_row_stride == 0, length cols), or a
- * scalar (b_row_stride == 0 and cols == 1 is not special: pass b_scalar = 1 to broadcast b[0]).
+/* Stateless: each call runs the active path (qe_get_isa()); larger calls are split over the
+ * thread pool in fixed chunks. Multipliers and scales must be finite and > 0, zero points and
+ * clamp ranges inside the storage type (QE_ERR_ARG otherwise). n == 0 or rows == 0 is a no-op. */
+
+/* Binary ops over `rows` x `cols` elements; a and y are contiguous [rows][cols]. b is
+ *   b_scalar = 1:                 one value b[0] broadcast everywhere (b_row_stride ignored);
+ *   b_row_stride == cols:         a full [rows][cols] tensor;
+ *   b_row_stride == 0:            a per-channel vector of length cols broadcast over rows.
  * add: v = float(a - a_zp) * a_mult + float(b - b_zp) * b_mult        (a_mult = s_a/s_y, ...)
- * mul: v = float((a - a_zp) * (b - b_zp)) * a_mult                     (a_mult = s_a*s_b/s_y)
- * y = clamp(rint(v) + y_zp, qmin, qmax). */
+ * mul: v = float((a - a_zp) * (b - b_zp)) * a_mult                     (a_mult = s_a*s_b/s_y;
+ *      b_mult is ignored)
+ * y = clamp(rint(v) + y_zp, qmin, qmax), the clamp done on v as in qe_requant_one.
+ * Every float operation is float32, the add is not fused with the multiplies. */
 typedef struct {
     int32_t a_zp, b_zp, y_zp;
     float a_mult, b_mult;
@@ -209,21 +247,23 @@ int qe_mul_u8(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b, size
               int b_scalar, const qe_binary_params *p, uint8_t *y);
 
 /* Requantize rows of `cols` uint8 from one scale to another into a strided output (Concat):
- * y = clamp(rint(float(x - x_zp) * mult) + y_zp, qmin, qmax). */
+ * y = clamp(rint(float(x - x_zp) * mult) + y_zp, qmin, qmax). ldx, ldy >= cols. */
 int qe_requantize_u8(size_t rows, size_t cols, const uint8_t *x, size_t ldx, int32_t x_zp,
                      float mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y, size_t ldy);
 
-/* y[i] = table[x[i]]: any element-wise function of one uint8 input (activations). */
+/* y[i] = table[x[i]]: any element-wise function of one uint8 input (activations). x and y may
+ * be the same buffer. */
 int qe_lut_u8(size_t n, const uint8_t *x, const uint8_t table[256], uint8_t *y);
 
-/* Quantize: v = x / scale; NaN -> 0; y = clamp(rint(v) + zp, qmin, qmax) (+inf -> qmax, -inf ->
- * qmin). Per-tensor, or per-channel over the innermost dimension of length `channels`
- * (scale/zp arrays of that length; pass channels = 1 for per-tensor). */
+/* Quantize: v = x / scale (a true float32 division, as ONNX); NaN -> 0; y = clamp(rint(v) + zp,
+ * qmin, qmax) (+inf -> qmax, -inf -> qmin). Per-tensor, or per-channel over the innermost
+ * dimension of length `channels` (n % channels == 0; scale/zp arrays of that length; pass
+ * channels = 1 for per-tensor). zp and [qmin, qmax] inside the output type, qmin <= qmax. */
 int qe_quantize_f32_u8(size_t n, size_t channels, const float *x, const float *scale,
                        const int32_t *zp, int32_t qmin, int32_t qmax, uint8_t *y);
 int qe_quantize_f32_s8(size_t n, size_t channels, const float *x, const float *scale,
                        const int32_t *zp, int32_t qmin, int32_t qmax, int8_t *y);
-/* Dequantize: y = float(x - zp) * scale, per-tensor or per innermost channel. */
+/* Dequantize: y = float(x - zp) * scale, per-tensor or per innermost channel (as above). */
 int qe_dequantize_u8_f32(size_t n, size_t channels, const uint8_t *x, const float *scale,
                          const int32_t *zp, float *y);
 int qe_dequantize_s8_f32(size_t n, size_t channels, const int8_t *x, const float *scale,

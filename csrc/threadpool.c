@@ -43,8 +43,15 @@ typedef struct {
     size_t n_tasks;
     int n_participating_workers;
     atomic_size_t next_task;
-    atomic_int workers_left;
+    /* Workers that joined the current job, plus QE_JOB_CLOSED once the caller has run out of
+     * tasks. A worker joins (CAS) only while the job is open, and the caller waits only for
+     * workers that joined -- never for one that the OS has not scheduled yet (on a loaded
+     * machine that wait cost milliseconds). Job fields are written only while the job is
+     * closed with nobody joined, so a late worker can never see a half-written job. */
+    atomic_uint joined;
 } qe_pool;
+
+#define QE_JOB_CLOSED 0x80000000u
 
 static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER; /* held while a job runs */
 static qe_pool *g_pool;     /* created lazily; guarded by g_pool_lock */
@@ -92,10 +99,14 @@ static void *qe_worker_main(void *arg_) {
             spins = 0;
         }
         seen = gen;
-        if (arg.index <= p->n_participating_workers) {
-            qe_run_tasks(p, arg.index);
-            atomic_fetch_sub_explicit(&p->workers_left, 1, memory_order_acq_rel);
+        unsigned j = atomic_load_explicit(&p->joined, memory_order_acquire);
+        while (!(j & QE_JOB_CLOSED) &&
+               !atomic_compare_exchange_weak_explicit(&p->joined, &j, j + 1, memory_order_acq_rel,
+                                                      memory_order_acquire)) {
         }
+        if (j & QE_JOB_CLOSED) continue; /* too late: the caller finished the job alone */
+        if (arg.index <= p->n_participating_workers) qe_run_tasks(p, arg.index);
+        atomic_fetch_sub_explicit(&p->joined, 1, memory_order_release);
     }
 }
 
@@ -125,7 +136,7 @@ static qe_pool *qe_pool_create(int n_workers) {
     pthread_cond_init(&p->wake, NULL);
     atomic_init(&p->generation, 0);
     atomic_init(&p->next_task, 0);
-    atomic_init(&p->workers_left, 0);
+    atomic_init(&p->joined, QE_JOB_CLOSED);
     for (int i = 0; i < n_workers; i++) {
         qe_worker_arg *arg = malloc(sizeof(*arg));
         if (!arg) break;
@@ -187,14 +198,16 @@ void qe_parallel_for(size_t n_tasks, qe_task_fn fn, void *ctx) {
     p->n_tasks = n_tasks;
     p->n_participating_workers = helpers;
     atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->workers_left, helpers, memory_order_relaxed);
+    atomic_store_explicit(&p->joined, 0, memory_order_release); /* open the job */
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_mutex_lock(&p->mu);
     if (p->sleepers) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
     qe_run_tasks(p, 0);
-    while (atomic_load_explicit(&p->workers_left, memory_order_acquire) > 0) QE_CPU_RELAX();
+    /* every task is claimed: close the job, then wait for the workers still running theirs */
+    atomic_fetch_or_explicit(&p->joined, QE_JOB_CLOSED, memory_order_acq_rel);
+    while (atomic_load_explicit(&p->joined, memory_order_acquire) & ~QE_JOB_CLOSED) QE_CPU_RELAX();
     pthread_mutex_unlock(&g_pool_lock);
 }
 

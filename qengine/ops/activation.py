@@ -106,6 +106,7 @@ class PRelu(Op):
     """y = x if x >= 0 else slope * x; slope broadcasts to x (unidirectionally)."""
 
     n_inputs = (2, 2)
+    elementwise = True  # with a scalar slope
 
     def infer(self, ins, consts):
         x, s = ins[0].shape, ins[1].shape
@@ -123,6 +124,7 @@ class Clip(Op):
     """clamp(x, min, max); min/max are attributes before opset 11, optional inputs since."""
 
     n_inputs = (1, 3)
+    elementwise = True
 
     def parse(self, a):
         if self.opset < 11:

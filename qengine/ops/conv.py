@@ -77,6 +77,8 @@ def _via_float32(op, x, w, b):
 
 @register("Conv")
 class Conv(Op):
+    int8_role = "compute"
+
     n_inputs = (2, 3)
 
     def parse(self, a):
@@ -129,6 +131,8 @@ class Conv(Op):
 
 @register("ConvTranspose")
 class ConvTranspose(Op):
+    int8_role = "compute"
+
     n_inputs = (2, 3)
 
     def parse(self, a):

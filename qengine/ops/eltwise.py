@@ -52,6 +52,7 @@ class Unary(Op):
     """y = f(x), same shape and dtype. Subclasses fill ``table`` (op type -> function)."""
 
     table: dict = {}
+    elementwise = True
 
     def parse(self, a):
         self.fn = self.table[self.op_type]
@@ -143,11 +144,16 @@ class Binary(Op):
 @register("Add", "Sub", "Mul", "Div")
 class Arith(Binary):
     table = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _div}
+    elementwise = True
+
+    def int8_kind(self):
+        return "compute" if self.op_type in ("Add", "Sub", "Mul") else None
 
 
 @register("Pow")
 class Pow(Binary):
     same_types = False
+    elementwise = True
     table = {"Pow": _pow}
 
 
@@ -171,6 +177,7 @@ class Variadic(Op):
 
     n_inputs = (1, None)
     table = {"Max": np.maximum, "Min": np.minimum, "Sum": np.add, "Mean": np.add}
+    elementwise = True
 
     def parse(self, a):
         self.fn = self.table[self.op_type]

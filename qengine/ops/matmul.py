@@ -31,6 +31,8 @@ def matmul_shape(a, b):
 
 @register("MatMul")
 class MatMul(Op):
+    int8_role = "compute"
+
     n_inputs = (2, 2)
 
     def infer(self, ins, consts):
@@ -48,6 +50,7 @@ class MatMul(Op):
 @register("Gemm")
 class Gemm(Op):
     """Y = alpha * A' B' + beta * C with A' = A or A^T (transA), likewise B; C broadcasts."""
+    int8_role = "compute"
 
     n_inputs = (2, 3)
 

@@ -42,6 +42,10 @@ class _Pool(Op):
 class MaxPool(_Pool):
     n_outputs = (1, 2)
 
+    def int8_kind(self):
+        # max commutes with a monotonic quantizer; the indices output is no activation
+        return None if self.wants(1) else "movement"
+
     def parse(self, a):
         super().parse(a)
         self.storage_order = a.int("storage_order", 0, lo=0, hi=1)
@@ -74,6 +78,9 @@ class AveragePool(_Pool):
     """AveragePool divides by the window's count of input elements, or (count_include_pad)
     of elements inside the padded extent; LpPool is (sum |x|^p)^(1/p) with zero padding."""
 
+    def int8_kind(self):
+        return "compute" if self.op_type == "AveragePool" else None
+
     def parse(self, a):
         super().parse(a)
         self.include_pad = a.int("count_include_pad", 0)
@@ -102,6 +109,9 @@ class AveragePool(_Pool):
 
 @register("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
 class GlobalPool(Op):
+    def int8_kind(self):
+        return {"GlobalAveragePool": "compute", "GlobalMaxPool": "movement"}.get(self.op_type)
+
     def parse(self, a):
         self.p = a.int("p", 2)
 

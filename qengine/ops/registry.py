@@ -165,6 +165,21 @@ class Op:
     foldable: ClassVar[bool] = True
     #: the int8 lowering hook, added by the int8 pipeline (None: float fallback).
     lower_int8 = None
+    #: How the int8 pipeline treats the op (quant/quantize.py decides with it, runtime/plan.py
+    #: lowers accordingly); see int8_kind() and docs/pipeline.md:
+    #:   "compute"  an int8 kernel computes it; its output gets QParams of its own
+    #:   "movement" it moves or selects elements without arithmetic, so it runs on uint8 and
+    #:              its outputs keep its input's QParams (Reshape, Transpose, MaxPool, ...)
+    #:   "join"     Concat-like: each input is requantized to the output's QParams
+    #:   None       float (its quantized inputs are dequantized first)
+    int8_role: ClassVar[Optional[str]] = None
+    #: True when out[i] = f(in[i]) given scalar constants: the op can join a lookup-table
+    #: region (any chain of such ops on one quantized input becomes one 256-entry table).
+    elementwise: ClassVar[bool] = False
+
+    def int8_kind(self) -> Optional[str]:
+        """The int8 role of this node (attributes may rule one out: overridden where so)."""
+        return self.int8_role
 
     def __init__(self, node: Node, opset: int):
         self.node, self.opset = node, opset

@@ -216,6 +216,9 @@ class _ResizeBase(Op):
 class Resize(_ResizeBase):
     n_inputs = (1, 4)
 
+    def int8_kind(self):
+        return "movement" if self.mode == "nearest" else None
+
     def parse(self, a):
         self.mode = a.str("mode", "nearest", choices=("nearest", "linear", "cubic"))
         if self.opset < 11:
@@ -266,6 +269,9 @@ class Resize(_ResizeBase):
 @register("Upsample", since=7, until=9)
 class Upsample(_ResizeBase):
     n_inputs = (1, 2)
+
+    def int8_kind(self):
+        return "movement" if self.mode == "nearest" else None
 
     def parse(self, a):
         self.mode = a.str("mode", "nearest", choices=("nearest", "linear", "bilinear"))

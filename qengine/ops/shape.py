@@ -77,6 +77,8 @@ def reshape_dims(src, spec, allowzero: bool):
 
 @register("Reshape", since=5)
 class Reshape(Op):
+    int8_role = "movement"
+
     n_inputs = (2, 2)
 
     def parse(self, a):
@@ -105,6 +107,8 @@ class Reshape(Op):
 
 @register("Flatten")
 class Flatten(Op):
+    int8_role = "movement"
+
     def parse(self, a):
         self.axis = a.int("axis", 1)
 
@@ -127,6 +131,8 @@ class Flatten(Op):
 
 @register("Transpose")
 class Transpose(Op):
+    int8_role = "movement"
+
     def parse(self, a):
         self.perm = a.ints("perm", None)
 
@@ -180,6 +186,8 @@ class _AxesOp(Op):
 
 @register("Squeeze")
 class Squeeze(_AxesOp):
+    int8_role = "movement"
+
     def _out(self, x, axes):
         if axes is None:    # squeeze every 1: needs every dim known
             return tuple(d for d in x if d != 1) if all(isinstance(d, int) for d in x) else None
@@ -192,6 +200,8 @@ class Squeeze(_AxesOp):
 
 @register("Unsqueeze")
 class Unsqueeze(_AxesOp):
+    int8_role = "movement"
+
     def _out(self, x, axes):
         if axes is None:
             raise ValueError("axes is required")
@@ -203,6 +213,8 @@ class Unsqueeze(_AxesOp):
 
 @register("Expand")
 class Expand(Op):
+    int8_role = "movement"
+
     n_inputs = (2, 2)
 
     def infer(self, ins, consts):
@@ -262,6 +274,8 @@ class Size(Op):
 
 @register("Identity")
 class Identity(Op):
+    int8_role = "movement"
+
     def infer(self, ins, consts):
         return [(ins[0].shape, ins[0].dtype)]
 
@@ -270,6 +284,8 @@ class Identity(Op):
 
 
 class _Blocks(Op):
+    int8_role = "movement"
+
     def parse(self, a):
         self.b = a.int("blocksize", lo=1)
         self.mode = a.str("mode", "DCR", choices=("DCR", "CRD"))

@@ -18,6 +18,8 @@ def _merge(a, b, what):
 
 @register("Concat")
 class Concat(Op):
+    int8_role = "join"
+
     n_inputs = (1, None)
 
     def parse(self, a):
@@ -54,6 +56,7 @@ class Concat(Op):
 class Split(Op):
     """Sizes from the ``split`` attribute (opset < 13) or input (13+), else equal parts
     (opset 18: ``num_outputs``, the last part may be smaller)."""
+    int8_role = "movement"
 
     n_inputs = (1, 2)
     n_outputs = (1, 2 ** 16)
@@ -126,6 +129,7 @@ def slice_bounds(dim: int, start: int, end: int, step: int):
 @register("Slice")
 class Slice(Op):
     """starts/ends/axes as attributes before opset 10; inputs (with steps) since."""
+    int8_role = "movement"
 
     n_inputs = (1, 5)
 
@@ -187,6 +191,7 @@ def _fix_indices(idx: np.ndarray, dim: int, op: Op) -> np.ndarray:
 @register("Gather")
 class Gather(Op):
     n_inputs = (2, 2)
+    int8_role = "movement"
 
     def parse(self, a):
         self.axis = a.int("axis", 0)
@@ -224,6 +229,7 @@ class GatherElements(Op):
 @register("Tile")
 class Tile(Op):
     n_inputs = (2, 2)
+    int8_role = "movement"
 
     def infer(self, ins, consts):
         x, reps = ins[0].shape, dims.as_ints(consts[1])
@@ -244,6 +250,7 @@ class Pad(Op):
     Before opset 11 pads/value are attributes; since, inputs (and axes since 18)."""
 
     n_inputs = (1, 4)
+    int8_role = "movement"  # the constant value pads as its quantized self
 
     def parse(self, a):
         self.mode = a.str("mode", "constant", choices=("constant", "reflect", "edge", "wrap"))

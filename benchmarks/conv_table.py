@@ -1,0 +1,83 @@
+"""Convolution layers of ResNet-18 and the depthwise layers of MobileNetV2 (224x224, batch 1):
+qengine beside onnxruntime's single-node QLinearConv, timed interleaved in the same run.
+
+    python benchmarks/conv_table.py [--threads 1 2] [--repeat 30] [--only mv2] [--markdown]
+
+Columns: median time of each engine, qengine's int8 GOPS (2 * MACs / time), speed ratio
+(onnxruntime time / qengine time: > 1 means qengine is faster), and the fraction of the
+machine's peak (460 int8 GOPS per core, vpdpbusd) that qengine reaches. Run from the
+repository root (the in-tree qengine is imported)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from conv_layers import LAYERS, make_data, ort_runner, qengine_runner  # noqa: E402
+
+PEAK_GOPS_PER_CORE = 460.0
+
+
+def interleaved_medians(fns, repeat, min_time=0.002):
+    """Median seconds per call of each callable, timed in alternation so that machine noise
+    hits every engine alike. Each sample runs a callable enough times to last min_time."""
+    for f in fns:  # warm up (packing caches, thread pools)
+        f()
+        f()
+    inner = []
+    for f in fns:
+        t0 = time.perf_counter()
+        f()
+        dt = time.perf_counter() - t0
+        inner.append(max(1, int(min_time / max(dt, 1e-7))))
+    samples = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, f in enumerate(fns):
+            t0 = time.perf_counter()
+            for _ in range(inner[i]):
+                f()
+            samples[i].append((time.perf_counter() - t0) / inner[i])
+    return [float(np.median(s)) for s in samples]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeat", type=int, default=25)
+    ap.add_argument("--only", default="", help="substring filter on layer names (r18, mv2, ...)")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = ap.parse_args(argv)
+
+    from qengine import _kernels as K
+    rows = []
+    for layer in [l for l in LAYERS if args.only in l.name]:
+        x, w, ws, b = make_data(layer)
+        q_run, packed = qengine_runner(layer, x, w, ws, b)
+        for t in args.threads:
+            K.set_num_threads(t)
+            o_run = ort_runner(layer, x, w, ws, b, t)
+            tq, to = interleaved_medians([q_run, o_run], args.repeat)
+            gops = 2 * layer.macs / tq / 1e9
+            rows.append((layer.name, packed.method, t, tq * 1e3, to * 1e3, gops, to / tq,
+                         gops / (PEAK_GOPS_PER_CORE * t)))
+            print(f"{layer.name:18s} {packed.method:12s} t={t} qengine {tq*1e3:8.3f} ms  "
+                  f"ort {to*1e3:8.3f} ms  {gops:7.1f} GOPS  ratio {to/tq:5.2f}x  "
+                  f"peak {100*gops/(PEAK_GOPS_PER_CORE*t):5.1f}%", flush=True)
+    if args.markdown:
+        print("\n| layer | method | threads | qengine ms | onnxruntime ms | qengine GOPS | "
+              "ratio (ort/qe) | % of peak |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.1f} | "
+                  f"{r[6]:.2f}x | {100*r[7]:.1f}% |")
+    print(f"\nisa={K.get_isa()}  onnxruntime={__import__('onnxruntime').__version__}")
+
+
+if __name__ == "__main__":
+    main()

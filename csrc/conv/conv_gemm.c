@@ -1,0 +1,191 @@
+/*
+ * conv_gemm.c -- convolution through the GEMM: the 1x1 (no im2col) and im2col drivers.
+ *
+ * The output pixels (batch * out_h * out_w of them) are the GEMM's M rows. One
+ * qe_parallel_for runs tasks (group, block of rows, block of columns); an im2col task builds
+ * its block of rows in per-thread scratch (slot 2) and calls qe_gemm_u8s8_serial on it, so no
+ * im2col buffer larger than a block ever exists. Every output element is computed by exact
+ * integer arithmetic and one fixed float formula, so the split cannot change the result.
+ */
+#include <string.h>
+
+#include "conv.h"
+
+enum {
+    QE_IM2COL_BLOCK_BYTES = 192 * 1024, /* one A block: well inside L2 */
+    QE_POINTWISE_BLOCK_BYTES = 256 * 1024,
+    QE_MIN_BLOCK_ROWS = 16,
+    QE_MAX_BLOCK_ROWS = 1024,
+    QE_MIN_BLOCK_COLS = 64,
+};
+
+typedef struct {
+    const qe_conv_packed *p;
+    const qe_conv_shape *s;
+    const uint8_t *x;
+    int32_t x_zp;
+    const int32_t *w_zp;
+    const qe_output *out;
+    char *y;
+    size_t ldy, es;                /* output pixel stride (elements), element size */
+    size_t M, block_rows, row_blocks, col_block, col_blocks;
+    size_t lda;                    /* im2col row stride */
+} conv_gemm_job;
+
+/* Copies and fills of the short runs im2col is made of (3..200 bytes): fixed-size memcpy
+ * calls become plain loads and stores, and two overlapping ones cover any length in a range,
+ * where a libc call per run would dominate (7x7x3 convs copy 21-byte runs). */
+static inline void copy_run(uint8_t *dst, const uint8_t *src, size_t n) {
+    if (n >= 64) {
+        memcpy(dst, src, n);
+    } else if (n >= 32) {
+        memcpy(dst, src, 32);
+        memcpy(dst + n - 32, src + n - 32, 32);
+    } else if (n >= 16) {
+        memcpy(dst, src, 16);
+        memcpy(dst + n - 16, src + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(dst, src, 4);
+        memcpy(dst + n - 4, src + n - 4, 4);
+    } else {
+        for (size_t i = 0; i < n; i++) dst[i] = src[i];
+    }
+}
+
+static inline void fill_run(uint8_t *dst, uint8_t v, size_t n) {
+    if (n >= 16) {
+        memset(dst, v, n);
+        return;
+    }
+    const uint64_t pattern = 0x0101010101010101ull * v;
+    if (n >= 8) {
+        memcpy(dst, &pattern, 8);
+        memcpy(dst + n - 8, &pattern, 8);
+    } else {
+        for (size_t i = 0; i < n; i++) dst[i] = v;
+    }
+}
+
+/* Fill one im2col row: the K = kernel_h * kernel_w * cin_g values of output pixel (n, oh, ow)
+ * for group g, in (ki, kj, ci) order; taps outside the input read x_zp. */
+static void im2col_row(const conv_gemm_job *j, size_t g, size_t n, size_t oh, size_t ow,
+                       uint8_t *row) {
+    const qe_conv_shape *s = j->s;
+    const size_t cin_g = j->p->cin_g, C = s->in_c, kw = s->kernel_w;
+    const ptrdiff_t iw0 = (ptrdiff_t)(ow * s->stride_w) - (ptrdiff_t)s->pad_left;
+    /* valid kj: 0 <= iw0 + kj * dw < in_w */
+    size_t kj_lo = 0, kj_hi = kw;
+    while (kj_lo < kw && iw0 + (ptrdiff_t)(kj_lo * s->dilation_w) < 0) kj_lo++;
+    while (kj_hi > kj_lo && iw0 + (ptrdiff_t)((kj_hi - 1) * s->dilation_w) >= (ptrdiff_t)s->in_w)
+        kj_hi--;
+    const int contiguous = s->groups == 1 && s->dilation_w == 1; /* taps of a kernel row abut */
+    const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
+    if (contiguous && kj_lo == 0 && kj_hi == kw && ih0 >= 0 &&
+        ih0 + (ptrdiff_t)((s->kernel_h - 1) * s->dilation_h) < (ptrdiff_t)s->in_h) {
+        /* the whole window is inside the input: kernel_h runs of kw * C bytes */
+        const size_t run = kw * C, step = s->dilation_h * s->in_w * C;
+        const uint8_t *src = j->x + ((n * s->in_h + (size_t)ih0) * s->in_w + (size_t)iw0) * C;
+        for (size_t ki = 0; ki < s->kernel_h; ki++) copy_run(row + ki * run, src + ki * step, run);
+        return;
+    }
+    const uint8_t zp = (uint8_t)j->x_zp;
+    for (size_t ki = 0; ki < s->kernel_h; ki++) {
+        uint8_t *dst = row + ki * kw * cin_g;
+        const ptrdiff_t ih = (ptrdiff_t)(oh * s->stride_h + ki * s->dilation_h) - (ptrdiff_t)s->pad_top;
+        if (ih < 0 || ih >= (ptrdiff_t)s->in_h || kj_lo >= kj_hi) {
+            fill_run(dst, zp, kw * cin_g);
+            continue;
+        }
+        const uint8_t *src = j->x + ((n * s->in_h + (size_t)ih) * s->in_w) * C + g * cin_g;
+        fill_run(dst, zp, kj_lo * cin_g);
+        if (contiguous) {
+            copy_run(dst + kj_lo * cin_g, src + (size_t)(iw0 + (ptrdiff_t)kj_lo) * C,
+                     (kj_hi - kj_lo) * C);
+        } else {
+            for (size_t kj = kj_lo; kj < kj_hi; kj++)
+                copy_run(dst + kj * cin_g,
+                         src + (size_t)(iw0 + (ptrdiff_t)(kj * s->dilation_w)) * C, cin_g);
+        }
+        fill_run(dst + kj_hi * cin_g, zp, (kw - kj_hi) * cin_g);
+    }
+}
+
+/* The output pipeline of group g: per-channel arrays start at its first output channel. */
+static qe_output group_output(const qe_output *out, size_t c0) {
+    qe_output o = *out;
+    if (o.bias) o.bias += c0;
+    if (o.fbias) o.fbias += c0;
+    if (o.per_channel && o.scale) o.scale += c0;
+    return o;
+}
+
+static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
+    const conv_gemm_job *j = ctx;
+    const qe_conv_packed *p = j->p;
+    const size_t cb = task % j->col_blocks, rb = (task / j->col_blocks) % j->row_blocks;
+    const size_t g = task / (j->col_blocks * j->row_blocks);
+    const size_t m0 = rb * j->block_rows, rows = QE_MIN(j->block_rows, j->M - m0);
+    const size_t n0 = cb * j->col_block, n1 = QE_MIN(n0 + j->col_block, p->cout_g);
+    const size_t c0 = g * p->cout_g;
+    const qe_output o = group_output(j->out, c0);
+    const int32_t *bzp = j->w_zp ? j->w_zp + c0 : NULL;
+    void *c = j->y + (m0 * j->ldy + c0) * j->es;
+    if (p->method == QE_CONV_1X1) {
+        const uint8_t *a = j->x + m0 * j->s->in_c + g * p->cin_g;
+        qe_gemm_u8s8_serial(p->gemm[g], rows, a, j->s->in_c, j->x_zp, bzp, &o, n0, n1, c, j->ldy);
+        return;
+    }
+    uint8_t *a = qe_scratch(2, rows * j->lda);
+    QE_ASSERT(a != NULL);
+    const qe_conv_shape *s = j->s;
+    size_t ow = m0 % s->out_w, oh = (m0 / s->out_w) % s->out_h, n = m0 / (s->out_w * s->out_h);
+    for (size_t r = 0; r < rows; r++) {
+        im2col_row(j, g, n, oh, ow, a + r * j->lda);
+        if (++ow == s->out_w) {
+            ow = 0;
+            if (++oh == s->out_h) {
+                oh = 0;
+                n++;
+            }
+        }
+    }
+    qe_gemm_u8s8_serial(p->gemm[g], rows, a, j->lda, j->x_zp, bzp, &o, n0, n1, c, j->ldy);
+}
+
+int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
+                     int32_t x_zp, const int32_t *w_zp, const qe_output *out, void *y,
+                     size_t ldy) {
+    conv_gemm_job j = {.p = p, .s = s, .x = x, .x_zp = x_zp, .w_zp = w_zp, .out = out,
+                       .y = y, .ldy = ldy, .es = qe_output_elem_size(out->kind)};
+    j.M = s->batch * s->out_h * s->out_w;
+    size_t block_bytes;
+    if (p->method == QE_CONV_1X1) {
+        j.lda = s->in_c;
+        block_bytes = QE_POINTWISE_BLOCK_BYTES;
+    } else {
+        j.lda = QE_ROUND_UP(p->K, 32);
+        block_bytes = QE_IM2COL_BLOCK_BYTES;
+    }
+    size_t br = block_bytes / j.lda;
+    br = QE_MAX(QE_MIN_BLOCK_ROWS, QE_MIN(QE_MAX_BLOCK_ROWS, br / 16 * 16));
+    /* Spread M evenly over the blocks (no thin last block). */
+    j.row_blocks = QE_DIV_UP(j.M, br);
+    j.block_rows = QE_DIV_UP(j.M, j.row_blocks);
+    /* Few row blocks (late layers: small M, large N): split the columns too, so every thread
+     * has work. The split changes no result. */
+    const size_t threads = (size_t)qe_effective_threads();
+    const size_t mg_tasks = j.row_blocks * s->groups;
+    j.col_blocks = 1;
+    if (mg_tasks < 4 * threads) {
+        const size_t want = QE_DIV_UP(4 * threads, mg_tasks);
+        const size_t most = QE_MAX(1, p->cout_g / QE_MIN_BLOCK_COLS);
+        j.col_blocks = QE_MIN(want, most);
+    }
+    j.col_block = QE_ROUND_UP(QE_DIV_UP(p->cout_g, j.col_blocks), 16);
+    j.col_blocks = QE_DIV_UP(p->cout_g, j.col_block);
+    qe_parallel_for(s->groups * j.row_blocks * j.col_blocks, conv_gemm_task, &j);
+    return QE_OK;
+}

@@ -1,0 +1,231 @@
+/*
+ * eltwise.c -- element-wise entry points: validation, fixed-size chunks over the thread pool,
+ * and the 256-entry tables that turn every uint8 -> uint8 map into one lookup kernel.
+ */
+#include <math.h>
+
+#include "eltwise.h"
+
+static const qe_eltwise_kernels *const g_kernels[QE_ISA_COUNT] = {
+    [QE_ISA_REF] = &qe_eltwise_ref,
+#if defined(QE_BUILD_X86)
+    [QE_ISA_AVX2] = &qe_eltwise_avx2,
+    [QE_ISA_AVX512VNNI] = &qe_eltwise_avx512,
+#endif
+#if defined(QE_BUILD_ARM64)
+    [QE_ISA_NEON] = &qe_eltwise_neon,
+    [QE_ISA_NEON_DOTPROD] = &qe_eltwise_neon,
+#endif
+};
+
+int qe_lut_no_vbmi;
+void qe_lut_disable_vbmi(int off) { qe_lut_no_vbmi = off != 0; }
+
+static const qe_eltwise_kernels *kernels(void) { return QE_PICK(g_kernels, qe_get_isa()); }
+
+/* Work per task: fixed, so the split never depends on the thread count. */
+enum { QE_ELT_CHUNK = 32 * 1024 };
+
+static int mult_ok(float m) { return isfinite(m) && m > 0; }
+static int u8_ok(int32_t v) { return v >= 0 && v <= 255; }
+static int range_ok(int32_t lo, int32_t hi, int32_t min, int32_t max) {
+    return lo >= min && lo <= hi && hi <= max;
+}
+
+/* ---- the generic row job --------------------------------------------------------------------
+ * rows x cols elements; a task takes rows_per_task rows. Each operation supplies a row
+ * function. Flat tensors are one "row" cut into chunks of QE_ELT_CHUNK instead. */
+typedef struct elt_job elt_job;
+typedef void (*elt_row_fn)(const elt_job *j, size_t row, size_t begin, size_t count);
+struct elt_job {
+    elt_row_fn row;
+    size_t rows, cols, rows_per_task, chunk; /* chunk: 0 for row tasks */
+    const qe_eltwise_kernels *k;
+    const void *a, *b;
+    void *y;
+    size_t lda, ldb, ldy; /* in elements */
+    const qe_binary_params *bp;
+    qe_binary_fn binary;
+    uint8_t table[256];
+    const float *scale;
+    const int32_t *zp;
+    int32_t qmin, qmax;
+    int is_signed;
+};
+
+static void elt_task(void *ctx, size_t task, int thread_index) {
+    const elt_job *j = ctx;
+    if (j->chunk) {
+        const size_t begin = task * j->chunk;
+        j->row(j, 0, begin, QE_MIN(j->chunk, j->cols - begin));
+        return;
+    }
+    const size_t r0 = task * j->rows_per_task, r1 = QE_MIN(r0 + j->rows_per_task, j->rows);
+    for (size_t r = r0; r < r1; r++) j->row(j, r, 0, j->cols);
+}
+
+static void elt_run(elt_job *j, int flat) {
+    if (flat) {
+        j->cols *= j->rows;
+        j->rows = 1;
+        j->chunk = QE_ELT_CHUNK;
+        qe_parallel_for(QE_DIV_UP(j->cols, j->chunk), elt_task, j);
+    } else {
+        j->chunk = 0;
+        j->rows_per_task = QE_MAX(1, QE_ELT_CHUNK / j->cols);
+        qe_parallel_for(QE_DIV_UP(j->rows, j->rows_per_task), elt_task, j);
+    }
+}
+
+/* ---- binary -------------------------------------------------------------------------------- */
+static void binary_row(const elt_job *j, size_t r, size_t b0, size_t n) {
+    const uint8_t *a = (const uint8_t *)j->a + r * j->lda + b0;
+    const uint8_t *b = (const uint8_t *)j->b + r * j->ldb + b0;
+    j->binary(n, a, b, j->bp, (uint8_t *)j->y + r * j->ldy + b0);
+}
+
+static void lut_row(const elt_job *j, size_t r, size_t b0, size_t n) {
+    j->k->lut(n, (const uint8_t *)j->a + r * j->lda + b0, j->table,
+              (uint8_t *)j->y + r * j->ldy + b0);
+}
+
+static int binary(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b,
+                  size_t b_row_stride, int b_scalar, const qe_binary_params *p, uint8_t *y,
+                  int is_mul) {
+    if (!p || !u8_ok(p->a_zp) || !u8_ok(p->b_zp) || !u8_ok(p->y_zp) ||
+        !range_ok(p->qmin, p->qmax, 0, 255) || !mult_ok(p->a_mult) ||
+        (!is_mul && !mult_ok(p->b_mult)))
+        return QE_ERR_ARG;
+    if (rows == 0 || cols == 0) return QE_OK;
+    if (!a || !b || !y || (!b_scalar && b_row_stride != cols && b_row_stride != 0))
+        return QE_ERR_ARG;
+    elt_job j = {.rows = rows, .cols = cols, .k = kernels(), .a = a, .b = b, .y = y,
+                 .lda = cols, .ldy = cols, .bp = p};
+    if (b_scalar) { /* y = f(a): one table from the reference formula */
+        for (int v = 0; v < 256; v++)
+            j.table[v] = is_mul ? qe_mul_one(v, b[0], p) : qe_add_one(v, b[0], p);
+        j.row = lut_row;
+        elt_run(&j, 1);
+        return QE_OK;
+    }
+    j.binary = is_mul ? j.k->mul : j.k->add;
+    j.row = binary_row;
+    j.ldb = b_row_stride;
+    elt_run(&j, b_row_stride == cols);
+    return QE_OK;
+}
+
+int qe_add_u8(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b, size_t b_row_stride,
+              int b_scalar, const qe_binary_params *p, uint8_t *y) {
+    return binary(rows, cols, a, b, b_row_stride, b_scalar, p, y, 0);
+}
+
+int qe_mul_u8(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b, size_t b_row_stride,
+              int b_scalar, const qe_binary_params *p, uint8_t *y) {
+    return binary(rows, cols, a, b, b_row_stride, b_scalar, p, y, 1);
+}
+
+/* ---- requantize and lookup ------------------------------------------------------------------ */
+int qe_requantize_u8(size_t rows, size_t cols, const uint8_t *x, size_t ldx, int32_t x_zp,
+                     float mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y,
+                     size_t ldy) {
+    if (!u8_ok(x_zp) || !u8_ok(y_zp) || !range_ok(qmin, qmax, 0, 255) || !mult_ok(mult))
+        return QE_ERR_ARG;
+    if (rows == 0 || cols == 0) return QE_OK;
+    if (!x || !y || ldx < cols || ldy < cols) return QE_ERR_ARG;
+    elt_job j = {.row = lut_row, .rows = rows, .cols = cols, .k = kernels(), .a = x, .y = y,
+                 .lda = ldx, .ldy = ldy};
+    for (int v = 0; v < 256; v++) j.table[v] = (uint8_t)qe_requant_one(v - x_zp, mult, y_zp, qmin, qmax);
+    elt_run(&j, ldx == cols && ldy == cols);
+    return QE_OK;
+}
+
+int qe_lut_u8(size_t n, const uint8_t *x, const uint8_t table[256], uint8_t *y) {
+    if (n == 0) return QE_OK;
+    if (!x || !table || !y) return QE_ERR_ARG;
+    elt_job j = {.row = lut_row, .rows = 1, .cols = n, .k = kernels(), .a = x, .y = y};
+    for (int v = 0; v < 256; v++) j.table[v] = table[v];
+    elt_run(&j, 1);
+    return QE_OK;
+}
+
+/* ---- quantize / dequantize ------------------------------------------------------------------
+ * Per-tensor: flat chunks with one scale. Per-channel: rows of `channels` elements with the
+ * per-element arrays. */
+static int qparams_ok(size_t channels, const float *scale, const int32_t *zp, int32_t zmin,
+                      int32_t zmax) {
+    for (size_t c = 0; c < channels; c++)
+        if (!mult_ok(scale[c]) || (zp && (zp[c] < zmin || zp[c] > zmax))) return 0;
+    return 1;
+}
+
+static void quantize_row(const elt_job *j, size_t r, size_t b0, size_t n) {
+    const int pc = j->chunk == 0;
+    j->k->quantize(n, (const float *)j->a + r * j->lda + b0, j->scale, j->zp, pc, j->qmin,
+                   j->qmax, (uint8_t *)j->y + r * j->ldy + b0);
+}
+
+static int quantize(size_t n, size_t channels, const float *x, const float *scale,
+                    const int32_t *zp, int32_t qmin, int32_t qmax, uint8_t *y, int32_t tmin,
+                    int32_t tmax) {
+    if (channels == 0 || !scale || !zp || !range_ok(qmin, qmax, tmin, tmax) ||
+        !qparams_ok(channels, scale, zp, tmin, tmax) || n % channels)
+        return QE_ERR_ARG;
+    if (n == 0) return QE_OK;
+    if (!x || !y) return QE_ERR_ARG;
+    elt_job j = {.row = quantize_row, .rows = n / channels, .cols = channels, .k = kernels(),
+                 .a = x, .y = y, .lda = channels, .ldy = channels, .scale = scale, .zp = zp,
+                 .qmin = qmin, .qmax = qmax};
+    elt_run(&j, channels == 1);
+    return QE_OK;
+}
+
+int qe_quantize_f32_u8(size_t n, size_t channels, const float *x, const float *scale,
+                       const int32_t *zp, int32_t qmin, int32_t qmax, uint8_t *y) {
+    return quantize(n, channels, x, scale, zp, qmin, qmax, y, 0, 255);
+}
+
+int qe_quantize_f32_s8(size_t n, size_t channels, const float *x, const float *scale,
+                       const int32_t *zp, int32_t qmin, int32_t qmax, int8_t *y) {
+    return quantize(n, channels, x, scale, zp, qmin, qmax, (uint8_t *)y, -128, 127);
+}
+
+static void dequantize8_row(const elt_job *j, size_t r, size_t b0, size_t n) {
+    j->k->dequantize8(n, (const uint8_t *)j->a + r * j->lda + b0, j->is_signed, j->scale, j->zp,
+                      j->chunk == 0, (float *)j->y + r * j->ldy + b0);
+}
+
+static void dequantize32_row(const elt_job *j, size_t r, size_t b0, size_t n) {
+    j->k->dequantize32(n, (const int32_t *)j->a + r * j->lda + b0, j->scale, j->chunk == 0,
+                       (float *)j->y + r * j->ldy + b0);
+}
+
+static int dequantize(size_t n, size_t channels, const void *x, const float *scale,
+                      const int32_t *zp, float *y, elt_row_fn row, int is_signed) {
+    const int32_t zmin = is_signed ? -128 : 0, zmax = is_signed ? 127 : 255;
+    if (channels == 0 || !scale || (row == dequantize8_row && !zp) ||
+        !qparams_ok(channels, scale, zp, zmin, zmax) || n % channels)
+        return QE_ERR_ARG;
+    if (n == 0) return QE_OK;
+    if (!x || !y) return QE_ERR_ARG;
+    elt_job j = {.row = row, .rows = n / channels, .cols = channels, .k = kernels(), .a = x,
+                 .y = y, .lda = channels, .ldy = channels, .scale = scale, .zp = zp,
+                 .is_signed = is_signed};
+    elt_run(&j, channels == 1);
+    return QE_OK;
+}
+
+int qe_dequantize_u8_f32(size_t n, size_t channels, const uint8_t *x, const float *scale,
+                         const int32_t *zp, float *y) {
+    return dequantize(n, channels, x, scale, zp, y, dequantize8_row, 0);
+}
+
+int qe_dequantize_s8_f32(size_t n, size_t channels, const int8_t *x, const float *scale,
+                         const int32_t *zp, float *y) {
+    return dequantize(n, channels, x, scale, zp, y, dequantize8_row, 1);
+}
+
+int qe_dequantize_s32_f32(size_t n, size_t channels, const int32_t *x, const float *scale,
+                          float *y) {
+    return dequantize(n, channels, x, scale, NULL, y, dequantize32_row, 0);
+}

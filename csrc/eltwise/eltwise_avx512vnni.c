@@ -1,0 +1,155 @@
+/*
+ * eltwise_avx512vnni.c -- element-wise kernels with AVX-512 F/BW (built with the VNNI path's
+ * flags; no VNNI instruction is needed). 16 lanes of float32 per step; a partial last vector
+ * uses masked loads and stores, so nothing outside [0, n) is touched and y may alias an input.
+ *
+ * The table lookup has two forms: vpermi2b (two 128-entry halves, bit 7 selects) when the CPU
+ * reports AVX512_VBMI at run time, else 16 vpshufb lookups of 16-entry slices combined by
+ * prefix XOR (see lut_pshufb below).
+ */
+#include "../eltwise/requant_simd.h"
+#include "eltwise.h"
+
+static inline __mmask16 mask16(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
+static inline __mmask64 mask64(size_t n) { return n >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << n) - 1; }
+
+static inline __m512i load_u8x16(const uint8_t *p, __mmask16 m) {
+    return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p));
+}
+
+static void add_avx512(size_t n, const uint8_t *a, const uint8_t *b, const qe_binary_params *p,
+                       uint8_t *y) {
+    const __m512i azp = _mm512_set1_epi32(p->a_zp), bzp = _mm512_set1_epi32(p->b_zp);
+    const __m512 am = _mm512_set1_ps(p->a_mult), bm = _mm512_set1_ps(p->b_mult);
+    const __m512 lo = _mm512_set1_ps((float)(p->qmin - p->y_zp));
+    const __m512 hi = _mm512_set1_ps((float)(p->qmax - p->y_zp));
+    const __m512i yzp = _mm512_set1_epi32(p->y_zp);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        const __m512 fa = _mm512_cvtepi32_ps(_mm512_sub_epi32(load_u8x16(a + i, m), azp));
+        const __m512 fb = _mm512_cvtepi32_ps(_mm512_sub_epi32(load_u8x16(b + i, m), bzp));
+        const __m512 v = _mm512_add_ps(_mm512_mul_ps(fa, am), _mm512_mul_ps(fb, bm));
+        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, qe_requant_ps_avx512(v, lo, hi, yzp));
+    }
+}
+
+static void mul_avx512(size_t n, const uint8_t *a, const uint8_t *b, const qe_binary_params *p,
+                       uint8_t *y) {
+    const __m512i azp = _mm512_set1_epi32(p->a_zp), bzp = _mm512_set1_epi32(p->b_zp);
+    const __m512 am = _mm512_set1_ps(p->a_mult);
+    const __m512 lo = _mm512_set1_ps((float)(p->qmin - p->y_zp));
+    const __m512 hi = _mm512_set1_ps((float)(p->qmax - p->y_zp));
+    const __m512i yzp = _mm512_set1_epi32(p->y_zp);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        const __m512i prod = _mm512_mullo_epi32(_mm512_sub_epi32(load_u8x16(a + i, m), azp),
+                                                _mm512_sub_epi32(load_u8x16(b + i, m), bzp));
+        const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(prod), am);
+        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, qe_requant_ps_avx512(v, lo, hi, yzp));
+    }
+}
+
+/* ---- table lookup ------------------------------------------------------------------------ */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void lut_vbmi(
+    size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
+    const __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
+    const __m512i t2 = _mm512_loadu_si512(table + 128), t3 = _mm512_loadu_si512(table + 192);
+    for (size_t i = 0; i < n; i += 64) {
+        const __mmask64 m = mask64(n - i);
+        const __m512i v = _mm512_maskz_loadu_epi8(m, x + i);
+        const __m512i lo = _mm512_permutex2var_epi8(t0, v, t1); /* entries 0..127 */
+        const __m512i hi = _mm512_permutex2var_epi8(t2, v, t3); /* entries 128..255 */
+        _mm512_mask_storeu_epi8(y + i, m, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi));
+    }
+}
+
+/* Without VBMI: slice i of the table (entries 16i..16i+15) is looked up with vpshufb, which
+ * yields 0 when the index byte has bit 7 set. For x < 128, subs_epi8(x, 16i) keeps bit 7 clear
+ * (and the low nibble x & 15) exactly when x >= 16i, so the lookups of slices 0..x/16 hit; with
+ * slices stored as differences d_i = T_i ^ T_{i-1} their XOR telescopes to T_{x/16}. The upper
+ * half does the same on x ^ 0x80, which is negative for x < 128. */
+static void lut_pshufb(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
+    __m512i d[16];
+    for (int i = 0; i < 16; i++) {
+        __m128i s = _mm_loadu_si128((const __m128i *)(table + 16 * i));
+        if (i % 8) s = _mm_xor_si128(s, _mm_loadu_si128((const __m128i *)(table + 16 * (i - 1))));
+        d[i] = _mm512_broadcast_i32x4(s);
+    }
+    const __m512i step = _mm512_set1_epi8(16), top = _mm512_set1_epi8((char)0x80);
+    for (size_t i = 0; i < n; i += 64) {
+        const __mmask64 m = mask64(n - i);
+        const __m512i v = _mm512_maskz_loadu_epi8(m, x + i);
+        __m512i lo = v, hi = _mm512_xor_si512(v, top);
+        __m512i r = _mm512_xor_si512(_mm512_shuffle_epi8(d[0], lo), _mm512_shuffle_epi8(d[8], hi));
+        for (int s = 1; s < 8; s++) {
+            lo = _mm512_subs_epi8(lo, step);
+            hi = _mm512_subs_epi8(hi, step);
+            r = _mm512_xor_si512(r, _mm512_xor_si512(_mm512_shuffle_epi8(d[s], lo),
+                                                     _mm512_shuffle_epi8(d[8 + s], hi)));
+        }
+        _mm512_mask_storeu_epi8(y + i, m, r);
+    }
+}
+
+static void lut_avx512(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
+    if (!qe_lut_no_vbmi && (qe_cpu_features() & QE_FEAT_AVX512VBMI)) /* a CPU feature, not a path */
+        lut_vbmi(n, x, table, y);
+    else
+        lut_pshufb(n, x, table, y);
+}
+
+/* ---- quantize / dequantize ---------------------------------------------------------------- */
+static void quantize_avx512(size_t n, const float *x, const float *scale, const int32_t *zp,
+                            int per_elem, int32_t qmin, int32_t qmax, uint8_t *y) {
+    const __m512i vqmin = _mm512_set1_epi32(qmin), vqmax = _mm512_set1_epi32(qmax);
+    __m512 s = _mm512_set1_ps(scale[0]);
+    __m512i z = _mm512_set1_epi32(zp[0]);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        if (per_elem) {
+            s = _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, scale + i);
+            z = _mm512_maskz_loadu_epi32(m, zp + i);
+        }
+        __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), s);
+        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v); /* NaN -> 0 */
+        const __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmin, z));
+        const __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmax, z));
+        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, qe_requant_ps_avx512(v, lo, hi, z));
+    }
+}
+
+static void dequantize8_avx512(size_t n, const uint8_t *x, int is_signed, const float *scale,
+                               const int32_t *zp, int per_elem, float *y) {
+    __m512 s = _mm512_set1_ps(scale[0]);
+    __m512i z = _mm512_set1_epi32(zp[0]);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        if (per_elem) {
+            s = _mm512_maskz_loadu_ps(m, scale + i);
+            z = _mm512_maskz_loadu_epi32(m, zp + i);
+        }
+        const __m128i b = _mm_maskz_loadu_epi8(m, x + i);
+        const __m512i v = is_signed ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(v, z)), s));
+    }
+}
+
+static void dequantize32_avx512(size_t n, const int32_t *x, const float *scale, int per_elem,
+                                float *y) {
+    __m512 s = _mm512_set1_ps(scale[0]);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        if (per_elem) s = _mm512_maskz_loadu_ps(m, scale + i);
+        _mm512_mask_storeu_ps(y + i, m,
+                              _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, x + i)), s));
+    }
+}
+
+const qe_eltwise_kernels qe_eltwise_avx512 = {
+    .add = add_avx512,
+    .mul = mul_avx512,
+    .lut = lut_avx512,
+    .quantize = quantize_avx512,
+    .dequantize8 = dequantize8_avx512,
+    .dequantize32 = dequantize32_avx512,
+};

@@ -1,0 +1,316 @@
+"""Lowering: a QDQ graph with concrete shapes -> a list of Kernels (ops/int8.py).
+
+Reads the graph's Q/DQ structure, matches node units (an op between DequantizeLinear'd inputs
+and QuantizeLinear'd outputs, optionally through a fused Relu/Clip), asks each op's
+`lower_int8` for a kernel, turns element-wise regions into lookup tables, and emits glue for
+the rest: quantize, dequantize and requantize steps at the borders of float regions, and the
+float ops themselves. Nothing here depends on the input shape except through the graph it is
+given (runtime/plan.py concretizes the graph per input shape first).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ..graph import Graph, Node
+from ..ops import make_op
+from ..ops.int8 import Kernel, QConst, QTensor, Unit
+from ..quant.params import QParams
+from . import glue
+
+__all__ = ["lower", "Lowered"]
+
+_FUSABLE = ("Relu", "Clip")
+
+
+@dataclass
+class Lowered:
+    """The compiled form of one concrete graph, before layouts and memory."""
+    items: list                              # Kernels in execution order
+    qtensors: dict = field(default_factory=dict)   # storage name -> QTensor
+    aliases: dict = field(default_factory=dict)    # name -> storage name it is identical to
+    int8_nodes: list = field(default_factory=list)
+    float_nodes: list = field(default_factory=list)
+
+
+def _const_scalar(graph: Graph, name: str):
+    a = graph.initializers.get(name)
+    return None if a is None or a.size != 1 else a.reshape(())
+
+
+class _Analysis:
+    """The graph's Q/DQ structure."""
+
+    def __init__(self, graph: Graph):
+        self.g = graph
+        self.readers = graph.consumers_map()
+        self.producer = graph.producers_map()
+        self.qt: dict[str, QTensor] = {}      # Q output (or quantized graph input) -> QTensor
+        self.dq_src: dict[str, str] = {}      # DQ output of an activation -> quantized tensor
+        self.qconst: dict[str, QConst] = {}   # DQ output of a constant -> QConst
+        self.outputs = set(graph.output_names)
+        for n in graph.nodes:
+            if n.op_type == "QuantizeLinear" and n.domain == "":
+                qt = self._qtensor(n, n.outputs[0])
+                if qt is not None:
+                    self.qt[n.outputs[0]] = qt
+        for n in graph.nodes:
+            if n.op_type != "DequantizeLinear" or n.domain != "":
+                continue
+            x = n.inputs[0]
+            if x in graph.initializers:
+                qp = self._qparams(n)
+                if qp is not None:
+                    self.qconst[n.outputs[0]] = QConst(x, graph.initializers[x], qp)
+            elif x in self.qt and self._same_as_q(n, self.qt[x]):
+                self.dq_src[n.outputs[0]] = x
+            elif x in graph.input_names:
+                qt = self._qtensor(n, x)
+                if qt is not None:
+                    self.qt[x] = qt
+                    self.dq_src[n.outputs[0]] = x
+
+    def _qparams(self, n: Node) -> Optional[QParams]:
+        """QParams of a Q/DQ node with constant parameters (None: dynamic or unsupported)."""
+        g = self.g
+        scale = g.initializers.get(n.inputs[1])
+        zp = g.initializers.get(n.input(2)) if n.input(2) else None
+        if scale is None or (n.input(2) and zp is None) or n.attrs.get("block_size", 0):
+            return None
+        dt = zp.dtype if zp is not None else np.dtype(np.uint8)
+        if dt not in (np.uint8, np.int8, np.int32) or scale.dtype != np.float32:
+            return None
+        axis = None
+        if scale.size > 1:
+            rank = len(g.value(n.inputs[0]).shape or ())
+            axis = int(n.attrs.get("axis", 1))
+            axis = axis + rank if axis < 0 else axis
+        try:
+            return QParams(scale.reshape(-1) if axis is not None else scale.reshape(()),
+                           (zp if zp is not None else np.zeros(scale.shape, np.int32)).astype(
+                               np.int32).reshape(scale.reshape(-1).shape if axis is not None else ()),
+                           axis, 32 if dt == np.int32 else 8, dt != np.uint8)
+        except Exception:
+            return None
+
+    def _qtensor(self, n: Node, name: str) -> Optional[QTensor]:
+        qp = self._qparams(n)
+        if qp is None or qp.is_per_axis or qp.bits != 8:
+            return None
+        shift = 128 if qp.signed else 0
+        return QTensor(name, np.float32(qp.scale), int(qp.zero_point) + shift, 0, 255, shift)
+
+    def _same_as_q(self, dq: Node, qt: QTensor) -> bool:
+        other = self._qtensor(dq, dq.inputs[0])
+        return other is not None and other.same_params(qt)
+
+    # -- helpers for matching ------------------------------------------------------------------
+    def quantized_output(self, name: str) -> Optional[list]:
+        """The Q nodes reading `name` when they are its only readers and agree on params."""
+        users = self.readers.get(name, [])
+        if not users or name in self.outputs:
+            return None
+        if not all(u.op_type == "QuantizeLinear" and u.outputs[0] in self.qt for u in users):
+            return None
+        first = self.qt[users[0].outputs[0]]
+        if not all(self.qt[u.outputs[0]].same_params(first) for u in users):
+            return None
+        return users
+
+
+def _fused_bounds(graph: Graph, node: Node):
+    """(lo, hi) of a Relu or constant-bounded Clip, else None."""
+    if node.op_type == "Relu":
+        return (0.0, None)
+    if node.op_type == "Clip":
+        op = make_op(node, graph.opset)
+        if op.opset < 11:
+            return (op.lo, op.hi)
+        bounds = []
+        for k in (1, 2):
+            name = node.input(k)
+            if not name:
+                bounds.append(None)
+                continue
+            c = _const_scalar(graph, name)
+            if c is None:
+                return None
+            bounds.append(float(c))
+        return tuple(bounds)
+    return None
+
+
+def lower(graph: Graph) -> Lowered:
+    """Lower a concrete QDQ graph into kernels and glue (see the module docstring)."""
+    a = _Analysis(graph)
+    g = graph
+    out = Lowered([], dict(a.qt))
+
+    def operand(name: str):
+        if not name:
+            return None
+        if name in a.dq_src:
+            return a.qt[a.dq_src[name]]
+        if name in a.qconst:
+            return a.qconst[name]
+        if name in g.initializers:
+            return g.initializers[name]
+        return "float"
+
+    def q_outputs(node: Node):
+        """(QTensor per output, fused node, its bounds, the Q nodes) or None."""
+        outs, qnodes, fused, bounds = [], [], None, (None, None)
+        for o in node.outputs:
+            if not o:
+                outs.append(None)
+                continue
+            users = a.quantized_output(o)
+            if users is None and len(node.outputs) == 1:
+                rd = a.readers.get(o, [])
+                if len(rd) == 1 and rd[0].op_type in _FUSABLE and o not in a.outputs:
+                    b = _fused_bounds(g, rd[0])
+                    users = a.quantized_output(rd[0].outputs[0]) if b is not None else None
+                    if users is not None:
+                        fused, bounds = rd[0], b
+            if users is None:
+                return None
+            outs.append(a.qt[users[0].outputs[0]])
+            qnodes += users
+        return outs, fused, bounds, qnodes
+
+    # pass 1: decide which nodes run as int8 units or lookup-table regions
+    at: dict[int, Kernel] = {}       # id(node) -> the item emitted at that node
+    consumed: set[int] = set()       # nodes run by some item (units, regions, fused)
+    absorbed_q: set[int] = set()     # Q nodes whose quantization an item performs
+    regions = _find_lut_regions(g, a)
+    for node in g.nodes:
+        if id(node) in consumed or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        region = regions.get(id(node))
+        if region is not None:
+            src, nodes, qnodes, out_t = region
+            at[id(node)] = glue.lut(g, nodes, a.qt[src], a.qt[out_t])
+            consumed.update(id(n) for n in nodes)
+            absorbed_q.update(id(q) for q in qnodes)
+            _alias_q(out, qnodes)
+            out.int8_nodes += [n.name for n in nodes]
+            continue
+        op = make_op(node, g.opset)
+        ins = [operand(i) for i in node.inputs]
+        kernel = None
+        if any(isinstance(x, QTensor) for x in ins) and not any(isinstance(x, str) for x in ins):
+            qo = q_outputs(node)
+            if qo is not None:
+                outs, fused, bounds, qnodes = qo
+                kernel = _lower_unit(op, Unit(node, op, ins, outs, fused, bounds))
+                if kernel is not None:
+                    consumed.add(id(node))
+                    if fused is not None:
+                        consumed.add(id(fused))
+                    absorbed_q.update(id(q) for q in qnodes)
+                    _alias_q(out, qnodes)
+                    out.int8_nodes.append(node.name)
+        if kernel is None:
+            kernel = glue.float_node(g, node, op)
+            consumed.add(id(node))
+            out.float_nodes.append(node.name)
+        at[id(node)] = kernel
+
+    # pass 2: glue for the Q/DQ nodes that no item absorbed, in graph order
+    float_reads = {i for n in g.nodes if id(n) in at and at[id(n)].unit is None
+                   for i in n.inputs}
+    for node in g.nodes:
+        if node.op_type == "QuantizeLinear" and id(node) not in absorbed_q and id(node) not in at:
+            dst = node.outputs[0]
+            src = node.inputs[0]
+            if dst not in a.qt:
+                at[id(node)] = glue.float_node(g, node, make_op(node, g.opset))
+            elif src in a.dq_src:
+                qs = a.qt[a.dq_src[src]]
+                if qs.same_params(a.qt[dst]) and qs.shift == a.qt[dst].shift:
+                    out.aliases[dst] = a.dq_src[src]      # a redundant DQ -> Q pair
+                else:
+                    at[id(node)] = glue.requantize(qs, a.qt[dst])
+            else:
+                at[id(node)] = glue.quantize(src, a.qt[dst])
+        elif node.op_type == "DequantizeLinear" and id(node) not in at:
+            o = node.outputs[0]
+            if o not in float_reads and o not in a.outputs:
+                continue    # only int8 items (or aliased / requantizing Q nodes) read it
+            if o in a.dq_src:
+                at[id(node)] = glue.dequantize(a.qt[a.dq_src[o]], o)
+            else:   # a constant read by a float op, or dynamic parameters
+                at[id(node)] = glue.float_node(g, node, make_op(node, g.opset))
+    out.items = [at[id(n)] for n in g.nodes if id(n) in at]
+    return out
+
+
+def _alias_q(out: Lowered, qnodes: list) -> None:
+    """Several Q nodes of one unit output with equal params: all name the first's storage."""
+    first = qnodes[0].outputs[0]
+    for q in qnodes[1:]:
+        out.aliases[q.outputs[0]] = first
+
+
+def _lower_unit(op, unit: Unit) -> Optional[Kernel]:
+    lower_fn = getattr(op, "lower_int8", None)
+    if lower_fn is not None:
+        return lower_fn(unit)
+    if op.int8_kind() == "movement":
+        return glue.movement(unit)
+    return None
+
+
+def _find_lut_regions(g: Graph, a: _Analysis) -> dict:
+    """Element-wise regions between one dequantized activation and one QuantizeLinear:
+    {id(first node): (source quantized tensor, nodes in order, Q nodes, output tensor)}."""
+    regions: dict[int, tuple] = {}
+    producer = a.producer
+    for q in g.nodes:
+        if q.op_type != "QuantizeLinear" or q.outputs[0] not in a.qt:
+            continue
+        t = q.inputs[0]
+        p = producer.get(t)
+        if p is None or not make_op(p, g.opset).elementwise or len(p.outputs) != 1:
+            continue
+        users = a.quantized_output(t)
+        if users is None:
+            continue
+        nodes, sources, ok = [], set(), True
+        stack, seen = [p], set()
+        while stack and ok:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if not make_op(n, g.opset).elementwise or len(n.outputs) != 1:
+                ok = False
+                break
+            nodes.append(n)
+            for i in n.inputs:
+                if not i:
+                    continue
+                if i in a.dq_src:
+                    sources.add(a.dq_src[i])
+                elif i in g.initializers:
+                    if g.initializers[i].size != 1:
+                        ok = False
+                elif i in producer:
+                    stack.append(producer[i])
+                else:
+                    ok = False
+        if not ok or len(sources) != 1:
+            continue
+        inner = {n.outputs[0] for n in nodes} - {t}
+        members = {id(n) for n in nodes}
+        if any(o in a.outputs or any(id(r) not in members for r in a.readers.get(o, []))
+               for o in inner):
+            continue   # an intermediate is needed elsewhere: not a closed region
+        ordered = [n for n in g.nodes if id(n) in members]
+        if any(id(n) in regions or any(id(n) in [id(m) for m in r[1]] for r in regions.values())
+               for n in ordered):
+            continue
+        regions[id(ordered[0])] = (sources.pop(), ordered, users, users[0].outputs[0])
+    return regions

@@ -1,0 +1,278 @@
+"""NHWC int8 convolution (qengine._kernels.conv_u8s8): bit-exact against the numpy statement
+in npkern.py on every ISA path, for every method (dwconv, gemm_1x1, gemm_im2col)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import npkern
+from qengine import _kernels as K
+
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@st.composite
+def conv_case(draw, depthwise=False):
+    """A random valid convolution with its data and output pipeline."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if depthwise:
+        groups = draw(st.integers(1, 130))
+        cin_g, cout_g = 1, 1
+    else:
+        groups = draw(st.sampled_from([1, 1, 2, 3]))
+        cin_g, cout_g = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pads = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    h_min = max(1, dh * (kh - 1) + 1 - pads[0] - pads[2])
+    w_min = max(1, dw * (kw - 1) + 1 - pads[1] - pads[3])
+    h, w = draw(st.integers(h_min, h_min + 6)), draw(st.integers(w_min, w_min + 6))
+    n = draw(st.integers(1, 2))
+    x_zp = draw(st.sampled_from([0, 255, int(rng.integers(0, 256))]))
+    x = rng.integers(0, 256, (n, h, w, cin_g * groups), dtype=np.uint8)
+    if draw(st.booleans()):  # saturating inputs
+        x[...] = draw(st.sampled_from([0, 255]))
+    wt = rng.integers(-128, 128, (cout_g * groups, kh, kw, cin_g), dtype=np.int8)
+    if draw(st.booleans()):
+        wt[...] = draw(st.sampled_from([-128, -127, 127]))
+    oc = cout_g * groups
+    w_zp = draw(st.sampled_from([None, None, "rand"]))
+    if w_zp == "rand":
+        w_zp = rng.integers(-128, 128, oc)
+    out = draw(st.sampled_from(["u8", "u8", "i32", "f32"]))
+    kw_out = dict(out=out, bias=rng.integers(-2**20, 2**20, oc, dtype=np.int32) if draw(st.booleans()) else None)
+    if out != "i32":
+        lo, hi = draw(st.sampled_from([(-6, -4), (-4, -1), (-1, 2)]))
+        per_channel = draw(st.booleans())
+        kw_out["scale"] = (10.0 ** rng.uniform(lo, hi, oc if per_channel else 1)).astype(np.float32)
+    if out == "u8":
+        kw_out["zero_point"] = draw(st.sampled_from([0, 255, int(rng.integers(0, 256))]))
+        q0 = draw(st.integers(0, 255))
+        kw_out["qmin"], kw_out["qmax"] = (0, 255) if draw(st.booleans()) else (q0, draw(st.integers(q0, 255)))
+    if out == "f32" and draw(st.booleans()):
+        kw_out["fbias"] = rng.standard_normal(oc).astype(np.float32)
+    geom = dict(strides=(sh, sw), dilations=(dh, dw), pads=pads, groups=groups)
+    return x, x_zp, wt, w_zp, geom, kw_out
+
+
+def run_both(x, x_zp, wt, w_zp, geom, kw_out, y=None):
+    p = K.ConvPacked(wt, **geom)
+    got = K.conv_u8s8(p, x, x_zp, w_zp=w_zp, y=y, **kw_out)
+    want = npkern.conv(x, x_zp, wt, w_zp=w_zp, **geom, **kw_out)
+    return p, got, want
+
+
+def assert_same(got, want):
+    assert got.shape == want.shape and got.dtype == want.dtype
+    if got.dtype == np.float32:  # bit for bit, not approximately
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+@SETTINGS
+@given(case=conv_case())
+def test_conv_matches_numpy(isa, case):
+    p, got, want = run_both(*case)
+    assert p.isa == isa
+    assert_same(got, want)
+
+
+@SETTINGS
+@given(case=conv_case(depthwise=True))
+def test_depthwise_matches_numpy(isa, case):
+    p, got, want = run_both(*case)
+    assert p.method == "dwconv"
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize("geom, method", [
+    (dict(groups=8), "dwconv"),
+    (dict(), "gemm_1x1"),
+    (dict(groups=2), "gemm_1x1"),
+    (dict(strides=2), "gemm_im2col"),
+    (dict(pads=(0, 0, 1, 0)), "gemm_im2col"),
+])
+def test_method_routing(geom, method):
+    wt = np.ones((8, 1, 1, 8 // geom.get("groups", 1)), np.int8)
+    assert K.ConvPacked(wt, **geom).method == method
+
+
+def test_1x1_grouped_and_strided_paths(isa):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (2, 7, 5, 12), dtype=np.uint8)
+    for geom in [dict(groups=3), dict(groups=4, strides=2), dict(groups=1, strides=(1, 2))]:
+        wt = rng.integers(-128, 128, (8 if geom["groups"] != 3 else 9, 1, 1, 12 // geom["groups"]),
+                          dtype=np.int8)
+        _, got, want = run_both(x, 9, wt, None, geom, dict(out="i32"))
+        assert_same(got, want)
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_saturating_extremes_at_max_k(isa, depthwise):
+    """all-255 inputs x (-128 - 127) weights at K = QE_MAX_K: |acc| ~ 2^31 without overflow."""
+    if depthwise:
+        x = np.full((1, 128, 256, 1), 255, np.uint8)
+        wt = np.full((1, 128, 256, 1), -128, np.int8)
+    else:
+        x = np.full((1, 8, 8, 512), 255, np.uint8)
+        wt = np.full((2, 8, 8, 512), -128, np.int8)
+    assert wt[0].size == K.MAX_K
+    w_zp = np.full(wt.shape[0], 127)
+    _, got, want = run_both(x, 0, wt, w_zp, dict(), dict(out="i32"))
+    assert_same(got, want)
+    assert got.min() == -255 * 255 * K.MAX_K
+
+
+@pytest.mark.parametrize("groups", [1, 16])
+def test_output_into_concat_slice(isa, groups):
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (2, 6, 7, 16), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (16, 3, 3, 16 // groups), dtype=np.int8)
+    big = np.full((2, 6, 7, 40), 77, np.uint8)
+    view = big[..., 9:25]
+    geom = dict(pads=1, groups=groups)
+    kw_out = dict(scale=np.float32(0.001), zero_point=3)
+    _, got, want = run_both(x, 5, wt, None, geom, kw_out, y=view)
+    assert got is view
+    assert_same(big[..., 9:25], want)
+    assert (big[..., :9] == 77).all() and (big[..., 25:] == 77).all()
+
+
+@pytest.mark.parametrize("groups", [1, 2, 24])
+def test_batch_and_size_change_with_same_packing(isa, groups):
+    rng = np.random.default_rng(3)
+    wt = rng.integers(-128, 128, (24, 3, 3, 24 // groups), dtype=np.int8)
+    p = K.ConvPacked(wt, strides=2, pads=(1, 0, 1, 2), groups=groups)
+    out = K.ConvOutput(24, scale=np.full(24, 0.002, np.float32), zero_point=128)
+    for shape in [(1, 9, 9, 24), (3, 5, 11, 24), (2, 2, 1, 24)]:
+        x = rng.integers(0, 256, shape, dtype=np.uint8)
+        want = npkern.conv(x, 7, wt, strides=(2, 2), pads=(1, 0, 1, 2), groups=groups,
+                           scale=np.full(24, 0.002, np.float32), zero_point=128)
+        assert_same(K.conv_u8s8(p, x, 7, output=out), want)
+
+
+@pytest.mark.parametrize("geom", [dict(groups=64, pads=1), dict(pads=1), dict(),
+                                  dict(strides=2, groups=2)])
+def test_one_and_two_threads_identical(isa, threads, geom):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (2, 17, 19, 64), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (64, 3 if geom.get("pads") else 1, 3 if geom.get("pads") else 1,
+                                  64 // geom.get("groups", 1)), dtype=np.int8)
+    kw_out = dict(scale=np.linspace(1e-4, 1e-3, 64, dtype=np.float32), zero_point=100)
+    _, got, want = run_both(x, 30, wt, np.arange(64) - 32, geom, kw_out)
+    assert_same(got, want)
+
+
+# ---- bad calls raise before C runs -----------------------------------------------------------
+GOOD_W = np.ones((4, 3, 3, 2), np.int8)
+
+
+@pytest.mark.parametrize("kwargs, err", [
+    (dict(w=np.ones((4, 3, 3, 2), np.float32)), TypeError),
+    (dict(w=np.ones((4, 3, 3), np.int8)), ValueError),
+    (dict(w=np.ones((0, 3, 3, 2), np.int8)), ValueError),
+    (dict(strides=0), ValueError),
+    (dict(strides=(1, 1, 1)), ValueError),
+    (dict(dilations=-1), ValueError),
+    (dict(pads=-1), ValueError),
+    (dict(pads=(1, 1)), ValueError),
+    (dict(pads=1.5), TypeError),
+    (dict(groups=3), ValueError),
+    (dict(groups=0), ValueError),
+    (dict(w=np.ones((1, 64, 64, 9), np.int8)), ValueError),  # K > MAX_K
+    (dict(isa="sse9"), ValueError),
+])
+def test_bad_packing_raises(kwargs, err):
+    args = dict(w=GOOD_W)
+    args.update(kwargs)
+    with pytest.raises(err):
+        K.ConvPacked(args.pop("w"), **args)
+
+
+@pytest.mark.parametrize("call, err", [
+    (dict(x=np.zeros((1, 5, 5, 2), np.float32)), TypeError),
+    (dict(x=np.zeros((5, 5, 2), np.uint8)), ValueError),
+    (dict(x=np.zeros((1, 5, 5, 3), np.uint8)), ValueError),       # channel mismatch
+    (dict(x=np.zeros((1, 0, 5, 2), np.uint8)), ValueError),       # kernel > padded input
+    (dict(x_zp=256), ValueError),
+    (dict(x_zp=-1), ValueError),
+    (dict(x_zp=1.0), TypeError),
+    (dict(scale=np.float32(0)), ValueError),
+    (dict(scale=np.float32(np.nan)), ValueError),
+    (dict(scale=np.float32(np.inf)), ValueError),
+    (dict(scale=np.full(4, -1, np.float32)), ValueError),
+    (dict(scale=np.ones(3, np.float32)), ValueError),
+    (dict(scale=None), ValueError),
+    (dict(bias=np.ones(4, np.float32)), TypeError),
+    (dict(bias=np.ones(5, np.int32)), ValueError),
+    (dict(zero_point=256), ValueError),
+    (dict(qmin=10, qmax=5), ValueError),
+    (dict(out="u16"), ValueError),
+    (dict(out="i32", scale=np.float32(1)), ValueError),
+    (dict(w_zp=np.full(4, 128)), ValueError),
+    (dict(w_zp=np.ones(3, np.int32)), ValueError),
+    (dict(y=np.zeros((1, 3, 3, 4), np.uint8)), ValueError),
+    (dict(y=np.zeros((1, 5, 5, 4), np.int32)), TypeError),
+    (dict(y=np.zeros((1, 5, 5, 8), np.uint8)[..., ::2]), ValueError),  # channels not contiguous
+    (dict(y=np.zeros((1, 5, 5, 4), np.uint8, order="F")), ValueError),
+])
+def test_bad_call_raises(call, err):
+    p = K.ConvPacked(GOOD_W, pads=1)
+    args = dict(x=np.zeros((1, 5, 5, 2), np.uint8), x_zp=0, scale=np.float32(0.1))
+    args.update(call)
+    with pytest.raises(err):
+        K.conv_u8s8(p, args.pop("x"), args.pop("x_zp"), **args)
+
+
+def test_readonly_and_overlapping_outputs_raise():
+    p = K.ConvPacked(np.ones((2, 1, 1, 2), np.int8))
+    x = np.zeros((1, 4, 4, 2), np.uint8)
+    ro = np.zeros((1, 4, 4, 2), np.uint8)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError):
+        K.conv_u8s8(p, x, 0, scale=1.0, y=ro)
+    with pytest.raises(ValueError):
+        K.conv_u8s8(p, x, 0, scale=1.0, y=x)
+    out = K.ConvOutput(2, scale=1.0)
+    with pytest.raises(ValueError):
+        K.conv_u8s8(p, x, 0, output=out, scale=2.0)
+    with pytest.raises(ValueError):
+        K.conv_u8s8(p, x, 0, output=K.ConvOutput(3, scale=1.0))
+
+
+def test_output_size_helpers():
+    assert K.conv_output_size(224, 7, 2, 1, 3, 3) == 112
+    assert K.conv_output_size(5, 2, 2, ceil_mode=True) == 3
+    assert K.conv_output_size(6, 3, 2, 1, 0, 1, ceil_mode=True) == 3
+    with pytest.raises(ValueError):
+        K.conv_output_size(2, 5)
+    assert K.conv_auto_pads("SAME_UPPER", 7, 4, 2) == (1, 2)
+    assert K.conv_auto_pads("SAME_LOWER", 7, 4, 2) == (2, 1)
+    assert K.conv_auto_pads("VALID", 7, 4, 2) == (0, 0)
+    with pytest.raises(ValueError):
+        K.conv_auto_pads("SAME", 7, 4)
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None, reason="no aarch64 cross compiler")
+def test_neon_sources_compile_for_aarch64(tmp_path):
+    """The aarch64 files of conv, pool and eltwise (and what they include) compile with the
+    cross compiler, with the build's flags (setup.py), warnings as errors."""
+    root = Path(__file__).resolve().parents[2]
+    flags = ["-std=c11", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unused-parameter",
+             "-Werror", "-D_GNU_SOURCE", f"-I{root / 'csrc'}", "-c"]
+    for family in ("conv", "pool", "eltwise"):
+        for src in sorted((root / "csrc" / family).glob("*.c")):
+            if src.name.endswith(("_avx2.c", "_avx512vnni.c")):
+                continue
+            r = subprocess.run(["aarch64-linux-gnu-gcc", *flags, str(src), "-o",
+                                str(tmp_path / (src.stem + ".o"))], capture_output=True, text=True)
+            assert r.returncode == 0, f"{src.name}:\n{r.stderr}"

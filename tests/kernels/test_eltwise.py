@@ -1,0 +1,183 @@
+"""Element-wise uint8 kernels: add / mul with requantization (full, per-channel and scalar b,
+numpy broadcasting), strided requantize, table lookup, quantize, dequantize -- bit-exact
+against numpy statements of the formulas in qe_kernels.h on every ISA path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import npref
+from qengine import _kernels as K
+
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+F32 = np.float32
+
+
+def np_add(a, b, a_zp, a_mult, b_zp, b_mult, y_zp, qmin, qmax):
+    v = ((a.astype(np.int32) - a_zp).astype(F32) * F32(a_mult) +
+         (b.astype(np.int32) - b_zp).astype(F32) * F32(b_mult))
+    v = np.clip(v, F32(qmin - y_zp), F32(qmax - y_zp))
+    return (np.rint(v).astype(np.int32) + y_zp).astype(np.uint8)
+
+
+def np_mul(a, b, a_zp, b_zp, mult, y_zp, qmin, qmax):
+    return npref.requantize((a.astype(np.int32) - a_zp) * (b.astype(np.int32) - b_zp), mult,
+                            y_zp, qmin, qmax)
+
+
+SHAPES = [((3, 70), (3, 70)), ((5, 33), (33,)), ((2, 7, 3), ()), ((4, 17), (1, 17)),
+          ((1, 17), (4, 17)), ((3, 4, 5), (3, 1, 5)), ((40000,), (40000,)), ((9, 1), (9, 1)),
+          ((2, 3, 129), (1, 1, 129)), ((15,), (1,))]
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), shapes=st.sampled_from(SHAPES),
+       zps=st.tuples(*[st.sampled_from([0, 255, 128, 3])] * 3),
+       mexp=st.tuples(st.floats(-6, 2), st.floats(-6, 2)), clamp=st.booleans(),
+       saturate=st.booleans())
+def test_add_and_mul_match_numpy(isa, seed, shapes, zps, mexp, clamp, saturate):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, shapes[0], dtype=np.uint8)
+    b = rng.integers(0, 256, shapes[1], dtype=np.uint8)
+    if saturate:
+        a[...], b[...] = 255, 0
+    a_zp, b_zp, y_zp = zps
+    am, bm = (float(F32(10.0 ** e)) for e in mexp)
+    qmin, qmax = (20, 230) if clamp else (0, 255)
+    got = K.add_u8(a, b, a_zp, am, b_zp, bm, y_zp, qmin=qmin, qmax=qmax)
+    np.testing.assert_array_equal(got, np_add(a, b, a_zp, am, b_zp, bm, y_zp, qmin, qmax))
+    got = K.mul_u8(a, b, a_zp, b_zp, am, y_zp, qmin=qmin, qmax=qmax)
+    np.testing.assert_array_equal(got, np_mul(a, b, a_zp, b_zp, am, y_zp, qmin, qmax))
+
+
+def test_in_place_add(isa):
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 256, (7, 37), dtype=np.uint8)
+    b = rng.integers(0, 256, (7, 37), dtype=np.uint8)
+    want = np_add(a, b, 1, 0.5, 2, 0.25, 3, 0, 255)
+    y = K.add_u8(a, b, 1, 0.5, 2, 0.25, 3, y=a)
+    assert y is a
+    np.testing.assert_array_equal(a, want)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 40), cols=st.integers(1, 150),
+       pad=st.integers(0, 20), x_zp=st.sampled_from([0, 255, 64]), y_zp=st.sampled_from([0, 255, 9]),
+       mexp=st.floats(-6, 2), clamp=st.booleans())
+def test_requantize_into_strided_rows(isa, seed, rows, cols, pad, x_zp, y_zp, mexp, clamp):
+    rng = np.random.default_rng(seed)
+    big_x = rng.integers(0, 256, (rows, cols + pad), dtype=np.uint8)
+    x = big_x[:, pad:]
+    big_y = np.full((rows, cols + 2 * pad), 17, np.uint8)
+    y = big_y[:, pad:pad + cols]
+    mult = float(F32(10.0 ** mexp))
+    qmin, qmax = (5, 250) if clamp else (0, 255)
+    K.requantize_u8(x, x_zp, mult, y_zp, qmin=qmin, qmax=qmax, y=y)
+    want = npref.requantize(x.astype(np.int32) - x_zp, mult, y_zp, qmin, qmax)
+    np.testing.assert_array_equal(y, want)
+    assert (big_y[:, :pad] == 17).all() and (big_y[:, pad + cols:] == 17).all()
+
+
+@pytest.mark.parametrize("no_vbmi", [False, True])
+@pytest.mark.parametrize("n", [1, 31, 32, 63, 64, 65, 256 * 7 + 5, 100003])
+def test_lut(isa, n, no_vbmi):
+    rng = np.random.default_rng(n)
+    table = rng.integers(0, 256, 256, dtype=np.uint8)
+    x = (np.arange(n) * 7 % 256).astype(np.uint8)  # every index once n >= 256
+    K._lut_disable_vbmi(no_vbmi)
+    try:
+        np.testing.assert_array_equal(K.lut_u8(x, table), table[x])
+        y = x.copy()
+        K.lut_u8(y, table, y=y)  # in place
+        np.testing.assert_array_equal(y, table[x])
+    finally:
+        K._lut_disable_vbmi(False)
+
+
+SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.5, 1.5, 2.5, -0.5, -2.5, 1e30, -1e30, 3.4e38,
+                     1e-40, -0.0], F32)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 20),
+       channels=st.sampled_from([1, 3, 8, 15, 16, 17, 40]), per_channel=st.booleans(),
+       signed=st.booleans(), sexp=st.floats(-6, 2), clamp=st.booleans())
+def test_quantize_and_dequantize_match_numpy(isa, seed, rows, channels, per_channel, signed,
+                                             sexp, clamp):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, channels)) * 10.0 ** rng.uniform(-3, 3)).astype(F32)
+    x.flat[:min(x.size, SPECIALS.size)] = SPECIALS[:x.size]
+    dt = np.int8 if signed else np.uint8
+    info = np.iinfo(dt)
+    k = channels if per_channel else 1
+    scale = (10.0 ** rng.uniform(sexp - 1, sexp, k)).astype(F32)
+    zp = rng.integers(info.min, info.max + 1, k)
+    if k == 1:
+        scale, zp = scale[0], int(zp[0])
+    qmin, qmax = (info.min + 5, info.max - 5) if clamp else (info.min, info.max)
+    q = K.quantize(x, scale, zp, dtype=dt, qmin=qmin, qmax=qmax)
+    with np.errstate(over="ignore", invalid="ignore"):  # x / scale overflows to inf: clamped
+        want = npref.quantize(x, scale, zp, qmin, qmax, dt)
+    np.testing.assert_array_equal(q, want)
+    d = K.dequantize(q, scale, zp)
+    np.testing.assert_array_equal(d.view(np.int32), npref.dequantize(q, scale, zp).view(np.int32))
+    xi = rng.integers(-2**31, 2**31, (rows, channels)).astype(np.int32)
+    d = K.dequantize(xi, scale)
+    np.testing.assert_array_equal(d.view(np.int32), npref.dequantize(xi, scale).view(np.int32))
+
+
+def test_large_calls_identical_on_one_and_two_threads(isa):
+    rng = np.random.default_rng(8)
+    a = rng.integers(0, 256, (300, 1000), dtype=np.uint8)
+    b = rng.integers(0, 256, (1000,), dtype=np.uint8)
+    xf = rng.standard_normal(300001).astype(F32)
+    before, outs = K.get_num_threads(), []
+    try:
+        for t in (1, 2):
+            K.set_num_threads(t)
+            outs.append((K.add_u8(a, b, 3, 0.3, 4, 0.6, 5), K.mul_u8(a, a, 3, 4, 0.001, 5),
+                         K.add_u8(a, np.uint8(9), 3, 0.3, 4, 0.6, 5),
+                         K.quantize(xf, 0.01, 128), K.lut_u8(a, np.arange(256)[::-1].astype(np.uint8))))
+    finally:
+        K.set_num_threads(before)
+    for x1, x2 in zip(*outs):
+        np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(outs[0][0], np_add(a, b, 3, 0.3, 4, 0.6, 5, 0, 255))
+
+
+@pytest.mark.parametrize("call, err", [
+    (lambda: K.add_u8(np.zeros(3, np.int8), np.zeros(3, np.uint8), 0, 1, 0, 1, 0), TypeError),
+    (lambda: K.add_u8(np.zeros(3, np.uint8), np.zeros(4, np.uint8), 0, 1, 0, 1, 0), ValueError),
+    (lambda: K.add_u8(np.zeros(3, np.uint8), np.zeros(3, np.uint8), 256, 1, 0, 1, 0), ValueError),
+    (lambda: K.add_u8(np.zeros(3, np.uint8), np.zeros(3, np.uint8), 0, 0.0, 0, 1, 0), ValueError),
+    (lambda: K.add_u8(np.zeros(3, np.uint8), np.zeros(3, np.uint8), 0, 1, 0, float("nan"), 0), ValueError),
+    (lambda: K.mul_u8(np.zeros(3, np.uint8), np.zeros(3, np.uint8), 0, 0, -1.0, 0), ValueError),
+    (lambda: K.mul_u8(np.zeros(3, np.uint8), np.zeros(3, np.uint8), 0, 0, 1.0, 0, qmin=9, qmax=8), ValueError),
+    (lambda: K.add_u8(np.zeros(4, np.uint8), np.zeros(4, np.uint8), 0, 1, 0, 1, 0,
+                      y=np.zeros(5, np.uint8)), ValueError),
+    (lambda: K.requantize_u8(np.zeros((2, 3), np.int8), 0, 1.0, 0), TypeError),
+    (lambda: K.requantize_u8(np.zeros(3, np.uint8), 0, 1.0, 0), ValueError),
+    (lambda: K.requantize_u8(np.zeros((2, 3), np.uint8), 0, float("inf"), 0), ValueError),
+    (lambda: K.requantize_u8(np.zeros((2, 3), np.uint8), 0, 1.0, 0, y=np.zeros((2, 4), np.uint8)), ValueError),
+    (lambda: K.lut_u8(np.zeros(3, np.uint8), np.zeros(255, np.uint8)), ValueError),
+    (lambda: K.lut_u8(np.zeros(3, np.uint8), np.zeros(256, np.int32)), ValueError),
+    (lambda: K.quantize(np.zeros(3, np.float64), 1.0, 0), TypeError),
+    (lambda: K.quantize(np.zeros(3, np.float32), 0.0, 0), ValueError),
+    (lambda: K.quantize(np.zeros(3, np.float32), np.float32(np.nan), 0), ValueError),
+    (lambda: K.quantize(np.zeros((2, 3), np.float32), np.ones(2, np.float32), 0), ValueError),
+    (lambda: K.quantize(np.zeros(3, np.float32), 1.0, 256), ValueError),
+    (lambda: K.quantize(np.zeros(3, np.float32), 1.0, -1, dtype=np.uint8), ValueError),
+    (lambda: K.quantize(np.zeros(3, np.float32), 1.0, 0, dtype=np.int16), TypeError),
+    (lambda: K.quantize(np.zeros(3, np.float32), 1.0, 0, qmin=3, qmax=2), ValueError),
+    (lambda: K.quantize(np.zeros(3, np.float32), 1.0, 0.5), TypeError),
+    (lambda: K.dequantize(np.zeros(3, np.float32), 1.0), TypeError),
+    (lambda: K.dequantize(np.zeros(3, np.int32), 1.0, 3), ValueError),
+    (lambda: K.dequantize(np.zeros(3, np.int8), 1.0, 128), ValueError),
+    (lambda: K.dequantize(np.zeros(3, np.uint8), -1.0, 0), ValueError),
+])
+def test_bad_calls_raise(call, err):
+    with pytest.raises(err):
+        call()
