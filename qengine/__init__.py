@@ -11,7 +11,7 @@ from .errors import (ExecutionError, InputError, ISAError, ModelError, QEngineEr
 def from_keras(model_or_path, *, optimize: bool = True):
     """Import a Keras model (live, ``.keras`` or legacy ``.h5``) as a float qengine Graph.
     See :func:`qengine.frontends.keras.from_keras`. Importing qengine never imports Keras."""
-    from .frontends.keras import from_keras as _from_keras
+    from .frontends import from_keras as _from_keras
     return _from_keras(model_or_path, optimize=optimize)
 
 

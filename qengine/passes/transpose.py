@@ -10,8 +10,10 @@ Three rewrites, repeated to a fixed point:
 - sink: a Transpose(p) feeding element-wise ops moves below them: op(T(x), c) becomes
   T(op(x, c')) with every constant c permuted to match, and an op whose inputs are all T(p)
   takes their sources. Ops with an axis (Concat, Softmax) get the axis remapped. A Transpose
-  is sunk only when every path below it ends in another Transpose (they merge) or in an op
-  where two Transposes meet, so the count of Transposes never grows;
+  with several readers is sunk only when every path below it ends in another Transpose (they
+  merge) or in an op where two Transposes meet; one with a single element-wise reader always
+  moves below it (Conv -> T -> Relu becomes Conv -> Relu -> T, ready for fusion). So the
+  count of Transposes never grows;
 - dedupe: identical Transposes of one tensor become one.
 
 Graph inputs and outputs keep their names and layouts. Generic over ONNX graphs.
@@ -195,12 +197,21 @@ class _Pass:
         for n in list(self.g.nodes):
             if n.op_type != "Transpose" or n.domain != "":
                 continue
-            perm = _perm(n, self.g)
-            if perm is None or not self.sinkable(n.outputs[0], perm):
+            perm, out = _perm(n, self.g), n.outputs[0]
+            if perm is None or out in self.outputs:
                 continue
-            ready = [c for c in self.cons.get(n.outputs[0], [])
-                     if c.op_type != "Transpose" and
-                     self.pushable(c, n.outputs[0], perm) in (PASS, MEET)]
+            readers = self.cons.get(out, [])
+            if not self.sinkable(out, perm):
+                # a lone element-wise reader: moving below it keeps the count and puts the
+                # activation next to the op before the Transpose (Conv -> Relu fuses)
+                if len(readers) == 1 and self.pushable(readers[0], out, perm) == PASS:
+                    self._push(readers[0], perm)
+                    self.g.prune()
+                    self.refresh()
+                    return 1
+                continue
+            ready = [c for c in readers if c.op_type != "Transpose" and
+                     self.pushable(c, out, perm) in (PASS, MEET)]
             if not ready:
                 continue      # only Transposes (merge() composes them) or WAITs below it
             for c in ready:

@@ -1,9 +1,9 @@
 """Core, activation, normalisation, merge, reshaping and preprocessing layers -> ONNX.
 
 These act on the last axis or element-wise, so they stay in Keras' channels-last layout:
-Dense is MatMul(+Add) on any rank, BatchNormalization is Mul+Add with folded per-channel
-constants (computed the way Keras computes them, so the float result matches bit for bit in
-most cases), Rescaling/Normalization are Mul/Add or Sub/Div by constants.
+Dense is Gemm on 2-D inputs and MatMul+Add on higher ranks, Rescaling/Normalization are
+Mul/Add or Sub/Div by constants. BatchNormalization is the exception: it becomes ONNX's
+BatchNormalization (channels-first), so the prepare pass can fold it into the Conv before it.
 """
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ def dense(call: LayerCall) -> str:
     units, C = int(call.cfg("units")), call.dim(x, -1, "the input feature count")
     bias = bool(call.cfg("use_bias", True))
     ws = call.weights([("kernel", (C, units))] + ([("bias", (units,))] if bias else []))
-    y = call.op("MatMul", [x, call.const("kernel", lambda: ws[0])], "MatMul")
+    W = call.const("kernel", lambda: ws[0])
+    if call.rank(x) == 2:     # the classic fully connected layer: Gemm (BatchNorm folds in)
+        y = call.op("Gemm", [x, W] + ([call.const("bias", lambda: ws[1])] if bias else []),
+                    "Gemm")
+        return apply_activation(call, y, call.cfg("activation", None))
+    y = call.op("MatMul", [x, W], "MatMul")
     if bias:
         y = call.op("Add", [y, call.const("bias", lambda: ws[1])], "BiasAdd")
     return apply_activation(call, y, call.cfg("activation", None))
@@ -125,6 +130,10 @@ def _along(v: np.ndarray, axis: int, rank: int) -> np.ndarray:
 
 @converter("BatchNormalization")
 def batch_norm(call: LayerCall) -> str:
+    """An ONNX BatchNormalization over the channel axis: the prepare pass folds it into the
+    Conv/Gemm before it. Channels-last inputs of rank >= 3 are wrapped in Transposes like a
+    spatial layer (the transpose pass removes them); other axes get Mul+Add by constants
+    folded as Keras folds them (x * inv + (beta - mean * inv))."""
     x = call.one_input()
     axes = _axes(call, x, -1)
     if len(axes) != 1:
@@ -137,21 +146,19 @@ def batch_norm(call: LayerCall) -> str:
     eps = call.cfg_float("epsilon", 1e-3)
     ws = call.weights(([("gamma", (C,))] if scale else []) + ([("beta", (C,))] if center else [])
                       + [("moving_mean", (C,)), ("moving_variance", (C,))])
-    gamma = ws.pop(0) if scale else None
-    beta = ws.pop(0) if center else None
+    gamma = ws.pop(0) if scale else np.ones(C, np.float32)
+    beta = ws.pop(0) if center else np.zeros(C, np.float32)
     mean, var = ws
-
-    def folded():
-        # Keras: inv = rsqrt(var + eps) [* gamma]; y = x * inv + (-mean * inv [+ beta])
-        inv = (np.float32(1) / np.sqrt(var + np.float32(eps))).astype(np.float32)
-        if gamma is not None:
-            inv = inv * gamma
-        res = -mean * inv
-        if beta is not None:
-            res = res + beta
-        return inv, res
-
-    inv, res = folded()
+    if ax == 1 or ax == r - 1:
+        params = [call.const(k, lambda v=v: v) for k, v in
+                  (("gamma", gamma), ("beta", beta), ("moving_mean", mean),
+                   ("moving_variance", var))]
+        y = x if ax == 1 else call.transpose(x, [0, r - 1, *range(1, r - 1)],
+                                             "to_channels_first")
+        y = call.op("BatchNormalization", [y] + params, "BatchNormalization", epsilon=eps)
+        return y if ax == 1 else call.transpose(y, [0, *range(2, r), 1], "to_channels_last")
+    inv = (np.float32(1) / np.sqrt(var + np.float32(eps))).astype(np.float32) * gamma
+    res = -mean * inv + beta
     y = call.op("Mul", [x, call.const("scale", lambda: _along(inv, ax, r))], "Mul")
     return call.op("Add", [y, call.const("shift", lambda: _along(res, ax, r))], "Add")
 
@@ -284,7 +291,7 @@ def normalization(call: LayerCall) -> str:
     from the adapted weights (mean, variance, count); broadcast along the kept axes."""
     x = call.one_input()
     r = call.rank(x)
-    keep = [] if call.cfg("axis", -1) is None else _axes(call, x, -1)
+    keep = [] if call.cfg("axis", -1) in (None, [], ()) else _axes(call, x, -1)
     bshape = [call.dim(x, a, "a normalised axis") if a in keep else 1 for a in range(r)]
     kept = tuple(bshape[a] for a in keep)
     mean, var = call.cfg("mean", None), call.cfg("variance", None)

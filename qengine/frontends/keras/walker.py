@@ -130,6 +130,7 @@ class _Walker:
         while pending:
             rest = []
             for lay, k, nd in pending:
+                _refuse_code(lay, prefix + lay.name)
                 ins = self._resolve(self._call_refs(lay, nd, prefix), tensors, by_name,
                                     legacy, what)
                 if ins is None:
@@ -220,15 +221,7 @@ class _Walker:
         path = prefix + lay.name
         if lay.is_model:
             return self.model(lay.class_name, lay.config, store.sub(lay), path + "/", ins)
-        if lay.class_name in ("Lambda", "TFOpLambda", "SlicingOpLambda"):
-            raise UnsupportedLayerError(lay.class_name, path,
-                                        "a Lambda layer's Python code cannot be imported "
-                                        "safely; rebuild the model with built-in layers")
-        if is_operation(lay):
-            raise UnsupportedLayerError(lay.class_name, path,
-                                        "Keras operations on symbolic tensors (x + y, "
-                                        "keras.ops.*) are not supported; use layers "
-                                        "(keras.layers.Add, ...)")
+        _refuse_code(lay, path)
         if lay.class_name == "InputLayer":
             return list(ins)
         fn = CONVERTERS.get(lay.class_name)
@@ -245,6 +238,24 @@ class _Walker:
             if o in fresh and o not in ins:
                 outs[i] = self.b.rename(o, path if len(outs) == 1 else f"{path}:{i}")
         return outs
+
+
+def _refuse_code(lay: LayerDef, path: str) -> None:
+    """Layers whose behaviour is Python code (Lambda) or a backend op, not a layer config."""
+    if lay.class_name in ("Lambda", "TFOpLambda", "SlicingOpLambda"):
+        raise UnsupportedLayerError(lay.class_name, path,
+                                    "a Lambda layer's Python code cannot be imported "
+                                    "safely; rebuild the model with built-in layers")
+    if lay.module and lay.module.split(".")[0] not in ("keras", "tf_keras", "tensorflow"):
+        raise UnsupportedLayerError(lay.class_name, path,
+                                    f"a custom layer (module {lay.module!r}): its code is not "
+                                    f"part of the model file")
+    if is_operation(lay):
+        raise UnsupportedLayerError(lay.class_name, path,
+                                    f"a Keras operation ({lay.module}) applied to symbolic "
+                                    f"tensors (x * 2, keras.ops.*): such operations on "
+                                    f"symbolic tensors are not supported; use layers "
+                                    f"(keras.layers.Multiply, Rescaling, ...)")
 
 
 def _io_refs(v, what: str, key: str) -> list[tuple]:
