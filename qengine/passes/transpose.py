@@ -13,7 +13,9 @@ Three rewrites, repeated to a fixed point:
   with several readers is sunk only when every path below it ends in another Transpose (they
   merge) or in an op where two Transposes meet; one with a single element-wise reader always
   moves below it (Conv -> T -> Relu becomes Conv -> Relu -> T, ready for fusion). So the
-  count of Transposes never grows;
+  count of Transposes of real tensors never grows. The one exception is deliberate: a
+  T(perm) may pass a Mul by a per-channel gate (squeeze-excite's (N, 1, 1, C)) by giving
+  the gate an inverse Transpose, which only relabels its C values;
 - dedupe: identical Transposes of one tensor become one.
 
 Graph inputs and outputs keep their names and layouts. Generic over ONNX graphs.
@@ -89,7 +91,7 @@ class _Pass:
         move below (one Transpose after the node); MEET, it can move below and meets another
         T(perm) there (two or more become one); WAIT, not yet: another input will be a
         T(perm) once the Transposes upstream of it have sunk (then it is a MEET)."""
-        if node.domain != "" or node.op_type == "Transpose":
+        if node.domain != "" or node.op_type == "Transpose" or len(node.outputs) != 1:
             return None
         r, t = len(perm), node.op_type
         if t in ELEMENTWISE_UNARY:
@@ -115,9 +117,18 @@ class _Pass:
                     return None
             elif self.upstream(i, perm):
                 state = WAIT
-            else:
+            elif not self.vector_like(i, r):
                 return None
         return state
+
+    def vector_like(self, name: str, rank: int) -> bool:
+        """A rank-``rank`` tensor with static dims, at most one of them (past the batch) > 1:
+        a per-channel gate such as squeeze-excite's (N, 1, 1, C). Transposing it only
+        relabels its elements, so a T(perm) may pass the op that reads it by giving it a
+        Transpose of its own."""
+        shape = self.g.value(name).shape
+        return shape is not None and len(shape) == rank and all(
+            isinstance(d, int) for d in shape[1:]) and sum(d > 1 for d in shape[1:]) <= 1
 
     def upstream(self, name: str, perm: list[int], depth: int = 0) -> bool:
         """True when ``name`` is made from T(perm)s and constants by element-wise ops alone,
@@ -225,10 +236,19 @@ class _Pass:
         """Rewrite ``node`` to read the Transposes' sources and put T(perm) after it."""
         inv = list(np.argsort(perm))
         r = len(perm)
+        moved = {i for i in node.inputs if self.transposed(i, perm)}
+        gates: dict[str, str] = {}
         for k, i in enumerate(node.inputs):
             src = self.transposed(i, perm)
             if src is not None:
                 node.inputs[k] = src.inputs[0]
+            elif i and i not in self.g.initializers and i not in moved:
+                if i not in gates:      # a vector-like gate: give it the inverse Transpose
+                    gates[i] = self.g.unique_name(f"{i}_perm")
+                    self.g.nodes.insert(self.g.nodes.index(node), Node(
+                        self.g.unique_name(f"{i}_transpose"), "Transpose", [i], [gates[i]],
+                        {"perm": [int(v) for v in inv]}))
+                node.inputs[k] = gates[i]
             elif i in self.g.initializers and node.op_type not in ELEMENTWISE_UNARY:
                 a = self.g.initializers[i]
                 if a.size > 1:

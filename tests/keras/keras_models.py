@@ -148,5 +148,19 @@ def functional_models(keras) -> dict:
         return keras.Model(inp, [L.Add()([up, L.Cropping2D(((1, 0), (1, 0)))(cat)]),
                                  L.Softmax(axis=1)(cat)], name="shared_input_branches")
 
+    def keras_ops():
+        """Operations applied to symbolic tensors (x + 3.0, keras.ops.*), as MobileNetV3's
+        hard-sigmoid is written."""
+        ops, x = keras.ops, keras.Input((5,), name="v")
+        h = L.Dense(5)(x)
+        outs = [ops.relu(h), ops.sigmoid(h), ops.divide(h, 2.0), 1.0 - h, ops.negative(h),
+                ops.square(h), ops.sqrt(ops.abs(h)), h / 3, ops.hard_sigmoid(h), ops.silu(h),
+                ops.maximum(h, 0.5), ops.abs(h) ** 1.5, ops.relu6(h), ops.tanh(h), ops.exp(h),
+                ops.softmax(h), ops.gelu(h), ops.gelu(h, approximate=False), h * h + 2,
+                ops.leaky_relu(h), ops.elu(h), ops.hard_silu(h),
+                L.ReLU()(h + 3.0) * (1.0 / 6.0)]
+        return keras.Model(x, L.Concatenate()(outs), name="keras_ops")
+
     return {"resnet_like": resnet, "shared_nested_multi": shared_nested_multi,
-            "squeeze_excite": squeeze_excite, "shared_input_branches": shared_input_branches}
+            "squeeze_excite": squeeze_excite, "shared_input_branches": shared_input_branches,
+            "keras_ops": keras_ops}

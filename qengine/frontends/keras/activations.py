@@ -45,6 +45,17 @@ def _gelu(c, x, w):
     return c.op("Mul", [c.op("Mul", [x, e], w + "_mul"), c.tmp_const(w + "_half", 0.5)], w)
 
 
+def _gelu_tanh(c, x, w):
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): gelu(approximate=True)."""
+    x3 = c.op("Mul", [c.op("Mul", [x, x], w + "_sq"), x], w + "_cube")
+    inner = c.op("Add", [x, c.op("Mul", [x3, c.tmp_const(w + "_k", 0.044715)], w + "_kx3")],
+                 w + "_inner")
+    t = c.op("Tanh", [c.op("Mul", [inner, c.tmp_const(w + "_s", math.sqrt(2 / math.pi))],
+                           w + "_scaled")], w + "_tanh")
+    t = c.op("Add", [t, c.tmp_const(w + "_one", 1.0)], w + "_add")
+    return c.op("Mul", [c.op("Mul", [x, t], w + "_mul"), c.tmp_const(w + "_half", 0.5)], w)
+
+
 def _mish(c, x, w):
     sp = c.op("Softplus", [x], w + "_softplus")
     return c.op("Mul", [x, c.op("Tanh", [sp], w + "_tanh")], w)

@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from ...errors import ModelError
-from .source import LayerDef, ModelDef, WeightStore, is_operation, layer_defs, parse_version
+from .source import LayerDef, ModelDef, WeightStore, is_operation, parse_version
 
 __all__ = ["read_keras_file", "HDF5_MAGIC"]
 

@@ -68,16 +68,14 @@ class GraphBuilder:
         return len(s)
 
     # -- nodes --------------------------------------------------------------------------------
-    def op(self, op_type: str, inputs: Sequence[str], name: str, n_out: int = 1,
-           **attrs) -> str | list[str]:
-        """Add one node named ``name`` (made unique); returns its output name (a list when
-        ``n_out`` > 1). Shapes of the outputs are inferred at once."""
+    def op(self, op_type: str, inputs: Sequence[str], name: str, **attrs) -> str:
+        """Add one single-output node named ``name`` (made unique; its output tensor has the
+        same name) and infer the output's shape at once."""
         node_name = self.unique(name)
-        outs = [node_name] + [self.unique(f"{node_name}:{k}") for k in range(1, n_out)]
-        node = Node(node_name, op_type, list(inputs), outs, attrs)
+        node = Node(node_name, op_type, list(inputs), [node_name], attrs)
         self.graph.nodes.append(node)
         self._infer(node)
-        return outs if n_out > 1 else outs[0]
+        return node_name
 
     def _infer(self, node: Node) -> None:
         op = make_op(node, self.graph.opset)
@@ -104,7 +102,3 @@ class GraphBuilder:
     # -- common small patterns ------------------------------------------------------------------
     def transpose(self, x: str, perm: Sequence[int], name: str) -> str:
         return self.op("Transpose", [x], name, perm=[int(p) for p in perm])
-
-    def binary(self, op_type: str, x: str, array, name: str) -> str:
-        """``op_type(x, constant)`` with the constant named after the node."""
-        return self.op(op_type, [x, self.const(name + "_c", array)], name)

@@ -15,9 +15,13 @@ from ...errors import ModelError, UnsupportedLayerError
 from .builder import GraphBuilder
 from .source import LayerDef, WeightStore
 
-__all__ = ["LayerCall", "CONVERTERS", "converter", "as_tuple"]
+__all__ = ["LayerCall", "CONVERTERS", "OP_CONVERTERS", "converter", "op_converter",
+           "as_tuple"]
 
 CONVERTERS: dict[str, Callable] = {}
+#: Keras operations applied to symbolic tensors in functional models (``x + 3.0``,
+#: ``keras.ops.multiply``): their config class names clash with layers', so a table apart
+OP_CONVERTERS: dict[str, Callable] = {}
 _REQUIRED = object()
 
 
@@ -26,6 +30,15 @@ def converter(*class_names: str):
     def deco(fn):
         for c in class_names:
             CONVERTERS[c] = fn
+        return fn
+    return deco
+
+
+def op_converter(*class_names: str):
+    """Decorator: ``fn`` converts Keras operations (module keras.src.ops.*) of these names."""
+    def deco(fn):
+        for c in class_names:
+            OP_CONVERTERS[c] = fn
         return fn
     return deco
 
@@ -73,12 +86,22 @@ class LayerCall:
             raise self.error(f"its config lacks {key!r}")
         return default
 
-    def cfg_tuple(self, key: str, n: int, default: Any = _REQUIRED) -> tuple:
+    def cfg_tuple(self, key: str, n: int, default: Any = _REQUIRED, lo: int = 1) -> tuple:
+        """An int-or-n-ints argument (kernel_size, strides...), every value >= ``lo``."""
         v = self.cfg(key, default)
         try:
-            return as_tuple(v, n, key)
+            t = as_tuple(v, n, key)
         except ModelError as e:
             raise self.error(str(e)) from None
+        if any(a < lo for a in t):
+            raise self.error(f"{key}={v!r}: values must be >= {lo}")
+        return t
+
+    def cfg_int(self, key: str, default: Any = _REQUIRED, lo: int = 1) -> int:
+        v = self.cfg(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise self.error(f"{key}={v!r} must be an integer >= {lo}")
+        return v
 
     def cfg_float(self, key: str, default: Any = _REQUIRED, *alt: str) -> float:
         v = self.cfg(key, default, *alt)

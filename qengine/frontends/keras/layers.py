@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import apply_activation
-from .call import LayerCall, converter
+from .activations import ACTIVATIONS, _gelu_tanh, apply_activation
+from .call import LayerCall, converter, op_converter
 
 #: Keras' backend.epsilon() default (keras.json may change it; files do not record it)
 KERAS_EPSILON = 1e-7
@@ -25,7 +25,7 @@ def dense(call: LayerCall) -> str:
     if call.cfg("lora_rank", None):
         raise call.unsupported("LoRA-enabled Dense (lora_rank set): merge the LoRA weights "
                                "first")
-    units, C = int(call.cfg("units")), call.dim(x, -1, "the input feature count")
+    units, C = call.cfg_int("units"), call.dim(x, -1, "the input feature count")
     bias = bool(call.cfg("use_bias", True))
     ws = call.weights([("kernel", (C, units))] + ([("bias", (units,))] if bias else []))
     W = call.const("kernel", lambda: ws[0])
@@ -315,3 +315,54 @@ def normalization(call: LayerCall) -> str:
     if call.cfg("invert", False):
         return call.op("Add", [call.op("Mul", [x, s], "Mul"), m], "Add")
     return call.op("Div", [call.op("Sub", [x, m], "Sub"), s], "Div")
+
+
+# -- Keras operations on symbolic tensors (x + 3.0, keras.ops.relu(x), ...) ---------------------
+_OP_BINARY = {"Add": "Add", "Subtract": "Sub", "Multiply": "Mul", "Divide": "Div",
+              "TrueDivide": "Div", "Maximum": "Max", "Minimum": "Min", "Power": "Pow"}
+_OP_UNARY = {"Negative": "Neg", "Absolute": "Abs", "Abs": "Abs", "Sqrt": "Sqrt", "Exp": "Exp",
+             "Log": "Log", "Tanh": "Tanh", "Sigmoid": "Sigmoid", "Relu": "Relu",
+             "Softplus": "Softplus", "Softsign": "Softsign"}
+_OP_ACTIVATIONS = {"Relu6": "relu6", "Silu": "silu", "Swish": "silu",
+                   "HardSigmoid": "hard_sigmoid", "HardSilu": "hard_silu",
+                   "HardSwish": "hard_silu", "Selu": "selu", "Mish": "mish"}
+
+
+def _op_config(call: LayerCall, allowed=()) -> None:
+    extra = set(call.layer.config) - {"name", *allowed}
+    if extra:
+        raise call.unsupported(f"options {sorted(extra)} of this operation")
+
+
+@op_converter(*_OP_BINARY)
+def op_binary(call: LayerCall) -> str:
+    _op_config(call)
+    if len(call.inputs) != 2:
+        raise call.error(f"expects 2 arguments, got {len(call.inputs)}")
+    return call.op(_OP_BINARY[call.class_name], call.inputs, call.class_name)
+
+
+@op_converter(*_OP_UNARY, *_OP_ACTIVATIONS, "Square", "Softmax", "Gelu", "LeakyRelu", "Elu")
+def op_unary(call: LayerCall) -> str:
+    x, t = call.one_input(), call.class_name
+    if t in _OP_UNARY:
+        _op_config(call)
+        return call.op(_OP_UNARY[t], [x], t)
+    if t in _OP_ACTIVATIONS:
+        _op_config(call)
+        return ACTIVATIONS[_OP_ACTIVATIONS[t]](call, x, t)
+    if t == "Square":
+        _op_config(call)
+        return call.op("Mul", [x, x], t)
+    if t == "Softmax":
+        _op_config(call, ("axis",))
+        return call.op("Softmax", [x], t, axis=call.axis(x))
+    if t == "Gelu":
+        _op_config(call, ("approximate",))
+        return (_gelu_tanh if call.cfg("approximate", True) else ACTIVATIONS["gelu"])(call, x, t)
+    if t == "LeakyRelu":
+        _op_config(call, ("negative_slope",))
+        return call.op("LeakyRelu", [x], t, alpha=call.cfg_float("negative_slope", 0.2))
+    _op_config(call, ("alpha",))
+    return call.op("Elu", [x], t, alpha=call.cfg_float("alpha", 1.0))
+

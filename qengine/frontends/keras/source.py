@@ -51,9 +51,14 @@ def is_model_entry(entry: dict) -> bool:
 
 
 def is_operation(layer: LayerDef) -> bool:
-    """A Keras 3 functional op that is no Layer (``x + y``, ``keras.ops.*`` on symbolic
-    tensors): it owns no weights and is absent from ``model.layers``."""
-    return layer.module.startswith(("keras.src.ops", "keras.ops"))
+    """A Keras 3 functional op that is no Layer (``x + 3.0``, ``keras.ops.*`` on symbolic
+    tensors): it owns no weights and is absent from ``model.layers``. Legacy .h5 configs
+    drop the module; there an op is told by its config, which lacks the 'trainable' and
+    'dtype' entries every layer config has."""
+    if layer.module:
+        return layer.module.startswith(("keras.src.ops", "keras.ops"))
+    return layer.class_name != "InputLayer" and not (
+        {"trainable", "dtype"} & set(layer.config))
 
 
 def layer_defs(config: dict, what: str) -> list[LayerDef]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import apply_activation
-from .call import LayerCall, as_tuple, converter
+from .call import LayerCall, converter
 
 INT64_MAX = np.iinfo(np.int64).max
 
@@ -111,9 +111,9 @@ def _depthwise_to_onnx(kernel: np.ndarray, r: int) -> np.ndarray:
 def conv(call: LayerCall) -> str:
     r = _rank_of(call)
     lay = _Layout(call, r)
-    C, filters = lay.channels, int(call.cfg("filters"))
+    C, filters = lay.channels, call.cfg_int("filters")
     k, s, d = _geometry(call, r)
-    groups = int(call.cfg("groups", 1) or 1)
+    groups = call.cfg_int("groups", 1)
     if C % groups or filters % groups:
         raise call.error(f"{C} input channels / {filters} filters are not divisible by "
                          f"groups={groups}")
@@ -132,7 +132,7 @@ def conv(call: LayerCall) -> str:
 def depthwise_conv(call: LayerCall) -> str:
     r = _rank_of(call)
     lay = _Layout(call, r)
-    C, dm = lay.channels, int(call.cfg("depth_multiplier", 1))
+    C, dm = lay.channels, call.cfg_int("depth_multiplier", 1)
     k, s, d = _geometry(call, r)
     bias = bool(call.cfg("use_bias", True))
     ws = call.weights([("depthwise_kernel", (*k, C, dm))] +
@@ -150,8 +150,8 @@ def depthwise_conv(call: LayerCall) -> str:
 def separable_conv(call: LayerCall) -> str:
     r = _rank_of(call)
     lay = _Layout(call, r)
-    C, dm = lay.channels, int(call.cfg("depth_multiplier", 1))
-    filters = int(call.cfg("filters"))
+    C, dm = lay.channels, call.cfg_int("depth_multiplier", 1)
+    filters = call.cfg_int("filters")
     k, s, d = _geometry(call, r)
     bias = bool(call.cfg("use_bias", True))
     ws = call.weights([("depthwise_kernel", (*k, C, dm)),
@@ -187,11 +187,11 @@ def _transpose_pads(k_eff: int, s: int, padding: str, out_pad):
 def conv_transpose(call: LayerCall) -> str:
     r = _rank_of(call)
     lay = _Layout(call, r)
-    C, filters = lay.channels, int(call.cfg("filters"))
+    C, filters = lay.channels, call.cfg_int("filters")
     k, s, d = _geometry(call, r)
-    op = call.cfg("output_padding", None)
-    op = None if op is None else as_tuple(op, r, "output_padding")
-    if int(call.cfg("groups", 1) or 1) != 1:
+    op = None if call.cfg("output_padding", None) is None else \
+        call.cfg_tuple("output_padding", r, lo=0)
+    if call.cfg("groups", 1) not in (1, None):
         raise call.unsupported("groups != 1")
     padding = _padding(call)
     bias = bool(call.cfg("use_bias", True))
@@ -218,8 +218,7 @@ def pool(call: LayerCall) -> str:
     r = _rank_of(call)
     lay = _Layout(call, r)
     k = call.cfg_tuple("pool_size", r, 2)
-    s = call.cfg("strides", None)
-    s = k if s is None else call.cfg_tuple("strides", r)
+    s = k if call.cfg("strides", None) is None else call.cfg_tuple("strides", r)
     x = lay.to_cf()
     pads = _pads(call, x, r, k, s, (1,) * r, _padding(call))
     if call.class_name.startswith("Max"):
@@ -299,7 +298,7 @@ def upsampling(call: LayerCall) -> str:
     if r == 1:     # UpSampling1D has no data_format: (N, steps, C), repeats along steps
         call.layer.config.setdefault("data_format", "channels_last")
     lay = _Layout(call, r)
-    size = call.cfg_tuple("size", r, 2) if r > 1 else (int(call.cfg("size", 2)),)
+    size = call.cfg_tuple("size", r, 2) if r > 1 else (call.cfg_int("size", 2),)
     interp = call.cfg_choice("interpolation", ("nearest", "bilinear"), "nearest")
     if interp == "bilinear" and r != 2:
         raise call.unsupported(f"interpolation={interp!r} in {r}-D")

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ...errors import ModelError, UnsupportedLayerError
+import numpy as np
+
+from ...errors import ModelError, QEngineError, UnsupportedLayerError
 from ...graph import Graph
 from . import layers as _layers, spatial as _spatial  # noqa: F401  (register converters)
 from .builder import GraphBuilder
-from .call import CONVERTERS, LayerCall
+from .call import CONVERTERS, OP_CONVERTERS, LayerCall
 from .source import LayerDef, ModelDef, WeightStore, is_operation, layer_defs
 
 __all__ = ["build_graph"]
@@ -29,12 +31,20 @@ _QUANTIZED_POLICIES = ("int8", "int4", "float8", "gptq", "awq")
 
 def build_graph(mdef: ModelDef) -> Graph:
     """The float Graph of a Keras model, exactly as Keras computes it (NHWC in and out)."""
-    return _Walker(mdef).run()
+    try:
+        return _Walker(mdef).run()
+    except QEngineError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        # the config's structure itself is not what Keras writes
+        raise ModelError(f"{mdef.source}: malformed model config ({type(e).__name__}: "
+                         f"{e})") from None
 
 
-def _refs_in(obj, out: list) -> bool:
-    """Collect ``[layer, node, tensor]`` of every Keras-3 tensor leaf in a call's args, in
-    order; False if a non-tensor value is passed positionally (unsupported)."""
+def _args_in(obj, out: list) -> bool:
+    """Collect a call's positional arguments in order: ``("t", [layer, node, tensor])`` for a
+    Keras-3 tensor leaf, ``("c", number)`` for a numeric constant (``x + 3.0``); False if
+    something else is passed (unsupported)."""
     if obj is None:
         return True
     if isinstance(obj, dict):
@@ -43,13 +53,16 @@ def _refs_in(obj, out: list) -> bool:
             hist = (obj.get("config") or {}).get("keras_history")
             if not (isinstance(hist, list) and len(hist) == 3):
                 raise ModelError(f"malformed keras_history {hist!r} in a layer call")
-            out.append(tuple(hist))
+            out.append(("t", tuple(hist)))
             return True
         if cls == "__tuple__":
-            return _refs_in((obj.get("config") or {}).get("value"), out)
-        return all([_refs_in(v, out) for v in obj.values()])
+            return _args_in((obj.get("config") or {}).get("value"), out)
+        return all([_args_in(v, out) for v in obj.values()])
     if isinstance(obj, (list, tuple)):
-        return all([_refs_in(v, out) for v in obj])
+        return all([_args_in(v, out) for v in obj])
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out.append(("c", float(obj)))
+        return True
     return False
 
 
@@ -131,8 +144,14 @@ class _Walker:
             rest = []
             for lay, k, nd in pending:
                 _refuse_code(lay, prefix + lay.name)
-                ins = self._resolve(self._call_refs(lay, nd, prefix), tensors, by_name,
+                args = self._call_args(lay, nd, prefix)
+                ins = self._resolve([a for kind, a in args if kind == "t"], tensors, by_name,
                                     legacy, what)
+                if ins is not None and len(ins) != len(args):   # numeric constants (ops)
+                    it = iter(ins)
+                    ins = [next(it) if kind == "t" else
+                           self.b.const(f"{prefix}{lay.name}/arg{j}", np.float32(a))
+                           for j, (kind, a) in enumerate(args)]
                 if ins is None:
                     rest.append((lay, k, nd))
                     continue
@@ -148,27 +167,30 @@ class _Walker:
         return outs
 
     # -- tensors ---------------------------------------------------------------------------
-    def _call_refs(self, lay: LayerDef, nd, prefix: str) -> list[tuple]:
+    def _call_args(self, lay: LayerDef, nd, prefix: str) -> list[tuple]:
+        """A call's positional arguments: ("t", ref) tensors and, for Keras operations only,
+        ("c", number) constants."""
         if isinstance(nd, list):                         # Keras 2: [[name, node, tensor, kw]]
             refs = []
             for item in nd:
                 if not (isinstance(item, (list, tuple)) and len(item) >= 3):
                     raise ModelError(f"{lay.describe()}: malformed inbound node {item!r}")
-                refs.append(tuple(item[:3]))
+                refs.append(("t", tuple(item[:3])))
             return refs
         if not isinstance(nd, dict):
             raise ModelError(f"{lay.describe()}: malformed inbound node {nd!r}")
-        refs: list = []
-        if not _refs_in(nd.get("args", []), refs):
+        args: list = []
+        if not _args_in(nd.get("args", []), args) or (
+                not is_operation(lay) and any(kind == "c" for kind, _ in args)):
             raise UnsupportedLayerError(lay.class_name, prefix + lay.name,
                                         "non-tensor positional arguments in a layer call")
         kw: list = []
-        _refs_in(nd.get("kwargs") or {}, kw)
-        if kw:
+        _args_in(nd.get("kwargs") or {}, kw)
+        if any(kind == "t" for kind, _ in kw):
             raise UnsupportedLayerError(lay.class_name, prefix + lay.name,
                                         "tensors passed as keyword arguments (masks, "
                                         "initial states...) are not supported")
-        return refs
+        return args
 
     def _resolve(self, refs, tensors, by_name, io_or_legacy: bool, what) -> Optional[list]:
         """Tensor names of ``refs``; None while one is not produced yet."""
@@ -180,7 +202,7 @@ class _Walker:
                                  f"does not have")
             if not (isinstance(node, int) and isinstance(t, int)):
                 raise ModelError(f"{what}: malformed reference {[name, node, t]!r}")
-            if io_or_legacy and lay.is_model and lay.class_name != "Sequential":
+            if io_or_legacy and self._has_own_node(lay):
                 node -= 1                 # a nested functional model's internal node
             n_calls = 1 if lay.class_name == "InputLayer" else len(lay.inbound)
             if not 0 <= node < n_calls:
@@ -194,6 +216,17 @@ class _Walker:
                                  f"which has {len(got)}")
             out.append(got[t])
         return out
+
+    def _has_own_node(self, lay: LayerDef) -> bool:
+        """Nested models whose first node is their own construction (Keras 3: Functional;
+        Keras 2: also a Sequential that starts with an InputLayer)."""
+        if not lay.is_model:
+            return False
+        if lay.class_name != "Sequential":
+            return True
+        first = (lay.config.get("layers") or [{}])[0]
+        return self.mdef.keras_major < 3 and isinstance(first, dict) and \
+            first.get("class_name") == "InputLayer"
 
     def _input(self, lay: LayerDef, prefix: str) -> str:
         c = lay.config
@@ -224,14 +257,25 @@ class _Walker:
         _refuse_code(lay, path)
         if lay.class_name == "InputLayer":
             return list(ins)
-        fn = CONVERTERS.get(lay.class_name)
+        fn = (OP_CONVERTERS if is_operation(lay) else CONVERTERS).get(lay.class_name)
+        if fn is None and is_operation(lay):
+            raise UnsupportedLayerError(lay.class_name, path,
+                                        f"the Keras operation {lay.module}.{lay.class_name} "
+                                        f"on symbolic tensors is not supported (supported: "
+                                        f"{', '.join(sorted(OP_CONVERTERS))}); use layers")
         if fn is None:
             raise UnsupportedLayerError(lay.class_name, path)
         _check_dtype_policy(lay, path)
         call = LayerCall(self.b, lay, store, path, ins, self.mdef.keras_major,
                          self.caches.setdefault(path, {}))
         n_before = len(self.b.graph.nodes)
-        res = fn(call)
+        try:
+            res = fn(call)
+        except QEngineError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError,
+                OverflowError, ZeroDivisionError) as e:  # a config value of a wrong kind/size
+            raise call.error(f"malformed config ({type(e).__name__}: {e})") from None
         outs = [res] if isinstance(res, str) else list(res)
         fresh = {o for n in self.b.graph.nodes[n_before:] for o in n.outputs}
         for i, o in enumerate(outs):     # the layer's output tensor carries the layer's name
@@ -250,12 +294,6 @@ def _refuse_code(lay: LayerDef, path: str) -> None:
         raise UnsupportedLayerError(lay.class_name, path,
                                     f"a custom layer (module {lay.module!r}): its code is not "
                                     f"part of the model file")
-    if is_operation(lay):
-        raise UnsupportedLayerError(lay.class_name, path,
-                                    f"a Keras operation ({lay.module}) applied to symbolic "
-                                    f"tensors (x * 2, keras.ops.*): such operations on "
-                                    f"symbolic tensors are not supported; use layers "
-                                    f"(keras.layers.Multiply, Rescaling, ...)")
 
 
 def _io_refs(v, what: str, key: str) -> list[tuple]:
