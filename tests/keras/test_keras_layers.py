@@ -116,3 +116,19 @@ def test_digits_model_matches_onnx():
     assert_close([ours], keras_outputs(model, data["test"]), "digits")
     acc = lambda p: float((p.argmax(1) == data["labels"]).mean())   # noqa: E731
     assert acc(ours) == acc(onnx_out) > 0.9
+
+
+@pytest.mark.parametrize("name", ["MobileNetV3Small", "EfficientNetB0"])
+def test_keras_applications(name):
+    """Real architectures from keras.applications (random weights, no download): squeeze-
+    excite gates, hard-swish written as keras ops, Rescaling + Normalization preprocessing,
+    depthwise convolutions; logits compared, and the main path carries no Transposes."""
+    keras.utils.set_random_seed(0)
+    model = getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3),
+                                              classes=10, classifier_activation=None)
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32) * 255
+    g = qengine.from_keras(model)
+    assert_close(run_graph(g, x), keras_outputs(model, x), name)
+    big = [n for n in g.nodes if n.op_type == "Transpose" and
+           sum(d != 1 for d in g.value(n.inputs[0]).shape[1:]) > 1]
+    assert len(big) == 1, [n.name for n in big]      # the input's NHWC -> NCHW only
