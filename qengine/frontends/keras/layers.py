@@ -59,6 +59,9 @@ def relu(call: LayerCall) -> str:
     top = call.cfg("max_value", None)
     slope = call.cfg_float("negative_slope", 0.0)
     t = call.cfg_float("threshold", 0.0)
+    if t == 0.0 and slope == 0.0 and top is not None:     # ReLU(6.0): one fusable Clip
+        return call.op("Clip", [x, call.tmp_const("min", 0.0),
+                                call.tmp_const("max", float(top))], "Clip")
     if t == 0.0 and slope == 0.0:
         y = call.op("Relu", [x], "Relu")
     elif t == 0.0:

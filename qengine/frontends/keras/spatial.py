@@ -35,9 +35,9 @@ def _channels_first(call: LayerCall) -> bool:
 class _Layout:
     """Moves a tensor between the layer's layout and channels-first for one call."""
 
-    def __init__(self, call: LayerCall, r: int):
+    def __init__(self, call: LayerCall, r: int, has_format: bool = True):
         self.call, self.r = call, r
-        self.cf = _channels_first(call)
+        self.cf = _channels_first(call) if has_format else False
         x = call.one_input()
         if call.rank(x) != r + 2:
             raise call.error(f"expects a rank-{r + 2} input, got shape "
@@ -295,9 +295,7 @@ def cropping(call: LayerCall) -> str:
 @converter("UpSampling1D", "UpSampling2D", "UpSampling3D")
 def upsampling(call: LayerCall) -> str:
     r = _rank_of(call)
-    if r == 1:     # UpSampling1D has no data_format: (N, steps, C), repeats along steps
-        call.layer.config.setdefault("data_format", "channels_last")
-    lay = _Layout(call, r)
+    lay = _Layout(call, r, has_format=r > 1)   # UpSampling1D: always (N, steps, C)
     size = call.cfg_tuple("size", r, 2) if r > 1 else (call.cfg_int("size", 2),)
     interp = call.cfg_choice("interpolation", ("nearest", "bilinear"), "nearest")
     if interp == "bilinear" and r != 2:
