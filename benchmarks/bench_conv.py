@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
-import pytest
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's spinning BLAS threads steal a core
+import pytest  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conv_layers import LAYERS, make_data, ort_runner, qengine_runner  # noqa: E402

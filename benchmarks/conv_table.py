@@ -14,7 +14,9 @@ import os
 import sys
 import time
 
-import numpy as np
+# numpy's OpenBLAS threads spin after use and would steal the second core from both engines
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

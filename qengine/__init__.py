@@ -1,9 +1,19 @@
-"""qengine: fast, exact int8 inference on CPUs."""
+"""qengine: fast, exact int8 inference on CPUs.
+
+    import qengine
+    model = qengine.quantize("model.onnx", calibration_images)   # calibrate, quantize, compile
+    probs = model.run(images)                                    # numpy in, numpy out
+    model.save("model.int8.onnx")                                # standard ONNX (QDQ)
+    model = qengine.load("model.int8.onnx")                      # bit-identical outputs
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import api
+from .api import Model, QuantizedModel, TensorInfo, load, quantize, quantize_dynamic
 from .cpu import cpu_info, get_num_threads, set_num_threads
+from .session import InferenceSession, NodeArg, SessionOptions
 from .errors import (ExecutionError, InputError, ISAError, ModelError, QEngineError,
                      QuantizationError, UnsupportedLayerError, UnsupportedOpError)
 
@@ -16,8 +26,9 @@ def from_keras(model_or_path, *, optimize: bool = True):
 
 
 __all__ = [
-    "__version__", "cpu_info", "get_num_threads", "set_num_threads",
-    "from_keras",
+    "__version__", "quantize", "quantize_dynamic", "load", "Model", "QuantizedModel",
+    "TensorInfo", "from_keras", "InferenceSession", "SessionOptions", "NodeArg", "cpu_info",
+    "get_num_threads", "set_num_threads",
     "QEngineError", "ModelError", "UnsupportedOpError", "UnsupportedLayerError", "InputError",
     "QuantizationError", "ISAError", "ExecutionError",
 ]

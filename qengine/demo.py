@@ -51,3 +51,73 @@ def keras_demo_model():
                        w["dense.weight"].T, w["dense.bias"]])
     return model
 
+
+def _median_latency(fn, x, runs: int = 200, warmup: int = 20) -> float:
+    """Median seconds per call of fn(x) (single-image latency)."""
+    import time
+    for _ in range(warmup):
+        fn(x)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def run_demo(print_fn=print, runs: int = 200) -> dict:
+    """Quantize the bundled float model with the bundled calibration images, evaluate float
+    and int8 on the bundled test split, and compare size and single-image latency.
+    Returns the figures it prints."""
+    import time
+
+    from . import api
+    from .cpu import cpu_info
+    from .runtime.reference import ReferenceExecutor
+
+    data = load_demo_data()
+    test, labels = data["test"], data["labels"]
+    t0 = time.perf_counter()
+    model = api.quantize(str(MODEL_PATH), data["calib"], progress=False)
+    t_quant = time.perf_counter() - t0
+    float_graph = api.read_model(str(MODEL_PATH))
+    reference = ReferenceExecutor(float_graph)
+    out = float_graph.output_names[0]
+    float_acc = float(np.mean(reference.run({"input": test})[out].argmax(1) == labels))
+    int8_acc = float(np.mean(model.run(test).argmax(1) == labels))
+    float_bytes = MODEL_PATH.stat().st_size
+    int8_bytes = len(model.to_onnx().SerializeToString())
+    one = test[:1]
+    int8_lat = _median_latency(model.run, one, runs)
+    baselines = {}
+    try:
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = cpu_info()["num_threads"]
+        sess = ort.InferenceSession(str(MODEL_PATH), so, providers=["CPUExecutionProvider"])
+        baselines["onnxruntime fp32"] = _median_latency(lambda x: sess.run(None, {"input": x}),
+                                                        one, runs)
+    except ImportError:   # no onnxruntime: compare with qengine's own float path
+        baselines["qengine fp32 (numpy reference)"] = _median_latency(
+            lambda x: reference.run({"input": x}), one, max(20, runs // 4))
+    info = cpu_info()
+    figures = {"float_accuracy": float_acc, "int8_accuracy": int8_acc,
+               "float_bytes": float_bytes, "int8_bytes": int8_bytes,
+               "int8_latency_s": int8_lat, "baseline_latency_s": baselines,
+               "quantize_seconds": t_quant, "test_images": int(len(labels)),
+               "isa": info["isa"], "threads": info["num_threads"]}
+    p = print_fn
+    p("qengine demo: the tutorial CNN (Conv2D 32x3x3 + ReLU -> Flatten -> Dense 10, softmax)")
+    p(f"  trained on scikit-learn digits at 32x32x3; calibrated on {len(data['calib'])} images,"
+      f" evaluated on {len(labels)} held-out images")
+    p(f"  kernels: {info['isa']}, {info['num_threads']} thread(s); quantized in {t_quant:.2f} s")
+    p("")
+    p(f"  accuracy   float32: {float_acc * 100:6.2f} %    int8: {int8_acc * 100:6.2f} %"
+      f"    ({(int8_acc - float_acc) * 100:+.2f} points)")
+    p(f"  size       float32: {float_bytes / 1024:7.1f} KiB  int8: {int8_bytes / 1024:7.1f} KiB"
+      f"  ({float_bytes / int8_bytes:.1f}x smaller)")
+    p(f"  latency    int8 (qengine): {int8_lat * 1e6:8.1f} us per image")
+    for name, lat in baselines.items():
+        p(f"             {name + ':':<32}{lat * 1e6:8.1f} us per image  ->  qengine int8 is "
+          f"{lat / int8_lat:.1f}x faster")
+    return figures

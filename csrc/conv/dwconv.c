@@ -65,15 +65,16 @@ typedef struct {
     const size_t *tap_off;          /* [taps] byte offset of each tap from the window origin */
 } dw_job;
 
-/* Tap pointers of output row (n, oh): out_w pixels x 2*npairs taps. Pixels whose window lies
- * inside the input take base + precomputed tap offsets; the border ones test every tap. */
-static void dw_indirection(const dw_job *j, size_t n, size_t oh, const uint8_t **ind) {
+/* Tap pointers of output pixels (n, oh, ow0 .. ow1-1): 2*npairs taps each. Pixels whose window
+ * lies inside the input take base + precomputed tap offsets; the border ones test every tap. */
+static void dw_indirection(const dw_job *j, size_t n, size_t oh, size_t ow0, size_t ow1,
+                           const uint8_t **ind) {
     const qe_conv_shape *s = j->s;
     const size_t T2 = 2 * j->prm.npairs, T = s->kernel_h * s->kernel_w, C = s->in_c;
     const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
     const int rows_inside = ih0 >= 0 && ih0 + (ptrdiff_t)((s->kernel_h - 1) * s->dilation_h) < (ptrdiff_t)s->in_h;
-    for (size_t ow = 0; ow < s->out_w; ow++) {
-        const uint8_t **tp = ind + ow * T2;
+    for (size_t ow = ow0; ow < ow1; ow++) {
+        const uint8_t **tp = ind + (ow - ow0) * T2;
         const ptrdiff_t iw0 = (ptrdiff_t)(ow * s->stride_w) - (ptrdiff_t)s->pad_left;
         if (rows_inside && ow >= j->ow_lo && ow < j->ow_hi) {
             const uint8_t *base = j->x + ((n * s->in_h + (size_t)ih0) * s->in_w + (size_t)iw0) * C;
@@ -95,17 +96,22 @@ static void dw_indirection(const dw_job *j, size_t n, size_t oh, const uint8_t *
     }
 }
 
+/* Pointers per indirection chunk: at most 64 KB of them, whatever the row width and taps. */
+enum { QE_DW_IND_POINTERS = 8192 };
+
 static void dw_task(void *ctx, size_t task, int thread_index) {
     const dw_job *j = ctx;
     const qe_conv_shape *s = j->s;
-    const size_t T2 = 2 * j->prm.npairs;
-    const uint8_t **ind = qe_scratch(2, s->out_w * T2 * sizeof(*ind));
+    const size_t T2 = 2 * j->prm.npairs, chunk = QE_MAX(1, QE_DW_IND_POINTERS / T2);
+    const uint8_t **ind = qe_scratch(2, QE_MIN(chunk, s->out_w) * T2 * sizeof(*ind));
     QE_ASSERT(ind != NULL);
     const size_t r0 = task * j->rows_per_task, r1 = QE_MIN(r0 + j->rows_per_task, j->rows);
-    for (size_t r = r0; r < r1; r++) {
-        dw_indirection(j, r / s->out_h, r % s->out_h, ind);
-        j->kernel(&j->prm, s->out_w, ind, j->y + r * s->out_w * j->prm.ldy * j->es);
-    }
+    for (size_t r = r0; r < r1; r++)
+        for (size_t ow0 = 0; ow0 < s->out_w; ow0 += chunk) {
+            const size_t ow1 = QE_MIN(ow0 + chunk, s->out_w);
+            dw_indirection(j, r / s->out_h, r % s->out_h, ow0, ow1, ind);
+            j->kernel(&j->prm, ow1 - ow0, ind, j->y + (r * s->out_w + ow0) * j->prm.ldy * j->es);
+        }
 }
 
 /* Per call, in the caller's scratch slot 3 (read by every task): the x_zp row, init, and, with

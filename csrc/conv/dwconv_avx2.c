@@ -24,20 +24,35 @@ static inline void dw_pair_avx2(const uint8_t *a, const uint8_t *b, const int16_
                               _mm256_madd_epi16(x1, _mm256_loadu_si256((const __m256i *)(w + 16))));
 }
 
+/* The output pipeline with its constants in registers, loaded once per call (stores through
+ * the output pointer would otherwise force reloads of every qe_output field). */
+typedef struct {
+    qe_out_kind kind;
+    int per_channel;
+    const float *scale, *fbias;
+    __m256 s1, lo, hi;
+    __m256i zp;
+} dw_out_avx2;
+
+static inline dw_out_avx2 dw_out_setup(const qe_output *o) {
+    dw_out_avx2 d = {.kind = o->kind, .per_channel = o->per_channel, .scale = o->scale,
+                     .fbias = o->fbias};
+    d.s1 = _mm256_set1_ps(o->kind == QE_OUT_I32 ? 0.0f : o->scale[0]);
+    d.lo = _mm256_set1_ps((float)(o->qmin - o->zero_point));
+    d.hi = _mm256_set1_ps((float)(o->qmax - o->zero_point));
+    d.zp = _mm256_set1_epi32(o->zero_point);
+    return d;
+}
+
 /* The output pipeline of 16 full channels [c, c+16). */
-static inline void dw_output_avx2(const qe_output *o, const __m256i *acc, size_t c, char *dst) {
+static inline void dw_output_avx2(const dw_out_avx2 *o, const __m256i *acc, size_t c, char *dst) {
     if (o->kind == QE_OUT_I32) {
         _mm256_storeu_si256((__m256i *)dst, acc[0]);
         _mm256_storeu_si256((__m256i *)(dst + 32), acc[1]);
         return;
     }
-    __m256 s0, s1;
-    if (o->per_channel) {
-        s0 = _mm256_loadu_ps(o->scale + c);
-        s1 = _mm256_loadu_ps(o->scale + c + 8);
-    } else {
-        s0 = s1 = _mm256_set1_ps(o->scale[0]);
-    }
+    const __m256 s0 = o->per_channel ? _mm256_loadu_ps(o->scale + c) : o->s1;
+    const __m256 s1 = o->per_channel ? _mm256_loadu_ps(o->scale + c + 8) : o->s1;
     __m256 v0 = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[0]), s0);
     __m256 v1 = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[1]), s1);
     if (o->kind == QE_OUT_F32) {
@@ -49,15 +64,13 @@ static inline void dw_output_avx2(const qe_output *o, const __m256i *acc, size_t
         _mm256_storeu_ps((float *)dst + 8, v1);
         return;
     }
-    const __m256 lo = _mm256_set1_ps((float)(o->qmin - o->zero_point));
-    const __m256 hi = _mm256_set1_ps((float)(o->qmax - o->zero_point));
-    const __m256i zp = _mm256_set1_epi32(o->zero_point);
-    _mm_storeu_si128((__m128i *)dst, qe_pack16_u8_avx2(qe_requant_ps_avx2(v0, lo, hi, zp),
-                                                       qe_requant_ps_avx2(v1, lo, hi, zp)));
+    _mm_storeu_si128((__m128i *)dst, qe_pack16_u8_avx2(qe_requant_ps_avx2(v0, o->lo, o->hi, o->zp),
+                                                       qe_requant_ps_avx2(v1, o->lo, o->hi, o->zp)));
 }
 
 /* NT (1 or 2) full tiles starting at channel c. */
 static inline __attribute__((always_inline)) void dw_tiles_avx2(const qe_dw_params *p,
+                                                               const dw_out_avx2 *out,
                                                                const uint8_t *const *tp, size_t c,
                                                                int nt, char *dst, size_t es) {
     const size_t np = p->npairs;
@@ -71,7 +84,7 @@ static inline __attribute__((always_inline)) void dw_tiles_avx2(const qe_dw_para
                          acc + 2 * i);
     }
     for (int i = 0; i < nt; i++)
-        dw_output_avx2(p->out, acc + 2 * i, c + 16 * i, dst + (c + 16 * i) * es);
+        dw_output_avx2(out, acc + 2 * i, c + 16 * i, dst + (c + 16 * i) * es);
 }
 
 /* The last rem < 16 channels starting at c. */
@@ -97,12 +110,13 @@ void qe_dwconv_u8s8_up32__avx2(const qe_dw_params *p, size_t pixels, const uint8
                                void *y) {
     QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->npairs > 0);
     const size_t C = p->channels, T2 = 2 * p->npairs, es = qe_output_elem_size(p->out->kind);
+    const dw_out_avx2 out = dw_out_setup(p->out);
     for (size_t px = 0; px < pixels; px++) {
         const uint8_t *const *tp = taps + px * T2;
         char *dst = (char *)y + px * p->ldy * es;
         size_t c = 0;
-        for (; c + 32 <= C; c += 32) dw_tiles_avx2(p, tp, c, 2, dst, es);
-        for (; c + 16 <= C; c += 16) dw_tiles_avx2(p, tp, c, 1, dst, es);
+        for (; c + 32 <= C; c += 32) dw_tiles_avx2(p, &out, tp, c, 2, dst, es);
+        for (; c + 16 <= C; c += 16) dw_tiles_avx2(p, &out, tp, c, 1, dst, es);
         if (c < C) dw_partial_tile_avx2(p, tp, c, C - c, dst, es);
     }
 }

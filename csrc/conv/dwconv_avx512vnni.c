@@ -13,31 +13,47 @@
 #include "../eltwise/requant_simd.h"
 #include "conv.h"
 
+/* The output pipeline with its constants in registers: loaded once per call, because stores
+ * through the output pointer would otherwise force reloads of every qe_output field. */
+typedef struct {
+    qe_out_kind kind;
+    int per_channel;
+    const float *scale, *fbias;
+    __m512 s1, lo, hi;
+    __m512i zp;
+} dw_out_avx512;
+
+static inline dw_out_avx512 dw_out_setup(const qe_output *o) {
+    dw_out_avx512 d = {.kind = o->kind, .per_channel = o->per_channel, .scale = o->scale,
+                       .fbias = o->fbias};
+    d.s1 = _mm512_set1_ps(o->kind == QE_OUT_I32 ? 0.0f : o->scale[0]);
+    d.lo = _mm512_set1_ps((float)(o->qmin - o->zero_point));
+    d.hi = _mm512_set1_ps((float)(o->qmax - o->zero_point));
+    d.zp = _mm512_set1_epi32(o->zero_point);
+    return d;
+}
+
 /* The output pipeline of 16 channels [c, c+16) under mask m. */
-static inline void dw_output_avx512(const qe_output *o, __m512i acc, size_t c, __mmask16 m,
+static inline void dw_output_avx512(const dw_out_avx512 *o, __m512i acc, size_t c, __mmask16 m,
                                     void *dst) {
     if (o->kind == QE_OUT_I32) {
-        _mm512_mask_storeu_epi32(dst, m, acc);
+        qe_store_epi32_avx512(dst, acc, m);
         return;
     }
-    const __m512 s = o->per_channel ? _mm512_maskz_loadu_ps(m, o->scale + c)
-                                    : _mm512_set1_ps(o->scale[0]);
+    const __m512 s = o->per_channel ? _mm512_maskz_loadu_ps(m, o->scale + c) : o->s1;
     __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s);
     if (o->kind == QE_OUT_F32) {
         if (o->fbias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, o->fbias + c));
-        _mm512_mask_storeu_ps(dst, m, v);
+        qe_store_ps_avx512(dst, v, m);
         return;
     }
-    const __m512i q = qe_requant_ps_avx512(v, _mm512_set1_ps((float)(o->qmin - o->zero_point)),
-                                           _mm512_set1_ps((float)(o->qmax - o->zero_point)),
-                                           _mm512_set1_epi32(o->zero_point));
-    _mm512_mask_cvtepi32_storeu_epi8(dst, m, q);
+    qe_store_u8x16_avx512(dst, qe_requant_ps_avx512(v, o->lo, o->hi, o->zp), m);
 }
 
 /* NT tiles (1 or 2) of 32 channels starting at channel c; `last` masks the last tile. */
 static inline __attribute__((always_inline)) void dw_tiles_avx512(
-    const qe_dw_params *p, const uint8_t *const *tp, size_t c, int nt, __mmask32 last,
-    char *dst, size_t es) {
+    const qe_dw_params *p, const dw_out_avx512 *out, const uint8_t *const *tp, size_t c, int nt,
+    __mmask32 last, char *dst, size_t es) {
     const size_t np = p->npairs;
     const int16_t *w = p->w + (c / 32) * np * 64;
     __m512i lo[2], hi[2];
@@ -65,9 +81,9 @@ static inline __attribute__((always_inline)) void dw_tiles_avx512(
                                             _mm512_loadu_si512(p->init + c0));
         const __m512i a1 = _mm512_add_epi32(_mm512_permutex2var_epi32(lo[i], idx1, hi[i]),
                                             _mm512_loadu_si512(p->init + c0 + 16));
-        dw_output_avx512(p->out, a0, c0, (__mmask16)m[i], dst + c0 * es);
+        dw_output_avx512(out, a0, c0, (__mmask16)m[i], dst + c0 * es);
         if ((__mmask16)(m[i] >> 16))
-            dw_output_avx512(p->out, a1, c0 + 16, (__mmask16)(m[i] >> 16), dst + (c0 + 16) * es);
+            dw_output_avx512(out, a1, c0 + 16, (__mmask16)(m[i] >> 16), dst + (c0 + 16) * es);
     }
 }
 
@@ -75,16 +91,17 @@ void qe_dwconv_u8s8_up64__avx512vnni(const qe_dw_params *p, size_t pixels,
                                      const uint8_t *const *taps, void *y) {
     QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->npairs > 0);
     const size_t C = p->channels, T2 = 2 * p->npairs, es = qe_output_elem_size(p->out->kind);
+    const dw_out_avx512 out = dw_out_setup(p->out);
     for (size_t px = 0; px < pixels; px++) {
         const uint8_t *const *tp = taps + px * T2;
         char *dst = (char *)y + px * p->ldy * es;
         size_t c = 0;
-        for (; c + 64 <= C; c += 64) dw_tiles_avx512(p, tp, c, 2, ~(__mmask32)0, dst, es);
+        for (; c + 64 <= C; c += 64) dw_tiles_avx512(p, &out, tp, c, 2, ~(__mmask32)0, dst, es);
         if (c + 32 <= C) {
-            dw_tiles_avx512(p, tp, c, 1, ~(__mmask32)0, dst, es);
+            dw_tiles_avx512(p, &out, tp, c, 1, ~(__mmask32)0, dst, es);
             c += 32;
         }
-        if (c < C) dw_tiles_avx512(p, tp, c, 1, (__mmask32)(((uint64_t)1 << (C - c)) - 1), dst, es);
+        if (c < C) dw_tiles_avx512(p, &out, tp, c, 1, (__mmask32)(((uint64_t)1 << (C - c)) - 1), dst, es);
     }
 }
 

@@ -13,41 +13,55 @@
 static inline __mmask16 mask16(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
 static inline __mmask64 mask64(size_t n) { return n >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << n) - 1; }
 
-static inline __m512i load_u8x16(const uint8_t *p, __mmask16 m) {
-    return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p));
+typedef struct {
+    __m512i azp, bzp, yzp;
+    __m512 am, bm, lo, hi;
+} binary_consts;
+
+static inline binary_consts binary_setup(const qe_binary_params *p) {
+    return (binary_consts){
+        .azp = _mm512_set1_epi32(p->a_zp), .bzp = _mm512_set1_epi32(p->b_zp),
+        .yzp = _mm512_set1_epi32(p->y_zp), .am = _mm512_set1_ps(p->a_mult),
+        .bm = _mm512_set1_ps(p->b_mult), .lo = _mm512_set1_ps((float)(p->qmin - p->y_zp)),
+        .hi = _mm512_set1_ps((float)(p->qmax - p->y_zp))};
 }
 
-static void add_avx512(size_t n, const uint8_t *a, const uint8_t *b, const qe_binary_params *p,
-                       uint8_t *y) {
-    const __m512i azp = _mm512_set1_epi32(p->a_zp), bzp = _mm512_set1_epi32(p->b_zp);
-    const __m512 am = _mm512_set1_ps(p->a_mult), bm = _mm512_set1_ps(p->b_mult);
-    const __m512 lo = _mm512_set1_ps((float)(p->qmin - p->y_zp));
-    const __m512 hi = _mm512_set1_ps((float)(p->qmax - p->y_zp));
-    const __m512i yzp = _mm512_set1_epi32(p->y_zp);
-    for (size_t i = 0; i < n; i += 16) {
-        const __mmask16 m = mask16(n - i);
-        const __m512 fa = _mm512_cvtepi32_ps(_mm512_sub_epi32(load_u8x16(a + i, m), azp));
-        const __m512 fb = _mm512_cvtepi32_ps(_mm512_sub_epi32(load_u8x16(b + i, m), bzp));
-        const __m512 v = _mm512_add_ps(_mm512_mul_ps(fa, am), _mm512_mul_ps(fb, bm));
-        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, qe_requant_ps_avx512(v, lo, hi, yzp));
-    }
+/* 16 results as int32 lanes in [qmin, qmax]. */
+static inline __m512i add16(__m128i a, __m128i b, const binary_consts *k) {
+    const __m512 fa = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(a), k->azp));
+    const __m512 fb = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(b), k->bzp));
+    const __m512 v = _mm512_add_ps(_mm512_mul_ps(fa, k->am), _mm512_mul_ps(fb, k->bm));
+    return qe_requant_ps_avx512(v, k->lo, k->hi, k->yzp);
 }
 
-static void mul_avx512(size_t n, const uint8_t *a, const uint8_t *b, const qe_binary_params *p,
-                       uint8_t *y) {
-    const __m512i azp = _mm512_set1_epi32(p->a_zp), bzp = _mm512_set1_epi32(p->b_zp);
-    const __m512 am = _mm512_set1_ps(p->a_mult);
-    const __m512 lo = _mm512_set1_ps((float)(p->qmin - p->y_zp));
-    const __m512 hi = _mm512_set1_ps((float)(p->qmax - p->y_zp));
-    const __m512i yzp = _mm512_set1_epi32(p->y_zp);
-    for (size_t i = 0; i < n; i += 16) {
-        const __mmask16 m = mask16(n - i);
-        const __m512i prod = _mm512_mullo_epi32(_mm512_sub_epi32(load_u8x16(a + i, m), azp),
-                                                _mm512_sub_epi32(load_u8x16(b + i, m), bzp));
-        const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(prod), am);
-        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, qe_requant_ps_avx512(v, lo, hi, yzp));
-    }
+static inline __m512i mul16(__m128i a, __m128i b, const binary_consts *k) {
+    const __m512i prod = _mm512_mullo_epi32(_mm512_sub_epi32(_mm512_cvtepu8_epi32(a), k->azp),
+                                            _mm512_sub_epi32(_mm512_cvtepu8_epi32(b), k->bzp));
+    return qe_requant_ps_avx512(_mm512_mul_ps(_mm512_cvtepi32_ps(prod), k->am), k->lo, k->hi,
+                                k->yzp);
 }
+
+/* 64 elements per step with plain loads; the tail in masked steps of 16. */
+#define QE_BINARY_AVX512(name, op16)                                                            \
+    static void name(size_t n, const uint8_t *a, const uint8_t *b, const qe_binary_params *p,   \
+                     uint8_t *y) {                                                              \
+        const binary_consts k = binary_setup(p);                                                \
+        size_t i = 0;                                                                           \
+        for (; i + 64 <= n; i += 64) {                                                          \
+            __m512i q[4];                                                                       \
+            for (int j = 0; j < 4; j++)                                                         \
+                q[j] = op16(_mm_loadu_si128((const __m128i *)(a + i + 16 * j)),                 \
+                            _mm_loadu_si128((const __m128i *)(b + i + 16 * j)), &k);            \
+            _mm512_storeu_si512(y + i, qe_pack64_u8_avx512(q[0], q[1], q[2], q[3]));            \
+        }                                                                                       \
+        for (; i < n; i += 16) {                                                                \
+            const __mmask16 m = mask16(n - i);                                                  \
+            qe_store_u8x16_avx512(                                                              \
+                y + i, op16(_mm_maskz_loadu_epi8(m, a + i), _mm_maskz_loadu_epi8(m, b + i), &k), m); \
+        }                                                                                       \
+    }
+QE_BINARY_AVX512(add_avx512, add16)
+QE_BINARY_AVX512(mul_avx512, mul16)
 
 /* ---- table lookup ------------------------------------------------------------------------ */
 __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void lut_vbmi(
@@ -59,7 +73,7 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void lut_vbmi(
         const __m512i v = _mm512_maskz_loadu_epi8(m, x + i);
         const __m512i lo = _mm512_permutex2var_epi8(t0, v, t1); /* entries 0..127 */
         const __m512i hi = _mm512_permutex2var_epi8(t2, v, t3); /* entries 128..255 */
-        _mm512_mask_storeu_epi8(y + i, m, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi));
+        qe_store_u8x64_avx512(y + i, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi), m);
     }
 }
 
@@ -87,7 +101,7 @@ static void lut_pshufb(size_t n, const uint8_t *x, const uint8_t *table, uint8_t
             r = _mm512_xor_si512(r, _mm512_xor_si512(_mm512_shuffle_epi8(d[s], lo),
                                                      _mm512_shuffle_epi8(d[8 + s], hi)));
         }
-        _mm512_mask_storeu_epi8(y + i, m, r);
+        qe_store_u8x64_avx512(y + i, r, m);
     }
 }
 
@@ -99,22 +113,42 @@ static void lut_avx512(size_t n, const uint8_t *x, const uint8_t *table, uint8_t
 }
 
 /* ---- quantize / dequantize ---------------------------------------------------------------- */
+static inline __m512i quantize16(__m512 x, __m512 s, __m512i z, __m512 lo, __m512 hi) {
+    __m512 v = _mm512_div_ps(x, s);
+    v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v); /* NaN -> 0 */
+    return qe_requant_ps_avx512(v, lo, hi, z);
+}
+
 static void quantize_avx512(size_t n, const float *x, const float *scale, const int32_t *zp,
                             int per_elem, int32_t qmin, int32_t qmax, uint8_t *y) {
     const __m512i vqmin = _mm512_set1_epi32(qmin), vqmax = _mm512_set1_epi32(qmax);
-    __m512 s = _mm512_set1_ps(scale[0]);
-    __m512i z = _mm512_set1_epi32(zp[0]);
+    if (!per_elem) {
+        const __m512 s = _mm512_set1_ps(scale[0]);
+        const __m512i z = _mm512_set1_epi32(zp[0]);
+        const __m512 lo = _mm512_set1_ps((float)(qmin - zp[0])), hi = _mm512_set1_ps((float)(qmax - zp[0]));
+        size_t i = 0;
+        for (; i + 64 <= n; i += 64) {
+            __m512i q[4];
+            for (int j = 0; j < 4; j++) q[j] = quantize16(_mm512_loadu_ps(x + i + 16 * j), s, z, lo, hi);
+            _mm512_storeu_si512(y + i, qmin < 0 ? qe_pack64_s8_avx512(q[0], q[1], q[2], q[3])
+                                                : qe_pack64_u8_avx512(q[0], q[1], q[2], q[3]));
+        }
+        for (; i + 16 <= n; i += 16)
+            _mm_storeu_si128((__m128i *)(y + i),
+                             _mm512_cvtepi32_epi8(quantize16(_mm512_loadu_ps(x + i), s, z, lo, hi)));
+        if (i < n) {
+            const __mmask16 m = mask16(n - i);
+            qe_store_u8x16_avx512(y + i, quantize16(_mm512_maskz_loadu_ps(m, x + i), s, z, lo, hi), m);
+        }
+        return;
+    }
     for (size_t i = 0; i < n; i += 16) {
         const __mmask16 m = mask16(n - i);
-        if (per_elem) {
-            s = _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, scale + i);
-            z = _mm512_maskz_loadu_epi32(m, zp + i);
-        }
-        __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), s);
-        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v); /* NaN -> 0 */
+        const __m512 s = _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, scale + i);
+        const __m512i z = _mm512_maskz_loadu_epi32(m, zp + i);
         const __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmin, z));
         const __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmax, z));
-        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, qe_requant_ps_avx512(v, lo, hi, z));
+        qe_store_u8x16_avx512(y + i, quantize16(_mm512_maskz_loadu_ps(m, x + i), s, z, lo, hi), m);
     }
 }
 
@@ -130,7 +164,7 @@ static void dequantize8_avx512(size_t n, const uint8_t *x, int is_signed, const 
         }
         const __m128i b = _mm_maskz_loadu_epi8(m, x + i);
         const __m512i v = is_signed ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
-        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(v, z)), s));
+        qe_store_ps_avx512(y + i, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(v, z)), s), m);
     }
 }
 
@@ -140,8 +174,8 @@ static void dequantize32_avx512(size_t n, const int32_t *x, const float *scale, 
     for (size_t i = 0; i < n; i += 16) {
         const __mmask16 m = mask16(n - i);
         if (per_elem) s = _mm512_maskz_loadu_ps(m, scale + i);
-        _mm512_mask_storeu_ps(y + i, m,
-                              _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, x + i)), s));
+        qe_store_ps_avx512(y + i, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, x + i)), s),
+                           m);
     }
 }
 

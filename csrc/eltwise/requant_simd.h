@@ -39,6 +39,54 @@ static inline __m512i qe_requant_ps_avx512(__m512 v, __m512 lo, __m512 hi, __m51
     v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
     return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
 }
+
+/* Stores under a mask only when the mask is partial: masked stores (and vpmovdb to memory) are
+ * slow on AMD Zen 4, while full vectors take plain stores. The low byte of each int32 lane is
+ * stored, which is the uint8 or int8 value of a lane inside [qmin, qmax]. */
+static inline void qe_store_u8x16_avx512(void *dst, __m512i q, __mmask16 m) {
+    const __m128i b = _mm512_cvtepi32_epi8(q);
+    if (m == 0xFFFF)
+        _mm_storeu_si128((__m128i *)dst, b);
+    else
+        _mm_mask_storeu_epi8(dst, m, b);
+}
+
+static inline void qe_store_ps_avx512(void *dst, __m512 v, __mmask16 m) {
+    if (m == 0xFFFF)
+        _mm512_storeu_ps(dst, v);
+    else
+        _mm512_mask_storeu_ps(dst, m, v);
+}
+
+static inline void qe_store_epi32_avx512(void *dst, __m512i v, __mmask16 m) {
+    if (m == 0xFFFF)
+        _mm512_storeu_si512(dst, v);
+    else
+        _mm512_mask_storeu_epi32(dst, m, v);
+}
+
+/* 4 x 16 int32 lanes already in [0, 255] (elements 0-15, 16-31, ...) -> 64 bytes in order:
+ * two in-lane saturating packs (exact here) and one dword transpose, instead of 4 vpmovdb. */
+static inline __m512i qe_pack64_u8_avx512(__m512i q0, __m512i q1, __m512i q2, __m512i q3) {
+    const __m512i b = _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
+    /* byte lane L holds [q0, q1, q2, q3] dwords L; element dword 4k + L sits at 4L + k */
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(idx, b);
+}
+
+/* The same for int8 results in [-128, 127]. */
+static inline __m512i qe_pack64_s8_avx512(__m512i q0, __m512i q1, __m512i q2, __m512i q3) {
+    const __m512i b = _mm512_packs_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(idx, b);
+}
+
+static inline void qe_store_u8x64_avx512(void *dst, __m512i v, __mmask64 m) {
+    if (m == ~(__mmask64)0)
+        _mm512_storeu_si512(dst, v);
+    else
+        _mm512_mask_storeu_epi8(dst, m, v);
+}
 #endif
 
 #if defined(__ARM_NEON) && defined(__aarch64__)

@@ -1,6 +1,6 @@
 /*
- * qgemm.c -- the GEMM entry points: packing with column sums, and the threaded driver that
- * splits C into tiles and runs the packed object's kernel on each.
+ * qgemm.c -- the GEMM entry points: the registry of kernel families, packing with column sums,
+ * and the threaded driver that splits C into tasks and runs the packed object's family on each.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +10,19 @@
 /* The kernel family of each ISA (NULL: this path falls back to the reference). */
 static const qe_gemm_ukernel *const g_ukernels[QE_ISA_COUNT] = {
     [QE_ISA_REF] = &qe_gemm_ukernel_ref,
+#if defined(QE_BUILD_X86)
+    [QE_ISA_AVX2] = &qe_gemm_ukernel_avx2,
+    [QE_ISA_AVX512VNNI] = &qe_gemm_ukernel_avx512vnni,
+#endif
+#if defined(QE_BUILD_ARM64)
+    [QE_ISA_NEON] = &qe_gemm_ukernel_neon,
+    [QE_ISA_NEON_DOTPROD] = &qe_gemm_ukernel_neondot,
+#endif
 };
+
+/* Smallest task worth handing to another thread, in estimated cycles (about 2 us): below it
+ * the hand-off costs more than it saves. */
+enum { QE_GEMM_MIN_TASK_CYCLES = 8192 };
 
 qe_gemm_packed *qe_gemm_pack(const void *b, size_t K, size_t N, ptrdiff_t stride_k,
                              ptrdiff_t stride_n, int b_is_u8, qe_isa isa) {
@@ -23,7 +35,7 @@ qe_gemm_packed *qe_gemm_pack(const void *b, size_t K, size_t N, ptrdiff_t stride
     p->N = N;
     p->isa = isa;
     p->uk = QE_PICK(g_ukernels, isa);
-    p->data_bytes = p->uk->packed_bytes(K, N);
+    p->data_bytes = p->uk->packed_bytes(p->uk, K, N);
     p->data = qe_aligned_alloc(p->data_bytes);
     p->col_sums = qe_aligned_alloc(N * sizeof(int32_t));
     if (!p->data || !p->col_sums) {
@@ -87,13 +99,35 @@ static void gemm_task(void *ctx, size_t task, int thread_index) {
                   (char *)j->c + m0 * j->ldc * es, j->ldc);
 }
 
+/* Task grid for `threads` threads: one task per thread, of near-equal size. Estimated cost:
+ * the multiplies at ~64 per cycle plus the stream of packed B at ~32 bytes per cycle (which
+ * dominates when M is small); no task is smaller than QE_GEMM_MIN_TASK_CYCLES. Rows are split
+ * first (each task then streams B through its own L2 once and reuses it over many rows);
+ * columns when there are too few row strips, as for M = 1, so each thread streams its own
+ * part of B. More, smaller tasks measured slower on 128^3..2048^3 (2 threads): the caller
+ * claims extra tasks before the worker is up, and the last task sets the pace. Task edges fall
+ * on the family's tile (mr rows, nr columns); since each output is computed wholly by one task
+ * with exact integer sums, the result is the same for every grid. */
+static void gemm_partition(const qe_gemm_ukernel *uk, size_t M, size_t N, size_t K,
+                           int threads, size_t *tile_m, size_t *tile_n) {
+    const size_t strips = QE_DIV_UP(M, uk->mr), panels = QE_DIV_UP(N, uk->nr);
+    const double cycles = (double)N * (double)K * ((double)M / 64.0 + 1.0 / 32.0);
+    const size_t affordable = (size_t)QE_MAX(1.0, cycles / QE_GEMM_MIN_TASK_CYCLES);
+    const size_t want = QE_MIN((size_t)QE_MAX(threads, 1), affordable);
+    const size_t tasks_m = QE_MIN(strips, want);
+    const size_t tasks_n = QE_MIN(panels, QE_DIV_UP(want, tasks_m));
+    *tile_m = QE_DIV_UP(strips, tasks_m) * uk->mr;
+    *tile_n = QE_DIV_UP(panels, tasks_n) * uk->nr;
+}
+
 int qe_gemm_u8s8(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda, int32_t a_zp,
                  const int32_t *b_zp, const qe_output *out, void *c, size_t ldc) {
     if (!b || !a || !out || !c || lda < b->K || ldc < b->N || a_zp < 0 || a_zp > 255)
         return QE_ERR_ARG;
     if (M == 0) return QE_OK;
     gemm_job j = {.b = b, .M = M, .lda = lda, .ldc = ldc, .a = a, .a_zp = a_zp, .b_zp = b_zp,
-                  .out = out, .c = c, .tile_m = b->uk->tile_m, .tile_n = b->uk->tile_n};
+                  .out = out, .c = c};
+    gemm_partition(b->uk, M, b->N, b->K, qe_effective_threads(), &j.tile_m, &j.tile_n);
     j.tiles_n = QE_DIV_UP(b->N, j.tile_n);
     const size_t tiles_m = QE_DIV_UP(M, j.tile_m);
     qe_parallel_for(tiles_m * j.tiles_n, gemm_task, &j);

@@ -1,13 +1,13 @@
 /*
  * qgemm_ref.c -- the portable reference GEMM: the definition every SIMD path must equal.
  * Layout: B stored transposed, one row of K int8 per output column n (n-major).
- * Slow on purpose-free grounds: plain loops, no blocking.
+ * Slow on purpose: plain loops, no blocking, the output pipeline through qe_output_row_ref.
  */
 #include <string.h>
 
 #include "qgemm.h"
 
-static size_t ref_packed_bytes(size_t K, size_t N) { return K * N; }
+static size_t ref_packed_bytes(const qe_gemm_ukernel *uk, size_t K, size_t N) { return K * N; }
 
 static void ref_pack(qe_gemm_packed *p, const uint8_t *b, ptrdiff_t stride_k, ptrdiff_t stride_n,
                      int xor128) {
@@ -52,6 +52,6 @@ const qe_gemm_ukernel qe_gemm_ukernel_ref = {
     .packed_bytes = ref_packed_bytes,
     .pack = ref_pack,
     .run = ref_run,
-    .tile_m = 32,
-    .tile_n = 64,
+    .mr = 4,
+    .nr = 16,
 };

@@ -81,7 +81,9 @@ typedef struct {
     const qe_pool_kernels *k;
     int avg, count_include_pad;
     uint8_t pad_value;   /* what taps outside the input read: 0 (max) or x_zp (average) */
-    float mult;
+    float mult, mult_full; /* mult_full: mult / taps, for windows inside the input */
+    size_t ow_lo, ow_hi;   /* output columns whose window is inside the input */
+    const size_t *tap_off; /* [taps] byte offset of each tap from the window origin */
     qe_pool_requant rq;
     size_t rows, rows_per_task;
 } pool_job;
@@ -99,19 +101,29 @@ static void axis_counts(size_t o, size_t k, size_t s, size_t d, size_t in, size_
     *padded = b;
 }
 
-static void pool_row(const pool_job *j, size_t n, size_t oh, const uint8_t **ind, float *mult) {
+/* Tap pointers (and, for the average, multipliers) of output pixels (n, oh, ow0 .. ow1-1). */
+static void pool_row(const pool_job *j, size_t n, size_t oh, size_t ow0, size_t ow1,
+                     const uint8_t **ind, float *mult) {
     const qe_pool_shape *s = j->s;
     const size_t T = s->kernel_h * s->kernel_w, C = s->channels;
     size_t in_h = 0, pad_h = 0;
     if (j->avg)
         axis_counts(oh, s->kernel_h, s->stride_h, s->dilation_h, s->in_h, s->pad_top,
                     s->pad_bottom, &in_h, &pad_h);
-    for (size_t ow = 0; ow < s->out_w; ow++) {
-        const uint8_t **tp = ind + ow * T;
+    const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
+    const int rows_inside = ih0 >= 0 && ih0 + (ptrdiff_t)((s->kernel_h - 1) * s->dilation_h) < (ptrdiff_t)s->in_h;
+    for (size_t ow = ow0; ow < ow1; ow++) {
+        const uint8_t **tp = ind + (ow - ow0) * T;
         const ptrdiff_t iw0 = (ptrdiff_t)(ow * s->stride_w) - (ptrdiff_t)s->pad_left;
+        if (rows_inside && ow >= j->ow_lo && ow < j->ow_hi) { /* all taps inside the input */
+            const uint8_t *base = j->x + ((n * s->in_h + (size_t)ih0) * s->in_w + (size_t)iw0) * C;
+            for (size_t t = 0; t < T; t++) tp[t] = base + j->tap_off[t];
+            if (j->avg) mult[ow - ow0] = j->mult_full;
+            continue;
+        }
         size_t t = 0;
         for (size_t ki = 0; ki < s->kernel_h; ki++) {
-            const ptrdiff_t ih = (ptrdiff_t)(oh * s->stride_h + ki * s->dilation_h) - (ptrdiff_t)s->pad_top;
+            const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
             const int row_ok = ih >= 0 && ih < (ptrdiff_t)s->in_h;
             const uint8_t *row = row_ok ? j->x + (n * s->in_h + (size_t)ih) * s->in_w * C : NULL;
             for (size_t kj = 0; kj < s->kernel_w; kj++, t++) {
@@ -125,39 +137,55 @@ static void pool_row(const pool_job *j, size_t n, size_t oh, const uint8_t **ind
             axis_counts(ow, s->kernel_w, s->stride_w, s->dilation_w, s->in_w, s->pad_left,
                         s->pad_right, &in_w, &pad_w);
             const size_t count = j->count_include_pad ? pad_h * pad_w : in_h * in_w;
-            mult[ow] = count ? j->mult / (float)count : 0.0f;
+            mult[ow - ow0] = count ? j->mult / (float)count : 0.0f;
         }
     }
 }
 
+/* Pointers per indirection chunk: at most 64 KB of them, whatever the row width and window. */
+enum { QE_POOL_IND_POINTERS = 8192 };
+
 static void pool_task(void *ctx, size_t task, int thread_index) {
     const pool_job *j = ctx;
     const qe_pool_shape *s = j->s;
-    const size_t T = s->kernel_h * s->kernel_w, ow = s->out_w;
-    const size_t ind_bytes = QE_ROUND_UP(ow * T * sizeof(uint8_t *), 64);
-    char *buf = qe_scratch(2, ind_bytes + ow * sizeof(float));
+    const size_t T = s->kernel_h * s->kernel_w, chunk = QE_MAX(1, QE_POOL_IND_POINTERS / T);
+    const size_t px = QE_MIN(chunk, s->out_w), ind_bytes = QE_ROUND_UP(px * T * sizeof(uint8_t *), 64);
+    char *buf = qe_scratch(2, ind_bytes + px * sizeof(float));
     QE_ASSERT(buf != NULL);
     const uint8_t **ind = (const uint8_t **)buf;
     float *mult = (float *)(buf + ind_bytes);
     const size_t r0 = task * j->rows_per_task, r1 = QE_MIN(r0 + j->rows_per_task, j->rows);
-    for (size_t r = r0; r < r1; r++) {
-        pool_row(j, r / s->out_h, r % s->out_h, ind, mult);
-        uint8_t *y = j->y + r * ow * s->channels;
-        if (j->avg)
-            j->k->avg(ow, s->channels, T, ind, mult, &j->rq, y);
-        else
-            j->k->max(ow, s->channels, T, ind, y);
-    }
+    for (size_t r = r0; r < r1; r++)
+        for (size_t ow0 = 0; ow0 < s->out_w; ow0 += chunk) {
+            const size_t ow1 = QE_MIN(ow0 + chunk, s->out_w);
+            pool_row(j, r / s->out_h, r % s->out_h, ow0, ow1, ind, mult);
+            uint8_t *y = j->y + (r * s->out_w + ow0) * s->channels;
+            if (j->avg)
+                j->k->avg(ow1 - ow0, s->channels, T, ind, mult, &j->rq, y);
+            else
+                j->k->max(ow1 - ow0, s->channels, T, ind, y);
+        }
 }
 
 static int pool_run(pool_job *j) {
     const qe_pool_shape *s = j->s;
     const size_t T = s->kernel_h * s->kernel_w;
-    /* the padding row, read for up to one vector past the channel count */
-    uint8_t *pad_row = qe_scratch(3, QE_ROUND_UP(s->channels, 64) + 64);
+    /* the padding row (read for up to one vector past the channel count), then tap offsets */
+    const size_t row_bytes = QE_ROUND_UP(s->channels, 64) + 64;
+    uint8_t *pad_row = qe_scratch(3, row_bytes + T * sizeof(size_t));
     if (!pad_row) return QE_ERR_NOMEM;
-    memset(pad_row, j->pad_value, QE_ROUND_UP(s->channels, 64) + 64);
+    memset(pad_row, j->pad_value, row_bytes);
     j->pad_row = pad_row;
+    size_t *tap_off = (size_t *)(pad_row + row_bytes);
+    for (size_t ki = 0, t = 0; ki < s->kernel_h; ki++)
+        for (size_t kj = 0; kj < s->kernel_w; kj++, t++)
+            tap_off[t] = (ki * s->dilation_h * s->in_w + kj * s->dilation_w) * s->channels;
+    j->tap_off = tap_off;
+    j->mult_full = j->mult / (float)T;
+    const size_t ext_w = (s->kernel_w - 1) * s->dilation_w + 1;
+    j->ow_lo = QE_DIV_UP(s->pad_left, s->stride_w);
+    j->ow_hi = s->in_w + s->pad_left >= ext_w ? (s->in_w + s->pad_left - ext_w) / s->stride_w + 1 : 0;
+    j->ow_hi = QE_MIN(j->ow_hi, s->out_w);
     j->k = QE_PICK(g_pool_kernels, qe_get_isa());
     j->rows = s->batch * s->out_h;
     const size_t row_work = s->out_w * s->channels * T + 1;
@@ -184,7 +212,8 @@ int qe_avgpool_u8(const qe_pool_shape *s, int count_include_pad, const uint8_t *
     if (!x || !y || !requant_ok(mult, x_zp, y_zp, qmin, qmax)) return QE_ERR_ARG;
     const int32_t T = (int32_t)(s->kernel_h * s->kernel_w);
     pool_job j = {.s = s, .x = x, .y = y, .avg = 1, .count_include_pad = count_include_pad != 0,
-                  .pad_value = (uint8_t)x_zp, .mult = mult, .rq = {.sub = T * x_zp, .zp = y_zp, .qmin = qmin, .qmax = qmax}};
+                  .pad_value = (uint8_t)x_zp, .mult = mult,
+                  .rq = {.sub = T * x_zp, .zp = y_zp, .qmin = qmin, .qmax = qmax}};
     return pool_run(&j);
 }
 

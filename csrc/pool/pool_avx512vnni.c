@@ -18,7 +18,7 @@ void qe_maxpool_u8_c64__avx512(size_t pixels, size_t channels, size_t ntaps,
             __m512i v = _mm512_maskz_loadu_epi8(m, taps[0] + c);
             for (size_t t = 1; t < ntaps; t++)
                 v = _mm512_max_epu8(v, _mm512_maskz_loadu_epi8(m, taps[t] + c));
-            _mm512_mask_storeu_epi8(y + c, m, v);
+            qe_store_u8x64_avx512(y + c, v, m);
         }
 }
 
@@ -28,26 +28,58 @@ static inline void flush16(__m512i s16, __m512i *acc) {
     acc[1] = _mm512_add_epi32(acc[1], _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(s16, 1)));
 }
 
+/* The requantization constants, in registers once per call. */
+typedef struct {
+    __m512 lo, hi;
+    __m512i zp, sub;
+} avg_consts;
+
+static inline avg_consts avg_setup(const qe_pool_requant *rq) {
+    return (avg_consts){.lo = _mm512_set1_ps((float)(rq->qmin - rq->zp)),
+                        .hi = _mm512_set1_ps((float)(rq->qmax - rq->zp)),
+                        .zp = _mm512_set1_epi32(rq->zp), .sub = _mm512_set1_epi32(rq->sub)};
+}
+
+static inline __m512i avg_requant(__m512i acc, __m512 mult, const avg_consts *k) {
+    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, k->sub)), mult);
+    return qe_requant_ps_avx512(v, k->lo, k->hi, k->zp);
+}
+
 /* Requantize 32 sums into y under the 32-bit mask m. */
-static inline void store32(const __m512i *acc, float mult, const qe_pool_requant *rq,
-                           __mmask32 m, uint8_t *y) {
-    const __m512 lo = _mm512_set1_ps((float)(rq->qmin - rq->zp));
-    const __m512 hi = _mm512_set1_ps((float)(rq->qmax - rq->zp));
-    const __m512i zp = _mm512_set1_epi32(rq->zp), sub = _mm512_set1_epi32(rq->sub);
-    const __m512 mv = _mm512_set1_ps(mult);
-    for (int i = 0; i < 2; i++) {
-        const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i], sub)), mv);
-        _mm512_mask_cvtepi32_storeu_epi8(y + 16 * i, (__mmask16)(m >> (16 * i)),
-                                         qe_requant_ps_avx512(v, lo, hi, zp));
-    }
+static inline void store32(const __m512i *acc, __m512 mult, const avg_consts *k, __mmask32 m,
+                           uint8_t *y) {
+    for (int i = 0; i < 2; i++)
+        qe_store_u8x16_avx512(y + 16 * i, avg_requant(acc[i], mult, k), (__mmask16)(m >> (16 * i)));
 }
 
 void qe_avgpool_u8_c32__avx512(size_t pixels, size_t channels, size_t ntaps,
                                const uint8_t *const *taps, const float *mult,
                                const qe_pool_requant *rq, uint8_t *y) {
     QE_ASSERT(taps && mult && rq && y && ntaps > 0 && ntaps <= 65536);
-    for (size_t px = 0; px < pixels; px++, taps += ntaps, y += channels)
-        for (size_t c = 0; c < channels; c += 32) {
+    const avg_consts k = avg_setup(rq);
+    for (size_t px = 0; px < pixels; px++, taps += ntaps, y += channels) {
+        const __m512 mv = _mm512_set1_ps(mult[px]);
+        size_t c = 0;
+        for (; c + 64 <= channels; c += 64) { /* a full cache line of every tap */
+            __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(),
+                              _mm512_setzero_si512(), _mm512_setzero_si512()};
+            for (size_t t0 = 0; t0 < ntaps; t0 += 256) {
+                const size_t t1 = QE_MIN(ntaps, t0 + 256);
+                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+                for (size_t t = t0; t < t1; t++) {
+                    const __m512i v = _mm512_loadu_si512(taps[t] + c);
+                    s0 = _mm512_add_epi16(s0, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(v)));
+                    s1 = _mm512_add_epi16(s1, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(v, 1)));
+                }
+                flush16(s0, acc);
+                flush16(s1, acc + 2);
+            }
+            _mm512_storeu_si512(y + c, qe_pack64_u8_avx512(avg_requant(acc[0], mv, &k),
+                                                           avg_requant(acc[1], mv, &k),
+                                                           avg_requant(acc[2], mv, &k),
+                                                           avg_requant(acc[3], mv, &k)));
+        }
+        for (; c < channels; c += 32) {
             const size_t rem = channels - c;
             const __mmask32 m = rem >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << rem) - 1;
             __m512i acc[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
@@ -59,13 +91,16 @@ void qe_avgpool_u8_c32__avx512(size_t pixels, size_t channels, size_t ntaps,
                         s16, _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, taps[t] + c)));
                 flush16(s16, acc);
             }
-            store32(acc, mult[px], rq, m, y + c);
+            store32(acc, mv, &k, m, y + c);
         }
+    }
 }
 
 void qe_gavgpool_u8_c32__avx512(size_t rows, size_t channels, const uint8_t *x, size_t ldx,
                                 float mult, const qe_pool_requant *rq, uint8_t *y) {
     QE_ASSERT(x && rq && y && rows > 0 && rows <= ((size_t)1 << 23));
+    const avg_consts k = avg_setup(rq);
+    const __m512 mv = _mm512_set1_ps(mult);
     size_t c = 0;
     /* 64 channels (a cache line of each row) per pass */
     for (; c + 64 <= channels; c += 64) {
@@ -82,8 +117,10 @@ void qe_gavgpool_u8_c32__avx512(size_t rows, size_t channels, const uint8_t *x, 
             flush16(s0, acc);
             flush16(s1, acc + 2);
         }
-        store32(acc, mult, rq, ~(__mmask32)0, y + c);
-        store32(acc + 2, mult, rq, ~(__mmask32)0, y + c + 32);
+        _mm512_storeu_si512(y + c, qe_pack64_u8_avx512(avg_requant(acc[0], mv, &k),
+                                                       avg_requant(acc[1], mv, &k),
+                                                       avg_requant(acc[2], mv, &k),
+                                                       avg_requant(acc[3], mv, &k)));
     }
     for (; c < channels; c += 32) {
         const size_t rem = channels - c;
@@ -97,6 +134,6 @@ void qe_gavgpool_u8_c32__avx512(size_t rows, size_t channels, const uint8_t *x, 
                     s16, _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, x + r * ldx + c)));
             flush16(s16, acc);
         }
-        store32(acc, mult, rq, m, y + c);
+        store32(acc, mv, &k, m, y + c);
     }
 }

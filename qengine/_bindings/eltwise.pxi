@@ -55,8 +55,14 @@ cdef object _elementwise_output(y, tuple shape, dtype, inputs):
         raise ValueError(f"y must have shape {shape}, got {y.shape}")
     if not y.flags.c_contiguous or not y.flags.writeable:
         raise ValueError("y must be C-contiguous and writable")
+    cdef uintptr_t y0 = _addr(y), y1 = y0 + y.nbytes, a0
     for a in inputs:
-        if a is not None and np.may_share_memory(y, a) and not _same_buffer(y, a):
+        if a is None or not isinstance(a, np.ndarray):
+            continue
+        a0 = _addr(a)
+        if a.flags.c_contiguous and (a0 >= y1 or y0 >= a0 + a.nbytes):
+            continue  # disjoint address ranges: no overlap (the cheap common case)
+        if np.may_share_memory(y, a) and not _same_buffer(y, a):
             raise ValueError("y overlaps an input without being that input")
     return y
 
@@ -77,19 +83,23 @@ cdef object _binary(int is_mul, a, b, a_zp, b_zp, float a_mult, float b_mult, y_
         _check_int(v, nm, 0, 255)
     if qmin > qmax:
         raise ValueError(f"qmin ({qmin}) must be <= qmax ({qmax})")
-    try:
-        shape = tuple(np.broadcast_shapes(a.shape, b.shape))
-    except ValueError:
-        raise ValueError(f"shapes {a.shape} and {b.shape} do not broadcast") from None
+    if a.shape == b.shape:  # the common case, without numpy's broadcasting machinery
+        shape = a.shape
+    else:
+        try:
+            shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        except ValueError:
+            raise ValueError(f"shapes {a.shape} and {b.shape} do not broadcast") from None
     # Make `a` the full-size operand (both ops are symmetric in their operands).
     if a.shape != shape and b.shape == shape:
         a, b, a_zp, b_zp, a_mult, b_mult = b, a, b_zp, a_zp, b_mult, a_mult
     a_in, b_in = a, b
     if a.shape != shape:
         a = np.broadcast_to(a, shape)
-    a = np.ascontiguousarray(a)
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
     cols = shape[len(shape) - 1] if len(shape) else 1
-    n = int(np.prod(shape))
+    n = a.size
     cdef int scalar = 0
     cdef size_t b_stride = cols
     if b.size == 1:
@@ -97,6 +107,9 @@ cdef object _binary(int is_mul, a, b, a_zp, b_zp, float a_mult, float b_mult, y_
     elif (b.shape != shape and b.ndim and b.shape[b.ndim - 1] == cols and
           all(d == 1 for d in b.shape[:b.ndim - 1])):
         b_stride, b = 0, np.ascontiguousarray(b.reshape(cols))  # per-channel vector
+    elif b.shape == shape:
+        if not b.flags.c_contiguous:
+            b = np.ascontiguousarray(b)
     else:
         b = np.ascontiguousarray(np.broadcast_to(b, shape))   # any other broadcast: expand
     y = _elementwise_output(y, shape, np.uint8, (a_in, b_in))
@@ -181,6 +194,10 @@ def lut_u8(x, table, *, y=None):
     return y
 
 
+cdef inline bint _is_scalar_number(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
 cdef tuple _qparams(x, scale, zero_point, int32_t zmin, int32_t zmax, bint need_zp):
     """(channels, scale array, zero-point array): per tensor (scalars or 1 entry) or per channel
     along the last axis of x."""
@@ -214,28 +231,41 @@ def quantize(x, scale, zero_point=0, *, dtype=np.uint8, qmin=None, qmax=None, y=
         x = np.asarray(x)
     if x.dtype != np.float32:
         raise TypeError(f"x must be float32, got {x.dtype}")
-    x = np.ascontiguousarray(x)
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.uint8), np.dtype(np.int8)):
-        raise TypeError(f"dtype must be uint8 or int8, got {dt}")
-    info = np.iinfo(dt)
-    qmin = info.min if qmin is None else qmin
-    qmax = info.max if qmax is None else qmax
-    _check_int(qmin, "qmin", info.min, info.max)
-    _check_int(qmax, "qmax", info.min, info.max)
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    cdef bint signed = dtype is np.int8 or np.dtype(dtype) == np.dtype(np.int8)
+    if not signed and not (dtype is np.uint8 or np.dtype(dtype) == np.dtype(np.uint8)):
+        raise TypeError(f"dtype must be uint8 or int8, got {np.dtype(dtype)}")
+    dt = np.int8 if signed else np.uint8
+    cdef int32_t tmin = -128 if signed else 0, tmax = 127 if signed else 255
+    qmin = tmin if qmin is None else qmin
+    qmax = tmax if qmax is None else qmax
+    _check_int(qmin, "qmin", tmin, tmax)
+    _check_int(qmax, "qmax", tmin, tmax)
     if qmin > qmax:
         raise ValueError(f"qmin ({qmin}) must be <= qmax ({qmax})")
-    channels, s, z = _qparams(x, scale, zero_point, info.min, info.max, True)
+    cdef float s1
+    cdef int32_t z1
+    cdef size_t ch = 1
+    cdef const float *sp = &s1
+    cdef const int32_t *zp = &z1
+    if _is_scalar_number(scale) and _is_scalar_number(zero_point):  # per tensor, no arrays
+        s1 = _positive_float(scale, "scale")
+        _check_int(zero_point, "zero_point", tmin, tmax)
+        z1 = zero_point
+    else:
+        channels, s, z = _qparams(x, scale, zero_point, tmin, tmax, True)
+        ch = channels
+        sp = <const float *><uintptr_t>_addr(s)
+        zp = <const int32_t *><uintptr_t>_addr(z)
     y = _elementwise_output(y, x.shape, dt, (x,))
     if x.size == 0:
         return y
-    cdef size_t n = x.size, ch = channels
+    cdef size_t n = x.size
     cdef const float *xp = <const float *><uintptr_t>_addr(x)
-    cdef const float *sp = <const float *><uintptr_t>_addr(s)
-    cdef const int32_t *zp = <const int32_t *><uintptr_t>_addr(z)
     cdef uintptr_t yp = _addr(y)
     cdef int32_t lo = qmin, hi = qmax
-    cdef int rc, signed = dt == np.dtype(np.int8)
+    cdef int rc
     with nogil:
         if signed:
             rc = qe_quantize_f32_s8(n, ch, xp, sp, zp, lo, hi, <int8_t *>yp)
@@ -255,16 +285,29 @@ def dequantize(x, scale, zero_point=0, *, y=None):
              np.dtype(np.int32): (0, 0)}
     if x.dtype not in kinds:
         raise TypeError(f"x must be uint8, int8 or int32, got {x.dtype}")
-    x = np.ascontiguousarray(x)
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
     zmin, zmax = kinds[x.dtype]
-    channels, s, z = _qparams(x, scale, zero_point, zmin, zmax, x.dtype != np.int32)
+    cdef float s1
+    cdef int32_t z1
+    cdef size_t ch = 1
+    cdef const float *sp = &s1
+    cdef const int32_t *zp = &z1
+    if _is_scalar_number(scale) and (zero_point is None or _is_scalar_number(zero_point)):
+        s1 = _positive_float(scale, "scale")
+        if zero_point is not None:
+            _check_int(zero_point, "zero_point", zmin, zmax)
+        z1 = 0 if zero_point is None else zero_point
+    else:
+        channels, s, z = _qparams(x, scale, zero_point, zmin, zmax, x.dtype != np.int32)
+        ch = channels
+        sp = <const float *><uintptr_t>_addr(s)
+        zp = <const int32_t *><uintptr_t>_addr(z)
     y = _elementwise_output(y, x.shape, np.float32, (x,))
     if x.size == 0:
         return y
-    cdef size_t n = x.size, ch = channels
+    cdef size_t n = x.size
     cdef uintptr_t xp = _addr(x)
-    cdef const float *sp = <const float *><uintptr_t>_addr(s)
-    cdef const int32_t *zp = <const int32_t *><uintptr_t>_addr(z)
     cdef float *yp = <float *><uintptr_t>_addr(y)
     cdef int rc, kind = 0 if x.dtype == np.uint8 else (1 if x.dtype == np.int8 else 2)
     with nogil:

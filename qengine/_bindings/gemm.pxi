@@ -1,14 +1,33 @@
 # int8 GEMM: prepacked weights and C = output(A (uint8) x B (int8)).
+from cpython.buffer cimport PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+
+cdef extern from "gemm/qgemm.h" nogil:
+    void qe_gemm_u8s8_serial(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda,
+                             int32_t a_zp, const int32_t *b_zp, const qe_output *out,
+                             size_t n_begin, size_t n_end, void *c, size_t ldc)
+
+
+cdef void *_buffer_ptr(obj, bint writable) except NULL:
+    """Address of the first element of an array already checked for dtype and strides (the
+    buffer protocol: cheaper per call than __array_interface__ or a typed memoryview)."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(obj, &view, PyBUF_STRIDES | (PyBUF_WRITABLE if writable else 0))
+    cdef void *ptr = view.buf
+    PyBuffer_Release(&view)  # the caller keeps obj alive for the duration of the call
+    return ptr
 
 
 cdef class GemmPacked:
     """B (K x N, int8 -- or uint8 with b_is_u8, shifted by -128 while packing) packed once
-    with its column sums for the kernels of one ISA (the active one by default)."""
+    with its column sums for the kernels of one ISA (the active one by default). The packed
+    object always runs the kernels of the ISA it was packed for."""
     cdef qe_gemm_packed *ptr
 
     def __cinit__(self, b, isa=None, b_is_u8=False):
         self.ptr = NULL
         cdef qe_isa path = _isa_from_name(isa)
+        if not isinstance(b_is_u8, (bool, np.bool_, int, np.integer)) or b_is_u8 not in (0, 1):
+            raise TypeError(f"b_is_u8 must be a bool, got {b_is_u8!r}")
         arr = np.asarray(b)
         want = np.uint8 if b_is_u8 else np.int8
         if arr.dtype != want:
@@ -53,42 +72,94 @@ cdef class GemmPacked:
         return np.array(<int32_t[:n]>s, dtype=np.int32)
 
 
-def gemm_u8s8(GemmPacked b not None, a, a_zp, *, out="u8", bias=None, scale=None,
-              zero_point=0, qmin=0, qmax=255, fbias=None, b_zp=None, c=None):
-    """C = output(sum_k (a[m,k] - a_zp) * (B[k,n] - b_zp[n])).
+cdef object _weight_zero_points(b_zp, Py_ssize_t n):
+    """b_zp as a C-contiguous int32 array of n values in [-128, 127] (a scalar broadcasts)."""
+    if isinstance(b_zp, (int, np.integer)) and not isinstance(b_zp, bool):
+        _check_int(b_zp, "b_zp", -128, 127)
+        return np.full(n, b_zp, dtype=np.int32)
+    bz = _vector(b_zp, np.int32, n, "b_zp", True)
+    cdef const int32_t[::1] v = bz
+    cdef Py_ssize_t i
+    for i in range(v.shape[0]):
+        if v[i] < -128 or v[i] > 127:
+            raise ValueError(f"b_zp must be in [-128, 127], got {v[i]} at index {i}")
+    return np.full(n, v[0], dtype=np.int32) if (v.shape[0] == 1 and n != 1) else bz
 
-    a: uint8 (M, K), rows contiguous. out: 'u8' (requantize with scale = multipliers,
-    zero_point, [qmin, qmax]), 'i32' (raw accumulators) or 'f32' (dequantize with scale, plus
-    fbias). bias: int32 (N,). b_zp: int (N,) or scalar, in [-128, 127] (after any u8 shift).
-    c: optional preallocated (M, N) output whose row stride may exceed N."""
+
+cdef class _GemmCall:
+    """The validated arguments of one GEMM call; holds every array C will touch alive."""
+    cdef qe_output out
+    cdef list keep
+    cdef object a, c
+    cdef const uint8_t *a_ptr
+    cdef void *c_ptr
+    cdef size_t M, lda, ldc
+    cdef int32_t a_zp
+    cdef const int32_t *b_zp
+
+
+cdef _GemmCall _gemm_prepare(GemmPacked b, a, a_zp, str out, bias, scale, zero_point, qmin,
+                             qmax, fbias, b_zp, c):
+    cdef _GemmCall g = _GemmCall.__new__(_GemmCall)
+    g.keep = []
     a = _input_rows(a, np.uint8, "a")
-    cdef Py_ssize_t M = a.shape[0], N = b.N
     if a.shape[1] != b.K:
         raise ValueError(f"a has {a.shape[1]} columns but B has K = {b.K} rows")
     _check_int(a_zp, "a_zp", 0, 255)
-    cdef list keep = []
-    cdef qe_output o
-    _fill_output(&o, keep, out, N, bias, scale, zero_point, qmin, qmax, fbias)
-    cdef const int32_t *bzp_ptr = NULL
-    cdef int32_t[::1] bzp_v
+    g.a_zp = a_zp
+    cdef Py_ssize_t N = b.N
+    _fill_output(&g.out, g.keep, out, N, bias, scale, zero_point, qmin, qmax, fbias)
+    cdef const int32_t[::1] bzp_v
+    g.b_zp = NULL
     if b_zp is not None:
-        bz = np.broadcast_to(_vector(b_zp, np.int32, N, "b_zp", True), (N,)).copy()
-        if bz.size and (bz.min() < -128 or bz.max() > 127):
-            raise ValueError("b_zp must be in [-128, 127]")
-        keep.append(bz)
+        bz = _weight_zero_points(b_zp, N)
+        g.keep.append(bz)
         bzp_v = bz
-        bzp_ptr = &bzp_v[0]
-    result = _output_array(c, out, M, N, "c")
-    if M == 0:
-        return result
-    cdef const uint8_t[:, :] av = a
-    cdef size_t lda = a.strides[0] if M > 1 else a.shape[1]
-    cdef size_t ldc = (result.strides[0] // result.itemsize) if M > 1 else N
-    cdef uintptr_t cptr = result.__array_interface__["data"][0]
+        g.b_zp = &bzp_v[0]
+    g.a = a
+    g.c = _output_array(c, out, a.shape[0], N, "c")
+    g.M = a.shape[0]
+    if g.M:
+        g.a_ptr = <const uint8_t *>_buffer_ptr(a, False)
+        g.c_ptr = _buffer_ptr(g.c, True)
+        g.lda = a.strides[0] if g.M > 1 else a.shape[1]
+        g.ldc = (g.c.strides[0] // g.c.itemsize) if g.M > 1 else N
+    return g
+
+
+def gemm_u8s8(GemmPacked b not None, a, a_zp, *, out="u8", bias=None, scale=None,
+              zero_point=0, qmin=0, qmax=255, fbias=None, b_zp=None, c=None):
+    """C = output(sum_k (a[m,k] - a_zp) * (B[k,n] - b_zp[n])), on the thread pool.
+
+    a: uint8 (M, K), rows contiguous (a row stride > K is fine). out: 'u8' (requantize with
+    scale = multipliers, zero_point, [qmin, qmax]), 'i32' (raw accumulators) or 'f32'
+    (dequantize with scale, plus fbias). bias: int32 (N,). scale: (N,) or scalar. b_zp: int
+    (N,) or scalar, in [-128, 127] (after any u8 shift). c: optional preallocated (M, N)
+    output whose row stride may exceed N. Returns C."""
+    cdef _GemmCall g = _gemm_prepare(b, a, a_zp, out, bias, scale, zero_point, qmin, qmax,
+                                     fbias, b_zp, c)
+    if g.M == 0:
+        return g.c
     cdef int rc
-    cdef int32_t azp = a_zp
     with nogil:
-        rc = qe_gemm_u8s8(b.ptr, M, &av[0, 0], lda, azp, bzp_ptr, &o, <void *>cptr, ldc)
+        rc = qe_gemm_u8s8(b.ptr, g.M, g.a_ptr, g.lda, g.a_zp, g.b_zp, &g.out, g.c_ptr, g.ldc)
     if rc != QE_OK:
         raise ValueError(f"qe_gemm_u8s8 rejected its arguments (code {rc})")
-    return result
+    return g.c
+
+
+def _gemm_u8s8_serial(GemmPacked b not None, a, a_zp, Py_ssize_t n_begin, Py_ssize_t n_end, *,
+                      out="u8", bias=None, scale=None, zero_point=0, qmin=0, qmax=255,
+                      fbias=None, b_zp=None, c=None):
+    """Test hook for qe_gemm_u8s8_serial, the single-threaded entry the convolution driver
+    calls: like gemm_u8s8 but computes only columns [n_begin, n_end) of C (others untouched)."""
+    cdef _GemmCall g = _gemm_prepare(b, a, a_zp, out, bias, scale, zero_point, qmin, qmax,
+                                     fbias, b_zp, c)
+    if not 0 <= n_begin < n_end <= b.N:
+        raise ValueError(f"need 0 <= n_begin < n_end <= {b.N}, got [{n_begin}, {n_end})")
+    if g.M == 0:
+        return g.c
+    with nogil:
+        qe_gemm_u8s8_serial(b.ptr, g.M, g.a_ptr, g.lda, g.a_zp, g.b_zp, &g.out,
+                            <size_t>n_begin, <size_t>n_end, g.c_ptr, g.ldc)
+    return g.c

@@ -61,3 +61,288 @@ def gemm_step(str name, GemmPacked b not None, Py_ssize_t M, a, c, a_zp, *, Py_s
     g.a_zp = a_zp
     g.out = o
     return s
+
+
+# ---- convolution -----------------------------------------------------------------------------
+cdef struct ConvArgs:
+    qe_conv_packed *p
+    qe_conv_shape s
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+    int32_t x_zp
+    const int32_t *w_zp
+    qe_output out
+    size_t ldy
+
+
+cdef int _run_conv(const void *p, char **slots) noexcept nogil:
+    cdef const ConvArgs *c = <const ConvArgs *>p
+    return qe_conv_u8s8(c.p, &c.s, <const uint8_t *>(slots[c.x_slot] + c.x_off), c.x_zp,
+                        c.w_zp, &c.out, slots[c.y_slot] + c.y_off, c.ldy)
+
+
+def conv_step(str name, ConvPacked p not None, Py_ssize_t batch, Py_ssize_t in_h,
+              Py_ssize_t in_w, x, y, x_zp, *, Py_ssize_t ldy=0, w_zp=None, out="u8",
+              bias=None, scale=None, zero_point=0, qmin=0, qmax=255, fbias=None):
+    """NHWC convolution of x = (slot, byte offset) [batch, in_h, in_w, in_c] into y = (slot,
+    byte offset) [batch, out_h, out_w] pixels of out_c values, pixel stride ldy (default out_c)."""
+    _check_int(x_zp, "x_zp", 0, 255)
+    cdef qe_conv_shape s = p.shape
+    s.batch, s.in_h, s.in_w = batch, in_h, in_w
+    s.out_h = _out_len(in_h, s.kernel_h, s.stride_h, s.dilation_h, s.pad_top, s.pad_bottom)
+    s.out_w = _out_len(in_w, s.kernel_w, s.stride_w, s.dilation_w, s.pad_left, s.pad_right)
+    if batch < 1 or qe_conv_shape_check(&s) != QE_OK:
+        raise ValueError(f"convolution {name!r}: invalid shape (batch {batch}, input "
+                         f"{in_h}x{in_w}x{s.in_c})")
+    ldy = ldy or p.out_c
+    if ldy < p.out_c:
+        raise ValueError(f"ldy ({ldy}) < out_c ({p.out_c})")
+    cdef list keep = [p]
+    cdef qe_output o
+    _fill_output(&o, keep, out, p.out_c, bias, scale, zero_point, qmin, qmax, fbias)
+    if scale is not None:
+        _check_positive_array(np.asarray(scale, dtype=np.float32), "scale")
+    cdef size_t es = 1 if out == "u8" else 4
+    x_slot, x_off = x
+    y_slot, y_off = y
+    cdef Py_ssize_t pixels = batch * s.out_h * s.out_w
+    extents = [(x_slot, x_off, x_off + batch * in_h * in_w * s.in_c),
+               (y_slot, y_off, y_off + ((pixels - 1) * ldy + p.out_c) * es)]
+    ops = 2.0 * pixels * p.out_c * s.kernel_h * s.kernel_w * (s.in_c // s.groups)
+    cdef NativeStep st = _native_step(name, "Conv", _run_conv, sizeof(ConvArgs), keep, extents, ops)
+    cdef ConvArgs *c = <ConvArgs *>st.args
+    cdef int32_t[::1] wzv
+    if w_zp is not None:
+        wz = np.broadcast_to(_vector(w_zp, np.int32, p.out_c, "w_zp", True), (p.out_c,)).copy()
+        if wz.min() < -128 or wz.max() > 127:
+            raise ValueError("w_zp must be in [-128, 127]")
+        keep.append(wz)
+        wzv = wz
+        c.w_zp = &wzv[0]
+    c.p = p.ptr
+    c.s = s
+    c.x_slot, c.x_off, c.y_slot, c.y_off = x_slot, x_off, y_slot, y_off
+    c.x_zp = x_zp
+    c.out = o
+    c.ldy = ldy
+    return st
+
+
+# ---- pooling -----------------------------------------------------------------------------------
+cdef struct PoolArgs:
+    qe_pool_shape s
+    int kind          # 0 max, 1 average, 2 global average
+    int include_pad
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+    int32_t x_zp, y_zp, qmin, qmax
+    float mult
+
+
+cdef int _run_pool(const void *p, char **slots) noexcept nogil:
+    cdef const PoolArgs *a = <const PoolArgs *>p
+    cdef const uint8_t *x = <const uint8_t *>(slots[a.x_slot] + a.x_off)
+    cdef uint8_t *y = <uint8_t *>(slots[a.y_slot] + a.y_off)
+    if a.kind == 0:
+        return qe_maxpool_u8(&a.s, x, y)
+    if a.kind == 1:
+        return qe_avgpool_u8(&a.s, a.include_pad, x, a.x_zp, a.mult, a.y_zp, a.qmin, a.qmax, y)
+    return qe_global_avgpool_u8(a.s.batch, a.s.in_h * a.s.in_w, a.s.channels, x, a.x_zp, a.mult,
+                                a.y_zp, a.qmin, a.qmax, y)
+
+
+def pool_step(str name, str kind, tuple x_shape, x, y, *, kernel=1, strides=1, dilations=1,
+              pads=0, ceil_mode=False, count_include_pad=False, x_zp=0, mult=1.0, y_zp=0,
+              qmin=0, qmax=255):
+    """kind 'max' | 'average' | 'global_average' over NHWC x_shape (n, h, w, c);
+    x, y = (slot, byte offset)."""
+    if kind not in ("max", "average", "global_average"):
+        raise ValueError(f"unknown pooling kind {kind!r}")
+    if len(x_shape) != 4 or min(x_shape) < 1:
+        raise ValueError(f"pooling input must be a non-empty NHWC shape, got {x_shape}")
+    cdef qe_pool_shape s
+    dummy = np.empty((1, 1, 1, 1), np.uint8)
+    if kind == "global_average":
+        n, h, w, c = x_shape
+        if h * w > GLOBAL_POOL_MAX_HW:
+            raise ValueError(f"global pooling over {h * w} pixels exceeds {GLOBAL_POOL_MAX_HW}")
+        s.batch, s.in_h, s.in_w, s.channels, s.out_h, s.out_w = n, h, w, c, 1, 1
+        out_shape = (n, 1, 1, c)
+    else:
+        out_shape = _pool_shape(&s, np.broadcast_to(dummy, x_shape), kernel, strides,
+                                dilations, pads, ceil_mode)
+        if qe_pool_shape_check(&s) != QE_OK:
+            raise ValueError(f"pooling {name!r}: invalid window for input {x_shape}")
+    if kind != "max":
+        _requant_args(x_zp, mult, y_zp, qmin, qmax)
+    x_slot, x_off = x
+    y_slot, y_off = y
+    extents = [(x_slot, x_off, x_off + int(np.prod(x_shape))),
+               (y_slot, y_off, y_off + int(np.prod(out_shape)))]
+    cdef NativeStep st = _native_step(name, {"max": "MaxPool", "average": "AveragePool",
+                                             "global_average": "GlobalAveragePool"}[kind],
+                                      _run_pool, sizeof(PoolArgs), [], extents)
+    cdef PoolArgs *a = <PoolArgs *>st.args
+    a.s = s
+    a.kind = {"max": 0, "average": 1, "global_average": 2}[kind]
+    a.include_pad = 1 if count_include_pad else 0
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
+    a.x_zp, a.y_zp, a.qmin, a.qmax = x_zp, y_zp, qmin, qmax
+    a.mult = mult
+    return st
+
+
+# ---- element-wise ------------------------------------------------------------------------------
+cdef struct BinaryArgs:
+    int is_mul
+    size_t rows, cols, b_row_stride
+    int b_scalar
+    qe_binary_params p
+    Py_ssize_t a_slot, a_off, b_slot, b_off, y_slot, y_off
+
+
+cdef int _run_binary(const void *p, char **slots) noexcept nogil:
+    cdef const BinaryArgs *b = <const BinaryArgs *>p
+    cdef const uint8_t *x = <const uint8_t *>(slots[b.a_slot] + b.a_off)
+    cdef const uint8_t *z = <const uint8_t *>(slots[b.b_slot] + b.b_off)
+    cdef uint8_t *y = <uint8_t *>(slots[b.y_slot] + b.y_off)
+    if b.is_mul:
+        return qe_mul_u8(b.rows, b.cols, x, z, b.b_row_stride, b.b_scalar, &b.p, y)
+    return qe_add_u8(b.rows, b.cols, x, z, b.b_row_stride, b.b_scalar, &b.p, y)
+
+
+def binary_step(str name, str op, Py_ssize_t rows, Py_ssize_t cols, a, b, y, str b_form, *,
+                a_zp, b_zp, y_zp, float a_mult, float b_mult=0.0, qmin=0, qmax=255):
+    """op 'add' | 'mul' over rows x cols uint8; b_form 'full' | 'channel' (a vector of cols
+    broadcast over rows) | 'scalar'. Operands (slot, byte offset). add: a_mult = s_a/s_y,
+    b_mult = +-s_b/s_y (Sub negates it); mul: a_mult = s_a*s_b/s_y."""
+    if op not in ("add", "mul") or b_form not in ("full", "channel", "scalar"):
+        raise ValueError(f"bad binary step {op!r} / {b_form!r}")
+    if rows < 1 or cols < 1:
+        raise ValueError("empty binary step")
+    for v, n in ((a_zp, "a_zp"), (b_zp, "b_zp"), (y_zp, "y_zp"), (qmin, "qmin"), (qmax, "qmax")):
+        _check_int(v, n, 0, 255)
+    if not (np.isfinite(a_mult) and np.isfinite(b_mult)) or qmin > qmax:
+        raise ValueError("multipliers must be finite and qmin <= qmax")
+    a_slot, a_off = a
+    b_slot, b_off = b
+    y_slot, y_off = y
+    b_len = rows * cols if b_form == "full" else (cols if b_form == "channel" else 1)
+    extents = [(a_slot, a_off, a_off + rows * cols), (b_slot, b_off, b_off + b_len),
+               (y_slot, y_off, y_off + rows * cols)]
+    cdef NativeStep st = _native_step(name, "Mul" if op == "mul" else "Add", _run_binary,
+                                      sizeof(BinaryArgs), [], extents)
+    cdef BinaryArgs *p = <BinaryArgs *>st.args
+    p.is_mul = op == "mul"
+    p.rows, p.cols = rows, cols
+    p.b_row_stride = cols if b_form == "full" else 0
+    p.b_scalar = b_form == "scalar"
+    p.p.a_zp, p.p.b_zp, p.p.y_zp = a_zp, b_zp, y_zp
+    p.p.a_mult, p.p.b_mult = a_mult, b_mult
+    p.p.qmin, p.p.qmax = qmin, qmax
+    p.a_slot, p.a_off, p.b_slot, p.b_off, p.y_slot, p.y_off = a_slot, a_off, b_slot, b_off, y_slot, y_off
+    return st
+
+
+cdef struct MapArgs:
+    int kind            # 0 lut, 1 requantize, 2 quantize f32->u8, 3 dequantize u8->f32
+    size_t rows, cols, ldx, ldy
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+    const uint8_t *table
+    int32_t x_zp, y_zp, qmin, qmax
+    float mult
+    float scale
+
+
+cdef int _run_map(const void *p, char **slots) noexcept nogil:
+    cdef const MapArgs *m = <const MapArgs *>p
+    cdef char *x = slots[m.x_slot] + m.x_off
+    cdef char *y = slots[m.y_slot] + m.y_off
+    if m.kind == 0:
+        return qe_lut_u8(m.rows * m.cols, <const uint8_t *>x, m.table, <uint8_t *>y)
+    if m.kind == 1:
+        return qe_requantize_u8(m.rows, m.cols, <const uint8_t *>x, m.ldx, m.x_zp, m.mult,
+                                m.y_zp, m.qmin, m.qmax, <uint8_t *>y, m.ldy)
+    if m.kind == 2:
+        return qe_quantize_f32_u8(m.rows * m.cols, 1, <const float *>x, &m.scale, &m.y_zp,
+                                  m.qmin, m.qmax, <uint8_t *>y)
+    return qe_dequantize_u8_f32(m.rows * m.cols, 1, <const uint8_t *>x, &m.scale, &m.x_zp,
+                                <float *>y)
+
+
+def lut_step(str name, Py_ssize_t n, x, y, table, str op="Lookup"):
+    """y[i] = table[x[i]] over n uint8 values; x, y = (slot, byte offset)."""
+    t = np.ascontiguousarray(table)
+    if t.dtype != np.uint8 or t.shape != (256,):
+        raise ValueError("table must be 256 uint8 values")
+    if n < 1:
+        raise ValueError("empty lookup step")
+    x_slot, x_off = x
+    y_slot, y_off = y
+    cdef list keep = [t]
+    cdef NativeStep st = _native_step(name, op, _run_map, sizeof(MapArgs), keep,
+                                      [(x_slot, x_off, x_off + n), (y_slot, y_off, y_off + n)])
+    cdef MapArgs *m = <MapArgs *>st.args
+    cdef const uint8_t[::1] tv = t
+    m.kind = 0
+    m.rows, m.cols = 1, n
+    m.table = &tv[0]
+    m.x_slot, m.x_off, m.y_slot, m.y_off = x_slot, x_off, y_slot, y_off
+    return st
+
+
+def requantize_step(str name, Py_ssize_t rows, Py_ssize_t cols, x, Py_ssize_t ldx, y,
+                    Py_ssize_t ldy, x_zp, float mult, y_zp, qmin=0, qmax=255,
+                    str op="Requantize"):
+    """Rows of cols uint8 from one scale to another, strided (Concat)."""
+    _requant_args(x_zp, mult, y_zp, qmin, qmax)
+    if rows < 1 or cols < 1 or ldx < cols or ldy < cols:
+        raise ValueError("bad requantize geometry")
+    x_slot, x_off = x
+    y_slot, y_off = y
+    cdef NativeStep st = _native_step(
+        name, op, _run_map, sizeof(MapArgs), [],
+        [(x_slot, x_off, x_off + (rows - 1) * ldx + cols),
+         (y_slot, y_off, y_off + (rows - 1) * ldy + cols)])
+    cdef MapArgs *m = <MapArgs *>st.args
+    m.kind = 1
+    m.rows, m.cols, m.ldx, m.ldy = rows, cols, ldx, ldy
+    m.x_zp, m.y_zp, m.qmin, m.qmax, m.mult = x_zp, y_zp, qmin, qmax, mult
+    m.x_slot, m.x_off, m.y_slot, m.y_off = x_slot, x_off, y_slot, y_off
+    return st
+
+
+def quantize_step(str name, Py_ssize_t n, x, y, float scale, zero_point, qmin=0, qmax=255):
+    """float32 -> uint8 over n values (per tensor)."""
+    _check_int(zero_point, "zero_point", 0, 255)
+    _check_int(qmin, "qmin", 0, 255)
+    _check_int(qmax, "qmax", 0, 255)
+    _positive_float(scale, "scale")
+    if n < 1 or qmin > qmax:
+        raise ValueError("bad quantize step")
+    x_slot, x_off = x
+    y_slot, y_off = y
+    cdef NativeStep st = _native_step(name, "QuantizeLinear", _run_map, sizeof(MapArgs), [],
+                                      [(x_slot, x_off, x_off + 4 * n), (y_slot, y_off, y_off + n)])
+    cdef MapArgs *m = <MapArgs *>st.args
+    m.kind = 2
+    m.rows, m.cols = 1, n
+    m.scale, m.y_zp, m.qmin, m.qmax = scale, zero_point, qmin, qmax
+    m.x_slot, m.x_off, m.y_slot, m.y_off = x_slot, x_off, y_slot, y_off
+    return st
+
+
+def dequantize_step(str name, Py_ssize_t n, x, y, float scale, zero_point):
+    """uint8 -> float32 over n values (per tensor)."""
+    _check_int(zero_point, "zero_point", 0, 255)
+    _positive_float(scale, "scale")
+    if n < 1:
+        raise ValueError("empty dequantize step")
+    x_slot, x_off = x
+    y_slot, y_off = y
+    cdef NativeStep st = _native_step(name, "DequantizeLinear", _run_map, sizeof(MapArgs), [],
+                                      [(x_slot, x_off, x_off + n), (y_slot, y_off, y_off + 4 * n)])
+    cdef MapArgs *m = <MapArgs *>st.args
+    m.kind = 3
+    m.rows, m.cols = 1, n
+    m.scale, m.x_zp = scale, zero_point
+    m.x_slot, m.x_off, m.y_slot, m.y_off = x_slot, x_off, y_slot, y_off
+    return st

@@ -205,3 +205,61 @@ class ConvTranspose(Op):
             y = y + b.reshape(G * Mg, *([1] * r))
         return (np.ascontiguousarray(y, dtype=x.dtype),)
 
+
+
+# ---- int8 lowering (the compiler calls Conv.lower_int8; see ops/int8.py) ------------------------
+def _conv_lower_int8(self, unit):
+    """Conv on uint8 NHWC activations with int8 per-channel weights: im2col/1x1/depthwise
+    kernels (csrc/conv) with the requantization and a fused Relu/Clip in their epilogue."""
+    from .. import _kernels as K
+    from ..quant.params import requant_multiplier
+    from .int8 import NHWC, Kernel, QConst, QTensor, bias_int32, clamp_of, weight_int8
+
+    x, w = unit.inputs[0], unit.inputs[1]
+    b = unit.inputs[2] if len(unit.inputs) > 2 else None
+    y = unit.outputs[0]
+    if not isinstance(x, QTensor) or not isinstance(w, QConst) or w.values.ndim not in (3, 4):
+        return None
+    wq = weight_int8(w, 0)
+    if wq is None:
+        return None
+    wv, w_zp, s_w = wq
+    rank = wv.ndim
+    ohwi = wv.transpose(0, 2, 3, 1) if rank == 4 else wv.transpose(0, 2, 1)[:, None]
+    ohwi = np.ascontiguousarray(ohwi)
+    if int(np.prod(ohwi.shape[1:])) > K.MAX_K:
+        return None
+    try:
+        mult = requant_multiplier(x.scale, s_w, y.scale)
+    except Exception:
+        return None
+    bias = bias_int32(b, x.scale, s_w)
+    qmin, qmax = clamp_of(unit, y)
+    layout = NHWC if rank == 4 else (0, 2, 1)
+    cache = unit.cache
+
+    def packed(pads, strides, dilations):
+        key = ("conv", pads, strides, dilations, K.get_isa())
+        if key not in cache:
+            cache[key] = K.ConvPacked(ohwi, strides=strides, dilations=dilations, pads=pads,
+                                      groups=self.group)
+        return cache[key]
+
+    def make_steps(ctx):
+        shape = ctx.shape(x.name)
+        sp = list(shape[2:]) if rank == 4 else [1, shape[2]]
+        k, s, d, _ = self.window.resolved(rank - 2, wv.shape[2:])
+        out, pb, pe = forward_geometry(self.window, shape[2:], k)
+        if rank == 3:
+            s, d, pb, pe = [1] + s, [1] + d, [0] + pb, [0] + pe
+        p = packed((pb[0], pb[1], pe[0], pe[1]), tuple(s), tuple(d))
+        return [K.conv_step(self.name, p, shape[0], sp[0], sp[1], ctx.slot(x.name),
+                            ctx.slot(y.name), x.zero_point, w_zp=w_zp, bias=bias, scale=mult,
+                            zero_point=y.zero_point, qmin=qmin, qmax=qmax)]
+
+    return Kernel([x.name], [y.name], make_steps, layouts={x.name: layout},
+                  out_perm=lambda perms: layout, label="conv", unit=unit,
+                  nbytes=int(ohwi.nbytes))
+
+
+Conv.lower_int8 = _conv_lower_int8

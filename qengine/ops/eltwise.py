@@ -198,3 +198,143 @@ class Variadic(Op):
             acc = acc / len(xs)
         acc = np.broadcast_to(acc, np.broadcast_shapes(*[x.shape for x in xs]))
         return (np.array(acc, dtype=xs[0].dtype),)
+
+
+# ---- int8 lowering (ops/int8.py) ------------------------------------------------------------------
+def _arith_lower_int8(self, unit):
+    """Add / Sub / Mul of two quantized operands (an activation and another activation or a
+    quantized constant): the add / mul kernels with requantization when the second operand is
+    the same shape, a per-channel vector along the physical last axis, or a scalar; an exact
+    numpy form of the same float32 formula otherwise (general broadcasting, Sub)."""
+    from .. import _kernels as K
+    from .int8 import Kernel, QConst, QTensor, clamp_of
+
+    if self.op_type not in ("Add", "Sub", "Mul") or self.legacy_axis is not None:
+        return None
+    ops = []
+    for v in unit.inputs[:2]:
+        if isinstance(v, QTensor):
+            ops.append((v, None))
+        elif isinstance(v, QConst) and v.values.dtype == np.uint8 and not v.qparams.is_per_axis:
+            ops.append((QTensor(v.name, np.float32(v.qparams.scale), int(v.qparams.zero_point)),
+                        v.values))
+        else:
+            return None
+    (a, a_const), (b, b_const) = ops
+    if a_const is not None and b_const is not None:
+        return None
+    y = unit.outputs[0]
+    qmin, qmax = clamp_of(unit, y)
+    f32 = np.float32
+    if self.op_type == "Mul":
+        ma, mb = f32(f32(a.scale * b.scale) / y.scale), f32(0)
+    else:
+        ma, mb = f32(a.scale / y.scale), f32(b.scale / y.scale)
+        if self.op_type == "Sub":
+            mb = -mb
+    if not (np.isfinite(ma) and np.isfinite(mb) and ma > 0):
+        return None
+    reads = [t.name for t, c in ops if c is None]
+    consts = {t.name: c for t, c in ops if c is not None}
+
+    def numpy_form(ctx):
+        """v = float32(a - za) * ma + float32(b - zb) * mb (or the product form), as the
+        kernels compute it, on logical views."""
+        from ..runtime.glue import logical_view, store
+        getters = []
+        for t in (a, b):
+            if t.name in consts:
+                c = consts[t.name]
+                getters.append(lambda views, c=c: c)
+            else:
+                slot, perm = ctx.slot(t.name)[0], ctx.perm(t.name)
+                getters.append(lambda views, s=slot, p=perm: logical_view(views[s], p))
+        oslot, operm = ctx.slot(y.name)[0], ctx.perm(y.name)
+        lo, hi = f32(qmin - y.zero_point), f32(qmax - y.zero_point)
+
+        def fn(views):
+            da = (getters[0](views).astype(np.int32) - a.zero_point)
+            db = (getters[1](views).astype(np.int32) - b.zero_point)
+            if self.op_type == "Mul":
+                v = (da * db).astype(f32) * ma
+            else:
+                v = da.astype(f32) * ma + db.astype(f32) * mb
+            q = np.rint(np.clip(v, lo, hi)).astype(np.int32) + y.zero_point
+            store(views[oslot], q.astype(np.uint8), operm)
+        return [K.PyStep(unit.name, self.op_type, fn)]
+
+    def multipliers(x, z):
+        if self.op_type == "Mul":
+            return ma, f32(0)
+        return f32(x.scale / y.scale), f32(z.scale / y.scale)
+
+    def batched_channel(ctx, x, z, rows, cols):
+        """One channel-form step per batch item: z holds one vector of cols per item."""
+        batch = ctx.shape(x.name)[0]
+        per = rows // batch
+        (xs, xo), (zs_, zo), (ys, yo) = ctx.slot(x.name), ctx.slot(z.name), ctx.slot(y.name)
+        mx, mz = multipliers(x, z)
+        return [K.binary_step(f"{unit.name}[{i}]", "mul" if self.op_type == "Mul" else "add",
+                              per, cols, (xs, xo + i * per * cols), (zs_, zo + i * cols),
+                              (ys, yo + i * per * cols), "channel", a_zp=x.zero_point,
+                              b_zp=z.zero_point, y_zp=y.zero_point, a_mult=float(mx),
+                              b_mult=float(mz), qmin=qmin, qmax=qmax) for i in range(batch)]
+
+    def make_steps(ctx):
+        out_shape = ctx.shape(y.name)
+        n = int(np.prod(out_shape))
+        if n == 0:
+            return []
+        # x: an activation of the output's shape; z: the other operand (Add, Mul commute)
+        full = [t for t in (a, b) if t.name not in consts and ctx.shape(t.name) == out_shape]
+        if self.op_type == "Sub" or not full:
+            return numpy_form(ctx)
+        x = full[0]
+        z = b if x is a else a
+        zs = ctx_shape(ctx, z, consts)
+        perm = ctx.perm(x.name)
+        phys = tuple(out_shape[p] for p in perm)
+        rows, cols = int(np.prod(phys[:-1])), (phys[-1] if phys else 1)
+        zsize = int(np.prod(zs))
+        if zs == out_shape and (z.name in consts or ctx.perm(z.name) == perm):
+            form = "full"
+        elif zsize == 1:
+            form = "scalar"
+        elif zsize == cols and _only_axis(zs, len(out_shape), perm[-1] if perm else 0):
+            form = "channel"
+        elif z.name not in consts and len(zs) == len(out_shape) and perm and perm[0] == 0 and \
+                zs[0] == out_shape[0] and zsize == zs[0] * cols and \
+                _only_axis(zs[1:], len(out_shape) - 1, perm[-1] - 1):
+            return batched_channel(ctx, x, z, rows, cols)   # e.g. squeeze-excite x * s[N,C,1,1]
+        else:
+            return numpy_form(ctx)
+        if z.name in consts:
+            zc = consts[z.name]
+            zc = np.transpose(np.broadcast_to(zc, out_shape), perm) if form == "full" else zc
+            zslot = ctx.constant_slot(f"{unit.name}:{z.name}", np.ascontiguousarray(zc).reshape(-1))
+        else:
+            zslot = ctx.slot(z.name)
+        mx, mz = multipliers(x, z)
+        return [K.binary_step(unit.name, "mul" if self.op_type == "Mul" else "add", rows, cols,
+                              ctx.slot(x.name), zslot, ctx.slot(y.name), form,
+                              a_zp=x.zero_point, b_zp=z.zero_point, y_zp=y.zero_point,
+                              a_mult=float(mx), b_mult=float(mz), qmin=qmin, qmax=qmax)]
+
+    layouts = {}
+    if len(reads) == 2:
+        layouts[reads[1]] = "same_as:" + reads[0]
+    return Kernel(reads, [y.name], make_steps, layouts=layouts, label=self.op_type.lower(),
+                  unit=unit)
+
+
+def ctx_shape(ctx, t, consts):
+    return tuple(consts[t.name].shape) if t.name in consts else ctx.shape(t.name)
+
+
+def _only_axis(shape, rank, axis) -> bool:
+    """True when `shape`, broadcast (right-aligned) to `rank` dims, is 1 except on `axis`."""
+    full = (1,) * (rank - len(shape)) + tuple(shape)
+    return all(d == 1 for i, d in enumerate(full) if i != axis)
+
+
+Arith.lower_int8 = _arith_lower_int8

@@ -78,6 +78,13 @@ class Unit:
     outputs: list
     fused: Optional[Node] = None          # the Relu / Clip folded into the output clamp
     fused_bounds: tuple = (None, None)    # its float bounds (None: unbounded)
+    cache: dict = field(default_factory=dict)  # shared by every input shape's plan (packing)
+    graph: object = None                  # the concrete graph (shapes of every tensor)
+
+    def shape(self, name: str) -> Optional[tuple]:
+        """The concrete shape of a tensor of the unit (None if unknown)."""
+        v = self.graph.value(name) if self.graph is not None else None
+        return v.shape if v is not None and v.is_static else None
 
     @property
     def name(self) -> str:
@@ -92,6 +99,46 @@ def clamp_of(unit: Unit, out: QTensor) -> tuple[int, int]:
     if unit.fused_bounds[1] is not None:
         hi = min(hi, int(out.quantize(unit.fused_bounds[1])))
     return lo, max(lo, hi)
+
+
+def weight_int8(w: QConst, axis: int):
+    """(int8 values, per-channel zero points or None, per-channel float32 scales) of a
+    quantized weight; uint8 weights shift to int8 (values and zero points minus 128).
+    None when the weight's parameters are not per tensor or along `axis`."""
+    qp = w.qparams
+    if qp.bits != 8:
+        return None
+    v = w.values
+    n = v.shape[axis]
+    if qp.is_per_axis and (qp.axis % v.ndim) != (axis % v.ndim):
+        return None
+    scales = np.broadcast_to(qp.scale, (n,)).astype(np.float32)
+    zps = np.broadcast_to(qp.zero_point, (n,)).astype(np.int32)
+    if v.dtype == np.uint8:
+        v = (v.astype(np.int16) - 128).astype(np.int8)
+        zps = zps - 128
+    elif v.dtype != np.int8:
+        return None
+    return v, (None if not zps.any() else zps), scales
+
+
+def bias_int32(b, s_x: np.float32, s_w: np.ndarray) -> Optional[np.ndarray]:
+    """The int32 accumulator bias for output channels with scales s_x * s_w: a QConst int32
+    bias is used as is when its scale is exactly s_x * s_w (as quantizers write it), else
+    rescaled; a float bias is quantized here."""
+    if b is None:
+        return None
+    acc_scale = (np.float32(s_x) * s_w).astype(np.float32)
+    if isinstance(b, QConst):
+        if b.values.dtype == np.int32 and np.array_equal(
+                np.broadcast_to(b.qparams.scale, acc_scale.shape), acc_scale) and \
+                not b.qparams.zero_point.any():
+            return np.broadcast_to(b.values.reshape(-1), acc_scale.shape).astype(np.int32)
+        real = (b.values.astype(np.float64) - b.qparams.zero_point) * b.qparams.scale
+    else:
+        real = np.asarray(b, dtype=np.float64)
+    q = np.rint(np.broadcast_to(real.reshape(-1), acc_scale.shape) / acc_scale.astype(np.float64))
+    return np.clip(q, -2**31, 2**31 - 1).astype(np.int32)
 
 
 def requant_table(fn: Callable[[np.ndarray], np.ndarray], x: QTensor, y: QTensor) -> np.ndarray:
@@ -138,3 +185,5 @@ class Kernel:
     label: str = ""
     unit: Optional[Unit] = None
     nbytes: int = 0
+    node: Optional[Node] = None           # the graph node it runs (glue: the Q/DQ/float node)
+    remap: dict = field(default_factory=dict)  # set by the planner: name -> renamed tensor

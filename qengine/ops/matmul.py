@@ -150,3 +150,108 @@ def einsum_shape(eq: str, shapes) -> tuple:
             raise ValueError(f"output letter {ch!r} appears in no input")
     return tuple(size[c] for c in head) + (tuple(bdims) if has_ell else ()) + \
         tuple(size[c] for c in tail)
+
+
+# ---- int8 lowering (ops/int8.py) ------------------------------------------------------------------
+def _gemm_kernel(unit, a, b_values, b_axis, bias_operand, y, alpha=1.0):
+    """Rows of a (QTensor, flattened to [rows, K]) times constant int8 weights b_values [K, N]
+    (or [N, K] when b_axis == 0: a transposed view) into y (QTensor)."""
+    from .. import _kernels as K
+    from ..quant.params import requant_multiplier
+    from .int8 import Kernel, QConst, bias_int32, clamp_of, identity, weight_int8
+
+    if alpha != 1.0 or not isinstance(b_values, QConst) or b_values.values.ndim != 2:
+        return None
+    wq = weight_int8(b_values, b_axis)   # the output-channel axis
+    if wq is None:
+        return None
+    wv, w_zp, s_w = wq
+    kn = wv.T if b_axis == 0 else wv          # [K, N]
+    if kn.shape[0] > K.MAX_K:
+        return None
+    try:
+        mult = requant_multiplier(a.scale, s_w, y.scale)
+    except Exception:
+        return None
+    bias = bias_int32(bias_operand, a.scale, s_w)
+    qmin, qmax = clamp_of(unit, y)
+    cache = unit.cache
+
+    def make_steps(ctx):
+        key = ("gemm", K.get_isa())
+        if key not in cache:
+            cache[key] = K.GemmPacked(kn)
+        shape = ctx.shape(a.name)
+        rows = int(np.prod(shape[:-1]))
+        if rows == 0:
+            return []
+        return [K.gemm_step(unit.name, cache[key], rows, ctx.slot(a.name), ctx.slot(y.name),
+                            a.zero_point, bias=bias, scale=mult, zero_point=y.zero_point,
+                            qmin=qmin, qmax=qmax, b_zp=w_zp, op=unit.node.op_type)]
+
+    return Kernel([a.name], [y.name], make_steps,
+                  layouts={a.name: "identity"}, out_perm=lambda perms: "identity",
+                  label="gemm", unit=unit, nbytes=int(kn.nbytes))
+
+
+def _activation_matmul(unit, a, b, y):
+    """MatMul of two quantized activations: B's codes are packed at each run (shifted to int8
+    with its zero point) and multiplied per batch matrix."""
+    from .. import _kernels as K
+    from .int8 import Kernel, clamp_of
+
+    qmin, qmax = clamp_of(unit, y)
+    mult = np.float32(np.float32(a.scale * b.scale) / y.scale)
+    if not np.isfinite(mult) or mult <= 0:
+        return None
+
+    def make_steps(ctx):
+        sa, sb, so = ctx.shape(a.name), ctx.shape(b.name), ctx.shape(y.name)
+        if len(sa) < 2 or len(sb) < 2 or sa[-1] > K.MAX_K:
+            raise ValueError("matmul operands must be at least 2-D")
+        ia, ib, io = ctx.slot(a.name)[0], ctx.slot(b.name)[0], ctx.slot(y.name)[0]
+
+        def fn(views):
+            av, bv, ov = views[ia], views[ib], views[io]
+            batch = so[:-2]
+            A = np.broadcast_to(av, batch + sa[-2:]).reshape(-1, *sa[-2:])
+            B = np.broadcast_to(bv, batch + sb[-2:]).reshape(-1, *sb[-2:])
+            O = ov.reshape(-1, *so[-2:])
+            for i in range(O.shape[0]):
+                packed = K.GemmPacked(B[i], b_is_u8=True)
+                K.gemm_u8s8(packed, np.ascontiguousarray(A[i]), a.zero_point,
+                                   scale=mult, zero_point=y.zero_point, qmin=qmin, qmax=qmax,
+                                   b_zp=b.zero_point - 128, c=O[i])
+        return [K.PyStep(unit.name, "MatMul", fn)]
+
+    return Kernel([a.name, b.name], [y.name], make_steps,
+                  layouts={a.name: "identity", b.name: "identity"},
+                  out_perm=lambda perms: "identity", label="matmul u8 x u8", unit=unit)
+
+
+def _matmul_lower_int8(self, unit):
+    from .int8 import QTensor
+    a, b = unit.inputs[0], unit.inputs[1]
+    y = unit.outputs[0]
+    if not isinstance(a, QTensor):
+        return None
+    if isinstance(b, QTensor):
+        return _activation_matmul(unit, a, b, y)
+    return _gemm_kernel(unit, a, b, 1, None, y)
+
+
+def _gemm_lower_int8(self, unit):
+    from .int8 import QTensor
+    a, b = unit.inputs[0], unit.inputs[1]
+    c = unit.inputs[2] if len(unit.inputs) > 2 else None
+    y = unit.outputs[0]
+    if not isinstance(a, QTensor) or self.ta or (c is not None and self.beta != 1.0):
+        return None
+    if isinstance(b, QTensor):
+        return None if c is not None or self.tb or self.alpha != 1.0 else \
+            _activation_matmul(unit, a, b, y)
+    return _gemm_kernel(unit, a, b, 0 if self.tb else 1, c, y, self.alpha)
+
+
+MatMul.lower_int8 = _matmul_lower_int8
+Gemm.lower_int8 = _gemm_lower_int8

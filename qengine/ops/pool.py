@@ -130,3 +130,64 @@ class GlobalPool(Op):
         else:
             y = (np.abs(x) ** self.p).sum(axis=axes, keepdims=True) ** (1.0 / self.p)
         return (y.astype(x.dtype, copy=False),)
+
+
+# ---- int8 lowering (ops/int8.py) ------------------------------------------------------------------
+def _pool_lower_int8(self, unit):
+    """2-D pools on uint8 NHWC: max (parameters kept; a requantizing table follows when the
+    output's differ), average and global average (requantized in the kernel)."""
+    from .. import _kernels as K
+    from ..runtime import glue
+    from .int8 import NHWC, Kernel, QTensor, clamp_of
+
+    x, y = unit.inputs[0], unit.outputs[0]
+    if not isinstance(x, QTensor) or len(unit.outputs) != 1:
+        return None
+    kind = {"MaxPool": "max", "AveragePool": "average", "GlobalAveragePool": "global_average",
+            "GlobalMaxPool": "global_max"}.get(self.op_type)
+    if kind is None:
+        return None
+    if kind in ("max", "global_max") and (not x.same_params(y) or unit.fused is not None):
+        return glue.movement(unit)
+    qmin, qmax = clamp_of(unit, y)
+    mult = np.float32(x.scale / y.scale)
+
+    shape = unit.shape(x.name)
+    if shape is None or len(shape) != 4 or 0 in shape:
+        return None
+
+    def make_steps(ctx):
+        n, c, h, w = ctx.shape(x.name)
+        if kind in ("global_average", "global_max"):
+            if kind == "global_max":
+                return [K.pool_step(self.name, "max", (n, h, w, c), ctx.slot(x.name),
+                                    ctx.slot(y.name), kernel=(h, w))]
+            return [K.pool_step(self.name, kind, (n, h, w, c), ctx.slot(x.name),
+                                ctx.slot(y.name), x_zp=x.zero_point, mult=float(mult),
+                                y_zp=y.zero_point, qmin=qmin, qmax=qmax)]
+        k, s, d, _ = self.window.resolved(2)
+        out, pb, pe = forward_geometry(self.window, (h, w))
+        return [K.pool_step(self.name, "max" if kind == "max" else "average", (n, h, w, c),
+                            ctx.slot(x.name), ctx.slot(y.name), kernel=tuple(k),
+                            strides=tuple(s), dilations=tuple(d),
+                            pads=(pb[0], pb[1], pe[0], pe[1]), ceil_mode=self.window.ceil_mode,
+                            count_include_pad=bool(getattr(self, "include_pad", 0)),
+                            x_zp=x.zero_point, mult=float(mult), y_zp=y.zero_point,
+                            qmin=qmin, qmax=qmax)]
+
+    return Kernel([x.name], [y.name], make_steps, layouts={x.name: NHWC},
+                  out_perm=lambda perms: NHWC, label=f"{kind} pool", unit=unit)
+
+
+def _pool_lower_checked(self, unit):
+    if self.op_type == "LpPool" or (self.op_type == "MaxPool" and self.wants(1)) or \
+            self.op_type == "GlobalLpPool":
+        return None
+    if self.op_type in ("MaxPool", "AveragePool") and len(self.window.kernel) != 2:
+        return None
+    return _pool_lower_int8(self, unit)
+
+
+MaxPool.lower_int8 = _pool_lower_checked
+AveragePool.lower_int8 = _pool_lower_checked
+GlobalPool.lower_int8 = _pool_lower_checked

@@ -300,3 +300,48 @@ class Pad(Op):
             raise self.error(f"mode {self.mode!r} cannot pad an empty tensor")
         return (np.pad(x, widths, mode={"edge": "edge", "reflect": "reflect",
                                         "wrap": "wrap"}[self.mode]),)
+
+
+# ---- int8 lowering (ops/int8.py) ------------------------------------------------------------------
+def _concat_lower_int8(self, unit):
+    """Concat of uint8 tensors: each input requantized (or copied) into its slice of the
+    output, in whatever layout the inputs share."""
+    from .. import _kernels as K
+    from .int8 import Kernel, QTensor
+
+    ins = [v for v in unit.inputs if v is not None]
+    if not all(isinstance(v, QTensor) for v in ins) or len(unit.outputs) != 1:
+        return None
+    y = unit.outputs[0]
+    mults = [np.float32(v.scale / y.scale) for v in ins]
+    if not all(np.isfinite(m) and m > 0 for m in mults):
+        return None
+    names = [v.name for v in ins]
+
+    def make_steps(ctx):
+        out = ctx.shape(y.name)
+        perm = ctx.perm(y.name)
+        ax = dims.norm_axis(self.axis, len(out))
+        k = perm.index(ax)                       # the concat axis, physically
+        phys_out = [out[p] for p in perm]
+        rows = int(np.prod(phys_out[:k]))
+        ldy = int(np.prod(phys_out[k:]))
+        steps, col = [], 0
+        yslot, yoff = ctx.slot(y.name)
+        for v in ins:
+            shp = ctx.shape(v.name)
+            cols = int(np.prod([shp[p] for p in perm][k:]))
+            if rows and cols:
+                steps.append(K.requantize_step(
+                    f"{unit.name}:{v.name}", rows, cols, ctx.slot(v.name), cols,
+                    (yslot, yoff + col), ldy, v.zero_point, float(np.float32(v.scale / y.scale)),
+                    y.zero_point, y.qmin, y.qmax, op="Concat"))
+            col += cols
+        return steps
+
+    layouts = {n: "same_as:" + names[0] for n in names[1:]}
+    return Kernel(list(dict.fromkeys(names)), [y.name], make_steps, layouts=layouts,
+                  label="concat", unit=unit)
+
+
+Concat.lower_int8 = _concat_lower_int8

@@ -117,8 +117,11 @@ def fold_batchnorm(graph: Graph) -> int:
             continue
         # the op now writes the BatchNormalization's output directly
         old, new = src.outputs[0], bn.outputs[0]
+        kept = graph.values.get(new)
         graph.remove_node(bn)
         src.outputs[0] = new
+        if kept is not None:
+            graph.values[new] = kept
         graph.values.pop(old, None)
         folded += 1
     if folded:

@@ -142,8 +142,10 @@ def _fused_bounds(graph: Graph, node: Node):
     return None
 
 
-def lower(graph: Graph) -> Lowered:
-    """Lower a concrete QDQ graph into kernels and glue (see the module docstring)."""
+def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
+    """Lower a concrete QDQ graph into kernels and glue (see the module docstring).
+    cache: node name -> dict that kernels keep packed weights in across input shapes."""
+    cache = {} if cache is None else cache
     a = _Analysis(graph)
     g = graph
     out = Lowered([], dict(a.qt))
@@ -160,7 +162,7 @@ def lower(graph: Graph) -> Lowered:
         return "float"
 
     def q_outputs(node: Node):
-        """(QTensor per output, fused node, its bounds, the Q nodes) or None."""
+        """(QTensor per output, fused node, its bounds, the Q nodes of each output) or None."""
         outs, qnodes, fused, bounds = [], [], None, (None, None)
         for o in node.outputs:
             if not o:
@@ -177,7 +179,7 @@ def lower(graph: Graph) -> Lowered:
             if users is None:
                 return None
             outs.append(a.qt[users[0].outputs[0]])
-            qnodes += users
+            qnodes.append(users)
         return outs, fused, bounds, qnodes
 
     # pass 1: decide which nodes run as int8 units or lookup-table regions
@@ -204,13 +206,15 @@ def lower(graph: Graph) -> Lowered:
             qo = q_outputs(node)
             if qo is not None:
                 outs, fused, bounds, qnodes = qo
-                kernel = _lower_unit(op, Unit(node, op, ins, outs, fused, bounds))
+                kernel = _lower_unit(op, Unit(node, op, ins, outs, fused, bounds,
+                                              cache.setdefault(node.name, {}), g))
                 if kernel is not None:
                     consumed.add(id(node))
                     if fused is not None:
                         consumed.add(id(fused))
-                    absorbed_q.update(id(q) for q in qnodes)
-                    _alias_q(out, qnodes)
+                    for group in qnodes:
+                        absorbed_q.update(id(q) for q in group)
+                        _alias_q(out, group)
                     out.int8_nodes.append(node.name)
         if kernel is None:
             kernel = glue.float_node(g, node, op)
@@ -233,22 +237,27 @@ def lower(graph: Graph) -> Lowered:
                     out.aliases[dst] = a.dq_src[src]      # a redundant DQ -> Q pair
                 else:
                     at[id(node)] = glue.requantize(qs, a.qt[dst])
-            else:
+            elif g.value(src).dtype == np.float32:
                 at[id(node)] = glue.quantize(src, a.qt[dst])
+            else:
+                at[id(node)] = glue.float_node(g, node, make_op(node, g.opset))
         elif node.op_type == "DequantizeLinear" and id(node) not in at:
             o = node.outputs[0]
             if o not in float_reads and o not in a.outputs:
                 continue    # only int8 items (or aliased / requantizing Q nodes) read it
-            if o in a.dq_src:
+            if o in a.dq_src and g.value(o).dtype == np.float32:
                 at[id(node)] = glue.dequantize(a.qt[a.dq_src[o]], o)
             else:   # a constant read by a float op, or dynamic parameters
                 at[id(node)] = glue.float_node(g, node, make_op(node, g.opset))
     out.items = [at[id(n)] for n in g.nodes if id(n) in at]
+    for n in g.nodes:
+        if id(n) in at and at[id(n)].node is None:
+            at[id(n)].node = n
     return out
 
 
 def _alias_q(out: Lowered, qnodes: list) -> None:
-    """Several Q nodes of one unit output with equal params: all name the first's storage."""
+    """Several Q nodes of one output with equal params: all name the first's storage."""
     first = qnodes[0].outputs[0]
     for q in qnodes[1:]:
         out.aliases[q.outputs[0]] = first

@@ -132,6 +132,16 @@ def test_saturating_extremes_at_max_k(isa, depthwise):
     assert got.min() == -255 * 255 * K.MAX_K
 
 
+@pytest.mark.parametrize("kernel, width", [((1, 5), 3000), ((1, 9000), 9100), ((3, 3), 4000)])
+def test_wide_rows_and_long_kernels(isa, kernel, width):
+    """Rows wider than one indirection chunk, and windows longer than a chunk."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, (1, 3, width, 3), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (3, *kernel, 1), dtype=np.int8)
+    _, got, want = run_both(x, 200, wt, None, dict(groups=3, pads=(1, 2, 1, 2)), dict(out="i32"))
+    assert_same(got, want)
+
+
 @pytest.mark.parametrize("groups", [1, 16])
 def test_output_into_concat_slice(isa, groups):
     rng = np.random.default_rng(2)

@@ -63,6 +63,16 @@ def test_in_place_add(isa):
     np.testing.assert_array_equal(a, want)
 
 
+def test_overlapping_outputs_raise():
+    buf = np.zeros(64, np.uint8)
+    with pytest.raises(ValueError):
+        K.add_u8(buf[:32], buf[32:], 0, 1.0, 0, 1.0, 0, y=buf[16:48])
+    with pytest.raises(ValueError):  # a reversed view: its data pointer is at the end
+        K.add_u8(buf[31::-1], buf[32:], 0, 1.0, 0, 1.0, 0, y=buf[8:40])
+    with pytest.raises(ValueError):
+        K.lut_u8(buf[:32], np.zeros(256, np.uint8), y=buf[1:33])
+
+
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 40), cols=st.integers(1, 150),
        pad=st.integers(0, 20), x_zp=st.sampled_from([0, 255, 64]), y_zp=st.sampled_from([0, 255, 9]),

@@ -79,6 +79,17 @@ def test_saturating_global_average_over_many_pixels(isa):
     np.testing.assert_array_equal(big, 255)
 
 
+@pytest.mark.parametrize("kernel, width", [((1, 100), 900), ((2, 2), 9000)])
+def test_wide_rows_and_long_windows(isa, kernel, width):
+    rng = np.random.default_rng(10)
+    x = rng.integers(0, 256, (1, 3, width, 5), dtype=np.uint8)
+    np.testing.assert_array_equal(K.maxpool_u8(x, kernel, pads=(0, 1, 1, 0)),
+                                  npkern.maxpool(x, kernel, 1, 1, (0, 1, 1, 0)))
+    np.testing.assert_array_equal(
+        K.avgpool_u8(x, kernel, 3, 0.7, 9, pads=(0, 1, 1, 0), count_include_pad=True),
+        npkern.avgpool(x, kernel, 3, 0.7, 9, pads=(0, 1, 1, 0), count_include_pad=True))
+
+
 def test_resnet_and_mobilenet_shapes(isa, threads):
     rng = np.random.default_rng(5)
     x = rng.integers(0, 256, (1, 112, 112, 64), dtype=np.uint8)

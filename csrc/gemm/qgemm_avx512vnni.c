@@ -1,0 +1,361 @@
+/*
+ * qgemm_avx512vnni.c -- u8 x s8 GEMM tiles with vpdpbusd (AVX-512 VNNI).
+ *
+ * One vpdpbusd multiplies 16 columns x 4 k of B (int8, the packed panel's group) by 4 bytes of
+ * one A row broadcast to every lane (uint8) and adds the four products into int32: exact, no
+ * intermediate saturation. The main tile is 6 rows x 64 columns: 24 zmm accumulators, 4 B
+ * vectors and one A broadcast fit the 32 registers; per k-group it issues 24 vpdpbusd against
+ * 4 loads of B and 6 broadcasts of A, so the multiplier, not memory, is the bottleneck. The k
+ * loops of the full-height tiles (6 x 64, 6 x 48) are inline asm (see dot_6x64_avx512vnni);
+ * the remainder tiles (fewer rows, narrower panels) are the same C instantiated smaller, and a
+ * 1-row tile with two accumulator sets serves M = 1 (memory-bound: more loads in flight).
+ *
+ * A is read in place, 4 bytes at a time; the last partial group of K is loaded with a byte
+ * mask (no read past the row), and the packed B is zero there anyway. Outputs are stored with
+ * masks, so a tile writes exactly its columns [col_lo, col_hi).
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "qgemm.h"
+
+enum { MR = 6, NR = 64, NV_MAX = 4, KR = 4 };
+/* Prefetch distance of the B stream, bytes ahead of the group being multiplied. Within noise
+ * from 0 to 4096 when B sits in L2 (the hardware prefetcher follows the panel); kept for B
+ * streamed from L3. */
+enum { B_PREFETCH = 1024 };
+
+#define QE_INLINE static inline __attribute__((always_inline))
+
+QE_INLINE int32_t load_u32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* The output pipeline, in the reference's order (qe_output_row_ref): int32 terms first, then
+ * for U8 float32 multiply, clamp to [qmin - zp, qmax - zp], round half to even (cvtps2dq under
+ * the default MXCSR), add zp; for F32 multiply, then add the float bias. No FMA. */
+QE_INLINE __m512i add_terms(const qe_gemm_epilogue *ep, size_t col, __m512i acc, int32_t rowterm) {
+    acc = _mm512_add_epi32(acc, _mm512_load_si512(ep->colterm + col));
+    if (ep->nbzp)
+        acc = _mm512_add_epi32(
+            acc, _mm512_mullo_epi32(_mm512_set1_epi32(rowterm), _mm512_load_si512(ep->nbzp + col)));
+    return acc;
+}
+
+QE_INLINE __m512 dequant(const qe_gemm_epilogue *ep, size_t col, __m512i acc) {
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_load_ps(ep->scale + col));
+    return ep->fbias ? _mm512_add_ps(v, _mm512_load_ps(ep->fbias + col)) : v;
+}
+
+/* Requantized values, in [qmin, qmax] within [0, 255]. */
+QE_INLINE __m512i requant(const qe_gemm_epilogue *ep, size_t col, __m512i acc) {
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_load_ps(ep->scale + col));
+    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(ep->lo)), _mm512_set1_ps(ep->hi));
+    return _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(ep->zp));
+}
+
+/* Four vectors of requantized values (columns 0-15, ..., 48-63) -> 64 bytes in column order:
+ * the packs work per 128-bit lane, so a dword permutation puts the lanes back in order. */
+QE_INLINE __m512i pack_u8(__m512i q0, __m512i q1, __m512i q2, __m512i q3) {
+    const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(q0, q1), _mm512_packus_epi32(q2, q3));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(order, bytes);
+}
+
+/* Lanes of panel columns [lo, hi), 64 bits for the 4 vectors of a panel. */
+QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
+    const uint64_t upto_hi = hi >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << hi) - 1);
+    return upto_hi & ~(((uint64_t)1 << lo) - 1);
+}
+
+/* The accumulators are named variables c<row><vector>, not an array: GCC keeps an array of
+ * vectors in memory, named variables in registers. Rows >= mr and vectors >= nv are compiled
+ * out (mr, nv are constants in every instantiation). */
+#define QE_FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define QE_DECLARE_ROW(r)                                                               \
+    __attribute__((unused)) __m512i c##r##0 = _mm512_setzero_si512(),                    \
+                                    c##r##1 = _mm512_setzero_si512(),                    \
+                                    c##r##2 = _mm512_setzero_si512(),                    \
+                                    c##r##3 = _mm512_setzero_si512();                    \
+    __attribute__((unused)) const uint8_t *a##r = t->a + (r < mr ? r : 0) * t->lda;
+/* One k-group of row r: broadcast 4 bytes of A (read by `load`), multiply by the B vectors. */
+#define QE_MULTIPLY_ROW(r, load)                                     \
+    if (r < mr) {                                                   \
+        const __m512i av = load(a##r);                              \
+        if (nv > 0) c##r##0 = _mm512_dpbusd_epi32(c##r##0, av, b0); \
+        if (nv > 1) c##r##1 = _mm512_dpbusd_epi32(c##r##1, av, b1); \
+        if (nv > 2) c##r##2 = _mm512_dpbusd_epi32(c##r##2, av, b2); \
+        if (nv > 3) c##r##3 = _mm512_dpbusd_epi32(c##r##3, av, b3); \
+    }
+#define QE_LOAD_GROUP(p) _mm512_set1_epi32(load_u32((p) + KR * g))
+#define QE_LOAD_TAIL(p) _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(km, (p) + KR * groups))
+#define QE_MULTIPLY_GROUP(r) QE_MULTIPLY_ROW(r, QE_LOAD_GROUP)
+#define QE_MULTIPLY_TAIL(r) QE_MULTIPLY_ROW(r, QE_LOAD_TAIL)
+#define QE_LOAD_B()                                                 \
+    const __m512i b0 = _mm512_load_si512(b);                        \
+    const __m512i b1 = nv > 1 ? _mm512_load_si512(b + 64) : b0;     \
+    const __m512i b2 = nv > 2 ? _mm512_load_si512(b + 128) : b0;    \
+    const __m512i b3 = nv > 3 ? _mm512_load_si512(b + 192) : b0;
+#define QE_TERMS(r, v) \
+    (nv > v ? add_terms(&ep, t->ep_col + 16 * v, c##r##v, rowterm) : _mm512_setzero_si512())
+#define QE_STORE_I32(r, v)                                                               \
+    if (nv > v && (__mmask16)(cols >> (16 * v)))                                         \
+        _mm512_mask_storeu_epi32(row + 64 * v, (__mmask16)(cols >> (16 * v)), QE_TERMS(r, v));
+#define QE_STORE_F32(r, v)                                                               \
+    if (nv > v && (__mmask16)(cols >> (16 * v)))                                         \
+        _mm512_mask_storeu_ps(row + 64 * v, (__mmask16)(cols >> (16 * v)),              \
+                              dequant(&ep, t->ep_col + 16 * v, QE_TERMS(r, v)));
+#define QE_REQUANT(r, v) \
+    (nv > v ? requant(&ep, t->ep_col + 16 * v, QE_TERMS(r, v)) : _mm512_setzero_si512())
+#define QE_STORE_ROW(r)                                                                   \
+    if (r < mr) {                                                                         \
+        const int32_t rowterm = ep.nbzp ? ep.rowterm[t->row0 + r] : 0;                    \
+        char *row = (char *)t->c + r * t->ldc * es;                                       \
+        if (kind == QE_OUT_I32) {                                                         \
+            QE_STORE_I32(r, 0) QE_STORE_I32(r, 1) QE_STORE_I32(r, 2) QE_STORE_I32(r, 3)   \
+        } else if (kind == QE_OUT_F32) {                                                  \
+            QE_STORE_F32(r, 0) QE_STORE_F32(r, 1) QE_STORE_F32(r, 2) QE_STORE_F32(r, 3)   \
+        } else {                                                                          \
+            _mm512_mask_storeu_epi8(row, cols, pack_u8(QE_REQUANT(r, 0), QE_REQUANT(r, 1), \
+                                                       QE_REQUANT(r, 2), QE_REQUANT(r, 3))); \
+        }                                                                                 \
+    }
+#define QE_STORE_KIND(k)                                 \
+    case k: {                                            \
+        const qe_out_kind kind = k;                      \
+        const size_t es = k == QE_OUT_U8 ? 1 : 4;        \
+        QE_FOR_ROWS(QE_STORE_ROW)                        \
+        break;                                           \
+    }
+/* The output pipeline of a whole tile, one expansion per output kind. The epilogue is copied
+ * to a local: stores to C could alias it, and GCC would reload every field after each store. */
+#define QE_STORE_TILE()                                              \
+    do {                                                             \
+        const qe_gemm_epilogue ep = *t->ep;                          \
+        const uint64_t cols = column_mask(t->col_lo, t->col_hi);     \
+        switch (ep.kind) {                                           \
+            QE_STORE_KIND(QE_OUT_I32)                                \
+            QE_STORE_KIND(QE_OUT_F32)                                \
+            QE_STORE_KIND(QE_OUT_U8)                                 \
+        }                                                            \
+    } while (0)
+
+/* The k loop of the full-height tiles 6 x 64 and 6 x 48 in assembly. With 24 accumulators,
+ * 4 B vectors and a broadcast live, GCC spills accumulators inside the loop (measured: half
+ * the speed; 6 x 48 loses a third), and asm operands cannot carry 24 of them (GCC allows 30
+ * operands, an in/out one counts twice). So the block owns its accumulators: it zeroes them,
+ * runs the k loop (zmm0-3 hold B, zmm4/5 alternate as the A broadcast; rows 0-2 address from
+ * a0, rows 3-5 from a3) and stores them to acc[6][64]. The C code finishes the tile (tail
+ * group, output pipeline). Accumulators: row r, vector v in zmm(8 + nv * r + v). */
+#define QE_ASM_DOT(reg, b, c) "vpdpbusd %%" b ", %%" reg ", %%" c "\n\t"
+#define QE_ASM_DOT3(reg, c0, c1, c2) \
+    QE_ASM_DOT(reg, "zmm0", c0) QE_ASM_DOT(reg, "zmm1", c1) QE_ASM_DOT(reg, "zmm2", c2)
+#define QE_ASM_DOT4(reg, c0, c1, c2, c3) QE_ASM_DOT3(reg, c0, c1, c2) QE_ASM_DOT(reg, "zmm3", c3)
+#define QE_ASM_BCAST(base, index, reg) "vpbroadcastd " base index ", %%" reg "\n\t"
+#define QE_ASM_ZERO(c) "vpxord %%" c ", %%" c ", %%" c "\n\t"
+#define QE_ASM_STORE(c, off) "vmovdqa64 %%" c ", " #off "(%[acc])\n\t"
+#define QE_ASM_LOOP_END(bytes)                                                         \
+    "add $4, %[a0]\n\t"                                                                \
+    "add $4, %[a3]\n\t"                                                                \
+    "add $" #bytes ", %[b]\n\t"                                                        \
+    "dec %[n]\n\t"                                                                     \
+    "jnz 1b\n\t"
+#define QE_ASM_OPERANDS                                                                 \
+    : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n] "+r"(groups)                       \
+    : [lda] "r"(lda), [acc] "r"(acc), [pf] "i"(B_PREFETCH)                              \
+    : "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm8", "zmm9", "zmm10", "zmm11",  \
+      "zmm12", "zmm13", "zmm14", "zmm15", "zmm16", "zmm17", "zmm18", "zmm19", "zmm20",   \
+      "zmm21", "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27", "zmm28", "zmm29",   \
+      "zmm30", "zmm31", "memory", "cc"
+
+static void dot_6x64_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
+                                int32_t acc[6 * 64]) {
+    QE_ASSERT(groups > 0);
+    const uint8_t *a3 = a0 + 3 * lda;
+    __asm__ volatile(
+        QE_ASM_ZERO("zmm8") QE_ASM_ZERO("zmm9") QE_ASM_ZERO("zmm10") QE_ASM_ZERO("zmm11")
+        QE_ASM_ZERO("zmm12") QE_ASM_ZERO("zmm13") QE_ASM_ZERO("zmm14") QE_ASM_ZERO("zmm15")
+        QE_ASM_ZERO("zmm16") QE_ASM_ZERO("zmm17") QE_ASM_ZERO("zmm18") QE_ASM_ZERO("zmm19")
+        QE_ASM_ZERO("zmm20") QE_ASM_ZERO("zmm21") QE_ASM_ZERO("zmm22") QE_ASM_ZERO("zmm23")
+        QE_ASM_ZERO("zmm24") QE_ASM_ZERO("zmm25") QE_ASM_ZERO("zmm26") QE_ASM_ZERO("zmm27")
+        QE_ASM_ZERO("zmm28") QE_ASM_ZERO("zmm29") QE_ASM_ZERO("zmm30") QE_ASM_ZERO("zmm31")
+        ".p2align 5\n"
+        "1:\n\t"
+        "vmovdqa64 (%[b]), %%zmm0\n\t"
+        "vmovdqa64 64(%[b]), %%zmm1\n\t"
+        "vmovdqa64 128(%[b]), %%zmm2\n\t"
+        "vmovdqa64 192(%[b]), %%zmm3\n\t"
+        "prefetcht0 %c[pf](%[b])\n\t"
+        "prefetcht0 %c[pf]+128(%[b])\n\t"
+        QE_ASM_BCAST("(%[a0]", ")", "zmm4") QE_ASM_DOT4("zmm4", "zmm8", "zmm9", "zmm10", "zmm11")
+        QE_ASM_BCAST("(%[a0]", ",%[lda])", "zmm5") QE_ASM_DOT4("zmm5", "zmm12", "zmm13", "zmm14", "zmm15")
+        QE_ASM_BCAST("(%[a0]", ",%[lda],2)", "zmm4") QE_ASM_DOT4("zmm4", "zmm16", "zmm17", "zmm18", "zmm19")
+        QE_ASM_BCAST("(%[a3]", ")", "zmm5") QE_ASM_DOT4("zmm5", "zmm20", "zmm21", "zmm22", "zmm23")
+        QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT4("zmm4", "zmm24", "zmm25", "zmm26", "zmm27")
+        QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT4("zmm5", "zmm28", "zmm29", "zmm30", "zmm31")
+        QE_ASM_LOOP_END(256)
+        QE_ASM_STORE("zmm8", 0) QE_ASM_STORE("zmm9", 64) QE_ASM_STORE("zmm10", 128) QE_ASM_STORE("zmm11", 192)
+        QE_ASM_STORE("zmm12", 256) QE_ASM_STORE("zmm13", 320) QE_ASM_STORE("zmm14", 384) QE_ASM_STORE("zmm15", 448)
+        QE_ASM_STORE("zmm16", 512) QE_ASM_STORE("zmm17", 576) QE_ASM_STORE("zmm18", 640) QE_ASM_STORE("zmm19", 704)
+        QE_ASM_STORE("zmm20", 768) QE_ASM_STORE("zmm21", 832) QE_ASM_STORE("zmm22", 896) QE_ASM_STORE("zmm23", 960)
+        QE_ASM_STORE("zmm24", 1024) QE_ASM_STORE("zmm25", 1088) QE_ASM_STORE("zmm26", 1152) QE_ASM_STORE("zmm27", 1216)
+        QE_ASM_STORE("zmm28", 1280) QE_ASM_STORE("zmm29", 1344) QE_ASM_STORE("zmm30", 1408) QE_ASM_STORE("zmm31", 1472)
+        QE_ASM_OPERANDS);
+}
+
+static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
+                                int32_t acc[6 * 64]) {
+    QE_ASSERT(groups > 0);
+    const uint8_t *a3 = a0 + 3 * lda;
+    __asm__ volatile(
+        QE_ASM_ZERO("zmm8") QE_ASM_ZERO("zmm9") QE_ASM_ZERO("zmm10") QE_ASM_ZERO("zmm11")
+        QE_ASM_ZERO("zmm12") QE_ASM_ZERO("zmm13") QE_ASM_ZERO("zmm14") QE_ASM_ZERO("zmm15")
+        QE_ASM_ZERO("zmm16") QE_ASM_ZERO("zmm17") QE_ASM_ZERO("zmm18") QE_ASM_ZERO("zmm19")
+        QE_ASM_ZERO("zmm20") QE_ASM_ZERO("zmm21") QE_ASM_ZERO("zmm22") QE_ASM_ZERO("zmm23")
+        QE_ASM_ZERO("zmm24") QE_ASM_ZERO("zmm25")
+        ".p2align 5\n"
+        "1:\n\t"
+        "vmovdqa64 (%[b]), %%zmm0\n\t"
+        "vmovdqa64 64(%[b]), %%zmm1\n\t"
+        "vmovdqa64 128(%[b]), %%zmm2\n\t"
+        "prefetcht0 %c[pf](%[b])\n\t"
+        QE_ASM_BCAST("(%[a0]", ")", "zmm4") QE_ASM_DOT3("zmm4", "zmm8", "zmm9", "zmm10")
+        QE_ASM_BCAST("(%[a0]", ",%[lda])", "zmm5") QE_ASM_DOT3("zmm5", "zmm11", "zmm12", "zmm13")
+        QE_ASM_BCAST("(%[a0]", ",%[lda],2)", "zmm4") QE_ASM_DOT3("zmm4", "zmm14", "zmm15", "zmm16")
+        QE_ASM_BCAST("(%[a3]", ")", "zmm5") QE_ASM_DOT3("zmm5", "zmm17", "zmm18", "zmm19")
+        QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT3("zmm4", "zmm20", "zmm21", "zmm22")
+        QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT3("zmm5", "zmm23", "zmm24", "zmm25")
+        QE_ASM_LOOP_END(192)
+        QE_ASM_STORE("zmm8", 0) QE_ASM_STORE("zmm9", 64) QE_ASM_STORE("zmm10", 128)
+        QE_ASM_STORE("zmm11", 256) QE_ASM_STORE("zmm12", 320) QE_ASM_STORE("zmm13", 384)
+        QE_ASM_STORE("zmm14", 512) QE_ASM_STORE("zmm15", 576) QE_ASM_STORE("zmm16", 640)
+        QE_ASM_STORE("zmm17", 768) QE_ASM_STORE("zmm18", 832) QE_ASM_STORE("zmm19", 896)
+        QE_ASM_STORE("zmm20", 1024) QE_ASM_STORE("zmm21", 1088) QE_ASM_STORE("zmm22", 1152)
+        QE_ASM_STORE("zmm23", 1280) QE_ASM_STORE("zmm24", 1344) QE_ASM_STORE("zmm25", 1408)
+        QE_ASM_OPERANDS);
+}
+
+#define QE_LOAD_ACC_ROW(r)                                          \
+    c##r##0 = _mm512_load_si512(acc + 64 * r);                      \
+    c##r##1 = _mm512_load_si512(acc + 64 * r + 16);                 \
+    c##r##2 = _mm512_load_si512(acc + 64 * r + 32);                 \
+    if (nv > 3) c##r##3 = _mm512_load_si512(acc + 64 * r + 48);
+
+/* The register tile: mr rows x (16 * nv) columns over all of K. */
+QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
+    QE_FOR_ROWS(QE_DECLARE_ROW)
+    const int8_t *b = t->b;
+    const size_t groups = t->K / KR;
+    if (mr == 6 && nv >= 3 && groups > 0) {
+        int32_t acc[6 * 64] __attribute__((aligned(64)));
+        (nv == 4 ? dot_6x64_avx512vnni : dot_6x48_avx512vnni)(a0, t->lda, b, groups, acc);
+        b += 64 * nv * groups;
+        QE_FOR_ROWS(QE_LOAD_ACC_ROW)
+    } else {
+        for (size_t g = 0; g < groups; g++) {
+            QE_LOAD_B()
+            _mm_prefetch((const char *)b + B_PREFETCH, _MM_HINT_T0);
+            if (nv > 2) _mm_prefetch((const char *)b + B_PREFETCH + 128, _MM_HINT_T0);
+            b += 64 * nv;
+            QE_FOR_ROWS(QE_MULTIPLY_GROUP)
+        }
+    }
+    if (t->K % KR) { /* the last, partial group: read only the bytes that exist */
+        const __mmask16 km = (__mmask16)((1u << (t->K % KR)) - 1);
+        QE_LOAD_B()
+        QE_FOR_ROWS(QE_MULTIPLY_TAIL)
+    }
+    QE_STORE_TILE();
+}
+
+/* M = 1 over a full panel: even and odd groups into separate accumulators, so twice as many
+ * independent loads and multiplies are in flight on this memory-bound shape. The hardware
+ * prefetcher follows the panel's one sequential stream; software prefetch only cost issue
+ * slots here (measured). */
+static void qe_gemm_u8s8_ukernel_1x64c4__avx512vnni(const qe_gemm_tile *t) {
+    enum { mr = 1, nv = 4 };
+    QE_FOR_ROWS(QE_DECLARE_ROW) /* only row 0 is used */
+    const int8_t *b = t->b;
+    const size_t groups = t->K / KR;
+    __m512i e0 = c00, e1 = c00, e2 = c00, e3 = c00; /* even groups */
+    __m512i d0 = c00, d1 = c00, d2 = c00, d3 = c00; /* odd groups */
+    size_t g = 0;
+    for (; g + 2 <= groups; g += 2, b += 512) {
+        const __m512i x = _mm512_set1_epi32(load_u32(a0 + KR * g));
+        const __m512i y = _mm512_set1_epi32(load_u32(a0 + KR * g + KR));
+        e0 = _mm512_dpbusd_epi32(e0, x, _mm512_load_si512(b));
+        e1 = _mm512_dpbusd_epi32(e1, x, _mm512_load_si512(b + 64));
+        e2 = _mm512_dpbusd_epi32(e2, x, _mm512_load_si512(b + 128));
+        e3 = _mm512_dpbusd_epi32(e3, x, _mm512_load_si512(b + 192));
+        d0 = _mm512_dpbusd_epi32(d0, y, _mm512_load_si512(b + 256));
+        d1 = _mm512_dpbusd_epi32(d1, y, _mm512_load_si512(b + 320));
+        d2 = _mm512_dpbusd_epi32(d2, y, _mm512_load_si512(b + 384));
+        d3 = _mm512_dpbusd_epi32(d3, y, _mm512_load_si512(b + 448));
+    }
+    if (g < groups) { /* one whole group left */
+        const __m512i x = _mm512_set1_epi32(load_u32(a0 + KR * g));
+        e0 = _mm512_dpbusd_epi32(e0, x, _mm512_load_si512(b));
+        e1 = _mm512_dpbusd_epi32(e1, x, _mm512_load_si512(b + 64));
+        e2 = _mm512_dpbusd_epi32(e2, x, _mm512_load_si512(b + 128));
+        e3 = _mm512_dpbusd_epi32(e3, x, _mm512_load_si512(b + 192));
+        b += 256;
+    }
+    if (t->K % KR) { /* the partial group */
+        const __mmask16 km = (__mmask16)((1u << (t->K % KR)) - 1);
+        const __m512i x = _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(km, a0 + KR * groups));
+        d0 = _mm512_dpbusd_epi32(d0, x, _mm512_load_si512(b));
+        d1 = _mm512_dpbusd_epi32(d1, x, _mm512_load_si512(b + 64));
+        d2 = _mm512_dpbusd_epi32(d2, x, _mm512_load_si512(b + 128));
+        d3 = _mm512_dpbusd_epi32(d3, x, _mm512_load_si512(b + 192));
+    }
+    c00 = _mm512_add_epi32(e0, d0);
+    c01 = _mm512_add_epi32(e1, d1);
+    c02 = _mm512_add_epi32(e2, d2);
+    c03 = _mm512_add_epi32(e3, d3);
+    QE_STORE_TILE();
+}
+
+/* The table of tiles, [rows - 1][nv - 1]; names say rows x columns, K groups of 4, ISA. */
+#define QE_VNNI_TILE(mr, cols, nv)                                                        \
+    static void qe_gemm_u8s8_ukernel_##mr##x##cols##c4__avx512vnni(const qe_gemm_tile *t) { \
+        tile_vnni(t, mr, nv);                                                             \
+    }
+#define QE_VNNI_ROW(mr) \
+    QE_VNNI_TILE(mr, 16, 1) QE_VNNI_TILE(mr, 32, 2) QE_VNNI_TILE(mr, 48, 3)
+QE_VNNI_ROW(1)
+QE_VNNI_ROW(2)
+QE_VNNI_ROW(3)
+QE_VNNI_ROW(4)
+QE_VNNI_ROW(5)
+QE_VNNI_ROW(6)
+QE_VNNI_TILE(2, 64, 4)
+QE_VNNI_TILE(3, 64, 4)
+QE_VNNI_TILE(4, 64, 4)
+QE_VNNI_TILE(5, 64, 4)
+QE_VNNI_TILE(6, 64, 4)
+
+#define QE_VNNI_ENTRIES(mr)                                                                 \
+    qe_gemm_u8s8_ukernel_##mr##x16c4__avx512vnni, qe_gemm_u8s8_ukernel_##mr##x32c4__avx512vnni, \
+        qe_gemm_u8s8_ukernel_##mr##x48c4__avx512vnni, qe_gemm_u8s8_ukernel_##mr##x64c4__avx512vnni
+static const qe_gemm_tile_fn g_tiles[MR * NV_MAX] = {
+    QE_VNNI_ENTRIES(1), QE_VNNI_ENTRIES(2), QE_VNNI_ENTRIES(3),
+    QE_VNNI_ENTRIES(4), QE_VNNI_ENTRIES(5), QE_VNNI_ENTRIES(6),
+};
+
+const qe_gemm_ukernel qe_gemm_ukernel_avx512vnni = {
+    .name = "qgemm_u8s8_6x64c4__avx512vnni",
+    .packed_bytes = qe_gemm_panels_bytes,
+    .pack = qe_gemm_pack_panels,
+    .run = qe_gemm_run_blocked,
+    .mr = MR,
+    .nr = NR,
+    .kr = KR,
+    .k_pad = KR,
+    .col_align = 16,
+    .b_elem = 1,
+    .a_bias = 0,
+    .nv_max = NV_MAX,
+    .tiles = g_tiles,
+};

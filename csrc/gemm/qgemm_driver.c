@@ -1,0 +1,128 @@
+/*
+ * qgemm_driver.c -- the single-threaded blocked GEMM of the SIMD families (qe_gemm_run_blocked).
+ *
+ * Cache blocking, GotoBLAS/BLIS style, for prepacked B:
+ *   for each n-block of panels (its packed B, K x NC, sized to stay in L2)
+ *     for each strip of mr rows of A (mr x K, stays in L1 while the panels go by)
+ *       for each panel of nr columns: one register tile over all of K, output pipeline fused.
+ * B is streamed from L2 once per strip; A is read in place (or prepared once per strip by the
+ * family's prep_a). K is not split: a tile's accumulators stay in registers from the first k
+ * to the output pipeline, so no partial sums round-trip through memory.
+ *
+ * Everything that depends only on the column (bias, a_zp * colsum, scales, b_zp) is folded
+ * once per run into per-column arrays (qe_gemm_epilogue), so tiles do only per-element work.
+ */
+#include <string.h>
+
+#include "qgemm.h"
+
+/* Packed B bytes one n-block keeps in L2 (a quarter of a 1 MiB L2: room for A, C and the
+ * the next panel; 128 KiB to 768 KiB measured within noise of each other). */
+enum { QE_GEMM_L2_BLOCK = 256 * 1024 };
+
+/* Per-run column data for panels [j0, j1) into `buf`; returns the bytes used. */
+static size_t fill_columns(const qe_gemm_packed *p, const qe_output *out, int32_t a_zp,
+                           const int32_t *b_zp, size_t n_begin, size_t n_end, size_t base,
+                           size_t span, qe_gemm_epilogue *ep, char *buf) {
+    const qe_gemm_ukernel *uk = p->uk;
+    const size_t vec = QE_ROUND_UP(span * sizeof(int32_t), 64);
+    int32_t *colterm = (int32_t *)buf;
+    float *scale = (float *)(buf + vec);
+    float *fbias = (out->kind == QE_OUT_F32 && out->fbias) ? (float *)(buf + 2 * vec) : NULL;
+    int32_t *nbzp = b_zp ? (int32_t *)(buf + 3 * vec) : NULL;
+    memset(buf, 0, 4 * vec);
+    const int32_t a_mult = uk->a_bias - a_zp;
+    for (size_t n = n_begin; n < n_end; n++) {
+        const size_t i = n - base;
+        int32_t ct = qe_mul_wrap(a_mult, p->col_sums[n]);
+        if (out->bias) ct = qe_add_wrap(ct, out->bias[n]);
+        colterm[i] = ct;
+        if (out->kind != QE_OUT_I32) scale[i] = out->scale[out->per_channel ? n : 0];
+        if (fbias) fbias[i] = out->fbias[n];
+        if (nbzp) nbzp[i] = -b_zp[n];
+    }
+    ep->kind = out->kind;
+    ep->colterm = colterm;
+    ep->scale = scale;
+    ep->fbias = fbias;
+    ep->nbzp = nbzp;
+    ep->zp = out->zero_point;
+    ep->lo = (float)(out->qmin - out->zero_point);
+    ep->hi = (float)(out->qmax - out->zero_point);
+    return 4 * vec;
+}
+
+/* rowterm[m] = sum_k a[m][k] - K * a_zp: the factor of -b_zp[n] (only with asymmetric B). */
+static void fill_rows(const uint8_t *a, size_t lda, size_t M, size_t K, int32_t a_zp,
+                      int32_t *rowterm) {
+    for (size_t m = 0; m < M; m++) {
+        const uint8_t *row = a + m * lda;
+        uint32_t s = 0; /* <= 255 * QE_MAX_K, no overflow */
+        for (size_t k = 0; k < K; k++) s += row[k];
+        rowterm[m] = (int32_t)s - (int32_t)K * a_zp;
+    }
+}
+
+/* Ask for `rows` rows of A (K bytes each) ahead of use: the next strip's rows arrive from L3
+ * while the current strip's tiles compute, instead of stalling its first tile (or prep_a). */
+static void prefetch_rows(const uint8_t *a, size_t lda, size_t rows, size_t K) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t k = 0; k < K; k += 64) __builtin_prefetch(a + r * lda + k, 0, 3);
+}
+
+void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, size_t lda,
+                         int32_t a_zp, const int32_t *b_zp, const qe_output *out, size_t n_begin,
+                         size_t n_end, void *c, size_t ldc) {
+    const qe_gemm_ukernel *uk = p->uk;
+    const size_t K = p->K, N = p->N, nr = uk->nr, mr = uk->mr;
+    QE_ASSERT(uk->tiles && n_begin < n_end && n_end <= N && M > 0);
+    const size_t j0 = n_begin / nr, j1 = QE_DIV_UP(n_end, nr);
+    const size_t base = j0 * nr, span = (j1 - j0) * nr;
+    const size_t es = qe_output_elem_size(out->kind);
+
+    /* slot 0: the per-run column arrays and row terms; slot 1: prepared A of one strip */
+    const size_t col_bytes = 4 * QE_ROUND_UP(span * sizeof(int32_t), 64);
+    char *buf = qe_scratch(0, col_bytes + (b_zp ? M * sizeof(int32_t) : 0));
+    QE_ASSERT(buf != NULL);
+    qe_gemm_epilogue ep;
+    fill_columns(p, out, a_zp, b_zp, n_begin, n_end, base, span, &ep, buf);
+    ep.rowterm = NULL;
+    if (b_zp) {
+        int32_t *rowterm = (int32_t *)(buf + col_bytes);
+        fill_rows(a, lda, M, K, a_zp, rowterm);
+        ep.rowterm = rowterm;
+    }
+    void *prep = NULL;
+    if (uk->prep_a) {
+        prep = qe_scratch(1, mr * (K + 64) * uk->prep_a_elem); /* rows padded by < 64 */
+        QE_ASSERT(prep != NULL);
+    }
+
+    const size_t panel_bytes = QE_ROUND_UP(K, uk->k_pad) * nr * uk->b_elem;
+    const size_t block = QE_MAX(1, QE_GEMM_L2_BLOCK / panel_bytes); /* panels per n-block */
+    qe_gemm_tile t = {.K = K, .ep = &ep, .ldc = ldc};
+    for (size_t jb = j0; jb < j1; jb += block) {
+        const size_t jb_end = QE_MIN(j1, jb + block);
+        for (size_t m0 = 0; m0 < M; m0 += mr) {
+            t.rows = QE_MIN(mr, M - m0);
+            t.row0 = m0;
+            t.a = a + m0 * lda;
+            t.lda = lda;
+            if (m0 + mr < M) prefetch_rows(t.a + mr * lda, lda, QE_MIN(mr, M - m0 - mr), K);
+            if (prep) {
+                t.lda = uk->prep_a(t.a, lda, t.rows, K, prep);
+                t.a = prep;
+            }
+            for (size_t j = jb; j < jb_end; j++) {
+                const size_t pbase = j * nr, width = qe_gemm_panel_width(uk, N, j);
+                const size_t nv = width / uk->col_align;
+                t.b = (const char *)p->data + qe_gemm_panel_offset(uk, K, j);
+                t.col_lo = QE_MAX(n_begin, pbase) - pbase;
+                t.col_hi = QE_MIN(n_end, pbase + width) - pbase;
+                t.ep_col = pbase - base;
+                t.c = (char *)c + (m0 * ldc + pbase) * es;
+                uk->tiles[(t.rows - 1) * uk->nv_max + nv - 1](&t);
+            }
+        }
+    }
+}

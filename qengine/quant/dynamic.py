@@ -1,0 +1,1 @@
+"""Dynamic quantization (placeholder until implemented)."""

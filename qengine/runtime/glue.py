@@ -1,0 +1,214 @@
+"""Glue items of a compiled model: quantize / dequantize / requantize at the borders of float
+regions, lookup-table regions, movement ops on uint8, and float ops run by their numpy
+reference. Each returns an ops.int8.Kernel; runtime/plan.py makes their steps per shape.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _kernels as K
+from ..graph import Graph, Node
+from ..ops import make_op
+from ..ops.int8 import Kernel, QTensor, Unit, requant_table
+
+__all__ = ["float_node", "quantize", "dequantize", "requantize", "lut", "movement",
+           "logical_view", "store"]
+
+
+def _inverse(perm: tuple) -> tuple:
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+def logical_view(arr: np.ndarray, perm: tuple) -> np.ndarray:
+    """The logical (ONNX-layout) view of a tensor stored as logical.transpose(perm)."""
+    return arr if perm == tuple(range(len(perm))) else arr.transpose(_inverse(perm))
+
+
+def store(dst: np.ndarray, value: np.ndarray, perm: tuple) -> None:
+    """Write a logical value into a physical buffer stored as logical.transpose(perm)."""
+    v = value if perm == tuple(range(len(perm))) else np.transpose(value, perm)
+    if v.shape != dst.shape:
+        v = np.broadcast_to(v, dst.shape) if v.size == dst.size or v.ndim == 0 else v
+    np.copyto(dst, v, casting="unsafe")
+
+
+def _reader(ctx, name: str):
+    """A function views -> the logical array of `name` (a constant is captured once)."""
+    const = ctx.constant(name)
+    if const is not None:
+        return lambda views: const
+    slot, perm = ctx.slot(name)[0], ctx.perm(name)
+    if perm == tuple(range(len(perm))):
+        return lambda views: views[slot]
+    inv = _inverse(perm)
+    return lambda views: views[slot].transpose(inv)
+
+
+def float_node(g: Graph, node: Node, op) -> Kernel:
+    """Run the node's float reference on logical views of its inputs."""
+    reads = [i for i in node.inputs if i and i not in g.initializers]
+    writes = [o for o in node.outputs if o]
+
+    def make_steps(ctx):
+        getters = [(_reader(ctx, i) if i else (lambda views: None)) for i in node.inputs]
+        outs = [(ctx.slot(o)[0], ctx.perm(o)) if o else None for o in node.outputs]
+
+        def fn(views):
+            with np.errstate(all="ignore"):
+                res = op.run(*[get(views) for get in getters])
+            for spec, value in zip(outs, res):
+                if spec is not None:
+                    store(views[spec[0]], np.asarray(value), spec[1])
+        return [K.PyStep(node.name, node.op_type, fn)]
+
+    return Kernel(reads, writes, make_steps, out_perm=lambda perms: "identity",
+                  label=f"float {node.op_type}", node=node)
+
+
+def quantize(src: str, y: QTensor) -> Kernel:
+    """float32 activation -> its uint8 codes (a QuantizeLinear that no unit absorbed)."""
+    def make_steps(ctx):
+        n = int(np.prod(ctx.shape(src)))
+        if n == 0:
+            return []
+        return [K.quantize_step(f"{y.name}:quantize", n, ctx.slot(src), ctx.slot(y.name),
+                                float(y.scale), y.zero_point, y.qmin, y.qmax)]
+    return Kernel([src], [y.name], make_steps, label="quantize")
+
+
+def dequantize(x: QTensor, out: str) -> Kernel:
+    """uint8 codes -> float32 (a DequantizeLinear read by a float op or a graph output)."""
+    def make_steps(ctx):
+        n = int(np.prod(ctx.shape(out)))
+        if n == 0:
+            return []
+        return [K.dequantize_step(f"{out}:dequantize", n, ctx.slot(x.name), ctx.slot(out),
+                                  float(x.scale), x.zero_point)]
+    return Kernel([x.name], [out], make_steps, label="dequantize")
+
+
+def requantize(x: QTensor, y: QTensor) -> Kernel:
+    """DequantizeLinear -> QuantizeLinear with other parameters: one exact table lookup."""
+    table = requant_table(lambda v: v, x, y)
+
+    def make_steps(ctx):
+        n = int(np.prod(ctx.shape(y.name)))
+        return [K.lut_step(f"{y.name}:requantize", n, ctx.slot(x.name), ctx.slot(y.name), table,
+                           "Requantize")] if n else []
+    return Kernel([x.name], [y.name], make_steps, label="requantize")
+
+
+def lut(g: Graph, nodes: list, x: QTensor, y: QTensor) -> Kernel:
+    """An element-wise region of one quantized input as one 256-entry table, exact with
+    respect to the QDQ graph: table[c] = Q_y(region(DQ_x(c)))."""
+    ops = [make_op(n, g.opset) for n in nodes]
+    out_name = nodes[-1].outputs[0]
+    produced = {n.outputs[0] for n in nodes}
+
+    def region(v):
+        env = {}
+        for n, op in zip(nodes, ops):
+            args = []
+            for i in n.inputs:
+                if not i:
+                    args.append(None)
+                elif i in produced:
+                    args.append(env[i])
+                elif i in g.initializers:
+                    args.append(g.initializers[i])
+                else:
+                    args.append(v)      # the dequantized source
+            env[n.outputs[0]] = np.asarray(op.run(*args)[0], dtype=np.float32).reshape(-1)
+        return env[out_name]
+
+    table = requant_table(region, x, y)
+    label = "lut " + "+".join(n.op_type for n in nodes)
+
+    def make_steps(ctx):
+        n = int(np.prod(ctx.shape(y.name)))
+        return [K.lut_step(nodes[0].name, n, ctx.slot(x.name), ctx.slot(y.name), table,
+                           "+".join(n.op_type for n in nodes))] if n else []
+    return Kernel([x.name], [y.name], make_steps, label=label, node=nodes[0])
+
+
+_VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+
+
+def movement(unit: Unit) -> Kernel:
+    """A data-movement op on uint8: outputs share the input's parameters (else a table
+    requantizes them). Reshape-like ops and Transposes become views where the layout allows;
+    the rest run the op's numpy reference on the codes."""
+    node, op = unit.node, unit.op
+    x = unit.inputs[0]
+    if not isinstance(x, QTensor) or any(isinstance(i, QTensor) for i in unit.inputs[1:]):
+        return None
+    consts = list(unit.inputs)
+    if node.op_type == "Pad" and op.mode == "constant":
+        # the constant pad value (attribute before opset 11, input 2 since) pads as its code
+        if op.opset < 11:
+            op.value = float(x.quantize(op.value))
+        else:
+            v = consts[2] if len(consts) > 2 and consts[2] is not None else np.float32(0)
+            if not isinstance(v, np.ndarray) and not isinstance(v, np.floating):
+                return None
+            consts += [None] * (3 - len(consts))
+            consts[2] = x.quantize(v).astype(np.uint8).reshape(np.shape(v))
+    tables = [None if y is None or y.same_params(x) else requant_table(lambda v: v, x, y)
+              for y in unit.outputs]
+    writes = [y.name for y in unit.outputs if y is not None]
+    same = all(t is None for t in tables)
+
+    def out_perm(perms):
+        p = perms[x.name]
+        if node.op_type == "Transpose" and same:
+            tp = op.perm if op.perm is not None else tuple(reversed(range(len(p))))
+            return tuple(_compose_transpose(p, tuple(tp)))
+        return None
+
+    def alias(ctx):
+        if not same or len(writes) != 1:
+            return False
+        if node.op_type == "Transpose":
+            return True
+        if node.op_type in _VIEW_OPS:
+            return _trivial(ctx.shape(x.name), ctx.perm(x.name)) and \
+                _trivial(ctx.shape(writes[0]), ctx.perm(writes[0]))
+        return False
+
+    def make_steps(ctx):
+        get = _reader(ctx, x.name)
+        others = [(lambda views, c=c: c) if not isinstance(c, QTensor) else None
+                  for c in consts[1:]]
+        outs = [(ctx.slot(y.name)[0], ctx.perm(y.name), t) if y is not None else None
+                for y, t in zip(unit.outputs, tables)]
+
+        def fn(views):
+            res = op.run(get(views), *[o(views) if o else None for o in others])
+            for spec, value in zip(outs, res):
+                if spec is not None:
+                    v = np.asarray(value)
+                    if spec[2] is not None:
+                        v = spec[2][v]
+                    store(views[spec[0]], v, spec[1])
+        return [K.PyStep(node.name, node.op_type, fn)]
+
+    return Kernel([x.name], writes, make_steps, out_perm=out_perm, alias=alias,
+                  label=f"uint8 {node.op_type}", unit=unit)
+
+
+def _compose_transpose(p_in: tuple, tp: tuple) -> list:
+    """Layout of Transpose(tp)'s output when it aliases its input stored with perm p_in.
+    Input physical axis k holds logical axis p_in[k]; output logical axis j is input logical
+    axis tp[j]; so output perm[k] = the j with tp[j] == p_in[k]."""
+    where = {a: j for j, a in enumerate(tp)}
+    return [where[a] for a in p_in]
+
+
+def _trivial(shape: tuple, perm: tuple) -> bool:
+    """True when the physical layout orders the elements as the logical one does (the perm
+    only moves size-1 axes), so a reshape of the buffer is a reshape of the tensor."""
+    moved = [p for p in perm if shape[p] != 1]
+    return moved == sorted(moved)

@@ -1,0 +1,300 @@
+"""compile: a QDQ graph and concrete input shapes -> a Plan (a Program plus its memory layout).
+
+    concretize (shapes for these inputs) -> lower (runtime/lowering.py: kernels and glue)
+      -> layouts (each tensor's physical axis order; relayout copies where a kernel needs one)
+      -> views (Transposes that relabel, Reshapes of contiguous data: no step, shared storage)
+      -> memory (one arena; offsets chosen by lifetime) -> steps -> Program
+
+Tensors are stored as logical.transpose(perm). Kernels state the layouts they need (the
+convolution and pooling kernels want NHWC); elsewhere a tensor keeps its producer's layout.
+Graph inputs and outputs are the caller's arrays, in the model's own (logical) layout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .. import _kernels as K
+from ..errors import ModelError
+from ..graph import Graph, Value
+from ..ops.int8 import BuildContext, Kernel, identity
+from ..passes.fold import simplify
+from . import glue
+from .lowering import Lowered, lower
+
+__all__ = ["Plan", "build_plan", "concretize"]
+
+_ALIGN = 64
+
+
+def concretize(graph: Graph, shapes: dict) -> Graph:
+    """A copy of `graph` with concrete input shapes, every shape inferred and shape chains
+    folded (so Resize sizes, Reshape targets... become constants)."""
+    g = graph.copy()
+    g.inputs = [Value(v.name, shapes[v.name], v.dtype) for v in g.inputs]
+    keep = set(g.input_names)
+    g.values = {k: v for k, v in g.values.items() if k in keep}
+    for v in g.inputs:
+        g.values[v.name] = v
+    simplify(g, declared=keep)
+    return g
+
+
+@dataclass
+class Plan:
+    """Everything one input shape needs to run: the program and how to lay out its memory."""
+    program: object
+    arena_bytes: int
+    arena_slots: list               # (slot, offset, dtype, physical shape)
+    inputs: list                    # (name, slot, dtype, shape)
+    input_views: list               # (slot, input index, physical shape): views of inputs
+    outputs: list                   # (name, slot, dtype, shape)
+    constants: list                 # (slot, array) bound once per run context
+    lowered: Lowered
+    kernels: list = field(default_factory=list)   # (node, label) of every item
+
+
+class _Ctx(BuildContext):
+    def __init__(self, g: Graph, lowered: Lowered):
+        self.g = g
+        self.lowered = lowered
+        self.perms: dict[str, tuple] = {}
+        self.slots: dict[str, int] = {}
+        self.remap: dict[str, str] = {}
+        self.const_slots: list = []
+        self.n_slots = 0
+
+    def canon(self, name: str) -> str:
+        name = self.remap.get(name, name)
+        seen = 0
+        while name in self.lowered.aliases and seen < 64:
+            name, seen = self.lowered.aliases[name], seen + 1
+        return name
+
+    def shape(self, name: str) -> tuple:
+        name = self.canon(name)
+        v = self.g.value(name)
+        if not v.is_static:
+            raise ModelError(f"tensor {name!r} has no static shape for this input shape "
+                             f"({v.shape}); qengine needs every shape known at compile time")
+        return tuple(v.shape)
+
+    def dtype(self, name: str) -> np.dtype:
+        name = self.canon(name)
+        if name in self.lowered.qtensors:
+            return np.dtype(np.uint8)
+        v = self.g.value(name)
+        return np.dtype(v.dtype) if v.dtype is not None else np.dtype(np.float32)
+
+    def perm(self, name: str) -> tuple:
+        name = self.canon(name)
+        return self.perms.get(name) or identity(len(self.shape(name)))
+
+    def slot(self, name: str) -> tuple:
+        name = self.canon(name)
+        if name not in self.slots:
+            self.slots[name] = self.n_slots
+            self.n_slots += 1
+        return self.slots[name], 0
+
+    def constant(self, name: str):
+        return self.g.initializers.get(name)
+
+    def constant_slot(self, key: str, array: np.ndarray) -> tuple:
+        s = self.n_slots
+        self.n_slots += 1
+        self.const_slots.append((s, np.ascontiguousarray(array)))
+        return s, 0
+
+
+def _resolve(req, ctx: _Ctx, name: str) -> Optional[tuple]:
+    if req is None:
+        return None
+    if req == "identity":
+        return identity(len(ctx.shape(name)))
+    if isinstance(req, str) and req.startswith("same_as:"):
+        return ctx.perm(req[len("same_as:"):])
+    return tuple(req)
+
+
+def _relayout(src: str, dst: str, perm_src: tuple, perm_dst: tuple) -> Kernel:
+    def make_steps(ctx):
+        si, di = ctx.slot(src)[0], ctx.slot(dst)[0]
+        if ctx.shape(src) != ctx.shape(dst):
+            raise AssertionError(f"qengine: relayout {src!r} {ctx.shape(src)} -> {dst!r} "
+                                 f"{ctx.shape(dst)}: shapes differ")
+
+        def fn(views):
+            glue.store(views[di], glue.logical_view(views[si], perm_src), perm_dst)
+        return [K.PyStep(f"{dst}", "Relayout", fn)]
+    return Kernel([src], [dst], make_steps, label="relayout")
+
+
+def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
+    """Compile the QDQ graph for these concrete input shapes. `cache` (node name -> dict) keeps
+    packed weights across the plans of every shape."""
+    g = concretize(graph, shapes)
+    lowered = lower(g, cache)
+    ctx = _Ctx(g, lowered)
+    outputs = set(g.output_names)
+
+    # graph outputs that are other tensors' storage (a quantized output) get a copy at the end
+    tail: list[Kernel] = []
+    for name in g.output_names:
+        if name in lowered.aliases:
+            src = lowered.aliases.pop(name)
+            tail.append((src, name))
+
+    # layouts, relayouts and views, in item order
+    items: list[Kernel] = []
+    views: dict[str, str] = {}          # tensor -> the tensor whose storage it shares
+    relayouts: dict[tuple, str] = {}
+    for v in g.inputs:
+        ctx.perms[v.name] = identity(len(v.shape))
+    for it in lowered.items:
+        remap: dict[str, str] = {}
+        for r in it.reads:
+            want = _resolve(it.layouts.get(r), ctx, r)
+            have = ctx.perm(r)
+            if want is not None and want != have:
+                key = (ctx.canon(r), want)
+                if key not in relayouts:
+                    new = g.unique_name(f"{ctx.canon(r)}_relayout")
+                    g.set_value(new, ctx.shape(r), ctx.dtype(r))
+                    if ctx.canon(r) in lowered.qtensors:
+                        lowered.qtensors[new] = lowered.qtensors[ctx.canon(r)]
+                    ctx.perms[new] = want
+                    items.append(_relayout(ctx.canon(r), new, have, want))
+                    relayouts[key] = new
+                remap[r] = relayouts[key]
+        it.remap = remap
+        ctx.remap = remap
+        in_perms = {r: ctx.perm(r) for r in it.reads}
+        produced = it.out_perm(in_perms) if it.out_perm is not None else None
+        for w in it.writes:
+            rank = len(ctx.shape(w))
+            if produced == "identity" or (produced is None and (not it.reads or len(
+                    ctx.shape(it.reads[0])) != rank)):
+                p = identity(rank)
+            elif produced is None:
+                p = ctx.perm(it.reads[0])
+            else:
+                p = tuple(produced)
+            ctx.perms[ctx.canon(w)] = p
+        is_view = it.alias is not None and len(it.writes) == 1 and \
+            it.writes[0] not in outputs and it.alias(ctx)
+        ctx.remap = {}
+        if is_view:
+            views[ctx.canon(it.writes[0])] = ctx.canon(remap.get(it.reads[0], it.reads[0]))
+            continue
+        items.append(it)
+    # graph outputs reach the caller in their logical layout, in their own buffer
+    for name in g.output_names:
+        if any(dst == name for _, dst in tail):
+            continue
+        if name not in g.input_names and ctx.perm(name) == identity(len(ctx.shape(name))):
+            continue
+        src = name
+        if name not in g.input_names:
+            src = g.unique_name(name + "_internal")
+            g.set_value(src, ctx.shape(name), ctx.g.value(name).dtype)
+            if name in lowered.qtensors:
+                lowered.qtensors[src] = lowered.qtensors[name]
+            ctx.perms[src] = ctx.perm(name)
+            for it in items:   # (a read already remapped to a relayout copy keeps it)
+                it.remap = {**{x: src for x in it.reads + it.writes if ctx.canon(x) == name},
+                            **it.remap}
+        tail.append((src, name))
+    for src, name in tail:
+        items.append(_relayout(src, name, ctx.perm(src), identity(len(ctx.shape(name)))))
+        ctx.perms[name] = identity(len(ctx.shape(name)))
+
+    # storage roots and lifetimes
+    def root(name: str) -> str:
+        name = ctx.canon(name)
+        while name in views:
+            name = ctx.canon(views[name])
+        return name
+
+    external = set(g.input_names) | set(g.output_names)
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for k, it in enumerate(items):
+        for w in it.writes:
+            rw = root(it.remap.get(w, w))
+            first.setdefault(rw, k)
+            last[rw] = max(last.get(rw, k), k)
+        for r in it.reads:
+            rr = root(it.remap.get(r, r))
+            first.setdefault(rr, k)
+            last[rr] = k
+    sizes = {}
+    for name in set(first) | set(views):
+        rn = root(name)
+        if rn in external or rn in g.initializers:
+            continue
+        nbytes = int(np.prod(ctx.shape(name))) * ctx.dtype(name).itemsize
+        sizes[rn] = max(sizes.get(rn, 0), nbytes)
+    offsets, arena = _place(sizes, first, last)
+
+    # slots: one per tensor any step touches (views get their own slot at their root's offset)
+    for k, it in enumerate(items):
+        ctx.remap = it.remap
+        for n in it.reads + it.writes:
+            ctx.slot(n)
+    ctx.remap = {}
+    for v in g.inputs:
+        ctx.slot(v.name)
+    for name in g.output_names:
+        ctx.slot(name)
+    arena_slots, input_views = [], []
+    in_index = {v.name: i for i, v in enumerate(g.inputs)}
+    for name, s in list(ctx.slots.items()):
+        rn = root(name)
+        phys = ctx.physical_shape(name)
+        if rn in offsets:
+            arena_slots.append((s, offsets[rn], ctx.dtype(name), phys))
+        elif rn in in_index and name != rn:
+            input_views.append((s, in_index[rn], phys))
+    # steps
+    steps = []
+    kernels = []
+    for it in items:
+        ctx.remap = it.remap
+        steps += it.make_steps(ctx)
+        node = it.unit.node.name if it.unit is not None else (it.node.name if it.node else "")
+        kernels.append((node, it.label))
+    ctx.remap = {}
+    slot_nbytes = [0] * ctx.n_slots
+    for name, s in ctx.slots.items():
+        slot_nbytes[s] = int(np.prod(ctx.shape(name))) * ctx.dtype(name).itemsize
+    for s, arr in ctx.const_slots:
+        slot_nbytes[s] = arr.nbytes
+    program = K.Program(steps, slot_nbytes)
+    inputs = [(v.name, ctx.slots[v.name], np.dtype(v.dtype), tuple(v.shape)) for v in g.inputs]
+    outs = [(n, ctx.slots[n], ctx.dtype(n), ctx.shape(n)) for n in g.output_names]
+    return Plan(program, arena, arena_slots, inputs, input_views, outs, ctx.const_slots,
+                lowered, kernels)
+
+
+def _place(sizes: dict, first: dict, last: dict) -> tuple[dict, int]:
+    """Offsets for buffers with lifetimes [first, last] in one arena: largest first, each at
+    the lowest aligned offset that overlaps no buffer alive at the same time."""
+    placed: list[tuple[int, int, int, int]] = []   # (offset, end, first, last)
+    offsets: dict[str, int] = {}
+    arena = 0
+    for name in sorted(sizes, key=lambda n: (-sizes[n], first.get(n, 0), n)):
+        size = -(-max(sizes[name], 1) // _ALIGN) * _ALIGN
+        f, l = first.get(name, 0), last.get(name, 0)
+        busy = sorted((o, e) for o, e, pf, pl in placed if not (pl < f or l < pf))
+        off = 0
+        for o, e in busy:
+            if off + size <= o:
+                break
+            off = max(off, e)
+        placed.append((off, off + size, f, l))
+        offsets[name] = off
+        arena = max(arena, off + size)
+    return offsets, arena

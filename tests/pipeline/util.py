@@ -1,0 +1,58 @@
+"""Helpers for pipeline tests: small float models, quantize them, compare the compiled run
+with the QDQ graph's float reference (its semantics) and with the float model."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import qengine
+from qengine.runtime.reference import ReferenceExecutor
+
+
+def model(nodes, inputs, outputs, inits=(), opset=17):
+    """inputs/outputs: (name, shape) pairs (float32); inits: (name, array) pairs."""
+    g = helper.make_graph(
+        nodes, "test",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
+        [numpy_helper.from_array(np.asarray(a), n) for n, a in inits])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def quantized_codes(qmodel, feeds):
+    """Every QuantizeLinear output of the QDQ graph, from the compiled run and from the float
+    reference of the QDQ graph: ({name: codes}, {name: codes})."""
+    from qengine.runtime.executor import Executor
+    g = qmodel.graph.copy()
+    qs = [n.outputs[0] for n in g.nodes if n.op_type == "QuantizeLinear"]
+    g.outputs = g.outputs + [g.value(t) for t in qs if t not in g.output_names]
+    ours = Executor(g).run(feeds)
+    ref = ReferenceExecutor(g).run(feeds)
+    return {t: ours[t] for t in qs}, {t: ref[t] for t in qs}
+
+
+def assert_codes_close(qmodel, feeds, max_lsb=1, max_frac=0.01, exact=False):
+    """Compiled codes vs the QDQ reference at every quantized tensor: equal, or (rounding of
+    requantization, docs/quantization.md) within max_lsb on at most max_frac of elements."""
+    ours, ref = quantized_codes(qmodel, feeds)
+    assert ours, "the model has no quantized tensor"
+    for name in ours:
+        d = np.abs(ours[name].astype(np.int32) - ref[name].astype(np.int32))
+        if exact:
+            assert d.max() == 0, f"{name}: {np.count_nonzero(d)} codes differ (max {d.max()})"
+        else:
+            assert d.max() <= max_lsb, f"{name}: codes differ by up to {d.max()} LSB"
+            assert np.mean(d > 0) <= max_frac, f"{name}: {np.mean(d > 0):.2%} of codes differ"
+
+
+def sqnr_db(reference, test) -> float:
+    reference = np.asarray(reference, np.float64)
+    err = np.sum((reference - np.asarray(test, np.float64)) ** 2)
+    sig = np.sum(reference ** 2)
+    return float("inf") if err == 0 else 10 * np.log10(sig / err)
+
+
+def run_float(m, feeds):
+    g = qengine.api.read_model(m.SerializeToString() if isinstance(m, onnx.ModelProto) else m)
+    return ReferenceExecutor(g).run(feeds)
