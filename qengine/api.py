@@ -44,7 +44,12 @@ def read_model(model: ModelLike) -> Graph:
     """Any supported model form as a qengine Graph: a path (.onnx, .keras), ONNX bytes, an
     onnx.ModelProto, a live Keras model, or a Graph (returned as a copy)."""
     if isinstance(model, Graph):
-        return model.copy()
+        from .frontends.qoperator import rewrite_qoperator
+        g = model.copy()
+        if rewrite_qoperator(g):
+            from .passes import simplify
+            simplify(g, declared=set(g.values))
+        return g
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if not os.path.exists(path):
