@@ -263,3 +263,95 @@ def _conv_lower_int8(self, unit):
 
 
 Conv.lower_int8 = _conv_lower_int8
+
+
+# ---- int8 ConvTranspose ----------------------------------------------------------------------------
+def _conv_transpose_lower_int8(self, unit):
+    """ConvTranspose on uint8 channels-last activations with int8 weights per output channel:
+    per group one GEMM with int32 output, rows = input pixels, columns = (tap, output channel)
+    -- x[P, Cg] x W[Cg, taps * Mg] -- then, in numpy, a col2im scatter-add of the taps (one
+    vectorized add per tap), the bias and the requantization (float32, as qe_requant_one:
+    y = clamp(rint(float32(acc) * m[c]) + zp, lo, hi)). Any number of spatial dims."""
+    from .. import _kernels as K
+    from ..quant.params import requant_multiplier
+    from .int8 import Kernel, QConst, QTensor, bias_int32, clamp_of, weight_int8
+
+    x, w = unit.inputs[0], unit.inputs[1]
+    b = unit.inputs[2] if len(unit.inputs) > 2 else None
+    y = unit.outputs[0]
+    shape = unit.shape(x.name)
+    if not isinstance(x, QTensor) or not isinstance(w, QConst) or shape is None or \
+            w.values.ndim < 3 or len(shape) != w.values.ndim or 0 in shape:
+        return None
+    wq = weight_int8(w, 1)           # weights (C, M/g, *k): output channels along axis 1
+    if wq is None:
+        return None
+    wv, w_zp, s_w = wq
+    G, (C, Mg), kern = self.group, wv.shape[:2], list(wv.shape[2:])
+    Cg, M, T, r = C // G, G * wv.shape[1], int(np.prod(kern)), wv.ndim - 2
+    if Cg > K.MAX_K or C % G:
+        return None
+    s_full = np.tile(s_w, G)         # output channel g*Mg + j has weight scale j
+    try:
+        mult = requant_multiplier(x.scale, s_full, y.scale)
+        out, pb, pe = self.geometry(list(shape[2:]), kern)
+    except Exception:
+        return None
+    bias = bias_int32(b, x.scale, s_full)
+    qmin, qmax = clamp_of(unit, y)
+    # B of group g: [Cg, T * Mg], column t * Mg + m = W[g*Cg + c, m, tap t]
+    bmats = [np.ascontiguousarray(wv[g * Cg:(g + 1) * Cg].transpose(0, *range(2, 2 + r), 1)
+                                  .reshape(Cg, T * Mg)) for g in range(G)]
+    b_zp = None if w_zp is None else np.tile(w_zp, T)
+    layout = (0,) + tuple(range(2, 2 + r)) + (1,)          # channels last
+    N, sp = shape[0], list(shape[2:])
+    P = N * int(np.prod(sp))
+    cols = unit.graph.unique_name(f"{unit.name}_cols")
+    unit.graph.set_value(cols, (P, G * T * Mg), np.int32)
+    _, s, d, _ = self.window.resolved(r, kern)
+    lo = [min(0, pb[i]) for i in range(r)]
+    ext = [max(s[i] * (sp[i] - 1) + (kern[i] - 1) * d[i] + 1, pb[i] + out[i]) - lo[i]
+           for i in range(r)]
+    taps = list(itertools.product(*[range(n) for n in kern]))
+    cache = unit.cache
+
+    def col2im_requant(views, ci, yi):
+        """Scatter-add every tap's int32 products into the (uncropped) output, crop, add the
+        bias, requantize."""
+        c = views[ci].reshape(N, *sp, G, T, Mg)
+        full = np.zeros((N, *ext, G, Mg), np.int32)
+        for t, tap in enumerate(taps):
+            dst = tuple(slice(tap[i] * d[i] - lo[i], tap[i] * d[i] - lo[i] + (sp[i] - 1) * s[i] + 1,
+                              s[i]) for i in range(r))
+            full[(slice(None),) + dst] += c[(slice(None),) * (1 + r) + (slice(None), t)]
+        crop = tuple(slice(pb[i] - lo[i], pb[i] - lo[i] + out[i]) for i in range(r))
+        acc = full[(slice(None),) + crop].reshape(N, *out, M)
+        if bias is not None:
+            acc = acc + bias
+        v = acc.astype(np.float32) * mult
+        v = np.clip(v, np.float32(qmin - y.zero_point), np.float32(qmax - y.zero_point))
+        views[yi][...] = (np.rint(v).astype(np.int32) + y.zero_point).astype(np.uint8)
+
+    def make_steps(ctx):
+        xs, xo = ctx.slot(x.name)
+        cs, co = ctx.slot(cols)
+        steps = []
+        for g in range(G):
+            key = ("conv_transpose", g, K.get_isa())
+            if key not in cache:
+                cache[key] = K.GemmPacked(bmats[g])
+            steps.append(K.gemm_step(f"{unit.name}[{g}]" if G > 1 else unit.name, cache[key], P,
+                                     (xs, xo + g * Cg), (cs, co + 4 * g * T * Mg), x.zero_point,
+                                     lda=C, ldc=G * T * Mg, out="i32", b_zp=b_zp,
+                                     op="ConvTranspose"))
+        ci, yi = cs, ctx.slot(y.name)[0]
+        steps.append(K.PyStep(unit.name, "ConvTranspose:col2im",
+                              lambda views: col2im_requant(views, ci, yi)))
+        return steps
+
+    return Kernel([x.name], [y.name, cols], make_steps, layouts={x.name: layout},
+                  label="conv_transpose gemm+col2im", unit=unit,
+                  nbytes=int(sum(m.nbytes for m in bmats)))
+
+
+ConvTranspose.lower_int8 = _conv_transpose_lower_int8
