@@ -112,10 +112,11 @@ def dynamic_qparams(x: np.ndarray) -> tuple[np.float32, np.uint8]:
     point = clamp(round_half_even(0 - min / scale), 0, 255)."""
     if x.size == 0:
         raise InputError("DynamicQuantizeLinear: the input is empty, it has no range")
-    lo, hi = np.float32(min(0.0, x.min())), np.float32(max(0.0, x.max()))
-    if not (np.isfinite(lo) and np.isfinite(hi)):
+    mn, mx = x.min(), x.max()
+    if not (np.isfinite(mn) and np.isfinite(mx)):    # NaN propagates through min and max
         raise InputError("DynamicQuantizeLinear: the input holds NaN or infinity, so it has "
                          "no range to quantize")
+    lo, hi = np.float32(min(0, mn)), np.float32(max(0, mx))
     scale = np.float32(np.float32(1.0) if hi == lo else np.float32(hi - lo)) / np.float32(255)
     zp = np.float32(0) - lo / scale
     return scale, np.uint8(np.rint(np.clip(zp, np.float32(0), np.float32(255))))
