@@ -1,5 +1,6 @@
-"""int8 ConvTranspose: per group one GEMM with int32 output, a col2im scatter-add of the taps,
-the bias and the requantization (ops/conv.py).
+"""int8 ConvTranspose: per group one GEMM, a col2im scatter of the taps, the bias and the
+requantization (ops/conv.py) -- in int32 when taps overlap, in the GEMM's own u8 epilogue when
+they cannot (kernel reach within one stride).
 
 Each geometry is quantized by qengine.quantize, then its raw uint8 output must equal
 - exactly: a numpy statement of the same integer semantics (acc = sum (x_q - zx)(w_q - zw[m])
@@ -33,6 +34,10 @@ GEOMETRIES = [
     ("same_lower", 3, 5, [4, 4], dict(strides=[2, 2], auto_pad="SAME_LOWER"), False, (4, 3)),
     ("output_shape", 4, 3, [3, 3], dict(strides=[2, 2], output_shape=[10, 12]), False, (5, 6)),
     ("conv1d", 6, 4, [5], dict(strides=[3], pads=[2, 1]), False, (9,)),
+    # taps that never overlap: the GEMM requantizes, col2im moves bytes (gaps hold the bias)
+    ("k2s3_gaps_outpad", 4, 6, [2, 2], dict(strides=[3, 3], pads=[1, 0, 0, 1],
+                                            output_padding=[2, 1]), True, (4, 5)),
+    ("k2x1_groups3", 6, 9, [2, 1], dict(strides=[2, 1], group=3), False, (3, 4)),
 ]
 
 
