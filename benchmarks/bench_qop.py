@@ -63,10 +63,11 @@ def qoperator_resnet18(tmp):
 def dynamic_ffn(tmp):
     rng = np.random.default_rng(0)
     d, h = 768, 3072
-    inits = [numpy_helper.from_array((rng.standard_normal((d, h)) / np.sqrt(d)).astype(np.float32), "w1"),
-             numpy_helper.from_array((rng.standard_normal(h) * 0.1).astype(np.float32), "b1"),
-             numpy_helper.from_array((rng.standard_normal((h, d)) / np.sqrt(h)).astype(np.float32), "w2"),
-             numpy_helper.from_array((rng.standard_normal(d) * 0.1).astype(np.float32), "b2")]
+    def t(name, shape, scale):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32),
+                                       name)
+    inits = [t("w1", (d, h), d ** -0.5), t("b1", h, 0.1), t("w2", (h, d), h ** -0.5),
+             t("b2", d, 0.1)]
     nodes = [helper.make_node("MatMul", ["input", "w1"], ["m1"]),
              helper.make_node("Add", ["m1", "b1"], ["a1"]),
              helper.make_node("Relu", ["a1"], ["r1"]),

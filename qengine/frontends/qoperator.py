@@ -156,7 +156,7 @@ def _inputs(node: Node, n: int) -> list:
     return list(node.inputs) + [""] * (n - len(node.inputs))
 
 
-# ---- one rewriter per op ---------------------------------------------------------------------------
+# ---- one rewriter per op ------------------------------------------------------------------
 def _conv(r: _Rewriter, node: Node) -> None:
     x, xs, xz, w, ws, wz, ys, yz, b = _inputs(node, 9)
     attrs = {k: v for k, v in node.attrs.items() if k != "channels_last"}

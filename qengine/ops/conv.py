@@ -265,7 +265,7 @@ def _conv_lower_int8(self, unit):
 Conv.lower_int8 = _conv_lower_int8
 
 
-# ---- int8 ConvTranspose ----------------------------------------------------------------------------
+# ---- int8 ConvTranspose -------------------------------------------------------------------
 def _conv_transpose_lower_int8(self, unit):
     """ConvTranspose on uint8 channels-last activations with int8 weights per output channel:
     per group one GEMM, rows = input pixels, columns = (tap, output channel) --

@@ -15,7 +15,6 @@ The numpy references are exact: integer arithmetic, int32 results wrapping as th
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import numpy as np
 
@@ -50,7 +49,8 @@ def _check_types(op, ins, pairs):
 @register("MatMulInteger", since=10)
 class MatMulInteger(Op):
     """Y = (A - a_zero_point) @ (B - b_zero_point) in int32. a_zero_point: scalar or per row
-    ((M,) for 2-D A, [..., M, 1] for N-D); b_zero_point: scalar or per column ((N,), [..., 1, N])."""
+    ((M,) for 2-D A, [..., M, 1] for N-D); b_zero_point: scalar or per column ((N,),
+    [..., 1, N])."""
     n_inputs = (2, 4)
 
     def infer(self, ins, consts):
@@ -141,7 +141,7 @@ class DynamicQuantizeLinear(Op):
         return (y, np.array(scale, np.float32), np.array(zp, np.uint8))
 
 
-# ---- native lowering ------------------------------------------------------------------------------
+# ---- native lowering ---------------------------------------------------------------------
 from . import integer_lowering as _low  # noqa: E402  (the lowering half of this family)
 
 MatMulInteger.lower_native = _low.matmul_integer_native

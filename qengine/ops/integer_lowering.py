@@ -119,7 +119,8 @@ def float_epilogue(g, acc: str, out_shape: tuple, axis: int, n: int):
         c = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
         cv = g.initializers.get(c)
         if cv is not None and cv.dtype == np.float32 and \
-                _per_channel(cv.shape, out_shape, axis, n) and _shape(g, add.outputs[0]) == out_shape:
+                _per_channel(cv.shape, out_shape, axis, n) and \
+                _shape(g, add.outputs[0]) == out_shape:
             fbias = np.array(np.broadcast_to(cv.reshape(-1), (n,)), np.float32)
             nodes.append(add)
             out = add.outputs[0]
