@@ -15,7 +15,6 @@ The numpy references are exact: integer arithmetic, int32 results wrapping as th
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..errors import InputError
