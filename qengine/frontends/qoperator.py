@@ -48,6 +48,7 @@ class _Rewriter:
         self.dtypes: dict[str, np.dtype] = {}
         self.dq_cache: dict[tuple, str] = {}
         self.out: list[Node] = []
+        self.source = ""                     # the name of the node being rewritten
 
     # -- names, constants, types ---------------------------------------------------------------
     def name(self, base: str) -> str:
@@ -97,7 +98,8 @@ class _Rewriter:
     def node(self, op_type: str, inputs: list, base: str, attrs: Optional[dict] = None,
              outputs: Optional[list] = None) -> list:
         outs = outputs or [self.name(base)]
-        self.out.append(Node(self.name(base + "_" + op_type), op_type, list(inputs), outs,
+        # named after the node it comes from, so errors point at the model's own node
+        self.out.append(Node(self.name(f"{self.source}/{op_type}"), op_type, list(inputs), outs,
                              dict(attrs or {})))
         return outs
 
@@ -374,6 +376,7 @@ def rewrite_qoperator(graph: Graph) -> int:
                 r.dtypes[node.outputs[0]] = r.dtype(zp) if zp else np.dtype(np.uint8)
             r.out.append(node)
         elif key in QOPERATOR_OPS:
+            r.source = node.name
             try:
                 QOPERATOR_OPS[key](r, node)
             except (IndexError, KeyError, TypeError, ValueError) as e:
@@ -383,6 +386,7 @@ def rewrite_qoperator(graph: Graph) -> int:
         elif node.inputs and node.inputs[0] in r.params and (
                 len(node.outputs) == 1 or node.op_type == "Split") and \
                 _moves_data(node, graph.opset):
+            r.source = node.name
             _wrap_movement(r, node)
         else:
             r.out.append(node)
