@@ -13,7 +13,8 @@ so the compiler lowers it exactly like the QDQ graphs qengine writes. Convention
   column axis of B; QLinearMatMul: b per column, a and y per row);
 - QLinearConv's / QGemm's int32 bias is dequantized with scale x_scale * w_scale (QGemm:
   times alpha, which is folded into B's scale when it is constant);
-- QGemm without y_scale has a float output: no QuantizeLinear;
+- QGemm without y_scale has a float output: with a constant B it becomes MatMulInteger ->
+  Add(C) -> Cast -> Mul(a_scale * b_scale), which the compiler fuses into one GEMM;
 - QLinearConcat's inputs are (y_scale, y_zp, then (x, x_scale, x_zp) triples);
 - channels_last (com.microsoft QLinearConv / pools) transposes on the quantized tensors;
 - ops that move int8 data without arithmetic (onnxruntime runs Reshape, Transpose, MaxPool,
@@ -198,6 +199,8 @@ def _gemm(r: _Rewriter, node: Node) -> None:
     if alpha != 1.0 and cb is not None:      # fold alpha into B's scale: the Gemm stays plain
         bs = r.add_const(bs + "_alpha", (cb.astype(np.float32) * np.float32(alpha)))
         alpha = 1.0
+    if not ys and _gemm_integer_form(r, node, bs, alpha):
+        return
     if alpha != 1.0:
         attrs["alpha"] = alpha
     ins = [r.dq(a, as_, az), r.dq(b, bs, bz, 0 if tb else 1)]
@@ -211,6 +214,25 @@ def _gemm(r: _Rewriter, node: Node) -> None:
         return
     f = r.node("Gemm", ins, y + "_float", attrs)[0]
     r.q(f, ys, yz, y, r.dtype(yz) or r.dtype(a))
+
+
+def _gemm_integer_form(r: _Rewriter, node: Node, bs: str, alpha: float) -> bool:
+    """QGemm with a float output as what it computes: Cast(A'B + C in int32) * (a_scale *
+    b_scale * alpha), written as MatMulInteger -> Add(C) -> Cast -> Mul (which the compiler
+    runs as one GEMM with a float epilogue). Needs B constant and A untransposed."""
+    a, as_, az, b, _, bz, c = _inputs(node, 9)[:7]
+    cb = r.const(b)
+    if cb is None or cb.ndim != 2 or int(node.attrs.get("transA", 0)):
+        return False
+    if int(node.attrs.get("transB", 0)):
+        b = r.add_const(b + "_kn", np.ascontiguousarray(cb.T))
+    y = node.outputs[0]
+    acc = r.node("MatMulInteger", [a, b, az, bz] if bz else [a, b, az], y + "_int32")[0]
+    if c:
+        acc = r.node("Add", [acc, c], y + "_int32_biased")[0]
+    f = r.node("Cast", [acc], y + "_int32_float", {"to": 1})[0]
+    r.node("Mul", [f, r.bias_scale(as_, bs, alpha)], y, outputs=[y])
+    return True
 
 
 def _binary(op_type: str) -> Callable:

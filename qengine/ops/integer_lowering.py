@@ -83,11 +83,25 @@ def _per_channel(shape, out_shape, axis: int, n: int) -> bool:
     return size == n and full[axis] == n
 
 
+def _constant_operand(g, node, x: str, dtype, out_shape, axis: int, n: int):
+    """The other operand of a binary node reading x, as n per-channel values, when it is a
+    constant of `dtype` that does not grow the output; else None."""
+    if node is None or len(node.inputs) != 2 or _shape(g, node.outputs[0]) != out_shape:
+        return None
+    c = node.inputs[1] if node.inputs[0] == x else node.inputs[0]
+    cv = g.initializers.get(c)
+    if cv is None or cv.dtype != dtype or not _per_channel(cv.shape, out_shape, axis, n):
+        return None
+    return np.array(np.broadcast_to(cv.reshape(-1), (n,)), dtype)
+
+
 def float_epilogue(g, acc: str, out_shape: tuple, axis: int, n: int):
-    """The float epilogue onnxruntime's quantize_dynamic writes after an integer op:
-    acc -> Cast(to=float) -> Mul(s) [-> Add(constant bias)], with s and the bias one value or
-    one per output channel. Returns (nodes, scale, fbias, output name) where scale is
-    ('const', float32 array) or ('tensor', name, count); None when the pattern is not there."""
+    """The float epilogue written after an integer op -- by onnxruntime's quantize_dynamic:
+    acc -> Cast(to=float) -> Mul(s) [-> Add(constant float bias)]; by the QOperator import
+    for QGemm's float output: acc -> Add(constant int32 bias) -> Cast -> Mul(s) -- with s and
+    the biases one value or one per output channel. Returns (nodes, scale, fbias, output name,
+    int32 bias) where scale is ('const', float32 array) or ('tensor', name, count); None when
+    the pattern is not there."""
     readers = g.consumers_map()
     outputs = set(g.output_names)
 
@@ -96,6 +110,14 @@ def float_epilogue(g, acc: str, out_shape: tuple, axis: int, n: int):
         ok = len(r) == 1 and name not in outputs and r[0].inputs.count(name) == 1
         return r[0] if ok and r[0].domain == "" else None
 
+    nodes, ibias = [], None
+    first = sole(acc)
+    if first is not None and first.op_type == "Add":
+        ibias = _constant_operand(g, first, acc, np.int32, out_shape, axis, n)
+        if ibias is None:
+            return None
+        nodes.append(first)
+        acc = first.outputs[0]
     cast = sole(acc)
     if cast is None or cast.op_type != "Cast" or int(cast.attrs.get("to", 0)) != 1:
         return None
@@ -113,18 +135,15 @@ def float_epilogue(g, acc: str, out_shape: tuple, axis: int, n: int):
         scale = ("const", sv)
     else:
         scale = ("tensor", s, int(np.prod(_shape(g, s))))
-    nodes, fbias, out = [cast, mul], None, mul.outputs[0]
+    nodes += [cast, mul]
+    out = mul.outputs[0]
     add = sole(out)
-    if add is not None and add.op_type == "Add" and len(add.inputs) == 2:
-        c = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
-        cv = g.initializers.get(c)
-        if cv is not None and cv.dtype == np.float32 and \
-                _per_channel(cv.shape, out_shape, axis, n) and \
-                _shape(g, add.outputs[0]) == out_shape:
-            fbias = np.array(np.broadcast_to(cv.reshape(-1), (n,)), np.float32)
-            nodes.append(add)
-            out = add.outputs[0]
-    return nodes, scale, fbias, out
+    fbias = _constant_operand(g, add, out, np.float32, out_shape, axis, n) \
+        if add is not None and add.op_type == "Add" else None
+    if fbias is not None:
+        nodes.append(add)
+        out = add.outputs[0]
+    return nodes, scale, fbias, out, ibias
 
 
 def _scratch(g, base: str, shape: tuple) -> str:
@@ -142,8 +161,8 @@ def _output_kwargs(ctx, epi, zp):
     if epi is None:
         kw["out"] = "i32"
         return kw
-    _, scale, fbias, _ = epi
-    kw.update(out="f32", fbias=fbias)
+    _, scale, fbias, _, ibias = epi
+    kw.update(out="f32", fbias=fbias, bias=ibias)
     if scale[0] == "const":
         kw["scale"] = scale[1]
     else:

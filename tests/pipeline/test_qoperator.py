@@ -312,9 +312,9 @@ def test_contrib_binary_qgemm_and_channels_last_conv():
                          ["gq"], domain=ms, transB=1, alpha=0.5),
         helper.make_node("QGemm", ["x", "x_s", "x_z", "wg", "wg_s", "wg_z", "bg"], ["gf"],
                          domain=ms, transB=1),
-        helper.make_node("Reshape", ["x", "shape"], ["img"]),
-        helper.make_node("QLinearConv", ["img", "x_s", "x_z", "wc", "wc_s", "wc_z", "y_s",
-                                         "y_z"], ["cl"], domain=ms, channels_last=1,
+        helper.make_node("Reshape", ["add", "shape"], ["img"]),     # uint8 data movement
+        helper.make_node("QLinearConv", ["img", "y_s", "y_z", "wc", "wc_s", "wc_z", "k_s",
+                                         "k_z"], ["cl"], domain=ms, channels_last=1,
                          pads=[1, 1, 1, 1]),
     ]
     inits.append(_t("shape", np.array([1, 2, 1, 4], np.int64)))
@@ -326,7 +326,10 @@ def test_contrib_binary_qgemm_and_channels_last_conv():
     m = _ms_model(nodes, [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 8])],
                   outs, inits)
     x = rng.integers(0, 256, (1, 8)).astype(np.uint8)
-    _, got, want = _run_both(m, {"x": x})
+    model, got, want = _run_both(m, {"x": x})
+    labels = [lab for _, lab in model._plan({"x": x.shape}).kernels]
+    assert "gemm f32 epilogue" in labels, labels   # QGemm's float output: one fused GEMM
+    assert not model.node_counts({"x": x.shape})["float"]
     for name, g, w in zip(("add", "mul", "gq", "gf", "cl"), got, want):
         assert g.shape == w.shape and g.dtype == w.dtype, name
         if name == "gf":
