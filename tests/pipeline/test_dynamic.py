@@ -17,6 +17,8 @@ import logging
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import qengine
@@ -262,3 +264,34 @@ def test_integer_ops_reject_mismatched_types():
                          [np.int8(0)])
     with pytest.raises(qengine.ModelError, match="zero point"):
         load(bad)
+
+
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 9), k=st.integers(1, 70), n=st.integers(1, 40), signed=st.booleans(),
+       b_u8=st.booleans(), per_column=st.booleans(), with_bias=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_fused_epilogue_property(m, k, n, signed, b_u8, per_column, with_bias, seed):
+    """MatMulInteger (run-time A and zero point, constant B) -> Cast -> Mul(run-time scales)
+    [-> Add(bias)]: one GEMM step, equal to the graph's float semantics bit for bit."""
+    rng = np.random.default_rng(seed)
+    at, bt = (np.int8 if signed else np.uint8), (np.uint8 if b_u8 else np.int8)
+    et = {np.uint8: TensorProto.UINT8, np.int8: TensorProto.INT8}
+    info_a, info_b = np.iinfo(at), np.iinfo(bt)
+    b = rng.integers(info_b.min, info_b.max + 1, (k, n)).astype(bt)
+    bz = rng.integers(info_b.min, info_b.max + 1, n if per_column else ()).astype(bt)
+    inits = [numpy_helper.from_array(b, "b"), numpy_helper.from_array(bz, "bz")]
+    nodes = [helper.make_node("MatMulInteger", ["a", "b", "az", "bz"], ["acc"]),
+             helper.make_node("Cast", ["acc"], ["f"], to=1),
+             helper.make_node("Mul", ["s", "f"], ["y" if not with_bias else "p"])]
+    if with_bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "c"))
+        nodes.append(helper.make_node("Add", ["p", "c"], ["y"]))
+    proto = make_model(nodes, [vi("a", [m, k], et[at]), vi("az", [], et[at]),
+                               vi("s", [n], TensorProto.FLOAT)], [vi("y", None)], inits, opset=13)
+    feeds = {"a": rng.integers(info_a.min, info_a.max + 1, (m, k)).astype(at),
+             "az": np.array(rng.integers(info_a.min, info_a.max + 1), at),
+             "s": (rng.standard_normal(n) * 1e-3).astype(np.float32)}
+    model = load(proto)
+    labels = [lab for _, lab in model._plan({x: v.shape for x, v in feeds.items()}).kernels]
+    assert "gemm f32 epilogue" in labels
+    np.testing.assert_array_equal(model.run(feeds), ReferenceExecutor(model.graph).run(feeds)["y"])
