@@ -39,7 +39,12 @@ def read_model(model: ModelLike) -> Graph:
     """Any supported model form as a qengine Graph: a path (.onnx, .keras, .h5), ONNX bytes, an
     onnx.ModelProto, a live Keras model, or a Graph (returned as a copy)."""
     if isinstance(model, Graph):
-        return model.copy()
+        from .frontends.qoperator import rewrite_qoperator
+        g = model.copy()
+        if rewrite_qoperator(g):
+            from .passes import simplify
+            simplify(g, declared=set(g.values))
+        return g
     if isinstance(model, (str, os.PathLike)) and not os.path.exists(os.fspath(model)):
         raise ModelError(f"model file {os.fspath(model)!r} does not exist")
     from .frontends import import_model
