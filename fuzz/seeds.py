@@ -4,8 +4,9 @@ inputs) that every worker reads; nothing is pickled.
 
 The float seeds are the project's own test models (tests/models.py builders at small sizes,
 the single-op units of tests/pipeline/test_units.py) plus the bundled demo model; the QDQ seeds
-are the same models quantized by qengine, plus two quantized by onnxruntime (foreign QDQ
-conventions). The Keras seeds are built with Keras when it is installed.
+are the same models quantized by qengine, plus three quantized by onnxruntime (foreign QDQ
+conventions); the QOperator seeds are onnxruntime's QOperator and dynamic forms and qengine's
+dynamic quantization. The Keras seeds are built with Keras when it is installed.
 """
 from __future__ import annotations
 
@@ -65,16 +66,26 @@ def _calibration(proto, n=3, seed=0) -> list:
             for _ in range(n)]
 
 
-ORT_SEEDS = ("unit_conv3x3", "unit_add_full", "resnet18")
+# (seed model, onnxruntime format, manifest kind)
+ORT_SEEDS = [("unit_conv3x3", "qdq", "qdq"), ("unit_add_full", "qdq", "qdq"),
+             ("resnet18", "qdq", "qdq"), ("unit_conv3x3", "qoperator", "qop"),
+             ("unit_concat_channels", "qoperator", "qop"), ("unit_mul_squeeze_excite", "qoperator", "qop"),
+             ("unit_avgpool_include_pad", "qoperator", "qop"), ("mobilenetv2", "qoperator", "qop"),
+             ("unit_gemm_transB", "dynamic", "qop"), ("unit_matmul_3d", "dynamic", "qop"),
+             ("ocr_block", "dynamic", "qop")]
+DYNAMIC_SEEDS = ("unit_gemm_transB", "unit_matmul_3d", "ocr_block")
 
 
-def _ort_qdq(proto, calib) -> bytes:
-    """The model quantized by onnxruntime.quantization (QDQ, per-channel int8 weights)."""
+def _ort_quantized(proto, calib, fmt: str) -> bytes:
+    """The model quantized by onnxruntime.quantization: fmt 'qdq' or 'qoperator' (static,
+    per-channel int8 weights) or 'dynamic' (MatMulInteger / DynamicQuantizeLinear)."""
+    import logging
     import tempfile
 
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+                                          quantize_dynamic, quantize_static)
+    logging.getLogger().setLevel(logging.ERROR)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -86,8 +97,12 @@ def _ort_qdq(proto, calib) -> bytes:
     with tempfile.TemporaryDirectory() as d:
         src, dst = os.path.join(d, "f.onnx"), os.path.join(d, "q.onnx")
         onnx.save(proto, src)
-        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        if fmt == "dynamic":
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+        else:
+            quantize_static(src, dst, Reader(), per_channel=True,
+                            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         return Path(dst).read_bytes()
 
 
@@ -122,7 +137,7 @@ def build(out: Path, keras_seeds: bool = True) -> dict:
     written as out/manifest.json)."""
     import qengine
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"onnx": [], "qdq": [], "keras": []}
+    manifest = {"onnx": [], "qdq": [], "qop": [], "keras": []}
     protos = float_models()
     for name, proto in protos.items():
         data = proto.SerializeToString()
@@ -131,14 +146,18 @@ def build(out: Path, keras_seeds: bool = True) -> dict:
         q = qengine.quantize(data, _calibration(proto), progress=False)
         (out / f"{name}.qdq.onnx").write_bytes(q.to_onnx().SerializeToString())
         manifest["qdq"].append(f"{name}.qdq.onnx")
-    for name in ORT_SEEDS:
+    for name in DYNAMIC_SEEDS:       # qengine's own dynamic quantization
+        q = qengine.quantize_dynamic(protos[name].SerializeToString())
+        (out / f"{name}.dyn.onnx").write_bytes(q.to_onnx().SerializeToString())
+        manifest["qop"].append(f"{name}.dyn.onnx")
+    for name, fmt, kind in ORT_SEEDS:
         try:
-            blob = _ort_qdq(protos[name], _calibration(protos[name]))
+            blob = _ort_quantized(protos[name], _calibration(protos[name]), fmt)
         except Exception as e:     # onnxruntime missing or failing: these seeds are optional
-            print(f"fuzz seeds: no onnxruntime QDQ seed for {name}: {e}", file=sys.stderr)
+            print(f"fuzz seeds: no onnxruntime {fmt} seed for {name}: {e}", file=sys.stderr)
             continue
-        (out / f"{name}.ort_qdq.onnx").write_bytes(blob)
-        manifest["qdq"].append(f"{name}.ort_qdq.onnx")
+        (out / f"{name}.ort_{fmt}.onnx").write_bytes(blob)
+        manifest[kind].append(f"{name}.ort_{fmt}.onnx")
     if keras_seeds:
         manifest["keras"] = [f"{n}.keras" for n in _keras_seeds(out)]
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))

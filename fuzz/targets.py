@@ -191,12 +191,9 @@ def inputs_run(payload: bytes, seed_name: str, rng: random.Random, state: dict) 
 
 # -- Keras archives -------------------------------------------------------------------------------
 def _keras_available():
-    import importlib.util
-    try:
-        found = importlib.util.find_spec("qengine.frontends.keras_import") is not None
-    except ImportError:
-        found = False
-    return (found, "" if found else "qengine.frontends.keras_import is not in this tree")
+    import qengine.frontends as F
+    found = hasattr(F, "from_keras")
+    return (found, "" if found else "this tree has no Keras frontend")
 
 
 def keras_make(seed: bytes, rng: random.Random):
@@ -220,10 +217,12 @@ TARGETS = {t.name: t for t in [
            ("onnx",), onnx_make, onnx_run, weight=3.0),
     Target("qdq", "mutated quantized (QDQ) ONNX models -> qengine.load -> int8 kernels",
            ("qdq",), onnx_make, onnx_run, weight=3.5),
+    Target("qop", "mutated QOperator / dynamic-quantized ONNX models -> qengine.load -> run",
+           ("qop",), onnx_make, onnx_run, weight=1.5),
     Target("quantize", "mutated float ONNX models -> qengine.quantize (calibrate) -> run",
            ("onnx",), onnx_make, quantize_run, weight=1.0),
     Target("inputs", "valid models, hostile run-time inputs (run, predict, session)",
-           ("onnx", "qdq"), inputs_make, inputs_run, weight=2.0),
+           ("onnx", "qdq", "qop"), inputs_make, inputs_run, weight=2.0),
     Target("keras", "mutated .keras archives -> qengine.load -> run",
            ("keras",), keras_make, keras_run, weight=0.8, available=_keras_available),
 ]}

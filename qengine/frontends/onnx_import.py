@@ -218,6 +218,8 @@ def _attr(a: onnx.AttributeProto, node: str):
         v = onnx.helper.get_attribute_value(a)
     except Exception as e:
         raise ModelError(f"{what} is malformed: {e}") from None
+    if v is None:
+        raise ModelError(f"{what} has no value (attribute type {a.type} is undefined)")
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
     if isinstance(v, list):

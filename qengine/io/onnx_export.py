@@ -50,7 +50,8 @@ def to_onnx(graph: Graph, *, producer: str = "qengine", doc: str = "") -> onnx.M
                                 domain=n.domain or None)
         node.attribute.extend(_attribute(k, v) for k, v in sorted(n.attrs.items()))
         nodes.append(node)
-    inits = [numpy_helper.from_array(np.ascontiguousarray(a), name)
+    # (np.ascontiguousarray makes 0-d arrays 1-d: scalar scales would come back as [1])
+    inits = [numpy_helper.from_array(np.ascontiguousarray(a).reshape(a.shape), name)
              for name, a in graph.initializers.items()]
     io_names = set(graph.input_names) | set(graph.output_names) | set(graph.initializers)
     infos = [_value_info(v) for name, v in graph.values.items()

@@ -85,6 +85,10 @@ class Reshape(Op):
         self.allowzero = bool(a.int("allowzero", 0))
 
     def infer(self, ins, consts):
+        if ins[1].dtype is not None and ins[1].dtype != np.int64:
+            raise self.error(f"the shape input must be int64, got {ins[1].dtype}")
+        if ins[1].shape is not None and len(ins[1].shape) != 1:
+            raise self.error(f"the shape input must be 1-D, got {list(ins[1].shape)}")
         spec = dims.as_ints(consts[1])
         if spec is None:
             s = ins[1].shape
@@ -97,9 +101,8 @@ class Reshape(Op):
 
     def run(self, x, shape):
         spec = dims.as_ints(shape)
-        if not self.allowzero:
-            spec = [x.shape[i] if s == 0 else s for i, s in enumerate(spec)]
         try:
+            spec = list(reshape_dims(x.shape, spec, self.allowzero))   # validates 0 and -1
             return (x.reshape(spec),)
         except ValueError as e:
             raise self.error(f"cannot reshape {list(x.shape)} into {spec}: {e}") from None

@@ -209,21 +209,28 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
             continue
         items.append(it)
     # graph outputs reach the caller in their logical layout, in their own buffer
+    out_slot_name = {n: n for n in g.output_names}   # output -> the tensor its array holds
     for name in g.output_names:
         if any(dst == name for _, dst in tail):
             continue
         if name not in g.input_names and ctx.perm(name) == identity(len(ctx.shape(name))):
             continue
-        src = name
-        if name not in g.input_names:
-            src = g.unique_name(name + "_internal")
-            g.set_value(src, ctx.shape(name), ctx.g.value(name).dtype)
-            if name in lowered.qtensors:
-                lowered.qtensors[src] = lowered.qtensors[name]
-            ctx.perms[src] = ctx.perm(name)
-            for it in items:   # (a read already remapped to a relayout copy keeps it)
-                it.remap = {**{x: src for x in it.reads + it.writes if ctx.canon(x) == name},
-                            **it.remap}
+        if name in g.input_names:
+            # an input passed through as an output: the input's slot holds the caller's
+            # input array, so the output needs a slot (and a copy) of its own
+            dst = g.unique_name(name + "_output")
+            g.set_value(dst, ctx.shape(name), ctx.dtype(name))
+            out_slot_name[name] = dst
+            tail.append((name, dst))
+            continue
+        src = g.unique_name(name + "_internal")
+        g.set_value(src, ctx.shape(name), ctx.g.value(name).dtype)
+        if name in lowered.qtensors:
+            lowered.qtensors[src] = lowered.qtensors[name]
+        ctx.perms[src] = ctx.perm(name)
+        for it in items:   # (a read already remapped to a relayout copy keeps it)
+            it.remap = {**{x: src for x in it.reads + it.writes if ctx.canon(x) == name},
+                        **it.remap}
         tail.append((src, name))
     for src, name in tail:
         items.append(_relayout(src, name, ctx.perm(src), identity(len(ctx.shape(name)))))
@@ -236,7 +243,7 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
             name = ctx.canon(views[name])
         return name
 
-    external = set(g.input_names) | set(g.output_names)
+    external = set(g.input_names) | set(g.output_names) | set(out_slot_name.values())
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for k, it in enumerate(items):
@@ -266,7 +273,7 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
     for v in g.inputs:
         ctx.slot(v.name)
     for name in g.output_names:
-        ctx.slot(name)
+        ctx.slot(out_slot_name[name])
     arena_slots, input_views = [], []
     in_index = {v.name: i for i, v in enumerate(g.inputs)}
     for name, s in list(ctx.slots.items()):
@@ -292,7 +299,7 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
         slot_nbytes[s] = arr.nbytes
     program = K.Program(steps, slot_nbytes)
     inputs = [(v.name, ctx.slots[v.name], np.dtype(v.dtype), tuple(v.shape)) for v in g.inputs]
-    outs = [(n, ctx.slots[n], ctx.dtype(n), ctx.shape(n)) for n in g.output_names]
+    outs = [(n, ctx.slots[out_slot_name[n]], ctx.dtype(n), ctx.shape(n)) for n in g.output_names]
     return Plan(program, arena, arena_slots, inputs, input_views, outs, ctx.const_slots,
                 lowered, kernels)
 
