@@ -14,6 +14,7 @@ import collections
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ class Worker:
         if args.targets:
             cmd += ["--targets", args.targets]
         env = dict(os.environ, PYTHONFAULTHANDLER="1", OMP_NUM_THREADS="1",
-                   OPENBLAS_NUM_THREADS="1")
+                   OPENBLAS_NUM_THREADS="1", QE_FUZZ_TMP=str(log_dir))
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log, env=env, bufsize=0)
         self.buf = b""
@@ -221,6 +222,10 @@ def run(args) -> int:
         Path(args.json).write_text(json.dumps(summary, indent=1))
     failures = sum(summary["outcomes"].get(k, 0) for k in BAD)
     print(f"failures (error + wrong + crash + hang): {failures}")
+    if summary["outcomes"].get("crash") or summary["outcomes"].get("hang"):
+        print(f"worker logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 1 if failures else 0
 
 

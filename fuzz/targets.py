@@ -15,8 +15,10 @@ and what it must not do (each counted as a failure of the run):
 """
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,8 +204,10 @@ def keras_make(seed: bytes, rng: random.Random):
 
 def keras_run(payload: bytes, seed_name: str, rng: random.Random, state: dict) -> None:
     import qengine
-    d = state.setdefault("tmpdir", tempfile.mkdtemp(prefix="qe_fuzz_"))
-    path = Path(d) / "case.keras"
+    if "tmpdir" not in state:      # one directory per worker, inside the run's directory
+        state["tmpdir"] = tempfile.mkdtemp(prefix="qe_fuzz_", dir=os.environ.get("QE_FUZZ_TMP"))
+        atexit.register(shutil.rmtree, state["tmpdir"], True)
+    path = Path(state["tmpdir"]) / "case.keras"
     path.write_bytes(payload)
     try:
         model = qengine.load(str(path))

@@ -126,6 +126,23 @@ def _snake(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+def _h5_guard(method):
+    """Errors that h5py raises while walking a damaged file (RuntimeError, OSError, KeyError
+    from HDF5's own checks, anywhere in a lookup) become a ModelError naming the file."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except ModelError:
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise ModelError(f"{self.path!r}: the weights file is damaged "
+                             f"({type(e).__name__}: {e})") from None
+    return wrapper
+
+
 class H5Store(WeightStore):
     """The groups of one model in model.weights.h5 (``group`` holds ``layers/``)."""
 
@@ -149,6 +166,7 @@ class H5Store(WeightStore):
         return ModelError(f"{self.path!r}: {WEIGHTS}{' ' + self.where if self.where else ''}: "
                           f"{msg}")
 
+    @_h5_guard
     def _key_map(self, layers: list[LayerDef], sequential: bool) -> dict:
         """layer name -> group key under layers/."""
         if self._keys is not None:
@@ -186,6 +204,7 @@ class H5Store(WeightStore):
         self._key_map(layers, sequential)
         return self
 
+    @_h5_guard
     def _layer_group(self, layer: LayerDef):
         if self._keys is None:
             raise self._fail("internal: the store was not bound to its layers")
@@ -195,6 +214,7 @@ class H5Store(WeightStore):
             return None
         return layers[key]
 
+    @_h5_guard
     def weights(self, layer: LayerDef) -> list[np.ndarray]:
         g = self._layer_group(layer)
         if g is None or "vars" not in g:
@@ -214,6 +234,7 @@ class H5Store(WeightStore):
             raise self._fail(f"cannot read the weights of {layer.describe()} "
                              f"({type(e).__name__}: {e})") from None
 
+    @_h5_guard
     def sub(self, layer: LayerDef) -> "H5Store":
         g = self._layer_group(layer)
         if g is None:
@@ -288,6 +309,7 @@ class LegacyH5Store(WeightStore):
             parts = parts[1:]
         return parts[0]
 
+    @_h5_guard
     def sub(self, layer: LayerDef) -> "LegacyH5Store":
         if self.nested:
             raise ModelError(f"{self.path!r}: models nested two deep are not supported in "
