@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _kernels as K
-from ..errors import ModelError
+from ..errors import ModelError, QEngineError
 from ..graph import Graph, Value
 from ..ops.int8 import BuildContext, Kernel, identity
 from ..passes.fold import simplify
@@ -288,9 +288,15 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
     kernels = []
     for it in items:
         ctx.remap = it.remap
-        steps += it.make_steps(ctx)
-        node = it.unit.node.name if it.unit is not None else (it.node.name if it.node else "")
-        kernels.append((node, it.label))
+        n = it.unit.node if it.unit is not None else it.node
+        try:
+            steps += it.make_steps(ctx)
+        except QEngineError:
+            raise
+        except (ValueError, OverflowError) as e:     # a kernel binding refused its arguments
+            what = f"node {n.name!r} ({n.op_type})" if n is not None else f"step {it.label!r}"
+            raise ModelError(f"{what}: cannot run on the int8 kernels: {e}") from e
+        kernels.append((n.name if n is not None else "", it.label))
     ctx.remap = {}
     slot_nbytes = [0] * ctx.n_slots
     for name, s in ctx.slots.items():
