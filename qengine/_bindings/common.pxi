@@ -26,7 +26,7 @@ cdef object _vector(obj, dtype, Py_ssize_t n, str name, bint allow_scalar):
             arr = arr.astype(dtype)
         else:
             raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
-    return np.ascontiguousarray(arr)
+    return np.require(arr, requirements="CA")      # contiguous and aligned for C
 
 
 cdef int _check_int(value, str name, long lo, long hi) except -1:
@@ -105,6 +105,8 @@ cdef object _output_array(c, str kind, Py_ssize_t rows, Py_ssize_t cols, str nam
         raise ValueError(f"{name} must have shape ({rows}, {cols}), got {c.shape}")
     if not c.flags.writeable:
         raise ValueError(f"{name} is read-only")
+    if not c.flags.aligned:
+        raise ValueError(f"{name} is not aligned to its element size")
     if cols > 1 and c.strides[1] != c.itemsize:
         raise ValueError(f"{name} rows must be contiguous")
     if rows > 1 and (c.strides[0] < cols * c.itemsize or c.strides[0] % c.itemsize):

@@ -91,6 +91,8 @@ cdef Py_ssize_t _nhwc_output(y, tuple shape, dtype, str name, x) except -1:
         raise ValueError(f"{name} must have shape {shape}, got {y.shape}")
     if not y.flags.writeable:
         raise ValueError(f"{name} is read-only")
+    if not y.flags.aligned:
+        raise ValueError(f"{name} is not aligned to its element size")
     cdef Py_ssize_t item = y.itemsize
     n, h, w, c = shape
     if c > 1 and y.strides[3] != item:
@@ -310,7 +312,7 @@ def conv_u8s8(ConvPacked p not None, x, x_zp, *, out="u8", bias=None, scale=None
     if y is None:
         y = np.empty(oshape, dtype=dtype)
     elif (type(y) is np.ndarray and y.dtype == dtype and y.shape == oshape and
-          y.flags.c_contiguous and y.flags.writeable and
+          y.flags.c_contiguous and y.flags.writeable and y.flags.aligned and
           (_addr_of(y) >= _addr_of(x) + x.nbytes or _addr_of(y) + y.nbytes <= _addr_of(x))):
         pass  # the common case: a whole contiguous output, checked cheaply
     else:

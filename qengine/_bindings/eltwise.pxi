@@ -53,8 +53,8 @@ cdef object _elementwise_output(y, tuple shape, dtype, inputs):
         raise TypeError(f"y must be a {np.dtype(dtype).name} numpy array")
     if y.shape != shape:
         raise ValueError(f"y must have shape {shape}, got {y.shape}")
-    if not y.flags.c_contiguous or not y.flags.writeable:
-        raise ValueError("y must be C-contiguous and writable")
+    if not y.flags.c_contiguous or not y.flags.writeable or not y.flags.aligned:
+        raise ValueError("y must be C-contiguous, aligned and writable")
     cdef uintptr_t y0 = _addr(y), y1 = y0 + y.nbytes, a0
     for a in inputs:
         if a is None or not isinstance(a, np.ndarray):
@@ -231,8 +231,8 @@ def quantize(x, scale, zero_point=0, *, dtype=np.uint8, qmin=None, qmax=None, y=
         x = np.asarray(x)
     if x.dtype != np.float32:
         raise TypeError(f"x must be float32, got {x.dtype}")
-    if not x.flags.c_contiguous:
-        x = np.ascontiguousarray(x)
+    if not (x.flags.c_contiguous and x.flags.aligned):
+        x = np.require(x, requirements="CA")
     cdef bint signed = dtype is np.int8 or np.dtype(dtype) == np.dtype(np.int8)
     if not signed and not (dtype is np.uint8 or np.dtype(dtype) == np.dtype(np.uint8)):
         raise TypeError(f"dtype must be uint8 or int8, got {np.dtype(dtype)}")
@@ -285,8 +285,8 @@ def dequantize(x, scale, zero_point=0, *, y=None):
              np.dtype(np.int32): (0, 0)}
     if x.dtype not in kinds:
         raise TypeError(f"x must be uint8, int8 or int32, got {x.dtype}")
-    if not x.flags.c_contiguous:
-        x = np.ascontiguousarray(x)
+    if not (x.flags.c_contiguous and x.flags.aligned):
+        x = np.require(x, requirements="CA")
     zmin, zmax = kinds[x.dtype]
     cdef float s1
     cdef int32_t z1

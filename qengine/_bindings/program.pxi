@@ -124,8 +124,8 @@ cdef class RunContext:
         """Point `slot` at a caller's array (a model input or output) for this run."""
         if not 0 <= slot < self.n_slots:
             raise ValueError(f"slot {slot} out of range")
-        if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous:
-            raise ValueError("bound arrays must be C-contiguous numpy arrays")
+        if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or not arr.flags.aligned:
+            raise ValueError("bound arrays must be C-contiguous, aligned numpy arrays")
         if arr.nbytes < self.slot_nbytes[slot]:
             raise ValueError(f"slot {slot}: array of {arr.nbytes} bytes, the program needs "
                              f"{self.slot_nbytes[slot]}")
@@ -191,8 +191,10 @@ cdef class Program:
             raise ValueError("inputs and input slots differ in number")
         for i in range(n):
             a = inputs[i]
-            if not cnp.PyArray_IS_C_CONTIGUOUS(a):
-                a = np.ascontiguousarray(a)
+            if not cnp.PyArray_ISCARRAY_RO(a):
+                # C-contiguous and aligned: kernels load whole elements (a float32 array
+                # viewed at an odd byte offset is undefined behaviour in C)
+                a = np.require(a, requirements="CA")
             if cnp.PyArray_NBYTES(a) < self.slot_nbytes[in_slots[i]]:
                 raise ValueError(f"input {i}: {cnp.PyArray_NBYTES(a)} bytes, the program "
                                  f"needs {self.slot_nbytes[in_slots[i]]}")

@@ -153,7 +153,7 @@ class Executor:
             raise _out_of_memory(plan, e) from e
         try:
             for slot, i, shape in plan.input_views:
-                ctx.bind(slot, np.ascontiguousarray(arrays[i]).reshape(shape))
+                ctx.bind(slot, np.require(arrays[i], requirements="CA").reshape(shape))
             if self.num_threads:
                 K.set_thread_limit(self.num_threads)
             try:
