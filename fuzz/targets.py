@@ -230,3 +230,31 @@ TARGETS = {t.name: t for t in [
     Target("keras", "mutated .keras archives -> qengine.load -> run",
            ("keras",), keras_make, keras_run, weight=0.8, available=_keras_available),
 ]}
+
+
+# -- the harness's own check (tests/hardening/test_fuzz_harness.py) ------------------------------
+def _selftest_run(payload: bytes, seed_name: str, rng: random.Random, state: dict) -> None:
+    """Behave as the seed's name says, so a test can check that each outcome is counted as
+    such: a segfault or abort kills only the worker, a hang is cut by the timeout."""
+    import ctypes
+    import time
+
+    from qengine.errors import ModelError
+    kind = seed_name.split(".")[0]
+    if kind == "reject":
+        raise ModelError("selftest: a clear rejection")
+    if kind == "error":
+        raise TypeError("selftest: a bare Python error")
+    if kind == "wrong":
+        raise Wrong("selftest: a wrong answer")
+    if kind == "segv":
+        ctypes.string_at(0)
+    if kind == "abort":
+        os.abort()
+    if kind == "hang":
+        time.sleep(3600)
+
+
+if os.environ.get("QE_FUZZ_SELFTEST") == "1":
+    TARGETS["selftest"] = Target("selftest", "the harness's own check: every outcome on demand",
+                                 ("selftest",), inputs_make, _selftest_run)
