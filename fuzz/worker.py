@@ -63,8 +63,11 @@ def run_case(case, state: dict) -> dict:
     except Exception as e:     # noqa: BLE001 -- classifying every exception is the point
         rec["outcome"], rec["type"] = classify(e)
         rec["msg"] = str(e)[:300]
-        if rec["outcome"] != "rejected":
-            rec["trace"] = "".join(traceback.format_exception(e)[-6:])[-2000:]
+        if rec["outcome"] != "rejected":     # where it went wrong: the innermost cause
+            root = e
+            while root.__cause__ is not None:
+                root = root.__cause__
+            rec["trace"] = "".join(traceback.format_exception(root)[-8:])[-3000:]
     if "last_desc" in state:
         rec["desc"] = rec["desc"] + [state["last_desc"]]
     rec["ms"] = round((time.perf_counter() - t0) * 1000, 1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from . import dims
 from .conv import Conv, _infer
 from .matmul import matmul_shape
 from .registry import Op, register
@@ -54,6 +55,15 @@ class MatMulInteger(Op):
 
     def infer(self, ins, consts):
         _check_types(self, ins, [(0, 2), (1, 3)])
+        for z, d, axis, what in ((2, 0, -2, "row of A"), (3, 1, -1, "column of B")):
+            zs = ins[z].shape if z < len(ins) and ins[z] is not None else None
+            ds = ins[d].shape if ins[d] is not None else None
+            n = dims.prod(zs) if zs is not None else None
+            if n is None or n == 1 or ds is None or len(ds) < 2:
+                continue
+            if isinstance(ds[axis], int) and n != ds[axis]:
+                raise self.error(f"zero point (input {z}) has {n} values: it must be a scalar "
+                                 f"or one per {what} ({ds[axis]})")
         try:
             return [(matmul_shape(ins[0].shape, ins[1].shape), np.dtype(np.int32))]
         except ValueError as e:

@@ -11,6 +11,7 @@ Graph inputs and outputs are the caller's arrays, in the model's own (logical) l
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -115,7 +116,10 @@ def _resolve(req, ctx: _Ctx, name: str) -> Optional[tuple]:
     if req == "identity":
         return identity(len(ctx.shape(name)))
     if isinstance(req, str) and req.startswith("same_as:"):
-        return ctx.perm(req[len("same_as:"):])
+        p = ctx.perm(req[len("same_as:"):])
+        # an operand of another rank (a broadcast scalar or vector) keeps its own layout: a
+        # permutation of the other's rank means nothing for it
+        return p if len(p) == len(ctx.shape(name)) else None
     return tuple(req)
 
 
@@ -144,10 +148,25 @@ def _constant_output(name: str, value: np.ndarray) -> Kernel:
     return Kernel([], [name], make_steps, out_perm=lambda perms: "identity", label="constant")
 
 
+# No tensor may hold more bytes than this (64 TiB, beyond any machine): every size product
+# below then stays exact in int64, which np.prod and the kernels' size_t arithmetic rely on.
+MAX_TENSOR_BYTES = 1 << 46
+
+
+def _check_sizes(g: Graph) -> None:
+    for name, v in g.values.items():
+        if v.is_static:
+            n = math.prod(v.shape)
+            if n * (np.dtype(v.dtype).itemsize if v.dtype is not None else 8) > MAX_TENSOR_BYTES:
+                raise ModelError(f"tensor {name!r} would have shape {list(v.shape)} ({n:,} "
+                                 f"elements) for this input shape: too large to run")
+
+
 def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
     """Compile the QDQ graph for these concrete input shapes. `cache` (node name -> dict) keeps
     packed weights across the plans of every shape."""
     g = concretize(graph, shapes)
+    _check_sizes(g)
     lowered = lower(g, cache)
     ctx = _Ctx(g, lowered)
     outputs = set(g.output_names)

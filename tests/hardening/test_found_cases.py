@@ -343,3 +343,44 @@ def test_kernel_bindings_take_unaligned_arrays_safely():
     np.testing.assert_array_equal(K.dequantize(_unaligned(ints), 0.5), K.dequantize(ints, 0.5))
     with pytest.raises(ValueError, match="aligned"):
         K.dequantize(codes, 0.05, 128, y=_unaligned(np.zeros(37, np.float32)))
+
+
+def test_int8_mul_by_a_scalar_activation():
+    """x * sigmoid(mean(x)) with the mean reduced to rank 0: the int8 Mul asked for the
+    scalar to be laid out like x (a 4-axis permutation of a 0-axis tensor) and compiling
+    failed with an IndexError (found on an onnxruntime QOperator model)."""
+    m = _model([helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0),
+                helper.make_node("Sigmoid", ["m"], ["s"]),
+                helper.make_node("Mul", ["x", "s"], ["y"])], [("x", ["N", 3, 4, 5])],
+               [("y", None)], opset=13)
+    rng = np.random.default_rng(9)
+    q = qengine.quantize(m, [rng.standard_normal((2, 3, 4, 5)).astype(np.float32)],
+                         progress=False)
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    ref = ReferenceExecutor(q.graph).run({"x": x})["y"]
+    np.testing.assert_allclose(q.run(x), ref, atol=float(np.abs(ref).max()) / 100)
+    assert "Mul_2" in q.node_counts({"x": x.shape})["int8"]
+
+
+def test_matmul_integer_zero_point_of_the_wrong_length():
+    b = np.ones((20, 7), np.int8)
+    g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b", "", "bz"], ["y"],
+                                            name="mmi")], "m",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, ["N", 20])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+                          [numpy_helper.from_array(b, "b"),
+                           numpy_helper.from_array(np.zeros(3, np.int8), "bz")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ModelError, match="'mmi' \\(MatMulInteger\\): zero point \\(input 3\\) "
+                                         "has 3 values: it must be a scalar or one per column"):
+        qengine.load(m.SerializeToString())
+
+
+@pytest.mark.parametrize("pad", [2 ** 62, 2 ** 63 - 1])
+def test_tensor_sizes_beyond_int64_are_a_model_error(pad):
+    """Pads near 2^63 make an output whose size no int64 holds: numpy's ValueError ('maximum
+    allowed dimension exceeded') escaped, and size products could wrap around silently."""
+    m = _model([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[1, 1],
+                                 pads=[pad, 0, 0, 0])], [("x", [1, 1, 2, 2])], [("y", None)])
+    with pytest.raises(ModelError, match="too large to run"):
+        qengine.load(m.SerializeToString()).run(np.ones((1, 1, 2, 2), np.float32))
