@@ -107,6 +107,11 @@ def _report(results: list, targets: list, elapsed: float, out=sys.stdout) -> dic
           f"{c['wrong']:>7}{c['crash']:>7}{c['hang']:>6}")
     p(f"{'total':<10}{len(results):>7}{total['ok']:>7}{total['rejected']:>10}{total['error']:>7}"
       f"{total['wrong']:>7}{total['crash']:>7}{total['hang']:>6}")
+    timed = sorted((r for r in results if "ms" in r), key=lambda r: -r["ms"])
+    if timed:
+        t = timed[0]
+        p(f"slowest case: {t['ms'] / 1000:.1f} s (case {t['i']}, {t['target']} {t['seed']}); "
+          f"median {timed[len(timed) // 2]['ms']:.0f} ms")
     p("qengine exceptions by type: " + ", ".join(f"{k} {v}" for k, v in
                                                types["rejected"].most_common()))
     if types["error"]:
@@ -121,7 +126,8 @@ def _report(results: list, targets: list, elapsed: float, out=sys.stdout) -> dic
     return {"cases": len(results), "seconds": round(elapsed, 1), "targets": targets,
             "outcomes": dict(total), "by_target": {k: dict(v) for k, v in by_target.items()},
             "rejected_types": dict(types["rejected"]), "error_types": dict(types["error"]),
-            "examples": dict(examples)}
+            "examples": dict(examples),
+            "slowest_ms": timed[0]["ms"] if timed else None}
 
 
 def _save(case_dir: Path, rec: dict, corpus, seed: int, targets: list) -> None:

@@ -66,8 +66,13 @@ class Histogram:
         self._grow(absmax)
         # bin = floor(x * (1 / w)) in float32: a value may land one bin off at an edge, which
         # is harmless, and 1 / w scales exactly when w doubles, so re-binning stays exact
-        inv = (1.0 / np.where(self.width > 0, self.width, 1.0)).astype(np.float32)
-        idx = rows * inv[:, None]
+        inv64 = 1.0 / np.where(self.width > 0, self.width, 1.0)
+        with np.errstate(over="ignore"):
+            inv = inv64.astype(np.float32)
+        if np.isfinite(inv).all():
+            idx = rows * inv[:, None]
+        else:   # a denormal width (data ~1e-45): 1 / w overflows float32, so bin in float64
+            idx = rows.astype(np.float64) * inv64[:, None]
         np.floor(idx, out=idx)
         idx += twoN                                       # column of 0 is 2N
         np.clip(idx, 0, 2 * twoN - 1, out=idx)

@@ -384,3 +384,15 @@ def test_tensor_sizes_beyond_int64_are_a_model_error(pad):
                                  pads=[pad, 0, 0, 0])], [("x", [1, 1, 2, 2])], [("y", None)])
     with pytest.raises(ModelError, match="too large to run"):
         qengine.load(m.SerializeToString()).run(np.ones((1, 1, 2, 2), np.float32))
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile", "mse"])
+def test_calibration_on_denormal_activations(method):
+    """Activations of magnitude ~1e-45 (a Gemm with alpha = 1e-45): the histogram's bin width
+    is denormal, 1 / width overflowed float32, and NaN bin indices crashed np.bincount."""
+    w = np.random.default_rng(10).standard_normal((6, 4)).astype(np.float32)
+    m = _model([helper.make_node("Gemm", ["x", "w"], ["y"], alpha=1e-45)],
+               [("x", ["N", 6])], [("y", None)], [("w", w)])
+    x = np.random.default_rng(11).standard_normal((8, 6)).astype(np.float32)
+    q = qengine.quantize(m, [x], method=method, progress=False)
+    assert np.isfinite(q.run(x)).all()
