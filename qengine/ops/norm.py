@@ -71,6 +71,18 @@ class LayerNormalization(Op):
             ax = dims.norm_axis(self.axis, len(x))
         except ValueError as e:
             raise self.error(str(e)) from None
+        norm = tuple(x[ax:])
+        for k, what in ((1, "scale"), (2, "bias")):     # over the normalized axes x[axis:]
+            p = ins[k].shape if k < len(ins) and ins[k] is not None else None
+            if p is not None:
+                try:
+                    b = dims.broadcast(norm, p)
+                    if len(b) != len(norm) or any(isinstance(u, int) and isinstance(v, int) and
+                                                  u != v for u, v in zip(norm, b)):
+                        raise ValueError("it would change the output shape")
+                except ValueError:
+                    raise self.error(f"{what} {list(p)} does not broadcast to the input "
+                                     f"{list(x)}") from None
         stat = tuple(x[:ax]) + (1,) * (len(x) - ax)
         return [(x, ins[0].dtype), (stat, self.stash), (stat, self.stash)][:len(self.node.outputs)]
 

@@ -396,3 +396,11 @@ def test_calibration_on_denormal_activations(method):
     x = np.random.default_rng(11).standard_normal((8, 6)).astype(np.float32)
     q = qengine.quantize(m, [x], method=method, progress=False)
     assert np.isfinite(q.run(x)).all()
+
+
+def test_layer_norm_scale_that_does_not_broadcast():
+    m = _model([helper.make_node("LayerNormalization", ["x", "s"], ["y"], name="ln")],
+               [("x", ["N", 20])], [("y", None)], [("s", np.ones((7, 20), np.float32))])
+    with pytest.raises(ModelError, match="'ln' \\(LayerNormalization\\): scale \\[7, 20\\] does "
+                                         "not broadcast"):
+        qengine.load(m.SerializeToString())
