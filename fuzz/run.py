@@ -111,7 +111,7 @@ def _report(results: list, targets: list, elapsed: float, out=sys.stdout) -> dic
     if timed:
         t = timed[0]
         p(f"slowest case: {t['ms'] / 1000:.1f} s (case {t['i']}, {t['target']} {t['seed']}); "
-          f"median {timed[len(timed) // 2]['ms']:.0f} ms")
+          f"median {timed[len(timed) // 2]['ms']:.1f} ms")
     p("qengine exceptions by type: " + ", ".join(f"{k} {v}" for k, v in
                                                types["rejected"].most_common()))
     if types["error"]:
