@@ -68,7 +68,10 @@ class Worker:
         self.deadline = time.monotonic() + timeout
         self.log.flush()
         self.log_start = self.log.tell()
-        self.proc.stdin.write(f"{index}\n".encode())
+        try:
+            self.proc.stdin.write(f"{index}\n".encode())
+        except OSError:      # it died since its last answer: the loop sees EOF, a crash
+            pass
 
     def tail(self, n: int = 25) -> str:
         try:

@@ -33,6 +33,7 @@ def test_every_outcome_is_counted_and_the_run_survives(tmp_path, monkeypatch):
                         str(cases), "--workers", "2", "--timeout", "4", "--corpus", str(corpus),
                         "--json", str(tmp_path / "summary.json")],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "summary.json").exists(), (r.returncode, r.stdout[-3000:], r.stderr[-3000:])
     summary = json.loads((tmp_path / "summary.json").read_text())
     # what each case was (made again here, as the driver does)
     monkeypatch.setenv("QE_FUZZ_SELFTEST", "1")
