@@ -16,6 +16,7 @@ timed); onnxruntime gets one session per thread count (intra_op_num_threads, int
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -135,6 +136,19 @@ class _Reader:
         pass
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime.quantization logs advice and per-tensor warnings on the root logger."""
+    import logging
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def ort_quantize_static(subject: Subject) -> str:
     """onnxruntime's own int8 model of the float model (path; made once per subject):
     quant_pre_process (shape inference, BatchNorm folding), then quantize_static in QDQ form
@@ -147,17 +161,27 @@ def ort_quantize_static(subject: Subject) -> str:
     with open(src, "wb") as f:
         f.write(subject.float_onnx)
     pre = os.path.join(subject.workdir, "float.pre.onnx")
-    try:
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-        quant_pre_process(src, pre)
-    except Exception as e:   # noqa: BLE001 -- any failure: quantize the model as given
-        subject.notes.append(f"onnxruntime quant_pre_process failed ({type(e).__name__}: "
-                             f"{str(e)[:80]}); onnxruntime-int8 quantized the model as given")
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    errors = []
+    for skip_symbolic in (False, True):      # symbolic shape inference fails on some graphs
+        try:
+            with _quiet_root_logger():
+                quant_pre_process(src, pre, skip_symbolic_shape=skip_symbolic)
+            break
+        except Exception as e:   # noqa: BLE001 -- any failure: try the next way
+            errors.append(f"{type(e).__name__}: {str(e)[:80]}")
+    else:
+        subject.notes.append(f"onnxruntime quant_pre_process failed ({errors[-1]}); "
+                             f"onnxruntime-int8 quantized the model as given")
         pre = src
+    if len(errors) == 1:
+        subject.notes.append("onnxruntime quant_pre_process ran without symbolic shape "
+                             f"inference ({errors[0]})")
     dst = os.path.join(subject.workdir, "onnxruntime-int8.onnx")
-    quantize_static(pre, dst, _Reader(subject.calibration), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8)
+    with _quiet_root_logger():
+        quantize_static(pre, dst, _Reader(subject.calibration), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8)
     subject.cache["ort_int8_path"] = dst
     return dst
 

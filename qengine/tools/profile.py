@@ -56,6 +56,9 @@ def aggregate_profile(runs: Sequence[Sequence[tuple]], wall_seconds: Sequence[fl
                       "gops": gops, "peak_fraction": _fraction(gops, peak_gops)})
     steps_ms = sum(s["ms"] for s in steps)
     wall_ms = summarize(wall_seconds).median * 1e3
+    # per run, the share of its wall time spent in steps (robust to runs of unequal speed)
+    coverage = summarize([sum(st[2] for st in r) / w for r, w in zip(runs, wall_seconds)
+                          if w > 0] or [0.0]).median
     for s in steps:
         s["share"] = s["ms"] / steps_ms if steps_ms > 0 else 0.0
     by_type: dict = {}
@@ -71,7 +74,7 @@ def aggregate_profile(runs: Sequence[Sequence[tuple]], wall_seconds: Sequence[fl
         t["peak_fraction"] = _fraction(t["gops"], peak_gops)
     total_gop = sum(s["gop"] for s in steps)
     return {"runs": len(runs), "wall_ms": wall_ms, "steps_ms": steps_ms,
-            "coverage": steps_ms / wall_ms if wall_ms > 0 else None,
+            "coverage": coverage,
             "gop": total_gop, "peak_gops": peak_gops, "steps": steps, "op_types": op_types}
 
 
@@ -95,8 +98,9 @@ def _num(x, fmt: str, none: str = "-") -> str:
 
 def format_profile(profile: dict, top: int = 15) -> str:
     """The profile as text: per op type, then the `top` slowest steps."""
-    lines = [f"  profile: {profile['runs']} runs; steps {profile['steps_ms']:.3f} ms of "
-             f"{profile['wall_ms']:.3f} ms wall (the rest: Python around the steps)",
+    lines = [f"  profile ({profile['runs']} runs, per-step medians): steps {profile['steps_ms']:.3f}"
+             f" ms, wall {profile['wall_ms']:.3f} ms; steps cover {profile['coverage'] * 100:.0f}%"
+             f" of each run (the rest: Python around the steps)",
              f"  {'op type':<22}{'count':>6}{'ms':>10}{'share':>8}{'GOPS':>9}{'% peak':>8}"]
     for t in profile["op_types"]:
         pf = t["peak_fraction"]
