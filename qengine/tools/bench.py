@@ -160,24 +160,37 @@ def load_subject(model, *, calibration=None, float_model=None, torch_model=None,
         with open(os.fspath(float_model), "rb") as f:
             subject.float_onnx = f.read()
     if subject.model is None:                     # a float model: quantize it here
-        inputs = api.load(subject.float_onnx).inputs
-        if isinstance(calibration, (str, os.PathLike)):
-            arrays = _load_arrays(os.fspath(calibration))
-            if arrays is None:
-                from ..cli import _image_batch
-                arrays = _image_batch(os.fspath(calibration), api.load(subject.float_onnx))
-            calibration = arrays
-        if calibration is None:
-            calibration = random_feeds(inputs, RANDOM_CALIBRATION_SAMPLES, seed=1)
-            shapes = {k: list(v.shape) for k, v in calibration.items()}
-            warn(f"qengine bench: warning: no --calib data; calibrating on "
-                 f"{RANDOM_CALIBRATION_SAMPLES} random N(0, 1) samples {shapes}: speed is "
-                 f"representative, accuracy is not")
-            subject.notes.append("calibrated on random N(0, 1) data")
-        subject.calibration = calibration_batches(inputs, calibration)
+        prepare_calibration(subject, calibration, warn)
         subject.model = api.quantize(keras_path or subject.float_onnx, subject.calibration,
                                      progress=False)
+    elif subject.float_onnx is not None and calibration is not None:
+        prepare_calibration(subject, calibration, warn)     # for onnxruntime-int8
     return subject
+
+
+def prepare_calibration(subject: Subject, calibration, warn=print) -> None:
+    """Fill subject.calibration: from an array / dict / list of dicts, a file or directory
+    path, or (None) random N(0, 1) samples of the float model's input shapes, with a warning."""
+    from .. import api
+    float_model = api.load(subject.float_onnx)
+    inputs = float_model.inputs
+    subject.calibration_source = "file" if isinstance(calibration, (str, os.PathLike)) \
+        else "given"
+    if isinstance(calibration, (str, os.PathLike)):
+        arrays = _load_arrays(os.fspath(calibration))
+        if arrays is None:
+            from ..cli import _image_batch
+            arrays = _image_batch(os.fspath(calibration), float_model)
+        calibration = arrays
+    if calibration is None:
+        calibration = random_feeds(inputs, RANDOM_CALIBRATION_SAMPLES, seed=1)
+        shapes = {k: list(v.shape) for k, v in calibration.items()}
+        subject.calibration_source = "random"
+        warn(f"qengine bench: warning: no --calib data; calibrating on "
+             f"{RANDOM_CALIBRATION_SAMPLES} random N(0, 1) samples {shapes}: speed is "
+             f"representative, accuracy is not")
+        subject.notes.append("calibrated on random N(0, 1) data")
+    subject.calibration = calibration_batches(inputs, calibration)
 
 
 # ---- one configuration ---------------------------------------------------------------------------
@@ -287,20 +300,30 @@ def _cpu_name() -> str:
 
 def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
               threads: Sequence[int] = (1,), batch: Sequence[int] = (1,),
-              compare: Sequence[str] = DEFAULT_COMPARE, rounds: int = 10, warmup: int = 2,
+              compare: Optional[Sequence[str]] = None, rounds: int = 10, warmup: int = 2,
               min_round_seconds: float = 0.05, profile: bool = False, profile_runs: int = 5,
               peak_gops: Optional[float] = None, progress: bool = True, print_fn=print,
               warn=None, command: Optional[str] = None, strict: bool = True) -> dict:
     """Benchmark `model` (see load_subject) and return the result object of docs/bench.md.
+    compare: engine names (None: onnxruntime fp32 and int8 when the float model is known and
+    onnxruntime is installed, else onnxruntime on qengine's int8 model, else nothing).
     strict: an engine that cannot run raises; otherwise it is skipped and listed."""
     from ..cpu import cpu_info, get_num_threads, set_num_threads
     warn = warn or (lambda m: print(m, file=sys.stderr))
-    engines = resolve_engines(compare)
+    engines = resolve_engines(compare or ())
     for n in list(threads) + list(batch):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"threads and batch sizes must be positive integers, got {n!r}")
     subject = load_subject(model, calibration=calibration, float_model=float_model,
                            torch_model=torch_model, warn=warn)
+    if compare is None:
+        engines = [e for e in resolve_engines(DEFAULT_COMPARE + ("onnxruntime-qdq",))
+                   if not missing_requirement(e, subject)][:3]
+        if subject.float_onnx is not None:
+            engines = [e for e in engines if e.name != "onnxruntime-qdq"]
+    if any(e.name == "onnxruntime-int8" for e in engines) and not subject.calibration and \
+            subject.float_onnx is not None:
+        prepare_calibration(subject, None, warn)      # onnxruntime's quantize_static needs it
     skipped = []
     for e in list(engines[1:]):
         why = missing_requirement(e, subject)
@@ -350,7 +373,10 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
                                                         for d in t.shape],
                               "dtype": np.dtype(t.dtype).name} for t in subject.model.inputs],
                   "gop_per_image": gop1,
-                  "calibration_batches": len(subject.calibration),
+                  "calibration": {"source": subject.calibration_source,
+                                  "batches": len(subject.calibration),
+                                  "samples": sum(int(next(iter(b.values())).shape[0])
+                                                 for b in subject.calibration)},
                   "sizes_bytes": sizes},
         "settings": {"threads": list(threads), "batch": list(batch), "rounds": rounds,
                      "warmup": warmup, "min_round_seconds": min_round_seconds,
@@ -430,10 +456,10 @@ def add_arguments(p) -> None:
                    + ", ".join(BUILTIN_MODELS))
     p.add_argument("--threads", default="1", help="comma-separated thread counts (default 1)")
     p.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
-    p.add_argument("--compare", default=",".join(DEFAULT_COMPARE),
-                   help="engines to compare with qengine: " + ", ".join(
-                       n for n in ENGINES if n != "qengine") + " (default: %(default)s; "
-                   "'none' for qengine alone)")
+    p.add_argument("--compare", help="comma-separated engines to compare with qengine: "
+                   + ", ".join(n for n in ENGINES if n != "qengine") + " (default: "
+                   "onnxruntime,onnxruntime-int8, or onnxruntime-qdq for an int8 MODEL "
+                   "without --float; 'none': qengine alone)")
     p.add_argument("--calib", help="calibration inputs (.npy, .npz, or a directory of images);"
                    " default: random data, with a warning")
     p.add_argument("--float", dest="float_model", metavar="FLOAT_MODEL",
@@ -455,7 +481,8 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    compare = [] if args.compare.strip().lower() in ("", "none") else args.compare.split(",")
+    compare = None if args.compare is None else \
+        [] if args.compare.strip().lower() in ("", "none") else args.compare.split(",")
     if args.rounds < 1 or args.warmup < 1 or args.min_time < 0 or args.profile_runs < 1:
         raise ValueError("--rounds, --warmup and --profile-runs must be >= 1, --min-time >= 0")
     if args.plot:

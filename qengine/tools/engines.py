@@ -36,6 +36,7 @@ class Subject:
     model: Any = None                        # the qengine Model (int8) under test
     float_onnx: Optional[bytes] = None       # the float model as ONNX, if known
     calibration: list = field(default_factory=list)   # [{input name: array}] batches
+    calibration_source: str = "none"         # none (already quantized) | random | file | given
     torch_factory: Optional[Callable[[], Any]] = None
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="qengine-bench-"))
     notes: list = field(default_factory=list)
