@@ -48,7 +48,7 @@ def _test_models():
 tm = _test_models()
 
 __all__ = ["BENCHMARKS", "BenchmarkModel", "resnet18", "mobilenetv2", "yolo_detector",
-           "ocr_recognizer", "torch_module", "OCR_BLOCKS"]
+           "ocr_recognizer", "torch_module", "OCR_BLOCKS", "count_gop"]
 
 
 def resnet18(size=224, width=64, num_classes=1000, seed=0):
@@ -130,7 +130,9 @@ def yolo_detector(size=320, width=16, num_classes=80, num_anchors=3, seed=0):
     heads = [y.head(o, c, size // s, num_anchors, no)
              for o, c, s in [(o3, 4 * w, 8), (o4, 8 * w, 16), (o5, 16 * w, 32)]]
     out = b.op("Concat", heads, axis=1)
-    return b.model(["N", 3, size, size], [out], "yolo_detector")
+    boxes = num_anchors * sum((size // s) ** 2 for s in (8, 16, 32))
+    return b.model(["N", 3, size, size], [out], "yolo_detector",
+                   out_shapes=[["N", boxes, no]])
 
 
 # ---- OCR-style recognizer -----------------------------------------------------------------------
@@ -237,6 +239,33 @@ def ocr_recognizer(height=32, line_width=320, stem=16, last=384, dim=128, heads=
     x = o.linear(o.layernorm(x, dim), dim, num_classes)
     y = b.op("Softmax", [x], axis=-1)
     return b.model(["N", 3, height, line_width], [y], "ocr_recognizer")
+
+
+# ---- work -------------------------------------------------------------------------------------
+def count_gop(model, batch: int = 1) -> float:
+    """The int8 work of a model in GOP: 2 x multiply-accumulates of every Conv, ConvTranspose,
+    Gemm and MatMul, from ONNX's own shape inference (independent of qengine)."""
+    import onnx
+    m = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for v in list(m.graph.value_info) + list(m.graph.output) + list(m.graph.input):
+        shapes[v.name] = [d.dim_value if d.HasField("dim_value") else batch
+                          for d in v.type.tensor_type.shape.dim]
+    inits = {t.name: list(t.dims) for t in m.graph.initializer}
+    macs = 0
+    for n in m.graph.node:
+        out = int(np.prod(shapes[n.output[0]]))
+        if n.op_type == "Conv":
+            macs += out * int(np.prod(inits[n.input[1]][1:]))
+        elif n.op_type == "ConvTranspose":       # every input pixel meets every weight once
+            w = inits[n.input[1]]
+            macs += int(np.prod(shapes[n.input[0]])) * int(np.prod(w[1:]))
+        elif n.op_type in ("Gemm", "MatMul"):
+            a = shapes[n.input[0]] if n.input[0] in shapes else inits[n.input[0]]
+            k = a[-1] if not (n.op_type == "Gemm" and any(
+                at.name == "transA" and at.i for at in n.attribute)) else a[0]
+            macs += out * k
+    return 2 * macs / 1e9
 
 
 # ---- the table ---------------------------------------------------------------------------------

@@ -276,14 +276,17 @@ def run_config(subject: Subject, engines: list, threads: int, batch: int, *, rou
 
 # ---- the whole benchmark ---------------------------------------------------------------------------
 def _versions() -> dict:
+    """Versions of qengine and the engines' packages (read from metadata: importing torch
+    only to learn its version would cost seconds)."""
+    from importlib import metadata
+
     from .. import __version__
     v = {"qengine": __version__, "numpy": np.__version__, "python": platform.python_version()}
-    for mod in ("onnx", "onnxruntime", "torch"):
-        if mod in sys.modules or importlib.util.find_spec(mod) is not None:
-            try:
-                v[mod] = __import__(mod).__version__
-            except Exception:   # noqa: BLE001 -- a broken optional install: just omit it
-                pass
+    for dist in ("onnx", "onnxruntime", "torch"):
+        try:
+            v[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
     return v
 
 
