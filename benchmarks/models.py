@@ -238,7 +238,8 @@ def ocr_recognizer(height=32, line_width=320, stem=16, last=384, dim=128, heads=
         x = o.encoder(x, t, dim, heads)
     x = o.linear(o.layernorm(x, dim), dim, num_classes)
     y = b.op("Softmax", [x], axis=-1)
-    return b.model(["N", 3, height, line_width], [y], "ocr_recognizer")
+    return b.model(["N", 3, height, line_width], [y], "ocr_recognizer",
+                   out_shapes=[["N", t, num_classes]])
 
 
 # ---- work -------------------------------------------------------------------------------------
