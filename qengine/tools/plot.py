@@ -45,6 +45,7 @@ def plot_result(result: dict, path: str) -> None:
         ax2.bar(xs, [r["ratios"][name]["speedup"] for r in results], width,
                 label=f"vs {name}", color=f"C{engines.index(name)}")
     ax2.axhline(1.0, color="black", linewidth=0.8)
+    ax2.set_yscale("log")                 # 0.5x and 2x sit symmetrically around 1
     ax2.set_xticks(range(len(results)), labels)
     ax2.set_ylabel("speed-up of qengine (x)")
     ax2.set_title("qengine speed-up (higher is better)")
