@@ -66,18 +66,21 @@ def _misses(name: str, r: dict) -> list:
 
 def models_table(results: dict) -> str:
     rows = ["| model | threads | batch | qengine ms | ort fp32 ms | ort int8 ms | "
-            "qe / ort fp32 | qe / ort int8 | qengine GOPS | % peak | targets |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "qe / ort fp32 | qe / ort int8 | qengine GOPS | % peak | steps GOPS | targets |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, res in results.items():
         for r in res["results"]:
             e, ra = r["engines"], r["ratios"]
             miss = _misses(name, r)
             pf = r["peak_fraction"]
+            p = r["profile"]
+            steps_gops = r["gop"] / p["steps_ms"] * 1e3 if p and p["steps_ms"] > 0 else None
             rows.append(
                 f"| {name} | {r['threads']} | {r['batch']} | {e['qengine']['median_ms']:.2f} | "
                 f"{e[ORT_FP32]['median_ms']:.2f} | {e[ORT_INT8]['median_ms']:.2f} | "
                 f"{ra[ORT_FP32]['latency_ratio']:.2f} | {ra[ORT_INT8]['latency_ratio']:.2f} | "
                 f"{r['gops'] or 0:.0f} | {'-' if pf is None else f'{pf * 100:.0f}%'} | "
+                f"{'-' if steps_gops is None else f'{steps_gops:.0f}'} | "
                 f"{'met' if not miss else '**missed**: ' + ', '.join(miss)} |")
     return "\n".join(rows)
 
@@ -100,10 +103,13 @@ def slowest_profile(results: dict) -> str:
 def machine_line(results: dict) -> str:
     m = next(iter(results.values()))["machine"]
     v = m["versions"]
+    loads = [x for r in results.values() for x in r["machine"]["load_average"] if x is not None]
+    load = f"; 1-minute load average {min(loads):.1f}..{max(loads):.1f} during the run " \
+        f"(other sessions share the machine)" if loads else ""
     return (f"Machine: {m['cpu']}, {m['cores']} cores, kernels `{m['isa']}` (int8 peak "
             f"{m['peak_gops_per_core']:.0f} GOPS per core); qengine {v['qengine']}, "
             f"onnxruntime {v.get('onnxruntime', '-')}, numpy {v['numpy']}; "
-            f"{time.strftime('%Y-%m-%d')}.")
+            f"{time.strftime('%Y-%m-%d')}{load}.")
 
 
 def replace_section(text: str, key: str, body: str, heading: str) -> str:
@@ -140,9 +146,12 @@ def main(argv=None) -> int:
         f"```\n{cmd}\n```",
         machine_line(results) + f" The whole run took {elapsed / 60:.1f} min.",
         "Median latency per call; `qe / x` is qengine's latency divided by engine x's (the "
-        "median of per-round ratios, engines interleaved; < 1: qengine is faster). Targets: "
-        "qe / ort int8 <= 0.88 (ResNet-18, also >= 90% of the int8 peak) or <= 0.7 (the "
-        "others); qe / ort fp32 <= 0.4 (2.5x) for every model.",
+        "median of per-round ratios, engines interleaved; < 1: qengine is faster). qengine "
+        "GOPS: int8 work / median latency, and its share of the peak (460 GOPS x threads); "
+        "steps GOPS: the same work over the sum of per-step medians of 5 profiled runs, "
+        "which leaves out preemption by other processes and the Python around the steps. "
+        "Targets: qe / ort int8 <= 0.88 (ResNet-18, also >= 90% of the int8 peak) or <= 0.7 "
+        "(the others); qe / ort fp32 <= 0.4 (2.5x) for every model.",
         models_table(results),
         "Calling overhead (`python benchmarks/overhead.py`, 1 thread):",
         overhead.markdown(ov),

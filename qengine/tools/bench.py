@@ -290,6 +290,14 @@ def _versions() -> dict:
     return v
 
 
+def _loadavg() -> Optional[float]:
+    """The 1-minute load average (other processes competing for the cores), or None."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -347,6 +355,7 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
         from tqdm import tqdm
         bar = tqdm(total=len(configs) * rounds, unit="round", leave=False, file=sys.stderr)
     saved_threads = get_num_threads()
+    load_start = _loadavg()
     results = []
     try:
         for t, b in configs:
@@ -370,7 +379,8 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
         "command": command,
         "machine": {"cpu": _cpu_name(), "machine": info["machine"], "cores": os.cpu_count(),
                     "isa": info["isa"], "available_isas": info["available_isas"],
-                    "peak_gops_per_core": per_core, "versions": _versions()},
+                    "peak_gops_per_core": per_core, "versions": _versions(),
+                    "load_average": [load_start, _loadavg()]},
         "model": {"name": subject.name, "source": subject.source,
                   "inputs": [{"name": t.name, "shape": [d if isinstance(d, int) else str(d)
                                                         for d in t.shape],
@@ -405,8 +415,10 @@ def format_result(result: dict) -> str:
     lines.append("sizes: " + ", ".join(f"{k} {_mib(v)}" for k, v in m["sizes_bytes"].items()
                                        if v is not None))
     peak = mach["peak_gops_per_core"]
-    lines.append(f"cpu: {mach['cpu']}; kernels {mach['isa']}"
-                 + (f" (int8 peak {peak:.0f} GOPS per core)" if peak else ""))
+    lines.append(f"cpu: {mach['cpu']}, {mach['cores']} cores; kernels {mach['isa']}"
+                 + (f" (int8 peak {peak:.0f} GOPS per core)" if peak else "")
+                 + (f"; load average {mach['load_average'][0]} -> {mach['load_average'][1]}"
+                    if mach["load_average"][0] is not None else ""))
     s = result["settings"]
     lines.append(f"timing: {s['warmup']} warm-up calls, {s['rounds']} interleaved rounds of "
                  f">= {s['min_round_seconds'] * 1e3:.0f} ms per engine; median and "
