@@ -100,6 +100,23 @@ def slowest_profile(results: dict) -> str:
             + "\n```")
 
 
+def largest_items(results: dict, top: int = 5) -> str:
+    """Per model, the op types that take most of the steps' time (1 thread, batch 1 and 8):
+    where a missed target has to be won back."""
+    lines = ["Where the time goes (op types by share of the compiled steps' time, per-step "
+             "medians of 5 profiled runs; GOPS for convolutions and matrix products):", ""]
+    for name, res in results.items():
+        for r in res["results"]:
+            if r["threads"] != 1 or not r["profile"]:
+                continue
+            items = []
+            for t in r["profile"]["op_types"][:top]:
+                g = f", {t['gops']:.0f} GOPS" if t["gops"] else ""
+                items.append(f"{t['op']} {t['share'] * 100:.0f}% ({t['count']}{g})")
+            lines.append(f"- {name}, batch {r['batch']}: " + "; ".join(items))
+    return "\n".join(lines)
+
+
 def machine_line(results: dict) -> str:
     m = next(iter(results.values()))["machine"]
     v = m["versions"]
@@ -155,6 +172,7 @@ def main(argv=None) -> int:
         models_table(results),
         "Calling overhead (`python benchmarks/overhead.py`, 1 thread):",
         overhead.markdown(ov),
+        largest_items(results),
         slowest_profile(results)])
     print(models_md)
     if a.no_write:
