@@ -139,7 +139,13 @@ def load_subject(model, *, calibration=None, float_model=None, torch_model=None,
             name = os.path.basename(path)
             if path.endswith((".keras", ".h5")):
                 keras_path, source = path, "keras"
-                data = api.load(path).to_onnx().SerializeToString()
+                try:
+                    data = api.load(path).to_onnx().SerializeToString()
+                except ModuleNotFoundError as e:
+                    if "keras_import" not in str(e):
+                        raise
+                    raise ValueError(f"{path}: this qengine build has no Keras frontend "
+                                     f"(qengine.frontends.keras_import)") from None
             else:
                 with open(path, "rb") as f:
                     data = f.read()
@@ -237,7 +243,8 @@ def run_config(subject: Subject, engines: list, threads: int, batch: int, *, rou
     for e in engines:
         fn = e.build(subject, threads)
         runners[e.name] = (lambda fn=fn: fn(feeds))
-    # the qengine runner last built sets the thread count its runs use
+    # builders may touch process-wide thread settings (fp32 loads a qengine model): set
+    # qengine's pool for this configuration after all of them
     from ..cpu import set_num_threads
     set_num_threads(threads)
     outputs = {name: _as_list(r()) for name, r in runners.items()}
