@@ -264,3 +264,28 @@ def test_calibration_batches_respect_a_fixed_batch_dimension():
     assert [b["x"].shape[0] for b in free] == [4, 4, 2]
     with pytest.raises(ValueError, match="lacks input"):
         bench.calibration_batches([T(("N", 3))], {"y": data})
+
+
+def test_keras_file_through_the_harness(tmp_path):
+    pytest.importorskip("onnxruntime")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    m = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
+                          keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4)])
+    path = tmp_path / "small.keras"
+    m.save(str(path))
+    x = np.random.default_rng(0).standard_normal((4, 16, 16, 3)).astype(np.float32)
+    res = bench.benchmark(str(path), calibration=x, compare=["onnxruntime"], rounds=2,
+                          min_round_seconds=0.0, progress=False)
+    assert res["model"]["source"] == "keras"
+    assert res["model"]["calibration"]["source"] == "given"
+    c = res["results"][0]
+    # onnxruntime runs the float graph qengine read from the file: it agrees with Keras
+    assert c["engines"]["onnxruntime"]["median_ms"] > 0
+    assert c["fidelity"]["sqnr_db"]["qengine"] > 25
+    ref = bench._as_list(m.predict(x[:1], verbose=0))[0]
+    float_onnx = qengine.load(str(path)).to_onnx().SerializeToString()   # what the harness runs
+    sess = __import__("onnxruntime").InferenceSession(float_onnx,
+                                                      providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x[:1]})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
