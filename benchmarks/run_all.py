@@ -64,10 +64,17 @@ def _misses(name: str, r: dict) -> list:
     return out
 
 
+def _cpu(ratio: dict, threads: int) -> str:
+    """The CPU-time ratio, shown at 1 thread only (more threads sum spin-waiting too)."""
+    c = ratio.get("cpu_ratio")
+    return "-" if threads != 1 or c is None else f"{c:.2f}"
+
+
 def models_table(results: dict) -> str:
     rows = ["| model | threads | batch | qengine ms | ort fp32 ms | ort int8 ms | "
-            "qe / ort fp32 | qe / ort int8 | qengine GOPS | % peak | steps GOPS | targets |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "qe / ort fp32 | qe / ort int8 | same, CPU time | qengine GOPS | % peak | "
+            "steps GOPS | targets |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, res in results.items():
         for r in res["results"]:
             e, ra = r["engines"], r["ratios"]
@@ -79,6 +86,7 @@ def models_table(results: dict) -> str:
                 f"| {name} | {r['threads']} | {r['batch']} | {e['qengine']['median_ms']:.2f} | "
                 f"{e[ORT_FP32]['median_ms']:.2f} | {e[ORT_INT8]['median_ms']:.2f} | "
                 f"{ra[ORT_FP32]['latency_ratio']:.2f} | {ra[ORT_INT8]['latency_ratio']:.2f} | "
+                f"{_cpu(ra[ORT_INT8], r['threads'])} | "
                 f"{r['gops'] or 0:.0f} | {'-' if pf is None else f'{pf * 100:.0f}%'} | "
                 f"{'-' if steps_gops is None else f'{steps_gops:.0f}'} | "
                 f"{'met' if not miss else '**missed**: ' + ', '.join(miss)} |")
@@ -163,7 +171,9 @@ def main(argv=None) -> int:
         f"```\n{cmd}\n```",
         machine_line(results) + f" The whole run took {elapsed / 60:.1f} min.",
         "Median latency per call; `qe / x` is qengine's latency divided by engine x's (the "
-        "median of per-round ratios, engines interleaved; < 1: qengine is faster). qengine "
+        "median of per-round ratios, engines interleaved; < 1: qengine is faster); "
+        "'same, CPU time' is that ratio with process CPU time instead of wall time (1 thread "
+        "only), which does not count the time other processes hold the core. qengine "
         "GOPS: int8 work / median latency, and its share of the peak (460 GOPS x threads); "
         "steps GOPS: the same work over the sum of per-step medians of 5 profiled runs, "
         "which leaves out preemption by other processes and the Python around the steps. "

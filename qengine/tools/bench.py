@@ -233,6 +233,14 @@ def _stats_ms(stats) -> dict:
             "min_ms": stats.min * 1e3, "max_ms": stats.max * 1e3, "mean_ms": stats.mean * 1e3}
 
 
+def _cpu_ratio(a, b) -> Optional[float]:
+    """Median per-round ratio of CPU times, or None when a CPU time did not advance (a clock
+    coarser than the calls)."""
+    if any(x <= 0 for x in a) or any(x <= 0 for x in b):
+        return None
+    return ratio_stats(a, b).median
+
+
 def run_config(subject: Subject, engines: list, threads: int, batch: int, *, rounds: int,
                warmup: int, min_round_seconds: float, profile: bool, profile_runs: int,
                peak_per_core: Optional[float], on_round=None, seed: int = 0) -> dict:
@@ -263,14 +271,17 @@ def run_config(subject: Subject, engines: list, threads: int, batch: int, *, rou
                  "fidelity": fidelity}
     for name in runners:
         st = timings.stats(name)
+        cpu = timings.cpu_stats(name)
         res["engines"][name] = dict(
             _stats_ms(st), per_image_ms=st.median * 1e3 / batch, rounds=st.n,
             calls_per_round=timings.calls_per_round[name],
-            samples_ms=[s * 1e3 for s in timings.samples[name]])
+            samples_ms=[s * 1e3 for s in timings.samples[name]],
+            cpu_median_ms=cpu.median * 1e3, cpu_min_ms=cpu.min * 1e3)
         if name != "qengine":
             r = ratio_stats(timings.samples["qengine"], timings.samples[name])
+            rc = _cpu_ratio(timings.cpu_samples["qengine"], timings.cpu_samples[name])
             res["ratios"][name] = {"latency_ratio": r.median, "q1": r.q1, "q3": r.q3,
-                                   "speedup": 1.0 / r.median}
+                                   "speedup": 1.0 / r.median, "cpu_ratio": rc}
     qe = timings.stats("qengine").median
     res["gop"] = gop
     res["gops"] = gop / qe if qe > 0 and gop > 0 else None
@@ -412,6 +423,12 @@ def _mib(n: Optional[int]) -> str:
     return "-" if n is None else f"{n / 2 ** 20:.2f} MiB"
 
 
+def _cpu_cell(ratio: Optional[dict], threads: int) -> str:
+    if ratio is None or threads != 1 or ratio.get("cpu_ratio") is None:
+        return ""
+    return f"{ratio['cpu_ratio']:.2f}"
+
+
 def format_result(result: dict) -> str:
     """The human-readable report of a benchmark() result."""
     m, mach = result["model"], result["machine"]
@@ -429,9 +446,10 @@ def format_result(result: dict) -> str:
     s = result["settings"]
     lines.append(f"timing: {s['warmup']} warm-up calls, {s['rounds']} interleaved rounds of "
                  f">= {s['min_round_seconds'] * 1e3:.0f} ms per engine; median and "
-                 f"quartiles per call; qe/x = qengine latency / x (median of per-round ratios)")
+                 f"quartiles per call; qe/x = qengine latency / x (median of per-round ratios);"
+                 f" cpu = the same with process CPU time (1 thread: load-independent)")
     head = (f"{'threads':>7} {'batch':>5}  {'engine':<18}{'median ms':>10}{'q1..q3 ms':>20}"
-            f"{'min..max ms':>20}{'ms/image':>10}{'qe/x':>7}{'SQNR dB':>9}")
+            f"{'min..max ms':>20}{'ms/image':>10}{'qe/x':>7}{'cpu':>6}{'SQNR dB':>9}")
     lines += ["", head, "-" * len(head)]
     for r in result["results"]:
         sq = r["fidelity"]["sqnr_db"]
@@ -446,7 +464,7 @@ def format_result(result: dict) -> str:
                          f"  {name:<18}{e['median_ms']:>10.3f}{q:>20}{mm:>20}"
                          f"{e['per_image_ms']:>10.3f}"
                          f"{'' if ratio is None else format(ratio['latency_ratio'], '.2f'):>7}"
-                         f"{snr_s:>9}")
+                         f"{_cpu_cell(ratio, r['threads']):>6}{snr_s:>9}")
         if r["gops"]:
             pf = r["peak_fraction"]
             lines.append(f"{'':>15}qengine: {r['gops']:.1f} int8 GOPS"

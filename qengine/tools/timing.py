@@ -67,11 +67,15 @@ class Timings:
     """What time_interleaved measured: per engine, seconds per call in each round, and how
     many calls each round made."""
     samples: dict = field(default_factory=dict)         # engine -> [seconds per call, per round]
+    cpu_samples: dict = field(default_factory=dict)     # engine -> [CPU seconds per call, ...]
     calls_per_round: dict = field(default_factory=dict)  # engine -> int
     warmup_seconds: dict = field(default_factory=dict)  # engine -> seconds of one warm-up call
 
     def stats(self, engine: str) -> Stats:
         return summarize(self.samples[engine])
+
+    def cpu_stats(self, engine: str) -> Stats:
+        return summarize(self.cpu_samples[engine])
 
 
 def calls_per_round(seconds_per_call: float, min_round_seconds: float,
@@ -86,6 +90,7 @@ def calls_per_round(seconds_per_call: float, min_round_seconds: float,
 def time_interleaved(engines: Mapping[str, Callable[[], object]], *, rounds: int = 10,
                      warmup: int = 2, min_round_seconds: float = 0.05,
                      clock: Callable[[], float] = time.perf_counter,
+                     cpu_clock: Callable[[], float] = time.process_time,
                      on_round: Optional[Callable[[int], None]] = None) -> Timings:
     """Time each zero-argument callable in `engines`, interleaved.
 
@@ -94,6 +99,9 @@ def time_interleaved(engines: Mapping[str, Callable[[], object]], *, rounds: int
     2. `rounds` rounds: each times every engine once (its calls back to back, one clock reading
        before and after), engines in an order rotated by one each round, so no engine always
        runs right after the same neighbour (thread-pool spin tails, cache state).
+    Each round also reads cpu_clock (the process's CPU time: all its threads, spinning
+    included). With one thread it does not count the time other processes hold the core, so on
+    a shared machine it estimates the compute time that wall time inflates.
     on_round(i) is called after round i (a progress bar)."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -113,14 +121,18 @@ def time_interleaved(engines: Mapping[str, Callable[[], object]], *, rounds: int
         out.warmup_seconds[name] = one
         out.calls_per_round[name] = calls_per_round(one, min_round_seconds)
         out.samples[name] = []
+        out.cpu_samples[name] = []
     for r in range(rounds):
         k = r % len(names)
         for name in names[k:] + names[:k]:
             fn, n = engines[name], out.calls_per_round[name]
+            c0 = cpu_clock()
             t0 = clock()
             for _ in range(n):
                 fn()
-            out.samples[name].append((clock() - t0) / n)
+            t1 = clock()
+            out.cpu_samples[name].append((cpu_clock() - c0) / n)
+            out.samples[name].append((t1 - t0) / n)
         if on_round is not None:
             on_round(r)
     return out

@@ -29,17 +29,23 @@ class FakeClock:
 
     def __init__(self):
         self.now = 0.0
+        self.cpu_now = 0.0          # CPU time: the engines get a scripted share of wall time
         self.log = []
 
     def __call__(self):
         return self.now
 
-    def engine(self, name, cost):
+    def cpu(self):
+        return self.cpu_now
+
+    def engine(self, name, cost, cpu_share=1.0):
         """cost(k): seconds of the k-th call (0-based, warm-up calls included)."""
         count = [0]
 
         def run():
-            self.now += cost(count[0])
+            c = cost(count[0])
+            self.now += c
+            self.cpu_now += c * cpu_share
             self.log.append(name)
             count[0] += 1
         return run
@@ -61,15 +67,18 @@ def test_summarize_matches_numpy_quantiles():
 def test_interleaved_rounds_on_a_fake_clock():
     clk = FakeClock()
     # a: 1 ms per call, b: 3 ms per call
-    a = clk.engine("a", lambda k: 0.001)
+    a = clk.engine("a", lambda k: 0.001, cpu_share=0.5)     # preempted half of the time
     b = clk.engine("b", lambda k: 0.003)
     t = time_interleaved({"a": a, "b": b}, rounds=4, warmup=3, min_round_seconds=0.0095,
-                         clock=clk)
+                         clock=clk, cpu_clock=clk.cpu)
     # the last warm-up call sized the rounds: ceil(9.5 ms / 1 ms) = 10, ceil(9.5 / 3) = 4
     assert t.calls_per_round == {"a": 10, "b": 4}
     assert t.warmup_seconds == {"a": pytest.approx(0.001), "b": pytest.approx(0.003)}
     assert t.samples["a"] == pytest.approx([0.001] * 4)
     assert t.samples["b"] == pytest.approx([0.003] * 4)
+    assert t.cpu_samples["a"] == pytest.approx([0.0005] * 4)
+    assert t.cpu_samples["b"] == pytest.approx([0.003] * 4)
+    assert t.cpu_stats("a").median == pytest.approx(0.0005)
     # warm-up: 3 calls each, a then b; then rounds alternate the order: ab, ba, ab, ba
     assert clk.log[:6] == ["a"] * 3 + ["b"] * 3
     blocks = []
@@ -96,7 +105,7 @@ def test_per_round_ratios_cancel_drift_and_the_median_drops_an_outlier_round():
     a = clk.engine("a", cost("a", 0.001))
     b = clk.engine("b", cost("b", 0.002))
     t = time_interleaved({"a": a, "b": b}, rounds=5, warmup=1, min_round_seconds=0.0,
-                         clock=clk)
+                         clock=clk, cpu_clock=clk.cpu)
     assert t.calls_per_round == {"a": 1, "b": 1}
     assert t.samples["a"] == pytest.approx([0.001, 0.002, 0.150, 0.004, 0.005])
     r = ratio_stats(t.samples["a"], t.samples["b"])
@@ -187,10 +196,12 @@ def test_cli_json_plot_profile(small_model):
         for name, e in c["engines"].items():
             assert len(e["samples_ms"]) == 3 and e["min_ms"] <= e["median_ms"] <= e["max_ms"]
             assert e["median_ms"] == pytest.approx(np.median(e["samples_ms"]))
+            assert 0 < e["cpu_min_ms"] <= e["cpu_median_ms"]
         for name, ratio in c["ratios"].items():
             per_round = np.array(c["engines"]["qengine"]["samples_ms"]) / \
                 np.array(c["engines"][name]["samples_ms"])
             assert ratio["latency_ratio"] == pytest.approx(np.median(per_round))
+            assert ratio["cpu_ratio"] is None or ratio["cpu_ratio"] > 0
         # int8 outputs of both engines are close to float (random calibration would be too)
         assert c["fidelity"]["reference"] == "onnxruntime"
         assert c["fidelity"]["sqnr_db"]["qengine"] > 20
