@@ -42,8 +42,10 @@ def plot_result(result: dict, path: str) -> None:
     width = 0.8 / max(1, len(others))
     for j, name in enumerate(others):
         xs = [i + (j - (len(others) - 1) / 2) * width for i in range(len(results))]
-        ax2.bar(xs, [r["ratios"][name]["speedup"] for r in results], width,
-                label=f"vs {name}", color=f"C{engines.index(name)}")
+        ups = [r["ratios"][name]["speedup"] for r in results]
+        ax2.bar(xs, ups, width, label=f"vs {name}", color=f"C{engines.index(name)}")
+        for x, u in zip(xs, ups):
+            ax2.annotate(f"{u:.2f}x", (x, u), ha="center", va="bottom", fontsize=7)
     ax2.axhline(1.0, color="black", linewidth=0.8)
     ax2.set_yscale("log")                 # 0.5x and 2x sit symmetrically around 1
     ax2.set_xticks(range(len(results)), labels)
@@ -52,6 +54,12 @@ def plot_result(result: dict, path: str) -> None:
     if others:
         ax2.legend(fontsize=8)
     m = result["model"]
+    from matplotlib.ticker import FuncFormatter
+    plain = FuncFormatter(lambda v, _: f"{v:g}")      # 0.5, 2, 20 rather than 2x10^0
+    for ax in (ax1, ax2):
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="minor", labelsize=7)
     fig.suptitle(f"{m['name']} on {result['machine']['cpu']} ({result['machine']['isa']})",
                  fontsize=10)
     fig.tight_layout()
