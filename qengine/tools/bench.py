@@ -374,6 +374,11 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
         bar = tqdm(total=len(configs) * rounds, unit="round", leave=False, file=sys.stderr)
     saved_threads = get_num_threads()
     load_start = _loadavg()
+    cores = os.cpu_count() or 1
+    if load_start is not None and load_start + max(threads) > cores + 0.5:
+        warn(f"qengine bench: warning: load average {load_start} on {cores} cores: other "
+             f"processes compete for the cores, wall times will be inflated (the 'cpu' "
+             f"ratio at 1 thread is not)")
     results = []
     try:
         for t, b in configs:
@@ -515,6 +520,8 @@ def add_arguments(p) -> None:
                    help="seconds each engine runs per round (short calls repeat)")
     p.add_argument("--peak-gops", type=float, help="int8 GOPS per core to compare against "
                    "(default: the documented figure of the active kernel path)")
+    p.add_argument("--isa", choices=["auto", "avx512vnni", "avx2", "ref", "neon", "neondot"],
+                   help="qengine kernel path to time (default: QENGINE_ISA or the best one)")
     p.add_argument("--skip-unavailable", action="store_true",
                    help="skip engines that cannot run instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -528,6 +535,12 @@ def main(args) -> int:
     if args.plot:
         from .plot import require_matplotlib
         require_matplotlib()
+    if args.isa:
+        from ..cpu import available_isas, set_isa
+        if args.isa != "auto" and args.isa not in available_isas():
+            raise ValueError(f"--isa {args.isa}: this CPU or build has "
+                             f"{', '.join(available_isas())}")
+        set_isa(args.isa)
     result = benchmark(args.model, calibration=args.calib, float_model=args.float_model,
                        threads=_int_list(args.threads), batch=_int_list(args.batch),
                        compare=compare, rounds=args.rounds, warmup=args.warmup,

@@ -178,14 +178,18 @@ def test_cli_json_plot_profile(small_model):
     pytest.importorskip("matplotlib")
     m, path, d = small_model
     out, png = d / "r.json", d / "r.png"
+    isa = ["--isa", "avx2"] if "avx2" in qengine.cpu.available_isas() else []
     r = qe(path, "--calib", d / "calib.npy", "--threads", "1", "--batch", "1,2",
            "--compare", "onnxruntime,onnxruntime-int8", "--rounds", "3", "--min-time", "0.01",
-           "--profile", "--profile-runs", "3", "--json", out, "--plot", png)
+           "--profile", "--profile-runs", "3", "--json", out, "--plot", png, *isa)
     assert "no --calib" not in r.stderr
     res = json.loads(out.read_text())
     schema = json.loads((ROOT / "docs" / "bench.schema.json").read_text())
     jsonschema.validate(res, schema, cls=jsonschema.Draft202012Validator)
     assert res["settings"]["engines"] == ["qengine", "onnxruntime", "onnxruntime-int8"]
+    if isa:     # the kernel path asked for, and its documented peak
+        assert (res["machine"]["isa"], res["machine"]["peak_gops_per_core"]) == ("avx2", 230)
+        assert res["results"][0]["peak_gops"] == 230
     assert res["model"]["calibration"] == {"source": "file", "batches": 1, "samples": 8}
     assert [(c["threads"], c["batch"]) for c in res["results"]] == [(1, 1), (1, 2)]
     assert res["model"]["gop_per_image"] == pytest.approx(count_gop(m, 1), rel=1e-6)
