@@ -167,23 +167,23 @@ def main(argv=None) -> int:
     ov = overhead.measure(rounds=15)
     elapsed = time.perf_counter() - t0
     cmd = "python benchmarks/run_all.py"
-    models_md = "\n\n".join([
-        f"```\n{cmd}\n```",
-        machine_line(results) + f" The whole run took {elapsed / 60:.1f} min.",
-        "Median latency per call; `qe / x` is qengine's latency divided by engine x's (the "
-        "median of per-round ratios, engines interleaved; < 1: qengine is faster); "
-        "'same, CPU time' is that ratio with process CPU time instead of wall time (1 thread "
-        "only), which does not count the time other processes hold the core. qengine "
-        "GOPS: int8 work / median latency, and its share of the peak (460 GOPS x threads); "
-        "steps GOPS: the same work over the sum of per-step medians of 5 profiled runs, "
-        "which leaves out preemption by other processes and the Python around the steps. "
-        "Targets: qe / ort int8 <= 0.88 (ResNet-18, also >= 90% of the int8 peak) or <= 0.7 "
-        "(the others); qe / ort fp32 <= 0.4 (2.5x) for every model.",
-        models_table(results),
-        "Calling overhead (`python benchmarks/overhead.py`, 1 thread):",
-        overhead.markdown(ov),
-        largest_items(results),
-        slowest_profile(results)])
+    head = [f"```\n{cmd}\n```",
+            machine_line(results) + f" The whole run took {elapsed / 60:.1f} min.",
+            "Median latency per call; `qe / x` is qengine's latency divided by engine x's (the "
+            "median of per-round ratios, engines interleaved; < 1: qengine is faster); "
+            "'same, CPU time' is that ratio with process CPU time instead of wall time (1 "
+            "thread only), which does not count the time other processes hold the core. "
+            "qengine GOPS: int8 work / median latency, and its share of the peak (460 GOPS x "
+            "threads); steps GOPS: the same work over the sum of per-step medians of 5 "
+            "profiled runs, which leaves out preemption by other processes and the Python "
+            "around the steps. Targets: qe / ort int8 <= 0.88 (ResNet-18, also >= 90% of the "
+            "int8 peak) or <= 0.7 (the others); qe / ort fp32 <= 0.4 (2.5x) for every model.",
+            models_table(results),
+            "Calling overhead (`python benchmarks/overhead.py`, 1 thread):",
+            overhead.markdown(ov)]
+    models_md = "\n\n".join(head + [largest_items(results), slowest_profile(results)])
+    readme_md = "\n\n".join(head + ["Profiles, what misses its target and why: "
+                                     "[benchmarks/README.md](benchmarks/README.md#models)."])
     print(models_md)
     if a.no_write:
         return 0
@@ -192,9 +192,10 @@ def main(argv=None) -> int:
     for name, res in results.items():
         (out_dir / f"{name}.json").write_text(json.dumps(res, indent=1))
     (out_dir / "overhead.json").write_text(json.dumps(ov, indent=1))
-    for path, key, heading in [(ROOT / "benchmarks" / "README.md", "models", "## Models"),
-                               (ROOT / "README.md", "results", "## Results")]:
-        path.write_text(replace_section(path.read_text(), key, models_md, heading))
+    for path, key, heading, md in [
+            (ROOT / "benchmarks" / "README.md", "models", "## Models", models_md),
+            (ROOT / "README.md", "results", "## Results", readme_md)]:
+        path.write_text(replace_section(path.read_text(), key, md, heading))
     print(f"wrote benchmarks/README.md, README.md and benchmarks/results/ "
           f"({elapsed:.0f} s)", file=sys.stderr)
     return 0
