@@ -14,7 +14,9 @@ import os
 import sys
 import time
 
-import numpy as np
+# numpy's OpenBLAS threads spin after use and would steal the second core from both engines
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
 
 # this checkout's qengine, not another one an editable install may point at
 HERE = os.path.dirname(os.path.abspath(__file__))
