@@ -1,6 +1,7 @@
 """GEMM throughput table: qengine vs onnxruntime, same problems, same process, interleaved.
 
     python benchmarks/gemm_table.py [--rounds 9] [--shapes 1024x1024x1024 ...] [--clock cpu]
+                                    [--isa avx2]
 
 For each shape (M x N x K) and thread count (1, 2): both engines are warmed up, then timed in
 alternating rounds of calls, and the median call time gives GOPS = 2*M*N*K / time. The ratio
@@ -59,7 +60,10 @@ def main():
     ap.add_argument("--shapes", nargs="+", help="MxNxK, e.g. 1024x1024x1024")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: the calling thread's CPU time (one thread only)")
+    ap.add_argument("--isa", choices=_kernels.available_isas(), help="qengine kernel path")
     args = ap.parse_args()
+    if args.isa:
+        _kernels.set_isa(args.isa)  # GemmPacked packs for (and keeps) the active path
     if args.clock == "cpu" and args.threads != [1]:
         ap.error("--clock cpu measures the calling thread only: use it with --threads 1")
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
