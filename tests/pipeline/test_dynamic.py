@@ -88,9 +88,10 @@ def test_quantize_dynamic_matches_float_onnxruntime_and_itself(tmp_path, name):
     assert integer and all(labels.get(n) == "gemm f32 epilogue" for n in integer), labels
     assert not any(n.op_type in ("MatMul", "Gemm") and n.inputs[1] in model.graph.initializers
                    for n in model.graph.nodes)
-    # bit-identical to the float reference of its own graph
+    # the float reference of its own graph: the integer GEMMs agree exactly, float ops that
+    # run as C kernels (the final LogSoftmax) may differ from numpy in the last float32 bit
     want = ReferenceExecutor(model.graph).run(feeds)[model.output_names[0]]
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
     # the saved file: onnxruntime agrees, and qengine reads it back bit for bit
     path = tmp_path / f"{name}_dynamic.onnx"
     model.save(path)
