@@ -28,7 +28,7 @@ import numpy as np
 
 from ..graph import Graph, Node
 from ..ops import make_op
-from ..ops.int8 import Kernel, QConst, QTensor, Unit
+from ..ops.int8 import FloatOut, Kernel, QConst, QTensor, Unit
 from ..quant.params import QParams
 from . import glue
 
@@ -198,8 +198,10 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
             return g.initializers[name]
         return "float"
 
-    def q_outputs(node: Node):
-        """(QTensor per output, fused node, its bounds, the Q nodes of each output) or None."""
+    def q_outputs(node: Node, op):
+        """(QTensor / FloatOut per output, fused node, its bounds, the Q nodes of each output)
+        or None. An output that no QuantizeLinear reads is a FloatOut when the op can write
+        float directly (op.int8_float_output)."""
         outs, qnodes, fused, bounds = [], [], None, (None, None)
         for o in node.outputs:
             if not o:
@@ -213,6 +215,12 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
                     users = a.quantized_output(rd[0].outputs[0]) if b is not None else None
                     if users is not None:
                         fused, bounds = rd[0], b
+            if users is None and fused is None and op.int8_float_output and \
+                    len(node.outputs) == 1 and g.value(o).dtype == np.float32 and \
+                    not any(r.op_type == "QuantizeLinear" for r in a.readers.get(o, [])):
+                outs.append(FloatOut(o))
+                qnodes.append([])
+                continue
             if users is None:
                 return None
             outs.append(a.qt[users[0].outputs[0]])
@@ -242,7 +250,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
         ins = [operand(i) for i in node.inputs]
         kernel = None
         if any(isinstance(x, QTensor) for x in ins) and not any(isinstance(x, str) for x in ins):
-            qo = q_outputs(node)
+            qo = q_outputs(node, op)
             if qo is not None:
                 outs, fused, bounds, qnodes = qo
                 kernel = _lower_unit(op, Unit(node, op, ins, outs, fused, bounds,
@@ -253,7 +261,8 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
                         consumed.add(id(fused))
                     for group in qnodes:
                         absorbed_q.update(id(q) for q in group)
-                        _alias_q(out, group, a)
+                        if group:
+                            _alias_q(out, group, a)
                     out.int8_nodes.append(node.name)
         if kernel is None:
             kernel = _lower_native(op, node, g, cache)
@@ -261,7 +270,11 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
                 kernel.node = node
                 ran = [node] + list(kernel.fused_nodes)
                 consumed.update(id(n) for n in ran)
-                out.int8_nodes += [n.name for n in ran]
+                if kernel.precision == "float":
+                    out.float_nodes += [n.name for n in ran]
+                    float_reads.update(i for n in ran for i in n.inputs)
+                else:
+                    out.int8_nodes += [n.name for n in ran]
                 at[id(ran[-1])] = kernel
                 continue
         if kernel is None:
@@ -318,7 +331,7 @@ def _alias_q(out: Lowered, qnodes: list, a: "_Analysis") -> None:
 
 
 def _lower_native(op, node: Node, g: Graph, cache: dict) -> Optional[Kernel]:
-    """The op's native lowering of an integer op (see the module docstring), or None."""
+    """The op's native lowering (an integer op, or a float op with a C kernel), or None."""
     fn = getattr(op, "lower_native", None)
     return fn(node, g, cache.setdefault(node.name, {})) if fn is not None else None
 
