@@ -108,9 +108,14 @@ def calibration_batches(inputs, data, max_batch: int = 16) -> list:
     return batches
 
 
-def _is_quantized_onnx(data: bytes) -> bool:
+def _is_quantized_onnx(data: bytes, name: str) -> bool:
     import onnx
-    m = onnx.load_from_string(data)
+
+    from ..errors import ModelError
+    try:
+        m = onnx.load_from_string(data)
+    except Exception as e:   # noqa: BLE001 -- protobuf's DecodeError and friends
+        raise ModelError(f"cannot load ONNX model {name!r}: {type(e).__name__}: {e}") from None
     return any(n.op_type in _QUANT_OPS for n in m.graph.node)
 
 
@@ -157,7 +162,7 @@ def load_subject(model, *, calibration=None, float_model=None, torch_model=None,
         else:
             raise TypeError(f"cannot benchmark a {type(model).__name__}: pass a path, ONNX bytes"
                             f", an onnx.ModelProto, a qengine Model or a built-in name")
-        if source == "onnx" and _is_quantized_onnx(data):
+        if source == "onnx" and _is_quantized_onnx(data, name):
             subject = Subject(name=name, source="quantized-onnx", model=api.load(data))
         else:
             subject = Subject(name=name, source=source, float_onnx=data)
@@ -364,6 +369,10 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
     info = cpu_info()
     per_core = peak_gops if peak_gops is not None else peak_gops_per_core(info["isa"])
     configs = [(t, b) for t in threads for b in batch if _batch_ok(subject.model.inputs, b)]
+    if not configs:
+        raise ValueError(f"nothing to time: the model's inputs have a fixed batch size "
+                         f"({', '.join(str(t) for t in subject.model.inputs)}), not "
+                         f"{', '.join(map(str, batch))}")
     for b in batch:
         if not _batch_ok(subject.model.inputs, b):
             skipped.append({"batch": b, "reason": f"the model's inputs have a fixed batch "

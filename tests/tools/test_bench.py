@@ -229,13 +229,14 @@ def test_cli_json_plot_profile(small_model):
     (["{model}", "--compare", "torch"], "needs a torch model"),
     (["{model}", "--threads", "0"], "positive integers"),
     (["{model}", "--calib", "{model}"], "expected a .npy, a .npz or a directory"),
+    (["{calib}"], "cannot load ONNX model"),          # not a model at all
 ])
 def test_cli_errors_are_one_clear_line(small_model, args, message):
     m, path, d = small_model
     quantized = d / "q.onnx"
     if not quantized.exists():
         qengine.quantize(str(path), np.load(d / "calib.npy"), progress=False).save(quantized)
-    args = [a.format(model=path, quantized=quantized) for a in args]
+    args = [a.format(model=path, quantized=quantized, calib=d / "calib.npy") for a in args]
     r = qe(*args, "--no-progress", check=False)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("qengine: error:")
