@@ -501,3 +501,36 @@ def permute_step(str name, tuple src_shape, tuple perm, Py_ssize_t elem, x, y,
         a.strides[k] = cstrides[perm[k]]
     a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
     return st
+
+
+def strided_copy_step(str name, tuple shape, tuple strides, Py_ssize_t offset, Py_ssize_t elem,
+                      x, y, str op="Copy"):
+    """y (contiguous, `shape`) = the view of x starting `offset` bytes in with byte `strides`
+    (any sign): Slice, Split, Transpose... as one native copy."""
+    cdef Py_ssize_t n = len(shape), k
+    if not 1 <= n <= 8 or len(strides) != n or elem not in (1, 2, 4, 8):
+        raise ValueError(f"bad strided copy: shape {shape}, strides {strides}, elem {elem}")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"negative dimension in {shape}")
+    count = int(np.prod(shape, dtype=np.int64))
+    lo = hi = offset
+    for k in range(n):
+        if shape[k] > 1:
+            span = (shape[k] - 1) * strides[k]
+            if span < 0:
+                lo += span
+            else:
+                hi += span
+    x_slot, x_off = x
+    y_slot, y_off = y
+    extents = [(y_slot, y_off, y_off + count * elem)]
+    if count:
+        extents.append((x_slot, x_off + lo, x_off + hi + elem))
+    cdef NativeStep st = _native_step(name, op, _run_permute, sizeof(PermuteArgs), [], extents)
+    cdef PermuteArgs *a = <PermuteArgs *>st.args
+    a.ndim, a.elem = n, elem
+    for k in range(n):
+        a.shape[k] = shape[k]
+        a.strides[k] = strides[k]
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off + offset, y_slot, y_off
+    return st

@@ -114,6 +114,9 @@ def _resolve(req, ctx: _Ctx, name: str) -> Optional[tuple]:
         return None
     if req == "identity":
         return identity(len(ctx.shape(name)))
+    if req == "contiguous":   # elements in logical order: the current layout if it is so
+        have = ctx.perm(name)
+        return have if glue.trivial_layout(ctx.shape(name), have) else identity(len(have))
     if isinstance(req, str) and req.startswith("same_as:"):
         return ctx.perm(req[len("same_as:"):])
     return tuple(req)
