@@ -286,6 +286,10 @@ int qe_permute_copy(size_t ndim, const size_t *shape, const ptrdiff_t *src_strid
 /* Softmax (log_form = 0) or log-softmax (1) of each of `rows` rows of `cols` float32 values:
  * y = exp(x - max) / sum, or (x - max) - log(sum). x and y may be the same buffer. */
 int qe_softmax_f32(size_t rows, size_t cols, const float *x, float *y, int log_form);
+/* Layer normalization of each row: y = (x - mean) / sqrt(var + eps) * gamma + beta (beta may be
+ * NULL); gamma and beta have `cols` entries. */
+int qe_layernorm_f32(size_t rows, size_t cols, const float *x, const float *gamma,
+                     const float *beta, float eps, float *y);
 
 #ifdef __cplusplus
 }

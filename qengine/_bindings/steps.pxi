@@ -534,3 +534,50 @@ def strided_copy_step(str name, tuple shape, tuple strides, Py_ssize_t offset, P
         a.strides[k] = strides[k]
     a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off + offset, y_slot, y_off
     return st
+
+
+cdef extern from "qe_kernels.h" nogil:
+    int qe_layernorm_f32(size_t rows, size_t cols, const float *x, const float *gamma,
+                         const float *beta, float eps, float *y)
+
+
+cdef struct LayerNormArgs:
+    size_t rows, cols
+    const float *gamma
+    const float *beta
+    float eps
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+
+
+cdef int _run_layernorm(const void *p, char **slots) noexcept nogil:
+    cdef const LayerNormArgs *a = <const LayerNormArgs *>p
+    return qe_layernorm_f32(a.rows, a.cols, <const float *>(slots[a.x_slot] + a.x_off),
+                            a.gamma, a.beta, a.eps, <float *>(slots[a.y_slot] + a.y_off))
+
+
+def layernorm_step(str name, Py_ssize_t rows, Py_ssize_t cols, x, y, gamma, beta, float eps):
+    """float32 layer normalization of rows x cols over each row; gamma/beta: (cols,) or None."""
+    if rows < 1 or cols < 1:
+        raise ValueError("empty layer normalization step")
+    if not (eps >= 0):
+        raise ValueError(f"epsilon must be >= 0, got {eps}")
+    g = _vector(gamma, np.float32, cols, "gamma", False)
+    cdef list keep = [g]
+    cdef const float[::1] gv = g
+    cdef const float[::1] bv
+    x_slot, x_off = x
+    y_slot, y_off = y
+    n = rows * cols * 4
+    cdef NativeStep st = _native_step(name, "LayerNormalization", _run_layernorm,
+                                      sizeof(LayerNormArgs), keep,
+                                      [(x_slot, x_off, x_off + n), (y_slot, y_off, y_off + n)])
+    cdef LayerNormArgs *a = <LayerNormArgs *>st.args
+    a.gamma = &gv[0]
+    if beta is not None:
+        b = _vector(beta, np.float32, cols, "beta", False)
+        keep.append(b)
+        bv = b
+        a.beta = &bv[0]
+    a.rows, a.cols, a.eps = rows, cols, eps
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
+    return st
