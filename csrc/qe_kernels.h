@@ -279,6 +279,10 @@ int qe_dequantize_s32_f32(size_t n, size_t channels, const int32_t *x, const flo
  * (NCHW <-> NHWC) and Transposes. */
 int qe_permute_copy(size_t ndim, const size_t *shape, const ptrdiff_t *src_strides, size_t elem,
                     const void *src, void *dst);
+/* dst (contiguous, `shape`) gathers src along every axis: dst element (i_0..i_{n-1}) is src at
+ * byte offset sum_k maps[k][i_k] * src_strides[k] (nearest-neighbour resizing). */
+int qe_gather_axes(size_t ndim, const size_t *shape, const ptrdiff_t *src_strides,
+                   const int32_t *const *maps, size_t elem, const void *src, void *dst);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Float ops left in quantized models (csrc/float/)                                           */

@@ -96,3 +96,70 @@ int qe_permute_copy(size_t ndim, const size_t *shape, const ptrdiff_t *src_strid
         qe_parallel_for(tasks, permute_task, &j);
     return QE_OK;
 }
+
+
+/* ---- per-axis gathers ------------------------------------------------------------------------- */
+typedef struct {
+    size_t ndim, elem, rows, inner;
+    const size_t *shape;
+    const ptrdiff_t *stride;
+    const int32_t *const *maps; /* maps[k][i]: source index along axis k of output index i */
+    const char *src;
+    char *dst;
+    int inner_contiguous;       /* the last map is the identity and its stride is elem */
+} gather_job;
+
+static void gather_rows(const gather_job *j, size_t r0, size_t r1) {
+    const size_t last = j->ndim - 1, elem = j->elem, inner = j->inner;
+    const int32_t *m_in = j->maps[last];
+    const ptrdiff_t s_in = j->stride[last];
+    for (size_t r = r0; r < r1; r++) {
+        size_t rem = r;
+        ptrdiff_t off = 0;
+        for (size_t k = last; k-- > 0;) {
+            const size_t i = rem % j->shape[k];
+            rem /= j->shape[k];
+            off += (ptrdiff_t)j->maps[k][i] * j->stride[k];
+        }
+        const char *s = j->src + off;
+        char *d = j->dst + r * inner * elem;
+        if (j->inner_contiguous)
+            memcpy(d, s, inner * elem);
+        else if (elem == 1)
+            for (size_t i = 0; i < inner; i++) d[i] = s[(ptrdiff_t)m_in[i] * s_in];
+        else
+            for (size_t i = 0; i < inner; i++)
+                memcpy(d + elem * i, s + (ptrdiff_t)m_in[i] * s_in, elem);
+    }
+}
+
+static void gather_task(void *ctx, size_t task, int thread_index) {
+    const gather_job *j = ctx;
+    const size_t per = QE_MAX(1, QE_PERMUTE_TASK_BYTES / QE_MAX(j->inner * j->elem, 1));
+    const size_t r0 = task * per;
+    gather_rows(j, r0, QE_MIN(j->rows, r0 + per));
+}
+
+int qe_gather_axes(size_t ndim, const size_t *shape, const ptrdiff_t *src_strides,
+                   const int32_t *const *maps, size_t elem, const void *src, void *dst) {
+    if (!src || !dst || !shape || !src_strides || !maps || ndim == 0 ||
+        ndim > QE_PERMUTE_MAX_DIMS || (elem != 1 && elem != 2 && elem != 4 && elem != 8))
+        return QE_ERR_ARG;
+    size_t total = 1;
+    for (size_t k = 0; k < ndim; k++) total *= shape[k];
+    if (total == 0) return QE_OK;
+    gather_job j = {.ndim = ndim, .elem = elem, .shape = shape, .stride = src_strides,
+                    .maps = maps, .src = src, .dst = dst};
+    j.inner = shape[ndim - 1];
+    j.rows = total / j.inner;
+    j.inner_contiguous = src_strides[ndim - 1] == (ptrdiff_t)elem;
+    for (size_t i = 0; j.inner_contiguous && i < j.inner; i++)
+        j.inner_contiguous = maps[ndim - 1][i] == (int32_t)i;
+    const size_t per = QE_MAX(1, QE_PERMUTE_TASK_BYTES / QE_MAX(j.inner * elem, 1));
+    const size_t tasks = QE_DIV_UP(j.rows, per);
+    if (tasks <= 1)
+        gather_rows(&j, 0, j.rows);
+    else
+        qe_parallel_for(tasks, gather_task, &j);
+    return QE_OK;
+}

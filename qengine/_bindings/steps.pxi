@@ -581,3 +581,57 @@ def layernorm_step(str name, Py_ssize_t rows, Py_ssize_t cols, x, y, gamma, beta
     a.rows, a.cols, a.eps = rows, cols, eps
     a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
     return st
+
+
+cdef extern from "qe_kernels.h" nogil:
+    int qe_gather_axes(size_t ndim, const size_t *shape, const Py_ssize_t *src_strides,
+                       const int32_t *const *maps, size_t elem, const void *src, void *dst)
+
+
+cdef struct GatherArgs:
+    size_t ndim, elem
+    size_t shape[8]
+    Py_ssize_t strides[8]
+    const int32_t *maps[8]
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+
+
+cdef int _run_gather(const void *p, char **slots) noexcept nogil:
+    cdef const GatherArgs *a = <const GatherArgs *>p
+    return qe_gather_axes(a.ndim, a.shape, a.strides, a.maps, a.elem,
+                          slots[a.x_slot] + a.x_off, slots[a.y_slot] + a.y_off)
+
+
+def gather_axes_step(str name, tuple src_shape, list maps, Py_ssize_t elem, x, y,
+                     str op="Resize"):
+    """y[i_0..] = x[maps[0][i_0], maps[1][i_1], ...] for a C-contiguous x of src_shape;
+    maps[k]: int indices into axis k (its length is y's size on axis k)."""
+    cdef Py_ssize_t n = len(src_shape), k
+    if not 1 <= n <= 8 or len(maps) != n or elem not in (1, 2, 4, 8):
+        raise ValueError(f"bad gather: shape {src_shape}, {len(maps)} maps, elem {elem}")
+    arrays = []
+    for k in range(n):
+        m = np.ascontiguousarray(maps[k], dtype=np.int32)
+        if m.ndim != 1 or m.size == 0 or m.min() < 0 or m.max() >= src_shape[k]:
+            raise ValueError(f"map {k} indexes outside axis {k} of {src_shape}")
+        arrays.append(m)
+    cstrides = [elem] * n
+    for k in range(n - 2, -1, -1):
+        cstrides[k] = cstrides[k + 1] * src_shape[k + 1]
+    x_slot, x_off = x
+    y_slot, y_off = y
+    nbytes_in = elem * int(np.prod(src_shape, dtype=np.int64))
+    nbytes_out = elem * int(np.prod([m.size for m in arrays], dtype=np.int64))
+    cdef NativeStep st = _native_step(name, op, _run_gather, sizeof(GatherArgs), arrays,
+                                      [(x_slot, x_off, x_off + nbytes_in),
+                                       (y_slot, y_off, y_off + nbytes_out)])
+    cdef GatherArgs *a = <GatherArgs *>st.args
+    cdef const int32_t[::1] mv
+    a.ndim, a.elem = n, elem
+    for k in range(n):
+        mv = arrays[k]
+        a.shape[k] = arrays[k].size
+        a.strides[k] = cstrides[k]
+        a.maps[k] = &mv[0]
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
+    return st

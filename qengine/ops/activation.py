@@ -214,7 +214,7 @@ def _softmax_lower_native(self, node, graph, cache):
                                log=self.op_type == "LogSoftmax")]
 
     return Kernel([x], [y], make_steps, layouts={x: "identity"},
-                  out_perm=lambda perms: "identity", label=f"float {self.op_type.lower()} (C)",
+                  out_perm=lambda perms, ctx: "identity", label=f"float {self.op_type.lower()} (C)",
                   precision="float")
 
 

@@ -255,7 +255,7 @@ def _conv_lower_int8(self, unit):
                             ctx.slot(y.name), x.zero_point, w_zp=w_zp, bias=bias, **out_args)]
 
     return Kernel([x.name], [y.name], make_steps, layouts={x.name: layout},
-                  out_perm=lambda perms: layout, label="conv", unit=unit,
+                  out_perm=lambda perms, ctx: layout, label="conv", unit=unit,
                   nbytes=int(ohwi.nbytes))
 
 

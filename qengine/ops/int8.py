@@ -193,9 +193,10 @@ class Kernel:
     """One item of a compiled model: a lowered unit, or glue (quantize, dequantize, a float op).
 
     reads / writes: the tensors it reads and writes (quantized tensors by their storage name).
-    layouts: tensor name -> the physical layout (perm) the item needs that input in; absent
-    means any. out_perm(perms): the outputs' layout given the inputs' ({name: perm}); None means
-    the first read's layout where ranks agree, else the identity. alias: the single output is
+    layouts: tensor name -> the physical layout (perm) the item needs that input in: a perm,
+    "identity", "same_as:<tensor>", or a function (ctx, current perm) -> perm; absent means any.
+    out_perm(perms, ctx): the outputs' layout given the inputs' ({name: perm}); None (or no
+    out_perm) means the first read's layout where ranks agree, else the identity. alias: the single output is
     a view of reads[0] (a Reshape on contiguous data, a Transpose that relabels axes): no step.
     make_steps(ctx) gives the steps for one input shape. nbytes: packed weight bytes."""
     reads: list

@@ -189,7 +189,7 @@ def _gemm_kernel(unit, a, b_values, b_axis, bias_operand, y, alpha=1.0):
                             **out_args)]
 
     return Kernel([a.name], [y.name], make_steps,
-                  layouts={a.name: "identity"}, out_perm=lambda perms: "identity",
+                  layouts={a.name: "identity"}, out_perm=lambda perms, ctx: "identity",
                   label="gemm", unit=unit, nbytes=int(kn.nbytes))
 
 
@@ -225,7 +225,7 @@ def _activation_matmul(unit, a, b, y):
 
     return Kernel([a.name, b.name], [y.name], make_steps,
                   layouts={a.name: "identity", b.name: "identity"},
-                  out_perm=lambda perms: "identity", label="matmul u8 x u8", unit=unit)
+                  out_perm=lambda perms, ctx: "identity", label="matmul u8 x u8", unit=unit)
 
 
 def _matmul_lower_int8(self, unit):

@@ -176,7 +176,7 @@ def _layernorm_lower_native(self, node, graph, cache):
                                  self.eps)]
 
     return Kernel([x], [y], make_steps, layouts={x: "identity"},
-                  out_perm=lambda perms: "identity", label="float layernorm (C)",
+                  out_perm=lambda perms, ctx: "identity", label="float layernorm (C)",
                   precision="float")
 
 

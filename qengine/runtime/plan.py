@@ -114,9 +114,8 @@ def _resolve(req, ctx: _Ctx, name: str) -> Optional[tuple]:
         return None
     if req == "identity":
         return identity(len(ctx.shape(name)))
-    if req == "contiguous":   # elements in logical order: the current layout if it is so
-        have = ctx.perm(name)
-        return have if glue.trivial_layout(ctx.shape(name), have) else identity(len(have))
+    if callable(req):         # the item decides from the current layout (see ops/int8.Kernel)
+        return tuple(req(ctx, ctx.perm(name)))
     if isinstance(req, str) and req.startswith("same_as:"):
         return ctx.perm(req[len("same_as:"):])
     return tuple(req)
@@ -185,7 +184,7 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
         it.remap = remap
         ctx.remap = remap
         in_perms = {r: ctx.perm(r) for r in it.reads}
-        produced = it.out_perm(in_perms) if it.out_perm is not None else None
+        produced = it.out_perm(in_perms, ctx) if it.out_perm is not None else None
         for w in it.writes:
             rank = len(ctx.shape(w))
             if produced == "identity" or (produced is None and (not it.reads or len(
