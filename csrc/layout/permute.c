@@ -15,36 +15,50 @@
 enum { QE_PERMUTE_MAX_DIMS = 8 };
 
 typedef struct {
-    size_t ndim, elem, inner, rows;
+    size_t ndim, elem, inner, inner2, rows;  /* inner2 > 1: a row is an inner2 x inner block */
     size_t shape[QE_PERMUTE_MAX_DIMS];
     ptrdiff_t stride[QE_PERMUTE_MAX_DIMS];
     const char *src;
     char *dst;
 } permute_job;
 
-/* Copy dst rows [r0, r1): a row is the innermost dim (`inner` elements). */
+/* Copy dst rows [r0, r1): a row is the innermost dim (`inner` elements), or, when that dim is
+ * short (`inner2` > 1), the innermost two dims as a block. The source offset of the first row
+ * comes from decomposing r0; later rows step an odometer (no division per row). */
 static void permute_rows(const permute_job *j, size_t r0, size_t r1) {
-    const size_t n = j->ndim, last = n - 1, elem = j->elem, inner = j->inner;
-    const ptrdiff_t s_in = j->stride[last];
+    const size_t n = j->ndim - (j->inner2 > 1 ? 1 : 0), last = j->ndim - 1, elem = j->elem;
+    const size_t inner = j->inner, inner2 = j->inner2 > 1 ? j->inner2 : 1;
+    const ptrdiff_t s_in = j->stride[last], s_out2 = j->inner2 > 1 ? j->stride[last - 1] : 0;
+    size_t idx[QE_PERMUTE_MAX_DIMS] = {0};
+    ptrdiff_t off = 0;
+    size_t rem = r0;
+    const size_t outer = n - 1; /* dims [0, outer) index rows */
+    for (size_t k = outer; k-- > 0;) {
+        idx[k] = rem % j->shape[k];
+        rem /= j->shape[k];
+        off += (ptrdiff_t)idx[k] * j->stride[k];
+    }
+    char *d = j->dst + r0 * inner2 * inner * elem;
     for (size_t r = r0; r < r1; r++) {
-        /* the source offset of row r: decompose r over the outer dims */
-        size_t rem = r;
-        ptrdiff_t off = 0;
-        for (size_t k = last; k-- > 0;) {
-            const size_t i = rem % j->shape[k];
-            rem /= j->shape[k];
-            off += (ptrdiff_t)i * j->stride[k];
+        for (size_t b = 0; b < inner2; b++) {
+            const char *s = j->src + off + (ptrdiff_t)b * s_out2;
+            if (s_in == (ptrdiff_t)elem) {
+                memcpy(d, s, inner * elem);
+            } else if (elem == 1) {
+                for (size_t i = 0; i < inner; i++) d[i] = s[(ptrdiff_t)i * s_in];
+            } else if (elem == 4) {
+                for (size_t i = 0; i < inner; i++) memcpy(d + 4 * i, s + (ptrdiff_t)i * s_in, 4);
+            } else {
+                for (size_t i = 0; i < inner; i++)
+                    memcpy(d + elem * i, s + (ptrdiff_t)i * s_in, elem);
+            }
+            d += inner * elem;
         }
-        const char *s = j->src + off;
-        char *d = j->dst + r * inner * elem;
-        if (s_in == (ptrdiff_t)elem) {
-            memcpy(d, s, inner * elem);
-        } else if (elem == 1) {
-            for (size_t i = 0; i < inner; i++) d[i] = s[(ptrdiff_t)i * s_in];
-        } else if (elem == 4) {
-            for (size_t i = 0; i < inner; i++) memcpy(d + 4 * i, s + (ptrdiff_t)i * s_in, 4);
-        } else {
-            for (size_t i = 0; i < inner; i++) memcpy(d + elem * i, s + (ptrdiff_t)i * s_in, elem);
+        for (size_t k = outer; k-- > 0;) { /* odometer: the next row's source offset */
+            off += j->stride[k];
+            if (++idx[k] < j->shape[k]) break;
+            off -= (ptrdiff_t)j->shape[k] * j->stride[k];
+            idx[k] = 0;
         }
     }
 }
@@ -53,7 +67,7 @@ enum { QE_PERMUTE_TASK_BYTES = 1 << 16 };
 
 static void permute_task(void *ctx, size_t task, int thread_index) {
     const permute_job *j = ctx;
-    const size_t row_bytes = j->inner * j->elem;
+    const size_t row_bytes = j->inner * QE_MAX(j->inner2, 1) * j->elem;
     const size_t per = QE_MAX(1, QE_PERMUTE_TASK_BYTES / QE_MAX(row_bytes, 1));
     const size_t r0 = task * per;
     permute_rows(j, r0, QE_MIN(j->rows, r0 + per));
@@ -86,8 +100,10 @@ int qe_permute_copy(size_t ndim, const size_t *shape, const ptrdiff_t *src_strid
         j.stride[0] = (ptrdiff_t)elem;
     }
     j.inner = j.shape[j.ndim - 1];
-    j.rows = total / j.inner;
-    const size_t row_bytes = j.inner * elem;
+    /* a short innermost dim (e.g. 3 channels): rows are blocks of the two innermost dims */
+    j.inner2 = (j.ndim >= 2 && j.inner * elem < 64) ? j.shape[j.ndim - 2] : 1;
+    j.rows = total / (j.inner * j.inner2);
+    const size_t row_bytes = j.inner * j.inner2 * elem;
     const size_t per = QE_MAX(1, QE_PERMUTE_TASK_BYTES / QE_MAX(row_bytes, 1));
     const size_t tasks = QE_DIV_UP(j.rows, per);
     if (tasks <= 1)
