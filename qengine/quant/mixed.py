@@ -1,19 +1,24 @@
-"""Automatic fidelity target: keep the fewest layers in float until every model output meets
-a target SQNR on held-back calibration samples.
+"""Automatic fidelity target: keep the fewest layers in float (or at 8 bits, when narrower
+widths were asked for) until every model output meets a target SQNR on held-back samples.
 
-    q0 = quantize everything (output-aware)                         1 compiled trial
-    every output >= target?  done: nothing stays float
-    rank units (quant/sensitivity.py) by their output SQNR when
-      kept float alone                                              1 trial per unit
-    keep the first 1, 2, 4, ... ranked units float, then bisect     <= max_trials trials
-    re-quantize the chosen set with every calibration sample (held-back ones included)
+    q0 = quantize everything (output-aware)                          1 compiled trial
+    every output >= target?  done
+    for each level -- "8-bit" (only when weight or activation bits < 8), then "float":
+      order the units by the noise their tensor adds in the int8 run   1 comparison pass
+      measure each unit's remedy alone, in that order                  1 trial per unit,
+        (stop at the first that meets the target alone)                <= max_units a round
+      apply the remedies of the first 1, 2, 4, ... measured units,     <= log2(n) + 1 trials
+        then bisect                                                    <= max_trials trials
+      none suffices: apply the level to everything and go to the next
+    re-quantize the chosen configuration with every calibration sample (held-back included)
 
-Each trial is the graph compiled for this CPU and run on the evaluation samples: the figures
-are the int8 model's, not a simulation's. The ranking uses the first `sensitivity_batches`
-evaluation batches only, and at most `max_units` units (the worst by local quantization
-noise first when there are more), so the search stays a few dozen compilations whatever the
-model. "The speed it cost" is measured: the chosen model and the all-int8 one, timed in turn
-on one evaluation batch.
+A unit is an activation group or a weighted node (quant/sensitivity.py). Its "8-bit" remedy
+quantizes that tensor / those weights at 8 bits: the same int8 kernels, so no speed cost.
+Its "float" remedy bypasses the group's Q/DQ (or restores the node's float weights); the
+compiler then runs whatever that breaks in float, and those nodes are what the unit keeps
+float. Each trial is the graph compiled for this CPU and run on the evaluation samples: the
+figures are the int8 model's. "The speed it cost" is measured: the chosen model and the
+all-int8 one timed in turn on one evaluation batch.
 """
 from __future__ import annotations
 
@@ -27,9 +32,25 @@ import numpy as np
 from ..graph import Graph
 from .evaluate import OutputEvaluator, Trial
 from .quantize import QuantizeOptions, quantize_graph
-from .sensitivity import Sensitivity, analyze, find_units
+from .sensitivity import Sensitivity, bypass, find_units
 
-__all__ = ["FidelityResult", "meet_target", "measure_speed_cost"]
+__all__ = ["FidelityResult", "Config", "meet_target", "measure_speed_cost"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the search changes: nodes kept float, nodes with 8-bit weights, tensors with
+    8-bit activations."""
+    keep: frozenset = frozenset()
+    wide_weights: frozenset = frozenset()
+    wide_tensors: frozenset = frozenset()
+
+    def __or__(self, o: "Config") -> "Config":
+        return Config(self.keep | o.keep, self.wide_weights | o.wide_weights,
+                      self.wide_tensors | o.wide_tensors)
+
+    def size(self) -> int:
+        return len(self.keep) + len(self.wide_weights) + len(self.wide_tensors)
 
 
 @dataclass
@@ -38,23 +59,27 @@ class FidelityResult:
     graph: Graph                   # the final QDQ graph
     target: float
     kept_float: list               # node names kept in float by the search
-    output_sqnr: dict              # chosen candidate, per output, on the evaluation samples
+    widened: list                  # nodes / tensors quantized at 8 bits instead of fewer
+    output_sqnr: dict              # chosen configuration, per output, evaluation samples
     int8_output_sqnr: dict         # everything quantized, same samples
     met: bool
     evaluated_on: str
     trials: int
     seconds: float
-    speed_cost: float = 1.0        # run time with the kept-float layers / all int8
-    ranking: list = field(default_factory=list)   # [Sensitivity], most helpful first
+    speed_cost: float = 1.0        # run time of the chosen model / the all-int8 one
+    ranking: list = field(default_factory=list)   # [Sensitivity] of the deciding level
 
     def info(self) -> dict:
         r2 = lambda d: {k: round(float(v), 2) for k, v in d.items()}   # noqa: E731
-        return {"target_sqnr": self.target, "target_met": self.met,
-                "kept_float": list(self.kept_float), "output_sqnr": r2(self.output_sqnr),
-                "int8_output_sqnr": r2(self.int8_output_sqnr),
-                "speed_cost": round(float(self.speed_cost), 3),
-                "fidelity_trials": self.trials, "fidelity_seconds": round(self.seconds, 3),
-                "evaluated_on": self.evaluated_on}
+        out = {"target_sqnr": self.target, "target_met": self.met,
+               "kept_float": list(self.kept_float), "output_sqnr": r2(self.output_sqnr),
+               "int8_output_sqnr": r2(self.int8_output_sqnr),
+               "speed_cost": round(float(self.speed_cost), 3),
+               "fidelity_trials": self.trials, "fidelity_seconds": round(self.seconds, 3),
+               "evaluated_on": self.evaluated_on}
+        if self.widened:
+            out["widened_to_8_bits"] = list(self.widened)
+        return out
 
 
 def meet_target(graph: Graph, search_observers: dict, final_observers: dict,
@@ -62,83 +87,140 @@ def meet_target(graph: Graph, search_observers: dict, final_observers: dict,
                 weight_codes: Optional[dict] = None, bias_shift: Optional[dict] = None,
                 max_trials: int = 8, max_units: int = 24, sensitivity_batches: int = 1,
                 evaluated_on: str = "held-back samples") -> FidelityResult:
-    """Search the kept-float set (module docstring). search_observers: calibrated without the
+    """Search the configuration (module docstring). search_observers: calibrated without the
     evaluation samples; final_observers: with them (the model returned)."""
     t_start = time.perf_counter()
     trials0 = evaluator.trials
 
-    def quantize_with(observers, keep: frozenset) -> Graph:
-        opts = replace(options, keep_float=options.keep_float | keep)
+    def quantize_with(observers, cfg: Config) -> Graph:
+        opts = replace(options, keep_float=options.keep_float | cfg.keep,
+                       wide_weights=options.wide_weights | cfg.wide_weights,
+                       wide_tensors=options.wide_tensors | cfg.wide_tensors)
         return quantize_graph(graph, observers, opts, weight_codes=weight_codes,
                               bias_shift=bias_shift)
 
-    q0 = quantize_with(search_observers, frozenset())
-    t0 = evaluator(q0)
+    seen: dict[Config, Trial] = {}
+
+    def trial(cfg: Config, limit: Optional[int] = None) -> Trial:
+        if limit is not None:
+            return evaluator(quantize_with(search_observers, cfg), limit)
+        if cfg not in seen:
+            seen[cfg] = evaluator(quantize_with(search_observers, cfg))
+        return seen[cfg]
+
+    t0 = trial(Config())
     names = {n.name for n in graph.nodes}
 
-    def result(keep: frozenset, best: Trial, met: bool, ranking=()) -> FidelityResult:
-        final = quantize_with(final_observers, keep)
+    def result(cfg: Config, met: bool, ranking=()) -> FidelityResult:
+        best = seen[cfg]
         cost = measure_speed_cost(t0.executor, best.executor, evaluator.feeds[0]) \
-            if keep else 1.0
-        return FidelityResult(final, target, sorted(keep & names, key=_order(graph)),
+            if cfg.keep else 1.0
+        order = _order(graph)
+        return FidelityResult(quantize_with(final_observers, cfg), target,
+                              sorted(cfg.keep & names, key=order),
+                              sorted(cfg.wide_weights, key=order) + sorted(cfg.wide_tensors),
                               best.sqnr, t0.sqnr, met, evaluated_on,
                               evaluator.trials - trials0, time.perf_counter() - t_start, cost,
                               list(ranking))
 
     if t0.worst >= target:
-        return result(frozenset(), t0, True)
+        return result(Config(), True)
 
-    base = set(t0.float_nodes)
+    narrow = min(options.weight_bits, options.activation_bits) < 8
+    if narrow:
+        all8 = _widen_all(quantize_with(search_observers, Config()), graph, options)
+        if trial(all8).worst >= target:          # 8 bits where needed suffice: no float
+            return result(_widen_search(Config(), target, max_trials, trial, quantize_with,
+                                        search_observers, graph, evaluator, options), True)
+    base = all8 if narrow else Config()
+    keep, ranked = _float_search(base, target, max_trials, max_units, sensitivity_batches,
+                                 trial, quantize_with, search_observers, graph, evaluator,
+                                 options)
+    if keep is not None:
+        cfg = base | keep
+        if narrow:                               # now narrow again all that can be
+            cfg = _widen_search(keep, target, max_trials, trial, quantize_with,
+                                search_observers, graph, evaluator, options) or cfg
+        return result(cfg, True, ranked)
+    # not even everything in float meets the target: keep the best configuration seen
+    cfg, best = max(seen.items(), key=lambda kv: (_finite(kv[1].worst), -kv[0].size()))
+    warnings.warn(f"target_sqnr={target} dB not reached: the best found is {best.worst:.1f} "
+                  f"dB with {len(cfg.keep)} node(s) in float", RuntimeWarning, stacklevel=3)
+    return result(cfg, False, ranked)
+
+
+def _widen_all(q0: Graph, graph: Graph, options: QuantizeOptions) -> Config:
+    """Every weight (if weight_bits < 8) and activation (if activation_bits < 8) at 8 bits."""
     units = find_units(q0, graph)
-    if options.weight_bits == 8 and options.per_channel:
-        # 8-bit per-channel weights are rarely what breaks a model; an activation unit
-        # floats its producer and readers, weights included
-        units = [u for u in units if u.kind == "activation"]
-    order = _by_damage(units, q0, graph, evaluator)
-    measured: list[Sensitivity] = []
-    seen: dict[frozenset, Trial] = {}
+    return Config(wide_weights=frozenset(u.name for u in units if u.kind == "weights")
+                  if options.weight_bits < 8 else frozenset(),
+                  wide_tensors=frozenset(u.name for u in units if u.kind == "activation")
+                  if options.activation_bits < 8 else frozenset())
+
+
+def _widen_search(base: Config, target, max_trials, trial, quantize_with, observers, graph,
+                  evaluator, options) -> Optional[Config]:
+    """The fewest units at 8 bits on top of `base`, in the damage order (widening costs no
+    speed, so the one-pass ranking replaces per-unit measurements)."""
+    q = quantize_with(observers, base)
+    units = [u for u in find_units(q, graph)
+             if (u.kind == "weights" and options.weight_bits < 8) or
+             (u.kind == "activation" and options.activation_bits < 8)]
+    deltas = [Config(wide_weights=frozenset([u.name]) if u.kind == "weights" else frozenset(),
+                     wide_tensors=frozenset([u.name]) if u.kind == "activation" else frozenset())
+              for u in _by_damage(units, q, graph, evaluator)]
+    return _prefix_search(deltas, base, target, max_trials, trial)
+
+
+def _float_search(base: Config, target, max_trials, max_units, limit, trial, quantize_with,
+                  observers, graph, evaluator, options):
+    """(the fewest-float Config on top of `base` meeting the target, or None; the ranking)."""
+    q_base = quantize_with(observers, base)
+    base_float = set(trial(base).float_nodes)
+    units = _float_units(find_units(q_base, graph), options)
+    order = _by_damage(units, q_base, graph, evaluator)
+    measured: list[tuple[Sensitivity, Config]] = []
+    ranked: list = []
     for start in range(0, len(order), max_units):
         for u in order[start:start + max_units]:
-            (s,) = analyze(q0, evaluator, float_graph=graph, units=[u],
-                           limit=sensitivity_batches, base_float=base)
+            t = evaluator(bypass(q_base, [u], graph), limit)
+            s = Sensitivity(u, float_alone=t.sqnr,
+                            float_nodes=sorted(set(t.float_nodes) - base_float))
             if s.float_nodes:
-                measured.append(s)
-            if s.float_nodes and s.float_alone_db >= target:
-                break                      # one unit suffices: no need to rank the rest
-        ranked = sorted(measured, key=lambda s: (-_finite(s.float_alone_db),
-                                                 len(s.float_nodes)))
-        hit = _prefix_search(ranked, target, max_trials, seen,
-                             lambda keep: evaluator(quantize_with(search_observers, keep)))
+                measured.append((s, Config(keep=frozenset(s.float_nodes))))
+                if s.float_alone_db >= target:
+                    break                  # one unit suffices: no need to measure the rest
+        measured.sort(key=lambda sd: (-_finite(sd[0].float_alone_db), sd[1].size()))
+        ranked = [s for s, _ in measured]
+        hit = _prefix_search([d for _, d in measured], base, target, max_trials, trial)
         if hit is not None:
-            return result(hit, seen[hit], True, ranked)
-    # not even every unit in float meets the target: keep the best candidate seen
-    keep, best = max(seen.items(), key=lambda kv: _finite(kv[1].worst),
-                     default=(frozenset(), t0))
-    if _finite(t0.worst) >= _finite(best.worst):
-        keep, best = frozenset(), t0
-    warnings.warn(f"target_sqnr={target} dB not reached: the best found is "
-                  f"{best.worst:.1f} dB with {len(keep)} node(s) in float", RuntimeWarning,
-                  stacklevel=3)
-    return result(keep, best, False, measured)
+            return Config(keep=hit.keep), ranked
+    return None, ranked
 
 
-def _prefix_search(ranked: list, target: float, max_trials: int, seen: dict, run):
-    """The shortest prefix of `ranked` whose float nodes meet the target: doubling (1, 2, 4,
-    ... units; at most log2(n) + 1 trials), then bisection (at most max_trials). Returns the
-    kept set, or None. `seen` caches {kept set: Trial}."""
-    def keep_of(k: int) -> frozenset:
-        out: set = set()
-        for s in ranked[:k]:
-            out.update(s.float_nodes)
-        return frozenset(out)
+def _float_units(units: list, options: QuantizeOptions) -> list:
+    """The units worth keeping float alone."""
+    if options.per_channel:
+        # 8-bit per-channel weights rarely break a model, and an activation unit floats its
+        # producer and readers, weights included: fewer trials
+        return [u for u in units if u.kind == "activation"]
+    return units
+
+
+def _prefix_search(deltas: list, base: Config, target: float, max_trials: int, trial):
+    """The shortest prefix of `deltas` that, on top of `base`, meets the target: doubling
+    (1, 2, 4, ... units; at most log2(n) + 1 trials), then bisection (at most max_trials).
+    Returns the configuration, or None."""
+    def cfg_of(k: int) -> Config:
+        cfg = base
+        for d in deltas[:k]:
+            cfg = cfg | d
+        return cfg
 
     def ok(k: int) -> bool:
-        keep = keep_of(k)
-        if keep not in seen:
-            seen[keep] = run(keep)
-        return seen[keep].worst >= target
+        return trial(cfg_of(k)).worst >= target
 
-    n = len(ranked)
+    n = len(deltas)
     lo, hi, k = 0, None, 1
     while n and hi is None:
         if ok(k):
@@ -154,7 +236,7 @@ def _prefix_search(ranked: list, target: float, max_trials: int, seen: dict, run
             hi = mid
         else:
             lo = mid
-    return None if hi is None else keep_of(hi)
+    return None if hi is None else cfg_of(hi)
 
 
 def _finite(x: float) -> float:

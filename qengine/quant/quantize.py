@@ -47,6 +47,8 @@ class QuantizeOptions:
     symmetric_activations: bool = False    # uint8 with zero point 128
     keep_float: frozenset = field(default_factory=frozenset)  # node names or op types
     output_aware: bool = True              # float LUT regions / mismatched joins no int8 op reads
+    wide_weights: frozenset = field(default_factory=frozenset)  # nodes with 8-bit weights
+    wide_tensors: frozenset = field(default_factory=frozenset)  # tensors with 8-bit activations
 
     def __post_init__(self):
         for name in ("weight_bits", "activation_bits"):
@@ -57,6 +59,8 @@ class QuantizeOptions:
             raise QuantizationError(f"weight_method must be 'minmax' or 'mse', got "
                                     f"{self.weight_method!r}")
         self.keep_float = frozenset(self.keep_float or ())
+        self.wide_weights = frozenset(self.wide_weights or ())
+        self.wide_tensors = frozenset(self.wide_tensors or ())
 
 
 @dataclass
@@ -218,8 +222,8 @@ def quantize_graph(graph: Graph, observers: dict[str, Observer],
         obs = observers.get(t)
         if obs is None:
             raise QuantizationError(f"no calibration observer for tensor {t!r}")
-        params[t] = obs.qparams(bits=options.activation_bits, signed=False,
-                                symmetric=options.symmetric_activations)
+        bits = 8 if t in options.wide_tensors else options.activation_bits
+        params[t] = obs.qparams(bits=bits, signed=False, symmetric=options.symmetric_activations)
     writer = _Writer(g, options, weight_codes or {}, bias_shift or {})
     for node in list(g.nodes):
         r = roles.role.get(node.name)
@@ -252,14 +256,15 @@ def weight_spec(graph: Graph, node: Node) -> Optional[tuple[int, np.ndarray, int
     return None
 
 
-def quantize_weight(w: np.ndarray, axis: int, options: QuantizeOptions
-                    ) -> tuple[np.ndarray, QParams]:
+def quantize_weight(w: np.ndarray, axis: int, options: QuantizeOptions,
+                    bits: Optional[int] = None) -> tuple[np.ndarray, QParams]:
     """(int8 codes, QParams) of a weight under options: symmetric, narrow, per output channel
-    along `axis` (or per tensor), the observer options.weight_method."""
+    along `axis` (or per tensor), the observer options.weight_method, options.weight_bits
+    unless `bits` is given."""
     w = np.asarray(w, dtype=np.float32)
     obs = make_observer(options.weight_method, axis=axis if options.per_channel else None)
     obs.update(w)
-    wqp = obs.qparams(bits=options.weight_bits, signed=True, symmetric=True)
+    wqp = obs.qparams(bits=bits or options.weight_bits, signed=True, symmetric=True)
     return quantize(w, wqp), wqp
 
 
@@ -328,7 +333,8 @@ class _Writer:
         init = self.g.initializers
         t = node.op_type
         spec = weight_spec(self.g, node)
-        if node.name in self.bias_shift and spec is not None and t != "MatMul":
+        if node.name in self.bias_shift and spec is not None and t != "MatMul" and \
+                node.name not in self.options.wide_weights:     # the shift is for narrow ones
             self._shift_bias(node, spec)
         if t in ("Conv", "ConvTranspose"):
             _, w, axis = spec if spec else (1, init[node.inputs[1]], 0)
@@ -381,11 +387,12 @@ class _Writer:
     def _weight(self, node: Node, k: int, w: np.ndarray, axis: int, x_qp: Optional[QParams],
                 groups: int = 1, bias: bool = True) -> None:
         w = np.asarray(w, dtype=np.float32)
-        given = self.weight_codes.get(node.name)
+        wide = node.name in self.options.wide_weights
+        given = None if wide else self.weight_codes.get(node.name)
         if given is not None and given[0].shape == w.shape:
             wq, wqp = given                     # AdaRound's rounding of the same grid
         else:
-            wq, wqp = quantize_weight(w, axis, self.options)
+            wq, wqp = quantize_weight(w, axis, self.options, 8 if wide else None)
         base = f"{node.name}.weight"
         q_name = self._const(base + "_quantized", wq)
         node.inputs[k] = self._dq(q_name, wqp, base, node)
