@@ -19,7 +19,7 @@ from .errors import (ExecutionError, InputError, ISAError, ModelError, QEngineEr
 
 __all__ = [
     "__version__", "quantize", "quantize_dynamic", "load", "Model", "QuantizedModel",
-    "TensorInfo", "from_keras", "InferenceSession", "SessionOptions", "NodeArg", "cpu_info", "get_num_threads", "set_num_threads",
+    "TensorInfo", "from_keras", "report", "InferenceSession", "SessionOptions", "NodeArg", "cpu_info", "get_num_threads", "set_num_threads",
     "QEngineError", "ModelError", "UnsupportedOpError", "InputError", "QuantizationError",
     "ISAError", "ExecutionError",
 ]
@@ -29,3 +29,11 @@ def from_keras(model_or_path):
     """A Keras model (live, or a .keras file read without Keras) as a qengine graph."""
     from .frontends.keras_import import from_keras as _from_keras
     return _from_keras(model_or_path)
+
+
+def report(float_model, quantized_model, data, **options):
+    """Where quantization lost fidelity: per-layer SQNR / cosine of activations and weights,
+    worst first, optional sensitivity ranking; .table(), .to_json(), .plot() (a PNG).
+    See qengine.tools.report.report for the options."""
+    from .tools.report import report as _report
+    return _report(float_model, quantized_model, data, **options)

@@ -177,6 +177,7 @@ def _float_search(base: Config, target, max_trials, max_units, limit, trial, qua
     """(the fewest-float Config on top of `base` meeting the target, or None; the ranking)."""
     q_base = quantize_with(observers, base)
     base_float = set(trial(base).float_nodes)
+    names = {n.name for n in graph.nodes}
     units = _float_units(find_units(q_base, graph), options)
     order = _by_damage(units, q_base, graph, evaluator)
     measured: list[tuple[Sensitivity, Config]] = []
@@ -184,8 +185,8 @@ def _float_search(base: Config, target, max_trials, max_units, limit, trial, qua
     for start in range(0, len(order), max_units):
         for u in order[start:start + max_units]:
             t = evaluator(bypass(q_base, [u], graph), limit)
-            s = Sensitivity(u, float_alone=t.sqnr,
-                            float_nodes=sorted(set(t.float_nodes) - base_float))
+            s = Sensitivity(u, float_alone=t.sqnr,             # (bypass's Identity: no node)
+                            float_nodes=sorted((set(t.float_nodes) - base_float) & names))
             if s.float_nodes:
                 measured.append((s, Config(keep=frozenset(s.float_nodes))))
                 if s.float_alone_db >= target:

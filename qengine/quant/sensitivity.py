@@ -223,18 +223,22 @@ def only(qgraph: Graph, unit: Unit, float_graph: Optional[Graph], units=None) ->
 # ---- measuring -------------------------------------------------------------------------------------
 def analyze(qgraph: Graph, evaluator, *, float_graph: Optional[Graph] = None,
             units: Optional[list] = None, float_alone: bool = True, quant_alone: bool = False,
-            limit: Optional[int] = None, base_float: Iterable[str] = ()) -> list[Sensitivity]:
+            limit: Optional[int] = None,
+            base_float: Optional[Iterable[str]] = None) -> list[Sensitivity]:
     """Measure every unit (evaluator: quant.evaluate.OutputEvaluator). Returns them in the
-    order given; `float_nodes` lists the nodes beyond `base_float` a float-alone unit took."""
+    order given; `float_nodes` lists the nodes beyond `base_float` (default: those qgraph
+    already runs in float) a float-alone unit took."""
     units = find_units(qgraph, float_graph) if units is None else units
-    base = set(base_float)
+    base = set(base_float) if base_float is not None else \
+        set(evaluator(qgraph, limit).float_nodes)
+    names = {n.name for n in (float_graph or qgraph).nodes}
     res = []
     for u in units:
         s = Sensitivity(u)
         if float_alone:
             t = evaluator(bypass(qgraph, [u], float_graph), limit)
             s.float_alone = t.sqnr
-            s.float_nodes = [n for n in t.float_nodes if n not in base]
+            s.float_nodes = [n for n in t.float_nodes if n not in base and n in names]
         if quant_alone:
             s.quant_alone = evaluator(only(qgraph, u, float_graph, units), limit).sqnr
         res.append(s)
