@@ -291,9 +291,8 @@ def quantize(model: ModelLike, calibration_data, *, weight_bits: int = 8,
     t0 = time.perf_counter()
     opts = _options(weight_bits, activation_bits, per_channel, weight_method,
                     symmetric_activations, keep_float, output_aware)
-    recipe = Recipe(target_sqnr=target_sqnr, equalize=bool(equalize),
-                    bias_correction=bool(bias_correction), adaround=adaround,
-                    **(fidelity_options or {}))
+    recipe = Recipe.make(fidelity_options, target_sqnr=target_sqnr, equalize=bool(equalize),
+                         bias_correction=bool(bias_correction), adaround=adaround)
     graph = _prepare(read_model(model))
     qgraph, extra = run_recipe(graph, calibration_data, opts, recipe, method=method,
                                method_options=method_options, progress=progress,

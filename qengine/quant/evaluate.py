@@ -96,6 +96,28 @@ class OutputEvaluator:
         self.trials = 0
         self.seconds = 0.0
 
+    def subset(self, max_samples: int) -> "OutputEvaluator":
+        """An evaluator on the first `max_samples` samples of the first batch (a cheaper
+        ranking run), sharing this one's trial count and time."""
+        f, r = self.feeds[0], self.refs[0]
+        rows = {a.shape[0] for a in f.values() if np.ndim(a)}
+        if len(rows) == 1 and len(self.feeds) == 1 and rows.pop() <= max_samples:
+            return self
+        if len({a.shape[0] for a in f.values() if np.ndim(a)}) == 1 and \
+                all(np.ndim(a) for a in f.values()) and all(np.ndim(a) for a in r.values()):
+            f = {k: a[:max_samples] for k, a in f.items()}
+            r = {k: a[:max_samples] for k, a in r.items()}
+        sub = OutputEvaluator([f], [r], num_threads=self.num_threads)
+        sub._parent = self
+        return sub
+
+    def _count(self, dt: float) -> None:
+        self.trials += 1
+        self.seconds += dt
+        parent = getattr(self, "_parent", None)
+        if parent is not None:
+            parent._count(dt)
+
     def __call__(self, qgraph: Graph, limit: Optional[int] = None) -> Trial:
         """Compile and run `qgraph` on the feeds (the first `limit` batches if given)."""
         from ..runtime.executor import Executor
@@ -108,8 +130,7 @@ class OutputEvaluator:
             for name, r in ref.items():
                 stats.setdefault(name, Stats()).add(r, got[name])
         dt = time.perf_counter() - t0
-        self.trials += 1
-        self.seconds += dt
+        self._count(dt)
         return Trial({k: s.sqnr for k, s in stats.items()}, ex, dt,
                      float_nodes_of(ex, feeds[0]))
 

@@ -3,13 +3,15 @@ widths were asked for) until every model output meets a target SQNR on held-back
 
     q0 = quantize everything (output-aware)                          1 compiled trial
     every output >= target?  done
-    for each level -- "8-bit" (only when weight or activation bits < 8), then "float":
+    narrower than 8 bits and all-8-bit meets it?  widen the fewest units (below), done
+    float level, on top of all-8-bit when narrower:
       order the units by the noise their tensor adds in the int8 run   1 comparison pass
-      measure each unit's remedy alone, in that order                  1 trial per unit,
+      run each unit kept float alone, in that order, on 4 samples     1 trial per unit,
         (stop at the first that meets the target alone)                <= max_units a round
-      apply the remedies of the first 1, 2, 4, ... measured units,     <= log2(n) + 1 trials
+      keep float the nodes of the first 1, 2, 4, ... measured units,   <= log2(n) + 1 trials
         then bisect                                                    <= max_trials trials
-      none suffices: apply the level to everything and go to the next
+    narrower than 8 bits: on top of the float set, widen the fewest units in the damage
+      order (doubling, then bisection; widening costs no speed, so no per-unit runs)
     re-quantize the chosen configuration with every calibration sample (held-back included)
 
 A unit is an activation group or a weighted node (quant/sensitivity.py). Its "8-bit" remedy
@@ -85,7 +87,7 @@ class FidelityResult:
 def meet_target(graph: Graph, search_observers: dict, final_observers: dict,
                 options: QuantizeOptions, evaluator: OutputEvaluator, target: float, *,
                 weight_codes: Optional[dict] = None, bias_shift: Optional[dict] = None,
-                max_trials: int = 8, max_units: int = 24, sensitivity_batches: int = 1,
+                max_trials: int = 8, max_units: int = 24, sensitivity_samples: int = 4,
                 evaluated_on: str = "held-back samples") -> FidelityResult:
     """Search the configuration (module docstring). search_observers: calibrated without the
     evaluation samples; final_observers: with them (the model returned)."""
@@ -101,9 +103,7 @@ def meet_target(graph: Graph, search_observers: dict, final_observers: dict,
 
     seen: dict[Config, Trial] = {}
 
-    def trial(cfg: Config, limit: Optional[int] = None) -> Trial:
-        if limit is not None:
-            return evaluator(quantize_with(search_observers, cfg), limit)
+    def trial(cfg: Config) -> Trial:
         if cfg not in seen:
             seen[cfg] = evaluator(quantize_with(search_observers, cfg))
         return seen[cfg]
@@ -133,9 +133,9 @@ def meet_target(graph: Graph, search_observers: dict, final_observers: dict,
             return result(_widen_search(Config(), target, max_trials, trial, quantize_with,
                                         search_observers, graph, evaluator, options), True)
     base = all8 if narrow else Config()
-    keep, ranked = _float_search(base, target, max_trials, max_units, sensitivity_batches,
-                                 trial, quantize_with, search_observers, graph, evaluator,
-                                 options)
+    keep, ranked = _float_search(base, target, max_trials, max_units,
+                                 evaluator.subset(sensitivity_samples), trial, quantize_with,
+                                 search_observers, graph, evaluator, options)
     if keep is not None:
         cfg = base | keep
         if narrow:                               # now narrow again all that can be
@@ -172,7 +172,7 @@ def _widen_search(base: Config, target, max_trials, trial, quantize_with, observ
     return _prefix_search(deltas, base, target, max_trials, trial)
 
 
-def _float_search(base: Config, target, max_trials, max_units, limit, trial, quantize_with,
+def _float_search(base: Config, target, max_trials, max_units, ranker, trial, quantize_with,
                   observers, graph, evaluator, options):
     """(the fewest-float Config on top of `base` meeting the target, or None; the ranking)."""
     q_base = quantize_with(observers, base)
@@ -184,7 +184,7 @@ def _float_search(base: Config, target, max_trials, max_units, limit, trial, qua
     ranked: list = []
     for start in range(0, len(order), max_units):
         for u in order[start:start + max_units]:
-            t = evaluator(bypass(q_base, [u], graph), limit)
+            t = ranker(bypass(q_base, [u], graph))
             s = Sensitivity(u, float_alone=t.sqnr,             # (bypass's Identity: no node)
                             float_nodes=sorted((set(t.float_nodes) - base_float) & names))
             if s.float_nodes:

@@ -52,6 +52,27 @@ class Recipe:
         if not isinstance(self.adaround, (bool, dict)):
             raise QuantizationError(f"adaround must be True/False or a dict of options, got "
                                     f"{self.adaround!r}")
+        if isinstance(self.adaround, dict):
+            known = {"iterations", "reg", "lr", "warmup", "max_rows", "seed", "layers"}
+            unknown = sorted(set(self.adaround) - known)
+            if unknown:
+                raise QuantizationError(f"unknown adaround option(s) {unknown}; known: "
+                                        f"{sorted(known)}")
+        for name in ("max_holdout", "max_trials", "max_units", "keep_samples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise QuantizationError(f"{name} must be a positive integer, got {v!r}")
+
+    @classmethod
+    def make(cls, fidelity_options: Optional[dict] = None, **kw) -> "Recipe":
+        """A Recipe from quantize()'s keywords plus its fidelity_options dict."""
+        opts = dict(fidelity_options or {})
+        tunable = {"holdout_fraction", "max_holdout", "max_trials", "max_units", "keep_samples"}
+        unknown = sorted(set(opts) - tunable)
+        if unknown:
+            raise QuantizationError(f"unknown fidelity option(s) {unknown}; known: "
+                                    f"{sorted(tunable)}")
+        return cls(**kw, **opts)
 
 
 def run_recipe(graph: Graph, data, options: QuantizeOptions, recipe: Recipe, *,

@@ -119,6 +119,10 @@ class FidelityReport:
         if self.weights:
             ax.plot([r["depth"] for r in self.weights], [cap(r["sqnr_db"]) for r in self.weights],
                     "s", ms=4, alpha=0.7, label="weights")
+        outs = [r for r in self.outputs if r.get("depth") is not None]
+        if outs:
+            ax.plot([r["depth"] for r in outs], [cap(r["sqnr_db"]) for r in outs], "*", ms=10,
+                    color="black", label="model output")
         ax.axhline(self.target_sqnr, color="red", ls="--", lw=1,
                    label=f"target {self.target_sqnr:g} dB")
         for r in self.activations[:annotate]:
@@ -181,8 +185,9 @@ def report(float_model, quantized_model, data, *, sensitivity: bool = False,
         if n >= max_samples:
             break
     cmp = compare_layers(fgraph, qgraph, feeds, num_threads=num_threads)
-    outputs = [{"name": k, "sqnr_db": s.sqnr, "cosine": s.cosine, "max_abs_error": s.max_abs}
-               for k, s in cmp.outputs.items()]
+    depth = {o: k + 1 for k, n in enumerate(fgraph.nodes) for o in n.outputs if o}
+    outputs = [{"name": k, "sqnr_db": s.sqnr, "cosine": s.cosine, "max_abs_error": s.max_abs,
+                "depth": depth.get(k, 0)} for k, s in cmp.outputs.items()]
     acts = [{"tensor": r.tensor, "node": r.node, "op": r.op, "depth": r.depth,
              "sqnr_db": r.sqnr, "local_sqnr_db": r.local_sqnr, "cosine": r.cosine,
              "max_abs_error": r.stats.max_abs, "scale": r.scale, "zero_point": r.zero_point}

@@ -162,3 +162,24 @@ def test_report_command(case, tmp_path):
                           str(tmp_path / "q.onnx"), "--data", str(tmp_path / "missing.npy")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "qengine: error:" in bad.stderr
+
+
+def test_quantize_command_prints_the_fidelity_decision(tmp_path):
+    m = fmodels.sigmoid_softmax_head()
+    onnx.save(m, str(tmp_path / "f.onnx"))
+    calib = np.concatenate([models.random_input(m, batch=8, seed=s)["input"] for s in range(4)])
+    np.save(tmp_path / "c.npy", calib)
+
+    def quantize(*extra):
+        return subprocess.run([sys.executable, "-m", "qengine.cli", "quantize",
+                               str(tmp_path / "f.onnx"), "-o", str(tmp_path / "q.onnx"),
+                               "--calib", str(tmp_path / "c.npy"), "--no-progress", *extra],
+                              capture_output=True, text=True, timeout=120)
+    r = quantize()
+    assert r.returncode == 0, r.stderr
+    assert "target 30.0 dB met on 5 held-back samples" in r.stdout
+    assert "kept float: Conv_16" in r.stdout and "run time x" in r.stdout
+    r = quantize("--target-sqnr", "none")
+    assert r.returncode == 0 and "target" not in r.stdout
+    r = quantize("--target-sqnr", "loud")
+    assert r.returncode == 2 and "expected a number of dB or 'none'" in r.stderr
