@@ -16,6 +16,7 @@ import glob
 import os
 import platform
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -79,7 +80,8 @@ headers = sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*/*.h"))
 kernels = Extension(
     "qengine._kernels",
     sources=["qengine/_kernels.pyx"] + c_sources,
-    include_dirs=["csrc"],
+    include_dirs=["csrc", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     depends=headers + sorted(glob.glob("qengine/_bindings/*.pxi")) + ["qengine/_kernels.pxd"],
     extra_compile_args=BASE_FLAGS,
     extra_link_args=LINK_FLAGS,

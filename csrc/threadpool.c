@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #endif
 
 enum { QE_SPIN_ITERS = 1 << 16 }; /* about 100-200 us of polling before a worker sleeps */
+enum { QE_WAIT_SPINS = 1 << 12 };  /* the caller's polling for late workers before it yields */
 
 typedef struct {
     pthread_mutex_t mu;
@@ -207,7 +209,12 @@ void qe_parallel_for(size_t n_tasks, qe_task_fn fn, void *ctx) {
     qe_run_tasks(p, 0);
     /* every task is claimed: close the job, then wait for the workers still running theirs */
     atomic_fetch_or_explicit(&p->joined, QE_JOB_CLOSED, memory_order_acq_rel);
-    while (atomic_load_explicit(&p->joined, memory_order_acquire) & ~QE_JOB_CLOSED) QE_CPU_RELAX();
+    /* A joined worker that the OS preempted needs a core: after a short spin, give ours up. */
+    for (unsigned spins = 0; atomic_load_explicit(&p->joined, memory_order_acquire) & ~QE_JOB_CLOSED;)
+        if (++spins < QE_WAIT_SPINS)
+            QE_CPU_RELAX();
+        else
+            sched_yield();
     pthread_mutex_unlock(&g_pool_lock);
 }
 

@@ -15,20 +15,23 @@ from .api import Model, QuantizedModel, TensorInfo, load, quantize, quantize_dyn
 from .cpu import cpu_info, get_num_threads, set_num_threads
 from .session import InferenceSession, NodeArg, SessionOptions
 from .errors import (ExecutionError, InputError, ISAError, ModelError, QEngineError,
-                     QuantizationError, UnsupportedOpError)
+                     QuantizationError, UnsupportedLayerError, UnsupportedOpError)
+
+
+def from_keras(model_or_path, *, optimize: bool = True):
+    """Import a Keras model (live, ``.keras`` or legacy ``.h5``) as a float qengine Graph.
+    See :func:`qengine.frontends.keras.from_keras`. Importing qengine never imports Keras."""
+    from .frontends import from_keras as _from_keras
+    return _from_keras(model_or_path, optimize=optimize)
+
 
 __all__ = [
     "__version__", "quantize", "quantize_dynamic", "load", "Model", "QuantizedModel",
-    "TensorInfo", "from_keras", "report", "InferenceSession", "SessionOptions", "NodeArg", "cpu_info", "get_num_threads", "set_num_threads",
-    "QEngineError", "ModelError", "UnsupportedOpError", "InputError", "QuantizationError",
-    "ISAError", "ExecutionError",
+    "TensorInfo", "from_keras", "report", "InferenceSession", "SessionOptions", "NodeArg",
+    "cpu_info", "get_num_threads", "set_num_threads",
+    "QEngineError", "ModelError", "UnsupportedOpError", "UnsupportedLayerError", "InputError",
+    "QuantizationError", "ISAError", "ExecutionError",
 ]
-
-
-def from_keras(model_or_path):
-    """A Keras model (live, or a .keras file read without Keras) as a qengine graph."""
-    from .frontends.keras_import import from_keras as _from_keras
-    return _from_keras(model_or_path)
 
 
 def report(float_model, quantized_model, data, **options):

@@ -35,36 +35,30 @@ class TensorInfo:
         return f"{self.name}: {np.dtype(self.dtype).name}{format_shape(self.shape)}"
 
 
-def _is_keras(model) -> bool:
-    mod = type(model).__module__ or ""
-    return mod.startswith(("keras", "tf_keras", "tensorflow"))
-
-
 def read_model(model: ModelLike) -> Graph:
-    """Any supported model form as a qengine Graph: a path (.onnx, .keras), ONNX bytes, an
+    """Any supported model form as a qengine Graph: a path (.onnx, .keras, .h5), ONNX bytes, an
     onnx.ModelProto, a live Keras model, or a Graph (returned as a copy)."""
     if isinstance(model, Graph):
-        return model.copy()
-    if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if not os.path.exists(path):
-            raise ModelError(f"model file {path!r} does not exist")
-        if path.endswith((".keras", ".h5")):
-            from .frontends.keras_import import from_keras
-            return from_keras(path)
-    elif _is_keras(model):
-        from .frontends.keras_import import from_keras
-        return from_keras(model)
-    from .frontends.onnx_import import import_onnx
-    return import_onnx(model)
+        from .frontends.qoperator import rewrite_qoperator
+        g = model.copy()
+        if rewrite_qoperator(g):
+            from .passes import simplify
+            simplify(g, declared=set(g.values))
+        return g
+    if isinstance(model, (str, os.PathLike)) and not os.path.exists(os.fspath(model)):
+        raise ModelError(f"model file {os.fspath(model)!r} does not exist")
+    from .frontends import import_model
+    return import_model(model)
 
 
 def _prepare(graph: Graph) -> Graph:
-    """Float graph -> the graph calibration sees: BatchNorm folded, opset >= 13 (per-axis
-    DequantizeLinear needs it)."""
+    """Float graph -> the graph calibration sees: opset >= 13 (per-axis DequantizeLinear
+    needs it), Transpose pairs cancelled (TensorFlow/Keras exports), BatchNorm folded."""
     from .passes.fuse import fold_batchnorm
     from .passes.opset import upgrade_opset
+    from .passes.transpose import optimize_transposes
     g = upgrade_opset(graph, 13)
+    optimize_transposes(g)
     fold_batchnorm(g)
     return g
 

@@ -31,6 +31,27 @@ def load_demo_data() -> dict[str, np.ndarray]:
                 "labels": z["test_labels"].astype(np.int64)}
 
 
+def keras_demo_model():
+    """The demo model as a Keras 3 Sequential (the tutorial's exact architecture) holding the
+    trained weights of data/demo_digits.onnx: conv kernels OIHW -> HWIO, the Dense matrix
+    transposed (both flatten NHWC, so its rows need no reordering). Imports Keras; set
+    KERAS_BACKEND first if TensorFlow is absent."""
+    import keras
+    import onnx
+    from onnx import numpy_helper
+
+    w = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(MODEL_PATH)).graph.initializer}
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(32, (3, 3), activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ], name="demo_digits")
+    model.set_weights([w["conv.weight"].transpose(2, 3, 1, 0), w["conv.bias"],
+                       w["dense.weight"].T, w["dense.bias"]])
+    return model
+
+
 def _median_latency(fn, x, runs: int = 200, warmup: int = 20) -> float:
     """Median seconds per call of fn(x) (single-image latency)."""
     import time

@@ -6,6 +6,7 @@ __all__ = [
     "QEngineError",
     "ModelError",
     "UnsupportedOpError",
+    "UnsupportedLayerError",
     "InputError",
     "QuantizationError",
     "ISAError",
@@ -28,6 +29,17 @@ class UnsupportedOpError(ModelError):
         self.op_type, self.domain, self.node = op_type, domain or "ai.onnx", node
         msg = f"unsupported operator {op_type!r} (domain {self.domain!r}) at node {node!r}"
         super().__init__(msg + (f": {detail}" if detail else ""))
+
+
+class UnsupportedLayerError(UnsupportedOpError):
+    """A Keras layer (or one of its options) that qengine cannot import; the message names
+    the layer and its class. ``op_type`` is the class, ``node`` the layer name."""
+
+    def __init__(self, class_name: str, layer: str, detail: str = ""):
+        self.op_type, self.domain, self.node = class_name, "keras", layer
+        self.class_name, self.layer = class_name, layer
+        msg = f"unsupported Keras layer {layer!r} of class {class_name}"
+        ModelError.__init__(self, msg + (f": {detail}" if detail else ""))
 
 
 class InputError(QEngineError, ValueError):

@@ -1,6 +1,6 @@
 /*
- * dwconv.c -- the depthwise driver (per-call preparation, indirection rows, threading), the
- * weight layout shared by every ISA, and the portable reference kernel.
+ * dwconv.c -- the depthwise driver (per-call preparation, indirection rows, threading), weight
+ * packing for every ISA's layout (conv.h), and the portable reference kernel.
  *
  * Like XNNPACK's indirection buffer, each output pixel gets one input pointer per tap; taps in
  * the padding point at a row of x_zp bytes. The kernels then never test borders, and
@@ -19,7 +19,8 @@ void qe_dw_pack_weights(const qe_dw_ukernel *uk, size_t taps, size_t channels, c
         for (size_t t = 0; t < taps; t++)
             for (size_t l = 0; l < W; l++) {
                 const size_t c = tile * W + (uk->unpack_order ? qe_dw_lane_channel(l) : l);
-                if (c < channels) dst[((tile * npairs + t / 2) * W + l) * 2 + t % 2] = wt[t * channels + c];
+                if (c < channels)
+                    dst[((tile * npairs + t / 2) * W + l) * 2 + t % 2] = wt[t * channels + c];
             }
 }
 
@@ -40,7 +41,8 @@ void qe_dwconv_u8s8_ref(const qe_dw_params *p, size_t pixels, const uint8_t *con
                 const size_t c = c0 + i, tile = c / QE_DW_TILE, lane = c % QE_DW_TILE;
                 int32_t a = p->init[c];
                 for (size_t t = 0; t < T2; t++) {
-                    const int16_t w = p->w[((tile * p->npairs + t / 2) * QE_DW_TILE + lane) * 2 + t % 2];
+                    const int16_t w =
+                        p->w[((tile * p->npairs + t / 2) * QE_DW_TILE + lane) * 2 + t % 2];
                     a = qe_add_wrap(a, (int32_t)tp[t][c] * w);
                 }
                 acc[i] = a;

@@ -11,6 +11,9 @@
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+cimport numpy as cnp
+
+cnp.import_array()
 
 ctypedef int (*step_fn)(const void *args, char **slots) noexcept nogil
 
@@ -108,6 +111,12 @@ cdef class RunContext:
     def __dealloc__(self):
         free(self.slots)
 
+    cdef inline void _bind_fast(self, Py_ssize_t slot, cnp.ndarray arr):
+        """bind() without the checks: the caller guarantees a C-contiguous array that holds
+        the slot's bytes (Program.execute validates once per plan)."""
+        self.views[slot] = arr
+        self.slots[slot] = <char *>cnp.PyArray_DATA(arr)
+
     def bind(self, Py_ssize_t slot, arr):
         """Point `slot` at a caller's array (a model input or output) for this run."""
         if not 0 <= slot < self.n_slots:
@@ -167,6 +176,32 @@ cdef class Program:
 
     def __len__(self):
         return self.n
+
+    def execute(self, RunContext ctx not None, tuple inputs, tuple in_slots, tuple outputs,
+                times=None):
+        """Bind `inputs` (arrays, made C-contiguous here) to `in_slots`, allocate one new array
+        per (slot, shape, dtype) of `outputs`, run, and return the outputs as a list. The
+        caller has checked dtypes and shapes against the plan (qengine.runtime.executor)."""
+        cdef Py_ssize_t i, n = len(inputs)
+        cdef cnp.ndarray a
+        if n != len(in_slots):
+            raise ValueError("inputs and input slots differ in number")
+        for i in range(n):
+            a = inputs[i]
+            if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+                a = np.ascontiguousarray(a)
+            if cnp.PyArray_NBYTES(a) < self.slot_nbytes[in_slots[i]]:
+                raise ValueError(f"input {i}: {cnp.PyArray_NBYTES(a)} bytes, the program "
+                                 f"needs {self.slot_nbytes[in_slots[i]]}")
+            ctx._bind_fast(in_slots[i], a)
+        cdef list result = []
+        for spec in outputs:
+            slot, shape, dtype = spec
+            a = np.empty(shape, dtype=dtype)
+            ctx._bind_fast(slot, a)
+            result.append(a)
+        self.run(ctx, times)
+        return result
 
     def run(self, RunContext ctx not None, times=None):
         """Run every step with ctx's memory. `times`: optional float64 array of len(steps) that

@@ -3,6 +3,51 @@
 # so the Program checks it against the slot sizes before anything runs.
 
 
+# Run-time parameters (dynamic quantization: DynamicQuantizeLinear computes the activation's zero
+# point and scale per run): a step may read its input zero point and its f32 output scales from
+# slots instead of binding them at compile time.
+cdef struct RuntimeParams:
+    Py_ssize_t zp_slot, zp_off          # zp_slot < 0: the zero point is bound at compile time
+    int zp_signed                       # the stored zero point is int8 (input shifted by +128)
+    Py_ssize_t scale_slot, scale_off    # scale_slot < 0: the output scales are bound
+
+
+cdef inline int32_t _runtime_zp(const RuntimeParams *r, char **slots, int32_t bound) noexcept nogil:
+    if r.zp_slot < 0:
+        return bound
+    if r.zp_signed:
+        return <int32_t>(<const int8_t *>(slots[r.zp_slot] + r.zp_off))[0] + 128
+    return <int32_t>(<const uint8_t *>(slots[r.zp_slot] + r.zp_off))[0]
+
+
+cdef inline void _runtime_output(const RuntimeParams *r, char **slots, qe_output *o) noexcept nogil:
+    if r.scale_slot >= 0:
+        o.scale = <const float *>(slots[r.scale_slot] + r.scale_off)
+
+
+cdef int _bind_runtime(RuntimeParams *r, list extents, str out, Py_ssize_t n, zp_from,
+                       scale_from) except -1:
+    """Validate a_zp_from = (slot, byte offset, signed) and scale_from = (slot, byte offset,
+    count) into *r, adding their extents. Run-time scales apply to out='f32' only: the f32
+    output is plain float math, so any value is safe, whereas u8 requantization needs scales
+    checked before they reach C."""
+    r.zp_slot = -1
+    r.scale_slot = -1
+    if zp_from is not None:
+        slot, off, signed = zp_from
+        r.zp_slot, r.zp_off, r.zp_signed = slot, off, 1 if signed else 0
+        extents.append((slot, off, off + 1))
+    if scale_from is not None:
+        if out != "f32":
+            raise ValueError("run-time scales need out='f32'")
+        slot, off, count = scale_from
+        if count not in (1, n):
+            raise ValueError(f"run-time scales must have 1 or {n} entries, got {count}")
+        r.scale_slot, r.scale_off = slot, off
+        extents.append((slot, off, off + 4 * count))
+    return 0
+
+
 cdef struct GemmArgs:
     qe_gemm_packed *b
     size_t M, lda, ldc
@@ -10,19 +55,30 @@ cdef struct GemmArgs:
     int32_t a_zp
     const int32_t *b_zp
     qe_output out
+    RuntimeParams rt
 
 
 cdef int _run_gemm(const void *p, char **slots) noexcept nogil:
     cdef const GemmArgs *g = <const GemmArgs *>p
-    return qe_gemm_u8s8(g.b, g.M, <const uint8_t *>(slots[g.a_slot] + g.a_off), g.lda, g.a_zp,
-                        g.b_zp, &g.out, slots[g.c_slot] + g.c_off, g.ldc)
+    cdef qe_output out
+    if g.rt.zp_slot < 0 and g.rt.scale_slot < 0:
+        return qe_gemm_u8s8(g.b, g.M, <const uint8_t *>(slots[g.a_slot] + g.a_off), g.lda,
+                            g.a_zp, g.b_zp, &g.out, slots[g.c_slot] + g.c_off, g.ldc)
+    out = g.out
+    _runtime_output(&g.rt, slots, &out)
+    return qe_gemm_u8s8(g.b, g.M, <const uint8_t *>(slots[g.a_slot] + g.a_off), g.lda,
+                        _runtime_zp(&g.rt, slots, g.a_zp), g.b_zp, &out,
+                        slots[g.c_slot] + g.c_off, g.ldc)
 
 
 def gemm_step(str name, GemmPacked b not None, Py_ssize_t M, a, c, a_zp, *, Py_ssize_t lda=0,
               Py_ssize_t ldc=0, out="u8", bias=None, scale=None, zero_point=0, qmin=0, qmax=255,
-              fbias=None, b_zp=None, str op="Gemm"):
+              fbias=None, b_zp=None, str op="Gemm", a_zp_from=None, scale_from=None):
     """C[M, N] = output(A[M, K] x B): a = (slot, byte offset), c = (slot, byte offset);
-    lda/ldc in elements (default K / N)."""
+    lda/ldc in elements (default K / N). a_zp_from = (slot, byte offset, signed): read A's zero
+    point from a slot at each run (uint8, or int8 + 128 when signed) instead of a_zp.
+    scale_from = (slot, byte offset, count): read the f32 output scales (1 or N floats) from a
+    slot at each run; `scale` is then ignored."""
     cdef Py_ssize_t K = b.K, N = b.N
     if M < 1:
         raise ValueError(f"M must be >= 1, got {M}")
@@ -33,15 +89,20 @@ def gemm_step(str name, GemmPacked b not None, Py_ssize_t M, a, c, a_zp, *, Py_s
     _check_int(a_zp, "a_zp", 0, 255)
     cdef list keep = [b]
     cdef qe_output o
+    if scale_from is not None:
+        scale = np.ones(scale_from[2] if scale_from[2] in (1, N) else 1, np.float32)
     _fill_output(&o, keep, out, N, bias, scale, zero_point, qmin, qmax, fbias)
     cdef size_t es = 1 if out == "u8" else 4
     a_slot, a_off = a
     c_slot, c_off = c
     extents = [(a_slot, a_off, a_off + (M - 1) * lda + K),
                (c_slot, c_off, c_off + ((M - 1) * ldc + N) * es)]
+    cdef RuntimeParams rt
+    _bind_runtime(&rt, extents, out, N, a_zp_from, scale_from)
     cdef NativeStep s = _native_step(name, op, _run_gemm, sizeof(GemmArgs), keep, extents,
                                      2.0 * M * N * K)
     cdef GemmArgs *g = <GemmArgs *>s.args
+    g.rt = rt
     cdef int32_t[::1] bzv
     if b_zp is not None:
         bz = np.broadcast_to(_vector(b_zp, np.int32, N, "b_zp", True), (N,)).copy()
@@ -72,19 +133,29 @@ cdef struct ConvArgs:
     const int32_t *w_zp
     qe_output out
     size_t ldy
+    RuntimeParams rt
 
 
 cdef int _run_conv(const void *p, char **slots) noexcept nogil:
     cdef const ConvArgs *c = <const ConvArgs *>p
-    return qe_conv_u8s8(c.p, &c.s, <const uint8_t *>(slots[c.x_slot] + c.x_off), c.x_zp,
-                        c.w_zp, &c.out, slots[c.y_slot] + c.y_off, c.ldy)
+    cdef qe_output out
+    if c.rt.zp_slot < 0 and c.rt.scale_slot < 0:
+        return qe_conv_u8s8(c.p, &c.s, <const uint8_t *>(slots[c.x_slot] + c.x_off), c.x_zp,
+                            c.w_zp, &c.out, slots[c.y_slot] + c.y_off, c.ldy)
+    out = c.out
+    _runtime_output(&c.rt, slots, &out)
+    return qe_conv_u8s8(c.p, &c.s, <const uint8_t *>(slots[c.x_slot] + c.x_off),
+                        _runtime_zp(&c.rt, slots, c.x_zp), c.w_zp, &out,
+                        slots[c.y_slot] + c.y_off, c.ldy)
 
 
 def conv_step(str name, ConvPacked p not None, Py_ssize_t batch, Py_ssize_t in_h,
               Py_ssize_t in_w, x, y, x_zp, *, Py_ssize_t ldy=0, w_zp=None, out="u8",
-              bias=None, scale=None, zero_point=0, qmin=0, qmax=255, fbias=None):
+              bias=None, scale=None, zero_point=0, qmin=0, qmax=255, fbias=None,
+              x_zp_from=None, scale_from=None):
     """NHWC convolution of x = (slot, byte offset) [batch, in_h, in_w, in_c] into y = (slot,
-    byte offset) [batch, out_h, out_w] pixels of out_c values, pixel stride ldy (default out_c)."""
+    byte offset) [batch, out_h, out_w] pixels of out_c values, pixel stride ldy (default out_c).
+    x_zp_from / scale_from: run-time zero point and f32 scales read from slots (gemm_step)."""
     _check_int(x_zp, "x_zp", 0, 255)
     cdef qe_conv_shape s = p.shape
     s.batch, s.in_h, s.in_w = batch, in_h, in_w
@@ -98,6 +169,8 @@ def conv_step(str name, ConvPacked p not None, Py_ssize_t batch, Py_ssize_t in_h
         raise ValueError(f"ldy ({ldy}) < out_c ({p.out_c})")
     cdef list keep = [p]
     cdef qe_output o
+    if scale_from is not None:
+        scale = np.ones(scale_from[2] if scale_from[2] in (1, p.out_c) else 1, np.float32)
     _fill_output(&o, keep, out, p.out_c, bias, scale, zero_point, qmin, qmax, fbias)
     if scale is not None:
         _check_positive_array(np.asarray(scale, dtype=np.float32), "scale")
@@ -107,9 +180,12 @@ def conv_step(str name, ConvPacked p not None, Py_ssize_t batch, Py_ssize_t in_h
     cdef Py_ssize_t pixels = batch * s.out_h * s.out_w
     extents = [(x_slot, x_off, x_off + batch * in_h * in_w * s.in_c),
                (y_slot, y_off, y_off + ((pixels - 1) * ldy + p.out_c) * es)]
+    cdef RuntimeParams rt
+    _bind_runtime(&rt, extents, out, p.out_c, x_zp_from, scale_from)
     ops = 2.0 * pixels * p.out_c * s.kernel_h * s.kernel_w * (s.in_c // s.groups)
     cdef NativeStep st = _native_step(name, "Conv", _run_conv, sizeof(ConvArgs), keep, extents, ops)
     cdef ConvArgs *c = <ConvArgs *>st.args
+    c.rt = rt
     cdef int32_t[::1] wzv
     if w_zp is not None:
         wz = np.broadcast_to(_vector(w_zp, np.int32, p.out_c, "w_zp", True), (p.out_c,)).copy()

@@ -5,6 +5,7 @@ where qengine knows the old semantics, else an op reports the version it needs):
 initializers, as Constant nodes, or as inputs that shadow initializers (IR < 4); model-local
 functions inlined; ONNX shape inference tried (strict off) and merged with qengine's own shape
 rules; Identity and inference-mode Dropout removed; constants and shape chains folded.
+QOperator nodes (QLinearConv, QGemm, ...) are rewritten into QDQ first (frontends/qoperator.py).
 Every failure is a ModelError (UnsupportedOpError for an unknown op) naming what is wrong.
 Nothing in the model is ever executed as code.
 """
@@ -22,6 +23,7 @@ from ..errors import ModelError
 from ..graph import Graph, Node, Value
 from ..ops import dtype_from_onnx, make_op
 from ..passes import infer_shapes, simplify
+from .qoperator import rewrite_qoperator
 
 __all__ = ["import_onnx", "load_model_proto"]
 
@@ -72,6 +74,7 @@ def import_onnx(model: ModelLike, *, fold: bool = True) -> Graph:
     hints = _onnx_shape_hints(proto, declared)
     graph.toposort()
     graph.validate()
+    rewrite_qoperator(graph)     # QLinearConv, QGemm, ... -> QDQ (frontends/qoperator.py)
     ops = {id(n): make_op(n, opset) for n in graph.nodes}   # unknown op / bad attribute
     _constants_to_initializers(graph, ops)
     _remove_passthrough(graph)

@@ -3,8 +3,8 @@
 Importing this package registers every op."""
 from __future__ import annotations
 
-from . import (activation, conv, eltwise, logic, matmul, misc, norm, pool, quantize,  # noqa: F401
-               reduce, resize, shape, slicing)
+from . import (activation, conv, eltwise, integer, logic, matmul, misc, norm, pool,  # noqa: F401
+               quantize, reduce, resize, shape, slicing)
 from .registry import (ONNX_DTYPES, Attrs, Op, dtype_from_onnx, get_op, make_op,
                        onnx_from_dtype, register, supported_ops)
 

@@ -78,6 +78,7 @@ def _via_float32(op, x, w, b):
 @register("Conv")
 class Conv(Op):
     int8_role = "compute"
+    int8_float_output = True
 
     n_inputs = (2, 3)
 
@@ -212,8 +213,7 @@ def _conv_lower_int8(self, unit):
     """Conv on uint8 NHWC activations with int8 per-channel weights: im2col/1x1/depthwise
     kernels (csrc/conv) with the requantization and a fused Relu/Clip in their epilogue."""
     from .. import _kernels as K
-    from ..quant.params import requant_multiplier
-    from .int8 import NHWC, Kernel, QConst, QTensor, bias_int32, clamp_of, weight_int8
+    from .int8 import NHWC, Kernel, QConst, QTensor, bias_int32, output_args, weight_int8
 
     x, w = unit.inputs[0], unit.inputs[1]
     b = unit.inputs[2] if len(unit.inputs) > 2 else None
@@ -229,12 +229,10 @@ def _conv_lower_int8(self, unit):
     ohwi = np.ascontiguousarray(ohwi)
     if int(np.prod(ohwi.shape[1:])) > K.MAX_K:
         return None
-    try:
-        mult = requant_multiplier(x.scale, s_w, y.scale)
-    except Exception:
+    out_args = output_args(unit, x.scale, s_w, y)
+    if out_args is None:
         return None
     bias = bias_int32(b, x.scale, s_w)
-    qmin, qmax = clamp_of(unit, y)
     layout = NHWC if rank == 4 else (0, 2, 1)
     cache = unit.cache
 
@@ -254,8 +252,7 @@ def _conv_lower_int8(self, unit):
             s, d, pb, pe = [1] + s, [1] + d, [0] + pb, [0] + pe
         p = packed((pb[0], pb[1], pe[0], pe[1]), tuple(s), tuple(d))
         return [K.conv_step(self.name, p, shape[0], sp[0], sp[1], ctx.slot(x.name),
-                            ctx.slot(y.name), x.zero_point, w_zp=w_zp, bias=bias, scale=mult,
-                            zero_point=y.zero_point, qmin=qmin, qmax=qmax)]
+                            ctx.slot(y.name), x.zero_point, w_zp=w_zp, bias=bias, **out_args)]
 
     return Kernel([x.name], [y.name], make_steps, layouts={x.name: layout},
                   out_perm=lambda perms: layout, label="conv", unit=unit,
@@ -263,3 +260,123 @@ def _conv_lower_int8(self, unit):
 
 
 Conv.lower_int8 = _conv_lower_int8
+
+
+# ---- int8 ConvTranspose -------------------------------------------------------------------
+def _conv_transpose_lower_int8(self, unit):
+    """ConvTranspose on uint8 channels-last activations with int8 weights per output channel:
+    per group one GEMM, rows = input pixels, columns = (tap, output channel) --
+    x[P, Cg] x W[Cg, taps * Mg] -- then a col2im scatter of the taps, one vectorized numpy
+    operation per tap. Any number of spatial dims.
+    - Taps that never overlap (the kernel's reach fits in one stride, e.g. 2x2 stride 2):
+      each output pixel gets one tap's sum or none, so the GEMM requantizes itself (u8
+      epilogue, bias and multiplier per column) and col2im only moves bytes; uncovered pixels
+      hold the requantized bias.
+    - Otherwise: int32 GEMM output, scatter-add, bias, then requantization by the dequantize
+      (float32(acc) * m[c]) and quantize (rint, + zp, clamp) kernels -- the same float32 steps
+      as qe_requant_one."""
+    from .. import _kernels as K
+    from ..quant.params import requant_multiplier
+    from .int8 import Kernel, QConst, QTensor, bias_int32, clamp_of, weight_int8
+
+    x, w = unit.inputs[0], unit.inputs[1]
+    b = unit.inputs[2] if len(unit.inputs) > 2 else None
+    y = unit.outputs[0]
+    shape = unit.shape(x.name)
+    if not isinstance(x, QTensor) or not isinstance(w, QConst) or shape is None or \
+            w.values.ndim < 3 or len(shape) != w.values.ndim or 0 in shape:
+        return None
+    wq = weight_int8(w, 1)           # weights (C, M/g, *k): output channels along axis 1
+    if wq is None:
+        return None
+    wv, w_zp, s_w = wq
+    G, (C, Mg), kern = self.group, wv.shape[:2], list(wv.shape[2:])
+    Cg, M, T, r = C // G, G * wv.shape[1], int(np.prod(kern)), wv.ndim - 2
+    if Cg > K.MAX_K or C % G:
+        return None
+    s_full = np.tile(s_w, G)         # output channel g*Mg + j has weight scale j
+    try:
+        mult = requant_multiplier(x.scale, s_full, y.scale)
+        out, pb, pe = self.geometry(list(shape[2:]), kern)
+    except Exception:
+        return None
+    bias = bias_int32(b, x.scale, s_full)
+    qmin, qmax = clamp_of(unit, y)
+    _, s, d, _ = self.window.resolved(r, kern)
+    disjoint = all((kern[i] - 1) * d[i] < s[i] for i in range(r))
+    # B of group g: [Cg, T * Mg], column t * Mg + m = W[g*Cg + c, m, tap t]
+    bmats = [np.ascontiguousarray(wv[g * Cg:(g + 1) * Cg].transpose(0, *range(2, 2 + r), 1)
+                                  .reshape(Cg, T * Mg)) for g in range(G)]
+    b_zp = None if w_zp is None else np.tile(w_zp, T)
+    N, sp = shape[0], list(shape[2:])
+    P = N * int(np.prod(sp))
+    cols = unit.graph.unique_name(f"{unit.name}_cols")
+    unit.graph.set_value(cols, (P, G * T * Mg), np.uint8 if disjoint else np.int32)
+    lo = [min(0, pb[i]) for i in range(r)]
+    ext = [max(s[i] * (sp[i] - 1) + (kern[i] - 1) * d[i] + 1, pb[i] + out[i]) - lo[i]
+           for i in range(r)]
+    taps = list(itertools.product(*[range(n) for n in kern]))
+    dsts = [(slice(None),) + tuple(slice(t[i] * d[i] - lo[i],
+                                         t[i] * d[i] - lo[i] + (sp[i] - 1) * s[i] + 1, s[i])
+                                   for i in range(r)) for t in taps]
+    crop = (slice(None),) + tuple(slice(pb[i] - lo[i], pb[i] - lo[i] + out[i]) for i in range(r))
+    acc0 = np.zeros(M, np.int32) if bias is None else bias
+    fill = np.clip(acc0.astype(np.float32) * mult, np.float32(qmin - y.zero_point),
+                   np.float32(qmax - y.zero_point))
+    fill = (np.rint(fill).astype(np.int32) + y.zero_point).astype(np.uint8).reshape(G, Mg)
+    in_place = ext == list(out) and not any(lo) and not any(pb)   # no crop: scatter into y
+    tiled = all(d[i] == 1 and kern[i] == s[i] and ext[i] == s[i] * sp[i] for i in range(r))
+    cache = unit.cache
+
+    def col2im(views, ci, yi):
+        """Scatter every tap's columns into the uncropped output, crop, finish."""
+        c = views[ci].reshape(N, *sp, G, T, Mg)
+        if disjoint:
+            full = views[yi].reshape(N, *ext, G, Mg) if in_place else \
+                np.empty((N, *ext, G, Mg), np.uint8)
+            if not tiled:
+                full[...] = fill
+            for t, dst in enumerate(dsts):
+                full[dst] = c[(slice(None),) * (1 + r) + (slice(None), t)]
+            if not in_place:
+                views[yi][...] = full[crop].reshape(views[yi].shape)
+            return
+        full = np.zeros((N, *ext, G, Mg), np.int32)
+        for t, dst in enumerate(dsts):
+            full[dst] += c[(slice(None),) * (1 + r) + (slice(None), t)]
+        acc = full[crop].reshape(-1, M)
+        if bias is not None:
+            acc = acc + bias
+        v = K.dequantize(np.ascontiguousarray(acc), mult)
+        K.quantize(v, 1.0, y.zero_point, qmin=qmin, qmax=qmax, y=views[yi].reshape(-1, M))
+
+    def make_steps(ctx):
+        xs, xo = ctx.slot(x.name)
+        cs, co = ctx.slot(cols)
+        es = 1 if disjoint else 4
+        steps = []
+        for g in range(G):
+            key = ("conv_transpose", g, K.get_isa())
+            if key not in cache:
+                cache[key] = K.GemmPacked(bmats[g])
+            kw = dict(out="i32")
+            if disjoint:
+                bg = None if bias is None else np.tile(bias[g * Mg:(g + 1) * Mg], T)
+                kw = dict(out="u8", bias=bg, scale=np.tile(mult[g * Mg:(g + 1) * Mg], T),
+                          zero_point=y.zero_point, qmin=qmin, qmax=qmax)
+            steps.append(K.gemm_step(f"{unit.name}[{g}]" if G > 1 else unit.name, cache[key], P,
+                                     (xs, xo + g * Cg), (cs, co + es * g * T * Mg),
+                                     x.zero_point, lda=C, ldc=G * T * Mg, b_zp=b_zp,
+                                     op="ConvTranspose", **kw))
+        ci, yi = cs, ctx.slot(y.name)[0]
+        steps.append(K.PyStep(unit.name, "ConvTranspose:col2im",
+                              lambda views: col2im(views, ci, yi)))
+        return steps
+
+    layout = (0,) + tuple(range(2, 2 + r)) + (1,)          # channels last
+    return Kernel([x.name], [y.name, cols], make_steps, layouts={x.name: layout},
+                  label="conv_transpose gemm+col2im", unit=unit,
+                  nbytes=int(sum(m.nbytes for m in bmats)))
+
+
+ConvTranspose.lower_int8 = _conv_transpose_lower_int8

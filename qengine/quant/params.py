@@ -391,3 +391,23 @@ def requant_multiplier(input_scale, weight_scales, output_scale) -> np.ndarray:
         raise QuantizationError(f"requantization multiplier s_in * s_w / s_out overflows or "
                                 f"underflows float32 ({_short(m)})")
     return np.asarray(m, dtype=np.float32)
+
+
+def _register_c_kernels() -> None:
+    """The C quantize kernels as the fast path (same bits as _quantize_ref; tested)."""
+    try:
+        from .. import _kernels
+    except ImportError:   # a source tree without the built extension: numpy only
+        return
+
+    def make(dtype):
+        def kernel(rows, scale, zero_point, qmin, qmax):
+            s = scale if scale.size > 1 else scale.reshape(())
+            z = zero_point if zero_point.size > 1 else zero_point.reshape(())
+            return _kernels.quantize(rows, s, z, dtype=dtype, qmin=qmin, qmax=qmax)
+        return kernel
+    QUANTIZE_KERNELS[np.uint8] = make(np.uint8)
+    QUANTIZE_KERNELS[np.int8] = make(np.int8)
+
+
+_register_c_kernels()

@@ -122,7 +122,13 @@ def plan_roles(graph: Graph, options: QuantizeOptions) -> Roles:
         r = role[node.name]
         outs = [o for o in node.outputs if is_act(o)]
         if r in ("compute", "join"):
-            made.update(o for o in outs if o not in fused_inputs)
+            float_out = r == "compute" and _float_output_ok(graph, node)
+            for o in outs:
+                # an output only float ops or the caller read is computed in float directly
+                if o in fused_inputs or (float_out and o not in needs and all(
+                        role[u.name] is None for u in readers.get(o, []))):
+                    continue
+                made.add(o)
         elif r == "fused":
             made.update(outs)
         elif r == "lut":
@@ -143,6 +149,10 @@ def plan_roles(graph: Graph, options: QuantizeOptions) -> Roles:
                  [o for n in graph.nodes for o in n.outputs]
                  if t and (t in needs or t in made) and t not in fused_inputs]
     return Roles(role, list(dict.fromkeys(quantized)), inherits)
+
+
+def _float_output_ok(graph: Graph, node: Node) -> bool:
+    return make_op(node, graph.opset).int8_float_output
 
 
 def _node_role(graph, node, options, is_act, scalar_const, lut_source) -> Optional[str]:

@@ -42,6 +42,10 @@ def _as_array(x, v: Value) -> np.ndarray:
 
 def as_feeds(inputs: Sequence[Value], data) -> dict[str, np.ndarray]:
     """One run's inputs as {name: array}; InputError naming what does not fit."""
+    if type(data) is np.ndarray and len(inputs) == 1:   # the common call, kept cheap
+        v = inputs[0]
+        if data.dtype == v.dtype and (v.shape is None or data.ndim == len(v.shape)):
+            return {v.name: data}
     names = [v.name for v in inputs]
     if isinstance(data, Mapping):
         unknown = [k for k in data if k not in names]

@@ -12,7 +12,9 @@ from ..ops import make_op
 from ..ops.int8 import Kernel, QTensor, Unit, requant_table
 
 __all__ = ["float_node", "quantize", "dequantize", "requantize", "lut", "movement",
-           "logical_view", "store"]
+           "logical_view", "store", "sign_flip"]
+
+_SIGN_FLIP = (np.arange(256) ^ 0x80).astype(np.uint8)   # int8 byte <-> uint8 = int8 + 128
 
 
 def _inverse(perm: tuple) -> tuple:
@@ -88,6 +90,16 @@ def dequantize(x: QTensor, out: str) -> Kernel:
         return [K.dequantize_step(f"{out}:dequantize", n, ctx.slot(x.name), ctx.slot(out),
                                   float(x.scale), x.zero_point)]
     return Kernel([x.name], [out], make_steps, label="dequantize")
+
+
+def sign_flip(src: str, dst: str, node=None) -> Kernel:
+    """An int8 tensor of the graph <-> the kernels' uint8 copy (int8 + 128): x ^ 0x80 on the
+    bytes, the same table both ways."""
+    def make_steps(ctx):
+        n = int(np.prod(ctx.shape(dst)))
+        return [K.lut_step(f"{dst}:sign_flip", n, ctx.slot(src), ctx.slot(dst), _SIGN_FLIP,
+                           "SignFlip")] if n else []
+    return Kernel([src], [dst], make_steps, label="int8 <-> uint8", node=node)
 
 
 def requantize(x: QTensor, y: QTensor) -> Kernel:

@@ -6,17 +6,29 @@ and QuantizeLinear'd outputs, optionally through a fused Relu/Clip), asks each o
 the rest: quantize, dequantize and requantize steps at the borders of float regions, and the
 float ops themselves. Nothing here depends on the input shape except through the graph it is
 given (runtime/plan.py concretizes the graph per input shape first).
+
+Integer ops (MatMulInteger, ConvInteger, DynamicQuantizeLinear) read and write raw integer
+tensors, not dequantized ones, so they form no unit: an op class may define
+`lower_native(node, graph, cache) -> Optional[Kernel]`, tried for every node that is not part
+of a unit, before the float fallback. Its Kernel reads and writes graph tensors by name; it may
+also run later nodes (Kernel.fused_nodes, e.g. MatMulInteger -> Cast -> Mul -> Add as one GEMM
+with a float epilogue), and is then placed at the last of them.
+
+int8 tensors: kernels hold every quantized tensor as uint8 (int8 + 128, ops/int8.py). Where the
+graph itself sees an int8 tensor -- an int8 graph input, or an int8 QuantizeLinear output that a
+graph output or a non-DequantizeLinear node reads -- the kernels' copy gets its own storage name
+and a sign-flip table step (x ^ 0x80) converts at that border.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
 
 from ..graph import Graph, Node
 from ..ops import make_op
-from ..ops.int8 import Kernel, QConst, QTensor, Unit
+from ..ops.int8 import FloatOut, Kernel, QConst, QTensor, Unit
 from ..quant.params import QParams
 from . import glue
 
@@ -71,6 +83,22 @@ class _Analysis:
                 if qt is not None:
                     self.qt[x] = qt
                     self.dq_src[n.outputs[0]] = x
+        self.flip_in: list = []               # (graph input, storage): int8 -> kernels' uint8
+        self.flip_out: dict = {}              # Q output -> storage: kernels' uint8 -> int8
+        dq_readers = set(self.dq_src)
+        for t, qt in list(self.qt.items()):
+            if not qt.shift:
+                continue
+            if t in graph.input_names:
+                self.flip_in.append(t)
+            elif t in self.outputs or any(
+                    not (u.op_type == "DequantizeLinear" and u.outputs[0] in dq_readers)
+                    for u in self.readers.get(t, [])):
+                self.flip_out[t] = None
+            else:
+                continue
+            self.qt[t] = replace(qt, name=graph.unique_name(t + "_u8"))
+            graph.set_value(self.qt[t].name, graph.value(t).shape, np.uint8)
 
     def _qparams(self, n: Node) -> Optional[QParams]:
         """QParams of a Q/DQ node with constant parameters (None: dynamic or unsupported)."""
@@ -79,7 +107,7 @@ class _Analysis:
         zp = g.initializers.get(n.input(2)) if n.input(2) else None
         if scale is None or (n.input(2) and zp is None) or n.attrs.get("block_size", 0):
             return None
-        dt = zp.dtype if zp is not None else np.dtype(np.uint8)
+        dt = zp.dtype if zp is not None else self._default_qtype(n)
         if dt not in (np.uint8, np.int8, np.int32) or scale.dtype != np.float32:
             return None
         axis = None
@@ -94,6 +122,15 @@ class _Analysis:
                            axis, 32 if dt == np.int32 else 8, dt != np.uint8)
         except Exception:
             return None
+
+    def _default_qtype(self, n: Node) -> np.dtype:
+        """The quantized type of a Q/DQ node without a zero point: DequantizeLinear's input
+        type; QuantizeLinear's output_dtype attribute, else uint8."""
+        if n.op_type == "DequantizeLinear":
+            dt = self.g.value(n.inputs[0]).dtype
+            return np.dtype(dt) if dt is not None else np.dtype(np.uint8)
+        code = n.attrs.get("output_dtype", 0)
+        return {3: np.dtype(np.int8)}.get(code, np.dtype(np.uint8))
 
     def _qtensor(self, n: Node, name: str) -> Optional[QTensor]:
         qp = self._qparams(n)
@@ -148,7 +185,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
     cache = {} if cache is None else cache
     a = _Analysis(graph)
     g = graph
-    out = Lowered([], dict(a.qt))
+    out = Lowered([], {qt.name: qt for qt in a.qt.values()})
 
     def operand(name: str):
         if not name:
@@ -161,8 +198,10 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
             return g.initializers[name]
         return "float"
 
-    def q_outputs(node: Node):
-        """(QTensor per output, fused node, its bounds, the Q nodes of each output) or None."""
+    def q_outputs(node: Node, op):
+        """(QTensor / FloatOut per output, fused node, its bounds, the Q nodes of each output)
+        or None. An output that no QuantizeLinear reads is a FloatOut when the op can write
+        float directly (op.int8_float_output)."""
         outs, qnodes, fused, bounds = [], [], None, (None, None)
         for o in node.outputs:
             if not o:
@@ -176,6 +215,12 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
                     users = a.quantized_output(rd[0].outputs[0]) if b is not None else None
                     if users is not None:
                         fused, bounds = rd[0], b
+            if users is None and fused is None and op.int8_float_output and \
+                    len(node.outputs) == 1 and g.value(o).dtype == np.float32 and \
+                    not any(r.op_type == "QuantizeLinear" for r in a.readers.get(o, [])):
+                outs.append(FloatOut(o))
+                qnodes.append([])
+                continue
             if users is None:
                 return None
             outs.append(a.qt[users[0].outputs[0]])
@@ -184,8 +229,10 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
 
     # pass 1: decide which nodes run as int8 units or lookup-table regions
     at: dict[int, Kernel] = {}       # id(node) -> the item emitted at that node
+    after: dict[int, list] = {}      # id(node) -> items emitted right after it (int8 borders)
     consumed: set[int] = set()       # nodes run by some item (units, regions, fused)
     absorbed_q: set[int] = set()     # Q nodes whose quantization an item performs
+    float_reads: set[str] = set()    # tensors some float op reads (so they need float values)
     regions = _find_lut_regions(g, a)
     for node in g.nodes:
         if id(node) in consumed or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
@@ -196,14 +243,14 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
             at[id(node)] = glue.lut(g, nodes, a.qt[src], a.qt[out_t])
             consumed.update(id(n) for n in nodes)
             absorbed_q.update(id(q) for q in qnodes)
-            _alias_q(out, qnodes)
+            _alias_q(out, qnodes, a)
             out.int8_nodes += [n.name for n in nodes]
             continue
         op = make_op(node, g.opset)
         ins = [operand(i) for i in node.inputs]
         kernel = None
         if any(isinstance(x, QTensor) for x in ins) and not any(isinstance(x, str) for x in ins):
-            qo = q_outputs(node)
+            qo = q_outputs(node, op)
             if qo is not None:
                 outs, fused, bounds, qnodes = qo
                 kernel = _lower_unit(op, Unit(node, op, ins, outs, fused, bounds,
@@ -214,17 +261,26 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
                         consumed.add(id(fused))
                     for group in qnodes:
                         absorbed_q.update(id(q) for q in group)
-                        _alias_q(out, group)
+                        if group:
+                            _alias_q(out, group, a)
                     out.int8_nodes.append(node.name)
+        if kernel is None:
+            kernel = _lower_native(op, node, g, cache)
+            if kernel is not None:
+                kernel.node = node
+                ran = [node] + list(kernel.fused_nodes)
+                consumed.update(id(n) for n in ran)
+                out.int8_nodes += [n.name for n in ran]
+                at[id(ran[-1])] = kernel
+                continue
         if kernel is None:
             kernel = glue.float_node(g, node, op)
             consumed.add(id(node))
             out.float_nodes.append(node.name)
+            float_reads.update(node.inputs)
         at[id(node)] = kernel
 
     # pass 2: glue for the Q/DQ nodes that no item absorbed, in graph order
-    float_reads = {i for n in g.nodes if id(n) in at and at[id(n)].unit is None
-                   for i in n.inputs}
     for node in g.nodes:
         if node.op_type == "QuantizeLinear" and id(node) not in absorbed_q and id(node) not in at:
             dst = node.outputs[0]
@@ -234,7 +290,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
             elif src in a.dq_src:
                 qs = a.qt[a.dq_src[src]]
                 if qs.same_params(a.qt[dst]) and qs.shift == a.qt[dst].shift:
-                    out.aliases[dst] = a.dq_src[src]      # a redundant DQ -> Q pair
+                    out.aliases[a.qt[dst].name] = qs.name  # a redundant DQ -> Q pair
                 else:
                     at[id(node)] = glue.requantize(qs, a.qt[dst])
             elif g.value(src).dtype == np.float32:
@@ -249,18 +305,31 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
                 at[id(node)] = glue.dequantize(a.qt[a.dq_src[o]], o)
             else:   # a constant read by a float op, or dynamic parameters
                 at[id(node)] = glue.float_node(g, node, make_op(node, g.opset))
-    out.items = [at[id(n)] for n in g.nodes if id(n) in at]
+    # int8 borders: the graph's int8 tensors <-> the kernels' uint8 storage
+    for node in g.nodes:
+        if node.op_type == "QuantizeLinear" and node.outputs[0] in a.flip_out:
+            t = node.outputs[0]
+            after.setdefault(id(node), []).append(glue.sign_flip(a.qt[t].name, t, node))
+    flips = [glue.sign_flip(t, a.qt[t].name) for t in a.flip_in]
+    out.items = flips + [item for n in g.nodes
+                         for item in ([at[id(n)]] if id(n) in at else []) + after.get(id(n), [])]
     for n in g.nodes:
         if id(n) in at and at[id(n)].node is None:
             at[id(n)].node = n
     return out
 
 
-def _alias_q(out: Lowered, qnodes: list) -> None:
+def _alias_q(out: Lowered, qnodes: list, a: "_Analysis") -> None:
     """Several Q nodes of one output with equal params: all name the first's storage."""
-    first = qnodes[0].outputs[0]
+    first = a.qt[qnodes[0].outputs[0]].name
     for q in qnodes[1:]:
-        out.aliases[q.outputs[0]] = first
+        out.aliases[a.qt[q.outputs[0]].name] = first
+
+
+def _lower_native(op, node: Node, g: Graph, cache: dict) -> Optional[Kernel]:
+    """The op's native lowering of an integer op (see the module docstring), or None."""
+    fn = getattr(op, "lower_native", None)
+    return fn(node, g, cache.setdefault(node.name, {})) if fn is not None else None
 
 
 def _lower_unit(op, unit: Unit) -> Optional[Kernel]:

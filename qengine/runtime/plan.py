@@ -183,8 +183,13 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
             else:
                 p = tuple(produced)
             ctx.perms[ctx.canon(w)] = p
+        # a view of a graph output would share the caller's array, bound only to the output's
+        # own slot: such an item copies instead
+        src = ctx.canon(remap.get(it.reads[0], it.reads[0])) if it.reads else None
+        while src in views:
+            src = ctx.canon(views[src])
         is_view = it.alias is not None and len(it.writes) == 1 and \
-            it.writes[0] not in outputs and it.alias(ctx)
+            it.writes[0] not in outputs and src not in outputs and it.alias(ctx)
         ctx.remap = {}
         if is_view:
             views[ctx.canon(it.writes[0])] = ctx.canon(remap.get(it.reads[0], it.reads[0]))

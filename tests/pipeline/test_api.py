@@ -70,12 +70,27 @@ def test_outputs_are_float_and_close_to_the_float_model(float_model, qmodel, x):
     assert sqnr_db(list(ref.values())[0], got) > 20
 
 
-def test_raw_outputs_are_the_quantized_codes(qmodel, x):
-    raw = qmodel.run(x, raw=True)
+def test_raw_outputs_are_the_quantized_codes():
+    from onnx import helper
+    from util import model
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    m = model([helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["y"])],
+              [("x", ["N", 3, 8, 8])], [("y", None)], [("w", w)])
+    calib = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    q = qengine.quantize(m, calib, progress=False)
+    x = calib[:2] * 0.5
+    raw = q.run(x, raw=True)
     assert raw.dtype == np.uint8
-    (scale, zp), = qmodel.raw_output_params().values()
+    (scale, zp), = q.raw_output_params().values()
     deq = (raw.astype(np.int32) - zp.astype(np.int32)).astype(np.float32) * scale
-    np.testing.assert_array_equal(deq, qmodel.run(x))
+    np.testing.assert_array_equal(deq, q.run(x))
+
+
+def test_outputs_read_only_by_the_caller_are_computed_in_float(qmodel):
+    """The last Gemm's logits are never quantized: the GEMM writes float32 directly."""
+    last = qmodel.graph.producers_map()[qmodel.output_names[0]]
+    assert last.op_type == "Gemm"
+    assert qmodel.raw_output_params() == {}
 
 
 def test_save_load_run_is_bit_identical(qmodel, tmp_path, x):
