@@ -111,7 +111,8 @@ def match_activations(float_graph: Graph, qgraph: Graph) -> list[tuple]:
         clip = None
         if src != q.inputs[0]:
             c = producer[q.inputs[0]]
-            clip = (float(qgraph.initializers[c.inputs[1]]), float(qgraph.initializers[c.inputs[2]]))
+            init = qgraph.initializers
+            clip = (float(init[c.inputs[1]]), float(init[c.inputs[2]]))
         out.append((name, q, qp, clip))
     return out
 

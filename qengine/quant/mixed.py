@@ -7,9 +7,11 @@ widths were asked for) until every model output meets a target SQNR on held-back
     float level, on top of all-8-bit when narrower:
       order the units by the noise their tensor adds in the int8 run   1 comparison pass
       run each unit kept float alone, in that order, on 4 samples     1 trial per unit,
-        (stop at the first that meets the target alone)                <= max_units a round
+        (stop at the first that meets the target alone)                <= max_units
       keep float the nodes of the first 1, 2, 4, ... measured units,   <= log2(n) + 1 trials
         then bisect                                                    <= max_trials trials
+      none suffices: append the other units in the damage order
+        (compiled, not run, to learn their nodes) and search again
     narrower than 8 bits: on top of the float set, widen the fewest units in the damage
       order (doubling, then bisection; widening costs no speed, so no per-unit runs)
     re-quantize the chosen configuration with every calibration sample (held-back included)
@@ -32,7 +34,8 @@ from typing import Optional
 import numpy as np
 
 from ..graph import Graph
-from .evaluate import OutputEvaluator, Trial
+from ..runtime.executor import Executor
+from .evaluate import OutputEvaluator, Trial, float_nodes_of
 from .quantize import QuantizeOptions, quantize_graph
 from .sensitivity import Sensitivity, bypass, find_units
 
@@ -181,22 +184,31 @@ def _float_search(base: Config, target, max_trials, max_units, ranker, trial, qu
     units = _float_units(find_units(q_base, graph), options)
     order = _by_damage(units, q_base, graph, evaluator)
     measured: list[tuple[Sensitivity, Config]] = []
-    ranked: list = []
-    for start in range(0, len(order), max_units):
-        for u in order[start:start + max_units]:
-            t = ranker(bypass(q_base, [u], graph))
-            s = Sensitivity(u, float_alone=t.sqnr,             # (bypass's Identity: no node)
-                            float_nodes=sorted((set(t.float_nodes) - base_float) & names))
+    tried = set()
+    for u in order[:max_units]:
+        tried.add(u)
+        t = ranker(bypass(q_base, [u], graph))
+        s = Sensitivity(u, float_alone=t.sqnr,                 # (bypass's Identity: no node)
+                        float_nodes=sorted((set(t.float_nodes) - base_float) & names))
+        if s.float_nodes:
+            measured.append((s, Config(keep=frozenset(s.float_nodes))))
+            if s.float_alone_db >= target:
+                break                      # one unit suffices: no need to measure the rest
+    measured.sort(key=lambda sd: (-_finite(sd[0].float_alone_db), sd[1].size()))
+    ranked = [s for s, _ in measured]
+    hit = _prefix_search([d for _, d in measured], base, target, max_trials, trial)
+    rest = [u for u in order if u not in tried]
+    if hit is None and rest:
+        # the rest in damage order, unmeasured: a compilation says which nodes each floats
+        for u in rest:
+            s = Sensitivity(u, float_nodes=sorted(
+                (set(float_nodes_of(Executor(bypass(q_base, [u], graph)),
+                                    evaluator.feeds[0])) - base_float) & names))
             if s.float_nodes:
                 measured.append((s, Config(keep=frozenset(s.float_nodes))))
-                if s.float_alone_db >= target:
-                    break                  # one unit suffices: no need to measure the rest
-        measured.sort(key=lambda sd: (-_finite(sd[0].float_alone_db), sd[1].size()))
         ranked = [s for s, _ in measured]
         hit = _prefix_search([d for _, d in measured], base, target, max_trials, trial)
-        if hit is not None:
-            return Config(keep=hit.keep), ranked
-    return None, ranked
+    return (None if hit is None else Config(keep=hit.keep)), ranked
 
 
 def _float_units(units: list, options: QuantizeOptions) -> list:

@@ -58,7 +58,7 @@ class Sensitivity:
         return self._worst(self.quant_alone)
 
 
-# ---- the structure --------------------------------------------------------------------------------
+# ---- the structure ---------------------------------------------------------------------------
 def _const_params(g: Graph, n: Node) -> Optional[tuple]:
     init = g.initializers
     s = init.get(n.inputs[1]) if len(n.inputs) > 1 else None
@@ -147,7 +147,7 @@ def _int8_weight(g: Graph, d: Optional[Node]) -> bool:
     return w is not None and w.dtype == np.int8 and w.ndim >= 2
 
 
-# ---- surgery ---------------------------------------------------------------------------------------
+# ---- surgery ---------------------------------------------------------------------------------
 def _bypass_group(g: Graph, unit: Unit, producer: dict, readers: dict) -> None:
     outs = set(g.output_names)
     nodes = {n.name: n for n in g.nodes}
@@ -220,7 +220,7 @@ def only(qgraph: Graph, unit: Unit, float_graph: Optional[Graph], units=None) ->
     return bypass(qgraph, [u for u in units if u != unit], float_graph)
 
 
-# ---- measuring -------------------------------------------------------------------------------------
+# ---- measuring -------------------------------------------------------------------------------
 def analyze(qgraph: Graph, evaluator, *, float_graph: Optional[Graph] = None,
             units: Optional[list] = None, float_alone: bool = True, quant_alone: bool = False,
             limit: Optional[int] = None,

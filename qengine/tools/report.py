@@ -20,8 +20,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
-
 __all__ = ["report", "FidelityReport", "add_arguments", "main"]
 
 
@@ -148,7 +146,7 @@ def _fmt(v) -> str:
     return "exact" if v == float("inf") else ("-inf" if not math.isfinite(v) else f"{v:.2f}")
 
 
-# ---- building a report -----------------------------------------------------------------------------
+# ---- building a report -----------------------------------------------------------------------
 def report(float_model, quantized_model, data, *, sensitivity: bool = False,
            max_samples: int = 64, target_sqnr: float = 30.0,
            num_threads: Optional[int] = None) -> FidelityReport:
@@ -214,7 +212,7 @@ def report(float_model, quantized_model, data, *, sensitivity: bool = False,
     return FidelityReport(outputs, acts, weights, sens, cmp.samples, float(target_sqnr))
 
 
-# ---- the command --------------------------------------------------------------------------------
+# ---- the command -----------------------------------------------------------------------------
 def add_arguments(p) -> None:
     p.add_argument("float_model", help="the float model (.onnx or .keras)")
     p.add_argument("quantized_model", help="its quantized QDQ .onnx (qengine's or "

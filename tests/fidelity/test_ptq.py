@@ -114,7 +114,8 @@ def test_bias_correction_shift_matches_an_independent_computation():
     xf = ((np.clip(np.rint(x / np.float32(s)) + z, 0, 255) - z) * s).astype(np.float64)
     conv2d = lambda a, k: torch.nn.functional.conv2d(torch.from_numpy(a), torch.from_numpy(k),
                                                      padding=1).numpy()   # noqa: E731
-    shift = (conv2d(x.astype(np.float64), w.astype(np.float64)) - conv2d(xf, wq)).mean(axis=(0, 2, 3))
+    shift = (conv2d(x.astype(np.float64), w.astype(np.float64)) - conv2d(xf, wq)) \
+        .mean(axis=(0, 2, 3))
     b_scale = init[nodes[conv.inputs[2]].inputs[1]]
     np.testing.assert_allclose(deq(conv.inputs[2]), bias + shift, atol=float(b_scale.max()))
 

@@ -38,6 +38,19 @@ def test_held_back_samples_are_every_seventh_and_bounded():
     assert capped.n_held == 5 and capped.n_calibration == 695
 
 
+def test_fixed_batch_models_and_tiny_data():
+    """A fixed batch dim holds back whole batches; fewer than 4 samples hold back none and
+    the target is checked on the calibration samples (and says so)."""
+    m = fmodels.sigmoid_softmax_head(batch=1)
+    calib = [models.random_input(m, batch=1, seed=s)["input"] for s in range(10)]
+    q = qengine.quantize(m, calib, progress=False)
+    assert q.info["evaluated_on"] == "1 held-back samples" and q.info["target_met"]
+    m = fmodels.concat_head()
+    q = qengine.quantize(m, {"input": models.random_input(m, batch=3)["input"]},
+                         progress=False)
+    assert q.info["evaluated_on"] == "3 calibration samples"
+
+
 def test_a_model_that_meets_the_target_is_the_plain_model():
     """Nothing kept float: the returned model is the one target_sqnr=None gives (calibrated
     on every sample, held-back ones included), bit for bit."""
