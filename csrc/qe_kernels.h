@@ -271,6 +271,13 @@ int qe_dequantize_s8_f32(size_t n, size_t channels, const int8_t *x, const float
 int qe_dequantize_s32_f32(size_t n, size_t channels, const int32_t *x, const float *scale,
                           float *y);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Float ops left in quantized models (csrc/float/)                                           */
+/* ------------------------------------------------------------------------------------------ */
+/* Softmax (log_form = 0) or log-softmax (1) of each of `rows` rows of `cols` float32 values:
+ * y = exp(x - max) / sum, or (x - max) - log(sum). x and y may be the same buffer. */
+int qe_softmax_f32(size_t rows, size_t cols, const float *x, float *y, int log_form);
+
 #ifdef __cplusplus
 }
 #endif

@@ -422,3 +422,36 @@ def dequantize_step(str name, Py_ssize_t n, x, y, float scale, zero_point):
     m.scale, m.x_zp = scale, zero_point
     m.x_slot, m.x_off, m.y_slot, m.y_off = x_slot, x_off, y_slot, y_off
     return st
+
+
+# ---- float ops left in quantized models ----------------------------------------------------------
+cdef extern from "qe_kernels.h" nogil:
+    int qe_softmax_f32(size_t rows, size_t cols, const float *x, float *y, int log_form)
+
+
+cdef struct SoftmaxArgs:
+    size_t rows, cols
+    int log_form
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+
+
+cdef int _run_softmax(const void *p, char **slots) noexcept nogil:
+    cdef const SoftmaxArgs *a = <const SoftmaxArgs *>p
+    return qe_softmax_f32(a.rows, a.cols, <const float *>(slots[a.x_slot] + a.x_off),
+                          <float *>(slots[a.y_slot] + a.y_off), a.log_form)
+
+
+def softmax_step(str name, Py_ssize_t rows, Py_ssize_t cols, x, y, bint log=False):
+    """float32 (log-)softmax of rows x cols over the last axis; x, y = (slot, byte offset)."""
+    if rows < 1 or cols < 1:
+        raise ValueError("empty softmax step")
+    x_slot, x_off = x
+    y_slot, y_off = y
+    n = rows * cols * 4
+    cdef NativeStep st = _native_step(name, "LogSoftmax" if log else "Softmax", _run_softmax,
+                                      sizeof(SoftmaxArgs), [],
+                                      [(x_slot, x_off, x_off + n), (y_slot, y_off, y_off + n)])
+    cdef SoftmaxArgs *a = <SoftmaxArgs *>st.args
+    a.rows, a.cols, a.log_form = rows, cols, 1 if log else 0
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
+    return st

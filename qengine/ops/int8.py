@@ -210,3 +210,4 @@ class Kernel:
     node: Optional[Node] = None           # the graph node it runs (glue: the Q/DQ/float node)
     remap: dict = field(default_factory=dict)  # set by the planner: name -> renamed tensor
     fused_nodes: list = field(default_factory=list)  # later nodes it also runs (lower_native)
+    precision: str = "int8"   # what the kernel computes in: "int8", or "float" (a native float op)

@@ -270,7 +270,11 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
                 kernel.node = node
                 ran = [node] + list(kernel.fused_nodes)
                 consumed.update(id(n) for n in ran)
-                out.int8_nodes += [n.name for n in ran]
+                if kernel.precision == "float":
+                    out.float_nodes += [n.name for n in ran]
+                    float_reads.update(i for n in ran for i in n.inputs)
+                else:
+                    out.int8_nodes += [n.name for n in ran]
                 at[id(ran[-1])] = kernel
                 continue
         if kernel is None:
@@ -327,7 +331,7 @@ def _alias_q(out: Lowered, qnodes: list, a: "_Analysis") -> None:
 
 
 def _lower_native(op, node: Node, g: Graph, cache: dict) -> Optional[Kernel]:
-    """The op's native lowering of an integer op (see the module docstring), or None."""
+    """The op's native lowering (an integer op, or a float op with a C kernel), or None."""
     fn = getattr(op, "lower_native", None)
     return fn(node, g, cache.setdefault(node.name, {})) if fn is not None else None
 
