@@ -272,6 +272,15 @@ int qe_dequantize_s32_f32(size_t n, size_t channels, const int32_t *x, const flo
                           float *y);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Layout (csrc/layout/)                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+/* dst (contiguous, `shape`, ndim <= 8) = the strided view of src: dst element (i_0..i_{n-1})
+ * is src at byte offset sum_k i_k * src_strides[k]; elem 1, 2, 4 or 8 bytes. Relayouts
+ * (NCHW <-> NHWC) and Transposes. */
+int qe_permute_copy(size_t ndim, const size_t *shape, const ptrdiff_t *src_strides, size_t elem,
+                    const void *src, void *dst);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Float ops left in quantized models (csrc/float/)                                           */
 /* ------------------------------------------------------------------------------------------ */
 /* Softmax (log_form = 0) or log-softmax (1) of each of `rows` rows of `cols` float32 values:

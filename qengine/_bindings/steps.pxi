@@ -455,3 +455,82 @@ def softmax_step(str name, Py_ssize_t rows, Py_ssize_t cols, x, y, bint log=Fals
     a.rows, a.cols, a.log_form = rows, cols, 1 if log else 0
     a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
     return st
+
+
+# ---- layout ---------------------------------------------------------------------------------------
+cdef extern from "qe_kernels.h" nogil:
+    int qe_permute_copy(size_t ndim, const size_t *shape, const Py_ssize_t *src_strides,
+                        size_t elem, const void *src, void *dst)
+
+
+cdef struct PermuteArgs:
+    size_t ndim, elem
+    size_t shape[8]
+    Py_ssize_t strides[8]
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+
+
+cdef int _run_permute(const void *p, char **slots) noexcept nogil:
+    cdef const PermuteArgs *a = <const PermuteArgs *>p
+    return qe_permute_copy(a.ndim, a.shape, a.strides, a.elem, slots[a.x_slot] + a.x_off,
+                           slots[a.y_slot] + a.y_off)
+
+
+def permute_step(str name, tuple src_shape, tuple perm, Py_ssize_t elem, x, y,
+                 str op="Relayout"):
+    """y (contiguous) = the C-contiguous array x of src_shape transposed by perm (numpy
+    semantics: y.shape[k] = src_shape[perm[k]]); elem: bytes per element (1, 2, 4, 8)."""
+    cdef Py_ssize_t n = len(src_shape), k
+    if not 1 <= n <= 8 or sorted(perm) != list(range(n)) or elem not in (1, 2, 4, 8):
+        raise ValueError(f"bad permutation {perm} of shape {src_shape} (elem {elem})")
+    if any(d < 0 for d in src_shape):
+        raise ValueError(f"negative dimension in {src_shape}")
+    cstrides = [elem] * n
+    for k in range(n - 2, -1, -1):
+        cstrides[k] = cstrides[k + 1] * src_shape[k + 1]
+    nbytes = elem * int(np.prod(src_shape, dtype=np.int64))
+    x_slot, x_off = x
+    y_slot, y_off = y
+    cdef NativeStep st = _native_step(name, op, _run_permute, sizeof(PermuteArgs), [],
+                                      [(x_slot, x_off, x_off + nbytes),
+                                       (y_slot, y_off, y_off + nbytes)])
+    cdef PermuteArgs *a = <PermuteArgs *>st.args
+    a.ndim, a.elem = n, elem
+    for k in range(n):
+        a.shape[k] = src_shape[perm[k]]
+        a.strides[k] = cstrides[perm[k]]
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
+    return st
+
+
+def strided_copy_step(str name, tuple shape, tuple strides, Py_ssize_t offset, Py_ssize_t elem,
+                      x, y, str op="Copy"):
+    """y (contiguous, `shape`) = the view of x starting `offset` bytes in with byte `strides`
+    (any sign): Slice, Split, Transpose... as one native copy."""
+    cdef Py_ssize_t n = len(shape), k
+    if not 1 <= n <= 8 or len(strides) != n or elem not in (1, 2, 4, 8):
+        raise ValueError(f"bad strided copy: shape {shape}, strides {strides}, elem {elem}")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"negative dimension in {shape}")
+    count = int(np.prod(shape, dtype=np.int64))
+    lo = hi = offset
+    for k in range(n):
+        if shape[k] > 1:
+            span = (shape[k] - 1) * strides[k]
+            if span < 0:
+                lo += span
+            else:
+                hi += span
+    x_slot, x_off = x
+    y_slot, y_off = y
+    extents = [(y_slot, y_off, y_off + count * elem)]
+    if count:
+        extents.append((x_slot, x_off + lo, x_off + hi + elem))
+    cdef NativeStep st = _native_step(name, op, _run_permute, sizeof(PermuteArgs), [], extents)
+    cdef PermuteArgs *a = <PermuteArgs *>st.args
+    a.ndim, a.elem = n, elem
+    for k in range(n):
+        a.shape[k] = shape[k]
+        a.strides[k] = strides[k]
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off + offset, y_slot, y_off
+    return st

@@ -186,8 +186,8 @@ def movement(unit: Unit) -> Kernel:
         if node.op_type == "Transpose":
             return True
         if node.op_type in _VIEW_OPS:
-            return _trivial(ctx.shape(x.name), ctx.perm(x.name)) and \
-                _trivial(ctx.shape(writes[0]), ctx.perm(writes[0]))
+            return trivial_layout(ctx.shape(x.name), ctx.perm(x.name)) and \
+                trivial_layout(ctx.shape(writes[0]), ctx.perm(writes[0]))
         return False
 
     def make_steps(ctx):
@@ -196,6 +196,11 @@ def movement(unit: Unit) -> Kernel:
                   for c in consts[1:]]
         outs = [(ctx.slot(y.name)[0], ctx.perm(y.name), t) if y is not None else None
                 for y, t in zip(unit.outputs, tables)]
+
+        native = _strided_copies(ctx, node, op, x, unit.outputs, tables,
+                                 [o(None) if o else None for o in others])
+        if native is not None:
+            return native
 
         def fn(views):
             res = op.run(get(views), *[o(views) if o else None for o in others])
@@ -207,8 +212,39 @@ def movement(unit: Unit) -> Kernel:
                     store(views[spec[0]], v, spec[1])
         return [K.PyStep(node.name, node.op_type, fn)]
 
-    return Kernel([x.name], writes, make_steps, out_perm=out_perm, alias=alias,
+    # reshape-like ops alias their input when its elements are in logical order: ask for that
+    layouts = {x.name: "contiguous"} if node.op_type in _VIEW_OPS else {}
+    return Kernel([x.name], writes, make_steps, layouts=layouts, out_perm=out_perm, alias=alias,
                   label=f"uint8 {node.op_type}", unit=unit)
+
+
+def _strided_copies(ctx, node: Node, op, x: QTensor, outputs: list, tables: list,
+                    consts: list):
+    """Native steps for a movement op whose numpy reference returns views of its input
+    (Transpose, Slice, Split, Squeeze...): each output is then a strided copy of the input's
+    buffer, found by running the reference once on a probe array. None if any output is not
+    such a view (or needs a requantizing table)."""
+    if any(t is not None for t in tables):
+        return None
+    base = np.empty(ctx.physical_shape(x.name), np.uint8)
+    try:
+        res = op.run(logical_view(base, ctx.perm(x.name)), *consts)
+    except Exception:
+        return None
+    start = base.__array_interface__["data"][0]
+    steps = []
+    for y, r in zip(outputs, res):
+        if y is None:
+            continue
+        if not isinstance(r, np.ndarray) or r.size == 0 or not np.shares_memory(r, base) or \
+                r.ndim > 8 or r.ndim == 0:
+            return None
+        v = r.transpose(ctx.perm(y.name)) if ctx.perm(y.name) != tuple(range(r.ndim)) else r
+        offset = v.__array_interface__["data"][0] - start
+        steps.append(K.strided_copy_step(f"{node.name}:{y.name}", tuple(v.shape),
+                                         tuple(v.strides), offset, 1, ctx.slot(x.name),
+                                         ctx.slot(y.name), op=node.op_type))
+    return steps
 
 
 def _compose_transpose(p_in: tuple, tp: tuple) -> list:
@@ -219,7 +255,7 @@ def _compose_transpose(p_in: tuple, tp: tuple) -> list:
     return [where[a] for a in p_in]
 
 
-def _trivial(shape: tuple, perm: tuple) -> bool:
+def trivial_layout(shape: tuple, perm: tuple) -> bool:
     """True when the physical layout orders the elements as the logical one does (the perm
     only moves size-1 axes), so a reshape of the buffer is a reshape of the tensor."""
     moved = [p for p in perm if shape[p] != 1]

@@ -114,17 +114,30 @@ def _resolve(req, ctx: _Ctx, name: str) -> Optional[tuple]:
         return None
     if req == "identity":
         return identity(len(ctx.shape(name)))
+    if req == "contiguous":   # elements in logical order: the current layout if it is so
+        have = ctx.perm(name)
+        return have if glue.trivial_layout(ctx.shape(name), have) else identity(len(have))
     if isinstance(req, str) and req.startswith("same_as:"):
         return ctx.perm(req[len("same_as:"):])
     return tuple(req)
 
 
 def _relayout(src: str, dst: str, perm_src: tuple, perm_dst: tuple) -> Kernel:
+    """Copy tensor src (stored with perm_src) into dst (stored with perm_dst): one native
+    permute-copy step (csrc/layout/permute.c)."""
     def make_steps(ctx):
-        si, di = ctx.slot(src)[0], ctx.slot(dst)[0]
         if ctx.shape(src) != ctx.shape(dst):
             raise AssertionError(f"qengine: relayout {src!r} {ctx.shape(src)} -> {dst!r} "
                                  f"{ctx.shape(dst)}: shapes differ")
+        if int(np.prod(ctx.shape(dst))) == 0:
+            return []
+        # dst physical axis k holds logical axis perm_dst[k], which is src physical axis q[k]
+        q = tuple(perm_src.index(a) for a in perm_dst)
+        elem = ctx.dtype(dst).itemsize
+        if elem in (1, 2, 4, 8) and len(q) <= 8:
+            return [K.permute_step(dst, ctx.physical_shape(src), q, elem, ctx.slot(src),
+                                   ctx.slot(dst))]
+        si, di = ctx.slot(src)[0], ctx.slot(dst)[0]
 
         def fn(views):
             glue.store(views[di], glue.logical_view(views[si], perm_src), perm_dst)
