@@ -23,7 +23,8 @@ def calib(float_model):
 
 @pytest.fixture(scope="module")
 def qmodel(float_model, calib):
-    return qengine.quantize(float_model, calib, progress=False)
+    # exactly what the pipeline makes, whatever the automatic target would decide
+    return qengine.quantize(float_model, calib, progress=False, target_sqnr=None)
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_raw_outputs_are_the_quantized_codes():
     m = model([helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["y"])],
               [("x", ["N", 3, 8, 8])], [("y", None)], [("w", w)])
     calib = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
-    q = qengine.quantize(m, calib, progress=False)
+    q = qengine.quantize(m, calib, progress=False, target_sqnr=None)   # 29 dB: keep it int8
     x = calib[:2] * 0.5
     raw = q.run(x, raw=True)
     assert raw.dtype == np.uint8
@@ -108,7 +109,7 @@ def test_options(float_model, calib, x):
     weight_dqs = [n for n in per_tensor.graph.nodes if n.op_type == "DequantizeLinear" and
                   inits.get(n.inputs[0]) is not None and inits[n.inputs[0]].dtype == np.int8]
     assert weight_dqs and all(inits[n.inputs[1]].ndim == 0 for n in weight_dqs)
-    four = qengine.quantize(float_model, calib, weight_bits=4, progress=False)
+    four = qengine.quantize(float_model, calib, weight_bits=4, target_sqnr=None, progress=False)
     w = [four.graph.initializers[n.inputs[0]] for n in four.graph.nodes
          if n.op_type == "DequantizeLinear" and n.inputs[0] in four.graph.initializers and
          four.graph.initializers[n.inputs[0]].dtype == np.int8]
@@ -119,7 +120,8 @@ def test_options(float_model, calib, x):
     zps = [sym.graph.initializers[n.inputs[2]] for n in sym.graph.nodes
            if n.op_type == "QuantizeLinear"]
     assert zps and all(int(z) == 128 for z in zps)
-    a6 = qengine.quantize(float_model, calib, activation_bits=6, progress=False)
+    a6 = qengine.quantize(float_model, calib, activation_bits=6, target_sqnr=None,
+                          progress=False)
     raw = a6.run(x, raw=True)
     assert raw.max() <= 63
     for method in ("percentile", "entropy", "mse", "mean_std", "moving_average"):
