@@ -237,7 +237,7 @@ QuantizedModel = Model
 
 def _options(weight_bits, activation_bits, per_channel, weight_method, symmetric_activations,
              keep_float, output_aware=True):
-    from .quant.quantize import QuantizeOptions
+    from .quant.qdq import QuantizeOptions
     if isinstance(keep_float, str):
         keep_float = [keep_float]
     return QuantizeOptions(weight_bits=weight_bits, activation_bits=activation_bits,

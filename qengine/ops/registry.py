@@ -165,7 +165,7 @@ class Op:
     foldable: ClassVar[bool] = True
     #: the int8 lowering hook, added by the int8 pipeline (None: float fallback).
     lower_int8 = None
-    #: How the int8 pipeline treats the op (quant/quantize.py decides with it, runtime/plan.py
+    #: How the int8 pipeline treats the op (quant/qdq.py decides with it, runtime/plan.py
     #: lowers accordingly); see int8_kind() and docs/pipeline.md:
     #:   "compute"  an int8 kernel computes it; its output gets QParams of its own
     #:   "movement" it moves or selects elements without arithmetic, so it runs on uint8 and

@@ -29,7 +29,7 @@ from ..ops import make_op
 from ..ops.spatial import forward_geometry, pad_spatial, windows
 from ..runtime.reference import ReferenceExecutor
 from .params import QParams, fake_quantize
-from .quantize import QuantizeOptions, plan_roles, quantize_weight, weight_spec
+from .qdq import QuantizeOptions, plan_roles, quantize_weight, weight_spec
 
 __all__ = ["adaround", "adaround_layer"]
 

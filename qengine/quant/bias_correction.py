@@ -24,7 +24,7 @@ from ..graph import Graph
 from ..ops import make_op
 from ..runtime.reference import ReferenceExecutor
 from .params import dequantize, fake_quantize
-from .quantize import QuantizeOptions, plan_roles, quantize_weight, weight_spec
+from .qdq import QuantizeOptions, plan_roles, quantize_weight, weight_spec
 
 __all__ = ["bias_correction"]
 

@@ -164,7 +164,7 @@ def _depths(g: Graph) -> tuple[dict, dict]:
 def compare_weights(float_graph: Graph, qgraph: Graph, depth: Optional[dict] = None) -> dict:
     """{node name: WeightRow} for every node reading an int8 weight through a
     DequantizeLinear whose float namesake has that weight as a constant."""
-    from .quantize import weight_spec
+    from .qdq import weight_spec
     depth = depth if depth is not None else _depths(float_graph)[0]
     producer = qgraph.producers_map()
     fnodes = {n.name: n for n in float_graph.nodes}

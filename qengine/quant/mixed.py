@@ -36,7 +36,7 @@ import numpy as np
 from ..graph import Graph
 from ..runtime.executor import Executor
 from .evaluate import OutputEvaluator, Trial, float_nodes_of
-from .quantize import QuantizeOptions, quantize_graph
+from .qdq import QuantizeOptions, quantize_graph
 from .sensitivity import Sensitivity, bypass, find_units
 
 __all__ = ["FidelityResult", "Config", "meet_target", "measure_speed_cost"]

@@ -30,7 +30,7 @@ JOIN_RANGE_RATIO = 8.0
 
 def output_aware_float(graph: Graph, observers: dict[str, Observer], options) -> list[str]:
     """Node names that the output-aware rules keep in float (see the module docstring)."""
-    from .quantize import plan_roles    # quantize.py imports this module lazily too
+    from .qdq import plan_roles    # quantize.py imports this module lazily too
     roles = plan_roles(graph, replace(options, output_aware=False))
     role = roles.role
     readers = graph.consumers_map()

@@ -23,7 +23,7 @@ from ..graph import Graph
 from ..runtime.reference import ReferenceExecutor
 from .calibrate import calibrate
 from .holdout import CalibrationSplit
-from .quantize import QuantizeOptions, quantize_graph
+from .qdq import QuantizeOptions, quantize_graph
 
 __all__ = ["Recipe", "run_recipe"]
 

@@ -52,10 +52,36 @@ def _const_scalar(graph: Graph, name: str):
     return None if a is None or a.size != 1 else a.reshape(())
 
 
+def _absorb_clips(graph: Graph) -> dict:
+    """Clip(x, lo, hi) -> QuantizeLinear becomes QuantizeLinear(x) whose codes are clamped to
+    [Q(lo), Q(hi)] -- exact for any constant bounds, since quantizing is monotonic. This is how
+    bit widths below 8 appear in a QDQ graph (quant/qdq.py writes the Clip), and how a
+    ReLU6 before a QuantizeLinear reads. Edits the (concrete, private) graph; returns
+    {Q output: (lo, hi)}."""
+    readers = graph.consumers_map()
+    producer = graph.producers_map()
+    outputs = set(graph.output_names)
+    bounds = {}
+    for q in list(graph.nodes):
+        if q.op_type != "QuantizeLinear" or q.domain != "":
+            continue
+        p = producer.get(q.inputs[0])
+        if p is None or p.op_type != "Clip" or p.outputs[0] in outputs or \
+                [id(r) for r in readers.get(p.outputs[0], [])] != [id(q)]:
+            continue
+        b = _fused_bounds(graph, p)
+        if b is None:
+            continue
+        q.inputs[0] = p.inputs[0]
+        graph.remove_node(p)
+        bounds[q.outputs[0]] = b
+    return bounds
+
+
 class _Analysis:
     """The graph's Q/DQ structure."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, clamps: Optional[dict] = None):
         self.g = graph
         self.readers = graph.consumers_map()
         self.producer = graph.producers_map()
@@ -66,6 +92,11 @@ class _Analysis:
         for n in graph.nodes:
             if n.op_type == "QuantizeLinear" and n.domain == "":
                 qt = self._qtensor(n, n.outputs[0])
+                if qt is not None and clamps and n.outputs[0] in clamps:
+                    lo, hi = clamps[n.outputs[0]]
+                    qt = replace(
+                        qt, qmin=qt.qmin if lo is None else int(qt.quantize(lo)),
+                        qmax=qt.qmax if hi is None else int(qt.quantize(hi)))
                 if qt is not None:
                     self.qt[n.outputs[0]] = qt
         for n in graph.nodes:
@@ -140,8 +171,10 @@ class _Analysis:
         return QTensor(name, np.float32(qp.scale), int(qp.zero_point) + shift, 0, 255, shift)
 
     def _same_as_q(self, dq: Node, qt: QTensor) -> bool:
+        """The DQ reads qt's codes with qt's scale and zero point (its clamp is the Q's)."""
         other = self._qtensor(dq, dq.inputs[0])
-        return other is not None and other.same_params(qt)
+        return other is not None and other.scale == qt.scale and \
+            other.zero_point == qt.zero_point and other.shift == qt.shift
 
     # -- helpers for matching ------------------------------------------------------------------
     def quantized_output(self, name: str) -> Optional[list]:
@@ -183,7 +216,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
     """Lower a concrete QDQ graph into kernels and glue (see the module docstring).
     cache: node name -> dict that kernels keep packed weights in across input shapes."""
     cache = {} if cache is None else cache
-    a = _Analysis(graph)
+    a = _Analysis(graph, _absorb_clips(graph))
     g = graph
     out = Lowered([], {qt.name: qt for qt in a.qt.values()})
 

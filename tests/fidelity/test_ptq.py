@@ -121,8 +121,6 @@ def test_bias_correction_shift_matches_an_independent_computation():
 
 # ---- AdaRound ----------------------------------------------------------------------------------
 def test_adaround_layer_beats_nearest_on_its_own_objective():
-    # imported here: importing qengine.quant.quantize (the module) at collection time would
-    # rebind the name qengine.quant.quantize (the function) that tests/quant imports
     from qengine.quant.adaround import adaround_layer
     rng = np.random.default_rng(0)
     w = rng.standard_normal((1, 8, 24))
