@@ -1,6 +1,6 @@
 """pytest-benchmark suite of the int8 GEMM, qengine next to onnxruntime (same problem).
 
-    python -m pytest benchmarks/bench_gemm.py --benchmark-enable -p no:cacheprovider \
+    python -m pytest benchmarks/bench_gemm.py --benchmark-only -p no:cacheprovider \
         --benchmark-group-by=param:shape,param:threads
 
 Each group holds the two engines on one shape and thread count, so the table pytest-benchmark
@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-import pytest
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # idle OpenBLAS threads spin on our cores
+import pytest  # noqa: E402
 
 # this checkout's qengine, not another one an editable install may point at
 HERE = os.path.dirname(os.path.abspath(__file__))

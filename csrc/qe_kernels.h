@@ -271,6 +271,30 @@ int qe_dequantize_s8_f32(size_t n, size_t channels, const int8_t *x, const float
 int qe_dequantize_s32_f32(size_t n, size_t channels, const int32_t *x, const float *scale,
                           float *y);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Layout (csrc/layout/)                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+/* dst (contiguous, `shape`, ndim <= 8) = the strided view of src: dst element (i_0..i_{n-1})
+ * is src at byte offset sum_k i_k * src_strides[k]; elem 1, 2, 4 or 8 bytes. Relayouts
+ * (NCHW <-> NHWC) and Transposes. */
+int qe_permute_copy(size_t ndim, const size_t *shape, const ptrdiff_t *src_strides, size_t elem,
+                    const void *src, void *dst);
+/* dst (contiguous, `shape`) gathers src along every axis: dst element (i_0..i_{n-1}) is src at
+ * byte offset sum_k maps[k][i_k] * src_strides[k] (nearest-neighbour resizing). */
+int qe_gather_axes(size_t ndim, const size_t *shape, const ptrdiff_t *src_strides,
+                   const int32_t *const *maps, size_t elem, const void *src, void *dst);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Float ops left in quantized models (csrc/float/)                                           */
+/* ------------------------------------------------------------------------------------------ */
+/* Softmax (log_form = 0) or log-softmax (1) of each of `rows` rows of `cols` float32 values:
+ * y = exp(x - max) / sum, or (x - max) - log(sum). x and y may be the same buffer. */
+int qe_softmax_f32(size_t rows, size_t cols, const float *x, float *y, int log_form);
+/* Layer normalization of each row: y = (x - mean) / sqrt(var + eps) * gamma + beta (beta may be
+ * NULL); gamma and beta have `cols` entries. */
+int qe_layernorm_f32(size_t rows, size_t cols, const float *x, const float *gamma,
+                     const float *beta, float eps, float *y);
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,8 +27,16 @@ def from_keras(model_or_path, *, optimize: bool = True):
 
 __all__ = [
     "__version__", "quantize", "quantize_dynamic", "load", "Model", "QuantizedModel",
-    "TensorInfo", "from_keras", "InferenceSession", "SessionOptions", "NodeArg", "cpu_info",
-    "get_num_threads", "set_num_threads",
+    "TensorInfo", "from_keras", "report", "InferenceSession", "SessionOptions", "NodeArg",
+    "cpu_info", "get_num_threads", "set_num_threads",
     "QEngineError", "ModelError", "UnsupportedOpError", "UnsupportedLayerError", "InputError",
     "QuantizationError", "ISAError", "ExecutionError",
 ]
+
+
+def report(float_model, quantized_model, data, **options):
+    """Where quantization lost fidelity: per-layer SQNR / cosine of activations and weights,
+    worst first, optional sensitivity ranking; .table(), .to_json(), .plot() (a PNG).
+    See qengine.tools.report.report for the options."""
+    from .tools.report import report as _report
+    return _report(float_model, quantized_model, data, **options)

@@ -221,7 +221,8 @@ class Model:
         lines.append(f"Kernels ({active_isa()}, {get_num_threads()} threads):")
         for node, label in plan.kernels:
             lines.append(f"  {label:<28} {node}")
-        for key in ("kept_float", "target_sqnr"):
+        for key in ("target_sqnr", "output_sqnr", "kept_float", "speed_cost",
+                    "output_aware_float"):
             if key in self.info:
                 lines.append(f"{key}: {self.info[key]}")
         return "\n".join(lines)
@@ -235,20 +236,24 @@ QuantizedModel = Model
 
 
 def _options(weight_bits, activation_bits, per_channel, weight_method, symmetric_activations,
-             keep_float):
-    from .quant.quantize import QuantizeOptions
+             keep_float, output_aware=True):
+    from .quant.qdq import QuantizeOptions
     if isinstance(keep_float, str):
         keep_float = [keep_float]
     return QuantizeOptions(weight_bits=weight_bits, activation_bits=activation_bits,
                            per_channel=bool(per_channel), weight_method=weight_method,
                            symmetric_activations=bool(symmetric_activations),
-                           keep_float=frozenset(keep_float or ()))
+                           keep_float=frozenset(keep_float or ()),
+                           output_aware=bool(output_aware))
 
 
 def quantize(model: ModelLike, calibration_data, *, weight_bits: int = 8,
-             activation_bits: int = 8, per_channel: bool = True, method: str = "minmax",
+             activation_bits: int = 8, per_channel: bool = True, method="minmax",
              method_options: Optional[dict] = None, weight_method: str = "minmax",
              symmetric_activations: bool = False, keep_float: Iterable[str] = (),
+             target_sqnr: Optional[float] = 30.0, output_aware: bool = True,
+             equalize: bool = False, bias_correction: bool = False, adaround=False,
+             fidelity_options: Optional[dict] = None,
              progress: Optional[bool] = None, num_threads: Optional[int] = None) -> Model:
     """Quantize a float model with calibration data and compile it for this CPU.
 
@@ -257,22 +262,39 @@ def quantize(model: ModelLike, calibration_data, *, weight_bits: int = 8,
     iterable/generator of those (a few hundred representative samples are plenty).
     weight_bits / activation_bits: 2..8. per_channel: per-output-channel weight scales.
     method: the activation observer ('minmax', 'moving_average', 'percentile', 'mean_std',
-    'mse', 'entropy'; options via method_options, e.g. {'percentile': 99.99}).
+    'mse', 'entropy'; options via method_options, e.g. {'percentile': 99.99}), or a dict
+    choosing it per tensor: {tensor name or producing op type: method or (method, options),
+    '*': the default}.
     weight_method: 'minmax' or 'mse' (per channel). symmetric_activations: uint8 with zero
     point 128. keep_float: node names or op types to leave in float. progress: a progress bar
-    over calibration (default: when stderr is a terminal)."""
-    from .quant.calibrate import calibrate
-    from .quant.quantize import quantize_graph
+    over calibration (default: when stderr is a terminal).
+
+    Fidelity (docs/fidelity.md):
+    target_sqnr: dB every model output must reach on held-back calibration samples (15%, at
+    most 32); the fewest layers are kept in float until it does, ranked by sensitivity.
+    Model.info / summary() list them, the SQNR reached and the speed it cost. None disables.
+    output_aware: a Concat of mismatched ranges, or a Sigmoid/HardSigmoid/... region, that no
+    int8 op reads runs in float (detector heads; outputs stay float).
+    equalize: cross-layer equalization of Conv -> ReLU -> Conv chains (incl. depthwise).
+    bias_correction: per-channel bias shift measured on calibration samples.
+    adaround: learned weight rounding (True, or a dict of options such as {'iterations':
+    1000}); matters most at 4-bit weights.
+    fidelity_options: {'holdout_fraction', 'max_holdout', 'max_trials', 'max_units',
+    'keep_samples'} of the search (quant/recipe.py)."""
+    from .quant.recipe import Recipe, run_recipe
     t0 = time.perf_counter()
     opts = _options(weight_bits, activation_bits, per_channel, weight_method,
-                    symmetric_activations, keep_float)
+                    symmetric_activations, keep_float, output_aware)
+    recipe = Recipe.make(fidelity_options, target_sqnr=target_sqnr, equalize=bool(equalize),
+                         bias_correction=bool(bias_correction), adaround=adaround)
     graph = _prepare(read_model(model))
-    observers = calibrate(graph, calibration_data, method=method, options=method_options,
-                          progress=progress)
-    qgraph = quantize_graph(graph, observers, opts)
+    qgraph, extra = run_recipe(graph, calibration_data, opts, recipe, method=method,
+                               method_options=method_options, progress=progress,
+                               num_threads=num_threads)
     info = {"method": method, "weight_bits": opts.weight_bits,
-            "activation_bits": opts.activation_bits, "per_channel": opts.per_channel,
-            "quantize_seconds": round(time.perf_counter() - t0, 3)}
+            "activation_bits": opts.activation_bits, "per_channel": opts.per_channel}
+    info.update(extra)
+    info["quantize_seconds"] = round(time.perf_counter() - t0, 3)
     return Model(qgraph, num_threads=num_threads, info=info)
 
 

@@ -83,11 +83,24 @@ def _cmd_quantize(args) -> int:
                      activation_bits=args.activation_bits, per_channel=not args.per_tensor,
                      method=args.method, keep_float=args.keep_float or (),
                      symmetric_activations=args.symmetric_activations,
+                     target_sqnr=args.target_sqnr,
+                     output_aware=not args.no_output_aware, equalize=args.equalize,
+                     bias_correction=args.bias_correction, adaround=args.adaround,
                      progress=None if not args.no_progress else False)
     model.save(args.output)
     counts = model.node_counts()
     print(f"wrote {args.output}: {len(counts['int8'])} int8 nodes, {len(counts['float'])} "
           f"float nodes, {os.path.getsize(args.output) / 1024:.1f} KiB")
+    info = model.info
+    if "target_sqnr" in info:
+        sq = ", ".join(f"{k} {v} dB" for k, v in info["output_sqnr"].items())
+        print(f"target {info['target_sqnr']} dB {'met' if info['target_met'] else 'NOT met'} "
+              f"on {info['evaluated_on']}: {sq}")
+        if info["kept_float"]:
+            print(f"kept float: {', '.join(info['kept_float'])} (run time x"
+                  f"{info['speed_cost']:.2f} of all-int8)")
+        if info.get("widened_to_8_bits"):
+            print(f"widened to 8 bits: {', '.join(info['widened_to_8_bits'])}")
     return 0
 
 
@@ -171,6 +184,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _target(text: str):
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of dB or 'none', got {text!r}") \
+            from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qengine",
                                 description="Fast, exact int8 inference on CPUs.")
@@ -199,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--symmetric-activations", action="store_true")
     q.add_argument("--keep-float", nargs="+", metavar="NODE",
                    help="node names or op types to keep in float")
+    q.add_argument("--target-sqnr", default=30.0, type=_target, metavar="DB",
+                   help="every output's SQNR on held-back samples; the fewest layers stay "
+                   "float until it is met ('none' disables; default 30)")
+    q.add_argument("--no-output-aware", action="store_true",
+                   help="quantize mismatched Concats and Sigmoid-like outputs anyway")
+    q.add_argument("--equalize", action="store_true", help="cross-layer equalization")
+    q.add_argument("--bias-correction", action="store_true", help="empirical bias correction")
+    q.add_argument("--adaround", action="store_true", help="learned weight rounding (slow)")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=_cmd_quantize)
 

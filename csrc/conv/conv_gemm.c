@@ -184,7 +184,9 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
         const size_t most = QE_MAX(1, p->cout_g / QE_MIN_BLOCK_COLS);
         j.col_blocks = QE_MIN(want, most);
     }
-    j.col_block = QE_ROUND_UP(QE_DIV_UP(p->cout_g, j.col_blocks), 16);
+    /* Column blocks in whole GEMM tiles, so a split never recomputes part of a tile. */
+    j.col_block = QE_ROUND_UP(QE_DIV_UP(p->cout_g, j.col_blocks),
+                              qe_gemm_packed_tile_n(p->gemm[0]));
     j.col_blocks = QE_DIV_UP(p->cout_g, j.col_block);
     qe_parallel_for(s->groups * j.row_blocks * j.col_blocks, conv_gemm_task, &j);
     return QE_OK;

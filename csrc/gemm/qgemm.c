@@ -45,13 +45,13 @@ qe_gemm_packed *qe_gemm_pack(const void *b, size_t K, size_t N, ptrdiff_t stride
     memset(p->data, 0, p->data_bytes);
     const uint8_t *src = b;
     const int xor128 = b_is_u8 != 0;
-    for (size_t n = 0; n < N; n++) {
-        int32_t s = 0;
-        for (size_t k = 0; k < K; k++) {
-            const uint8_t v = src[(ptrdiff_t)k * stride_k + (ptrdiff_t)n * stride_n];
-            s += xor128 ? (int32_t)v - 128 : (int32_t)(int8_t)v;
+    memset(p->col_sums, 0, N * sizeof(int32_t));
+    for (size_t k = 0; k < K; k++) { /* row by row: sequential for the usual row-major B */
+        const uint8_t *row = src + (ptrdiff_t)k * stride_k;
+        for (size_t n = 0; n < N; n++) {
+            const uint8_t v = row[(ptrdiff_t)n * stride_n];
+            p->col_sums[n] += xor128 ? (int32_t)v - 128 : (int32_t)(int8_t)v;
         }
-        p->col_sums[n] = s;
     }
     p->uk->pack(p, src, stride_k, stride_n, xor128);
     return p;

@@ -422,3 +422,216 @@ def dequantize_step(str name, Py_ssize_t n, x, y, float scale, zero_point):
     m.scale, m.x_zp = scale, zero_point
     m.x_slot, m.x_off, m.y_slot, m.y_off = x_slot, x_off, y_slot, y_off
     return st
+
+
+# ---- float ops left in quantized models ----------------------------------------------------------
+cdef extern from "qe_kernels.h" nogil:
+    int qe_softmax_f32(size_t rows, size_t cols, const float *x, float *y, int log_form)
+
+
+cdef struct SoftmaxArgs:
+    size_t rows, cols
+    int log_form
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+
+
+cdef int _run_softmax(const void *p, char **slots) noexcept nogil:
+    cdef const SoftmaxArgs *a = <const SoftmaxArgs *>p
+    return qe_softmax_f32(a.rows, a.cols, <const float *>(slots[a.x_slot] + a.x_off),
+                          <float *>(slots[a.y_slot] + a.y_off), a.log_form)
+
+
+def softmax_step(str name, Py_ssize_t rows, Py_ssize_t cols, x, y, bint log=False):
+    """float32 (log-)softmax of rows x cols over the last axis; x, y = (slot, byte offset)."""
+    if rows < 1 or cols < 1:
+        raise ValueError("empty softmax step")
+    x_slot, x_off = x
+    y_slot, y_off = y
+    n = rows * cols * 4
+    cdef NativeStep st = _native_step(name, "LogSoftmax" if log else "Softmax", _run_softmax,
+                                      sizeof(SoftmaxArgs), [],
+                                      [(x_slot, x_off, x_off + n), (y_slot, y_off, y_off + n)])
+    cdef SoftmaxArgs *a = <SoftmaxArgs *>st.args
+    a.rows, a.cols, a.log_form = rows, cols, 1 if log else 0
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
+    return st
+
+
+# ---- layout ---------------------------------------------------------------------------------------
+cdef extern from "qe_kernels.h" nogil:
+    int qe_permute_copy(size_t ndim, const size_t *shape, const Py_ssize_t *src_strides,
+                        size_t elem, const void *src, void *dst)
+
+
+cdef struct PermuteArgs:
+    size_t ndim, elem
+    size_t shape[8]
+    Py_ssize_t strides[8]
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+
+
+cdef int _run_permute(const void *p, char **slots) noexcept nogil:
+    cdef const PermuteArgs *a = <const PermuteArgs *>p
+    return qe_permute_copy(a.ndim, a.shape, a.strides, a.elem, slots[a.x_slot] + a.x_off,
+                           slots[a.y_slot] + a.y_off)
+
+
+def permute_step(str name, tuple src_shape, tuple perm, Py_ssize_t elem, x, y,
+                 str op="Relayout"):
+    """y (contiguous) = the C-contiguous array x of src_shape transposed by perm (numpy
+    semantics: y.shape[k] = src_shape[perm[k]]); elem: bytes per element (1, 2, 4, 8)."""
+    cdef Py_ssize_t n = len(src_shape), k
+    if not 1 <= n <= 8 or sorted(perm) != list(range(n)) or elem not in (1, 2, 4, 8):
+        raise ValueError(f"bad permutation {perm} of shape {src_shape} (elem {elem})")
+    if any(d < 0 for d in src_shape):
+        raise ValueError(f"negative dimension in {src_shape}")
+    cstrides = [elem] * n
+    for k in range(n - 2, -1, -1):
+        cstrides[k] = cstrides[k + 1] * src_shape[k + 1]
+    nbytes = elem * int(np.prod(src_shape, dtype=np.int64))
+    x_slot, x_off = x
+    y_slot, y_off = y
+    cdef NativeStep st = _native_step(name, op, _run_permute, sizeof(PermuteArgs), [],
+                                      [(x_slot, x_off, x_off + nbytes),
+                                       (y_slot, y_off, y_off + nbytes)])
+    cdef PermuteArgs *a = <PermuteArgs *>st.args
+    a.ndim, a.elem = n, elem
+    for k in range(n):
+        a.shape[k] = src_shape[perm[k]]
+        a.strides[k] = cstrides[perm[k]]
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
+    return st
+
+
+def strided_copy_step(str name, tuple shape, tuple strides, Py_ssize_t offset, Py_ssize_t elem,
+                      x, y, str op="Copy"):
+    """y (contiguous, `shape`) = the view of x starting `offset` bytes in with byte `strides`
+    (any sign): Slice, Split, Transpose... as one native copy."""
+    cdef Py_ssize_t n = len(shape), k
+    if not 1 <= n <= 8 or len(strides) != n or elem not in (1, 2, 4, 8):
+        raise ValueError(f"bad strided copy: shape {shape}, strides {strides}, elem {elem}")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"negative dimension in {shape}")
+    count = int(np.prod(shape, dtype=np.int64))
+    lo = hi = offset
+    for k in range(n):
+        if shape[k] > 1:
+            span = (shape[k] - 1) * strides[k]
+            if span < 0:
+                lo += span
+            else:
+                hi += span
+    x_slot, x_off = x
+    y_slot, y_off = y
+    extents = [(y_slot, y_off, y_off + count * elem)]
+    if count:
+        extents.append((x_slot, x_off + lo, x_off + hi + elem))
+    cdef NativeStep st = _native_step(name, op, _run_permute, sizeof(PermuteArgs), [], extents)
+    cdef PermuteArgs *a = <PermuteArgs *>st.args
+    a.ndim, a.elem = n, elem
+    for k in range(n):
+        a.shape[k] = shape[k]
+        a.strides[k] = strides[k]
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off + offset, y_slot, y_off
+    return st
+
+
+cdef extern from "qe_kernels.h" nogil:
+    int qe_layernorm_f32(size_t rows, size_t cols, const float *x, const float *gamma,
+                         const float *beta, float eps, float *y)
+
+
+cdef struct LayerNormArgs:
+    size_t rows, cols
+    const float *gamma
+    const float *beta
+    float eps
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+
+
+cdef int _run_layernorm(const void *p, char **slots) noexcept nogil:
+    cdef const LayerNormArgs *a = <const LayerNormArgs *>p
+    return qe_layernorm_f32(a.rows, a.cols, <const float *>(slots[a.x_slot] + a.x_off),
+                            a.gamma, a.beta, a.eps, <float *>(slots[a.y_slot] + a.y_off))
+
+
+def layernorm_step(str name, Py_ssize_t rows, Py_ssize_t cols, x, y, gamma, beta, float eps):
+    """float32 layer normalization of rows x cols over each row; gamma/beta: (cols,) or None."""
+    if rows < 1 or cols < 1:
+        raise ValueError("empty layer normalization step")
+    if not (eps >= 0):
+        raise ValueError(f"epsilon must be >= 0, got {eps}")
+    g = _vector(gamma, np.float32, cols, "gamma", False)
+    cdef list keep = [g]
+    cdef const float[::1] gv = g
+    cdef const float[::1] bv
+    x_slot, x_off = x
+    y_slot, y_off = y
+    n = rows * cols * 4
+    cdef NativeStep st = _native_step(name, "LayerNormalization", _run_layernorm,
+                                      sizeof(LayerNormArgs), keep,
+                                      [(x_slot, x_off, x_off + n), (y_slot, y_off, y_off + n)])
+    cdef LayerNormArgs *a = <LayerNormArgs *>st.args
+    a.gamma = &gv[0]
+    if beta is not None:
+        b = _vector(beta, np.float32, cols, "beta", False)
+        keep.append(b)
+        bv = b
+        a.beta = &bv[0]
+    a.rows, a.cols, a.eps = rows, cols, eps
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
+    return st
+
+
+cdef extern from "qe_kernels.h" nogil:
+    int qe_gather_axes(size_t ndim, const size_t *shape, const Py_ssize_t *src_strides,
+                       const int32_t *const *maps, size_t elem, const void *src, void *dst)
+
+
+cdef struct GatherArgs:
+    size_t ndim, elem
+    size_t shape[8]
+    Py_ssize_t strides[8]
+    const int32_t *maps[8]
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+
+
+cdef int _run_gather(const void *p, char **slots) noexcept nogil:
+    cdef const GatherArgs *a = <const GatherArgs *>p
+    return qe_gather_axes(a.ndim, a.shape, a.strides, a.maps, a.elem,
+                          slots[a.x_slot] + a.x_off, slots[a.y_slot] + a.y_off)
+
+
+def gather_axes_step(str name, tuple src_shape, list maps, Py_ssize_t elem, x, y,
+                     str op="Resize"):
+    """y[i_0..] = x[maps[0][i_0], maps[1][i_1], ...] for a C-contiguous x of src_shape;
+    maps[k]: int indices into axis k (its length is y's size on axis k)."""
+    cdef Py_ssize_t n = len(src_shape), k
+    if not 1 <= n <= 8 or len(maps) != n or elem not in (1, 2, 4, 8):
+        raise ValueError(f"bad gather: shape {src_shape}, {len(maps)} maps, elem {elem}")
+    arrays = []
+    for k in range(n):
+        m = np.ascontiguousarray(maps[k], dtype=np.int32)
+        if m.ndim != 1 or m.size == 0 or m.min() < 0 or m.max() >= src_shape[k]:
+            raise ValueError(f"map {k} indexes outside axis {k} of {src_shape}")
+        arrays.append(m)
+    cstrides = [elem] * n
+    for k in range(n - 2, -1, -1):
+        cstrides[k] = cstrides[k + 1] * src_shape[k + 1]
+    x_slot, x_off = x
+    y_slot, y_off = y
+    nbytes_in = elem * int(np.prod(src_shape, dtype=np.int64))
+    nbytes_out = elem * int(np.prod([m.size for m in arrays], dtype=np.int64))
+    cdef NativeStep st = _native_step(name, op, _run_gather, sizeof(GatherArgs), arrays,
+                                      [(x_slot, x_off, x_off + nbytes_in),
+                                       (y_slot, y_off, y_off + nbytes_out)])
+    cdef GatherArgs *a = <GatherArgs *>st.args
+    cdef const int32_t[::1] mv
+    a.ndim, a.elem = n, elem
+    for k in range(n):
+        mv = arrays[k]
+        a.shape[k] = arrays[k].size
+        a.strides[k] = cstrides[k]
+        a.maps[k] = &mv[0]
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
+    return st

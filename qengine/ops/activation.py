@@ -188,3 +188,36 @@ class Softmax(Op):
             else:
                 y = z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
         return (y.reshape(shape).astype(x.dtype, copy=False),)
+
+
+# ---- native lowering (runtime/lowering.py: lower_native) ----------------------------------------
+def _softmax_lower_native(self, node, graph, cache):
+    """Softmax / LogSoftmax of float32 over contiguous rows (the last axis; before opset 13
+    the flattened tail from `axis`) as the C kernel: no Python in the step."""
+    from .. import _kernels as K
+    from .int8 import Kernel
+
+    if self.op_type == "Hardmax" or node.inputs[0] in graph.initializers:
+        return None
+    v = graph.value(node.inputs[0])
+    if v.dtype != np.float32 or not v.is_static or not v.shape:
+        return None
+    shape = tuple(v.shape)
+    axis = dims.norm_axis(self.axis, len(shape))
+    if not self.legacy and axis != len(shape) - 1:
+        return None
+    rows, cols = int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))
+    x, y = node.inputs[0], node.outputs[0]
+
+    def make_steps(ctx):
+        if rows * cols == 0:
+            return []
+        return [K.softmax_step(node.name, rows, cols, ctx.slot(x), ctx.slot(y),
+                               log=self.op_type == "LogSoftmax")]
+
+    return Kernel([x], [y], make_steps, layouts={x: "identity"},
+                  out_perm=lambda perms, ctx: "identity", label=f"float {self.op_type.lower()} (C)",
+                  precision="float")
+
+
+Softmax.lower_native = _softmax_lower_native

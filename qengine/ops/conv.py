@@ -78,6 +78,7 @@ def _via_float32(op, x, w, b):
 @register("Conv")
 class Conv(Op):
     int8_role = "compute"
+    int8_float_output = True
 
     n_inputs = (2, 3)
 
@@ -212,8 +213,7 @@ def _conv_lower_int8(self, unit):
     """Conv on uint8 NHWC activations with int8 per-channel weights: im2col/1x1/depthwise
     kernels (csrc/conv) with the requantization and a fused Relu/Clip in their epilogue."""
     from .. import _kernels as K
-    from ..quant.params import requant_multiplier
-    from .int8 import NHWC, Kernel, QConst, QTensor, bias_int32, clamp_of, weight_int8
+    from .int8 import NHWC, Kernel, QConst, QTensor, bias_int32, output_args, weight_int8
 
     x, w = unit.inputs[0], unit.inputs[1]
     b = unit.inputs[2] if len(unit.inputs) > 2 else None
@@ -229,12 +229,10 @@ def _conv_lower_int8(self, unit):
     ohwi = np.ascontiguousarray(ohwi)
     if int(np.prod(ohwi.shape[1:])) > K.MAX_K:
         return None
-    try:
-        mult = requant_multiplier(x.scale, s_w, y.scale)
-    except Exception:
+    out_args = output_args(unit, x.scale, s_w, y)
+    if out_args is None:
         return None
     bias = bias_int32(b, x.scale, s_w)
-    qmin, qmax = clamp_of(unit, y)
     layout = NHWC if rank == 4 else (0, 2, 1)
     cache = unit.cache
 
@@ -254,11 +252,10 @@ def _conv_lower_int8(self, unit):
             s, d, pb, pe = [1] + s, [1] + d, [0] + pb, [0] + pe
         p = packed((pb[0], pb[1], pe[0], pe[1]), tuple(s), tuple(d))
         return [K.conv_step(self.name, p, shape[0], sp[0], sp[1], ctx.slot(x.name),
-                            ctx.slot(y.name), x.zero_point, w_zp=w_zp, bias=bias, scale=mult,
-                            zero_point=y.zero_point, qmin=qmin, qmax=qmax)]
+                            ctx.slot(y.name), x.zero_point, w_zp=w_zp, bias=bias, **out_args)]
 
     return Kernel([x.name], [y.name], make_steps, layouts={x.name: layout},
-                  out_perm=lambda perms: layout, label="conv", unit=unit,
+                  out_perm=lambda perms, ctx: layout, label="conv", unit=unit,
                   nbytes=int(ohwi.nbytes))
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from ..graph import Node
 from ..quant.params import QParams
 
-__all__ = ["QTensor", "QConst", "Unit", "Kernel", "BuildContext", "NHWC", "identity",
+__all__ = ["QTensor", "QConst", "FloatOut", "Unit", "Kernel", "BuildContext", "NHWC", "identity",
            "clamp_of", "requant_table"]
 
 NHWC = (0, 2, 3, 1)   # physical = logical.transpose(NHWC) for a 4-D NCHW tensor
@@ -57,6 +57,12 @@ class QTensor:
 
     def dequantize(self, q) -> np.ndarray:
         return (np.asarray(q, dtype=np.int32) - self.zero_point).astype(np.float32) * self.scale
+
+
+@dataclass(frozen=True)
+class FloatOut:
+    """A unit output that no QuantizeLinear reads: the kernel writes float32 directly."""
+    name: str
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,22 @@ def bias_int32(b, s_x: np.float32, s_w: np.ndarray) -> Optional[np.ndarray]:
     return np.clip(q, -2**31, 2**31 - 1).astype(np.int32)
 
 
+def output_args(unit: Unit, x_scale, s_w: np.ndarray, y) -> Optional[dict]:
+    """The output-pipeline arguments of a GEMM/conv step with per-channel weight scales s_w:
+    requantize into a QTensor (multipliers s_x * s_w / s_y, zero point, fused clamp), or
+    dequantize into a FloatOut (scales s_x * s_w). None if the multipliers overflow."""
+    from ..quant.params import requant_multiplier
+    if isinstance(y, FloatOut):
+        scale = (np.float32(x_scale) * s_w).astype(np.float32)
+        return {"out": "f32", "scale": scale} if np.all(np.isfinite(scale)) else None
+    try:
+        mult = requant_multiplier(x_scale, s_w, y.scale)
+    except Exception:
+        return None
+    qmin, qmax = clamp_of(unit, y)
+    return {"out": "u8", "scale": mult, "zero_point": y.zero_point, "qmin": qmin, "qmax": qmax}
+
+
 def requant_table(fn: Callable[[np.ndarray], np.ndarray], x: QTensor, y: QTensor) -> np.ndarray:
     """The 256-entry table of y = Q(fn(DQ(x))): exact for any element-wise fn."""
     codes = np.arange(256, dtype=np.uint8)
@@ -171,9 +193,10 @@ class Kernel:
     """One item of a compiled model: a lowered unit, or glue (quantize, dequantize, a float op).
 
     reads / writes: the tensors it reads and writes (quantized tensors by their storage name).
-    layouts: tensor name -> the physical layout (perm) the item needs that input in; absent
-    means any. out_perm(perms): the outputs' layout given the inputs' ({name: perm}); None means
-    the first read's layout where ranks agree, else the identity. alias: the single output is
+    layouts: tensor name -> the physical layout (perm) the item needs that input in: a perm,
+    "identity", "same_as:<tensor>", or a function (ctx, current perm) -> perm; absent means any.
+    out_perm(perms, ctx): the outputs' layout given the inputs' ({name: perm}); None (or no
+    out_perm) means the first read's layout where ranks agree, else the identity. alias: the single output is
     a view of reads[0] (a Reshape on contiguous data, a Transpose that relabels axes): no step.
     make_steps(ctx) gives the steps for one input shape. nbytes: packed weight bytes."""
     reads: list
@@ -188,3 +211,4 @@ class Kernel:
     node: Optional[Node] = None           # the graph node it runs (glue: the Q/DQ/float node)
     remap: dict = field(default_factory=dict)  # set by the planner: name -> renamed tensor
     fused_nodes: list = field(default_factory=list)  # later nodes it also runs (lower_native)
+    precision: str = "int8"   # what the kernel computes in: "int8", or "float" (a native float op)

@@ -228,7 +228,7 @@ def matmul_integer_native(self, node, g, cache) -> Optional[Kernel]:
     layouts = {r: "identity" for r in reads if r}
     label = "gemm " + ("f32 epilogue" if epi is not None else "i32")
     return _kernel(node, reads, [out] + ([src] if signed else []), make_steps, epi, layouts,
-                   lambda perms: "identity", label, int(kn.nbytes))
+                   lambda perms, ctx: "identity", label, int(kn.nbytes))
 
 
 def _matmul_runtime_b(self, node, g) -> Kernel:
@@ -253,7 +253,7 @@ def _matmul_runtime_b(self, node, g) -> Kernel:
         return [K.PyStep(node.name, "MatMulInteger", fn)]
 
     return Kernel(reads, [y], make_steps, layouts={r: "identity" for r in reads},
-                  out_perm=lambda perms: "identity", label="gemm i32 (B packed per run)",
+                  out_perm=lambda perms, ctx: "identity", label="gemm i32 (B packed per run)",
                   node=node)
 
 
@@ -346,7 +346,7 @@ def conv_integer_native(self, node, g, cache) -> Optional[Kernel]:
         layouts[epi[1][1]] = "identity"
     label = "conv " + ("f32 epilogue" if epi is not None else "i32")
     return _kernel(node, reads, [out] + ([src] if signed else []), make_steps, epi, layouts,
-                   lambda perms: layout, label, int(ohwi.nbytes))
+                   lambda perms, ctx: layout, label, int(ohwi.nbytes))
 
 
 def _conv_geometry(op, sx, wshape):
@@ -397,7 +397,7 @@ def _conv_runtime_w(self, node, g, zp, signed) -> Kernel:
         return [K.PyStep(node.name, "ConvInteger", fn)]
 
     return Kernel(reads, [y], make_steps, layouts={r: "identity" for r in reads},
-                  out_perm=lambda perms: "identity", label="conv i32 (W packed per run)",
+                  out_perm=lambda perms, ctx: "identity", label="conv i32 (W packed per run)",
                   node=node)
 
 

@@ -32,6 +32,7 @@ def matmul_shape(a, b):
 @register("MatMul")
 class MatMul(Op):
     int8_role = "compute"
+    int8_float_output = True
 
     n_inputs = (2, 2)
 
@@ -51,6 +52,7 @@ class MatMul(Op):
 class Gemm(Op):
     """Y = alpha * A' B' + beta * C with A' = A or A^T (transA), likewise B; C broadcasts."""
     int8_role = "compute"
+    int8_float_output = True
 
     n_inputs = (2, 3)
 
@@ -155,10 +157,9 @@ def einsum_shape(eq: str, shapes) -> tuple:
 # ---- int8 lowering (ops/int8.py) ------------------------------------------------------------------
 def _gemm_kernel(unit, a, b_values, b_axis, bias_operand, y, alpha=1.0):
     """Rows of a (QTensor, flattened to [rows, K]) times constant int8 weights b_values [K, N]
-    (or [N, K] when b_axis == 0: a transposed view) into y (QTensor)."""
+    (or [N, K] when b_axis == 0: a transposed view) into y (QTensor, or FloatOut)."""
     from .. import _kernels as K
-    from ..quant.params import requant_multiplier
-    from .int8 import Kernel, QConst, bias_int32, clamp_of, identity, weight_int8
+    from .int8 import Kernel, QConst, bias_int32, output_args, weight_int8
 
     if alpha != 1.0 or not isinstance(b_values, QConst) or b_values.values.ndim != 2:
         return None
@@ -169,12 +170,10 @@ def _gemm_kernel(unit, a, b_values, b_axis, bias_operand, y, alpha=1.0):
     kn = wv.T if b_axis == 0 else wv          # [K, N]
     if kn.shape[0] > K.MAX_K:
         return None
-    try:
-        mult = requant_multiplier(a.scale, s_w, y.scale)
-    except Exception:
+    out_args = output_args(unit, a.scale, s_w, y)
+    if out_args is None:
         return None
     bias = bias_int32(bias_operand, a.scale, s_w)
-    qmin, qmax = clamp_of(unit, y)
     cache = unit.cache
 
     def make_steps(ctx):
@@ -186,24 +185,25 @@ def _gemm_kernel(unit, a, b_values, b_axis, bias_operand, y, alpha=1.0):
         if rows == 0:
             return []
         return [K.gemm_step(unit.name, cache[key], rows, ctx.slot(a.name), ctx.slot(y.name),
-                            a.zero_point, bias=bias, scale=mult, zero_point=y.zero_point,
-                            qmin=qmin, qmax=qmax, b_zp=w_zp, op=unit.node.op_type)]
+                            a.zero_point, bias=bias, b_zp=w_zp, op=unit.node.op_type,
+                            **out_args)]
 
     return Kernel([a.name], [y.name], make_steps,
-                  layouts={a.name: "identity"}, out_perm=lambda perms: "identity",
+                  layouts={a.name: "identity"}, out_perm=lambda perms, ctx: "identity",
                   label="gemm", unit=unit, nbytes=int(kn.nbytes))
 
 
 def _activation_matmul(unit, a, b, y):
     """MatMul of two quantized activations: B's codes are packed at each run (shifted to int8
-    with its zero point) and multiplied per batch matrix."""
+    with its zero point) and multiplied per batch matrix; the output is requantized, or
+    dequantized (FloatOut) with the scale s_a * s_b."""
     from .. import _kernels as K
-    from .int8 import Kernel, clamp_of
+    from .int8 import FloatOut, Kernel, output_args
 
-    qmin, qmax = clamp_of(unit, y)
-    mult = np.float32(np.float32(a.scale * b.scale) / y.scale)
-    if not np.isfinite(mult) or mult <= 0:
+    out_args = output_args(unit, a.scale, np.array([b.scale], np.float32), y)
+    if out_args is None:
         return None
+    out_args["scale"] = out_args["scale"][0]
 
     def make_steps(ctx):
         sa, sb, so = ctx.shape(a.name), ctx.shape(b.name), ctx.shape(y.name)
@@ -220,13 +220,12 @@ def _activation_matmul(unit, a, b, y):
             for i in range(O.shape[0]):
                 packed = K.GemmPacked(B[i], b_is_u8=True)
                 K.gemm_u8s8(packed, np.ascontiguousarray(A[i]), a.zero_point,
-                                   scale=mult, zero_point=y.zero_point, qmin=qmin, qmax=qmax,
-                                   b_zp=b.zero_point - 128, c=O[i])
+                            b_zp=b.zero_point - 128, c=O[i], **out_args)
         return [K.PyStep(unit.name, "MatMul", fn)]
 
     return Kernel([a.name, b.name], [y.name], make_steps,
                   layouts={a.name: "identity", b.name: "identity"},
-                  out_perm=lambda perms: "identity", label="matmul u8 x u8", unit=unit)
+                  out_perm=lambda perms, ctx: "identity", label="matmul u8 x u8", unit=unit)
 
 
 def _matmul_lower_int8(self, unit):

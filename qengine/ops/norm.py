@@ -152,3 +152,44 @@ class LRN(Op):
             acc += sq[:, k:k + C]
         y = x / (self.bias + (self.alpha / self.size) * acc) ** self.beta
         return (y.astype(x.dtype, copy=False),)
+
+
+# ---- native lowering (runtime/lowering.py: lower_native) ----------------------------------------
+def _layernorm_lower_native(self, node, graph, cache):
+    """float32 LayerNormalization over the trailing axes [axis, rank), with constant scale and
+    bias and only its first output used, as the C kernel (contiguous rows)."""
+    from .. import _kernels as K
+    from .int8 import Kernel
+
+    x, y = node.inputs[0], node.outputs[0]
+    if any(o for o in node.outputs[1:]) or x in graph.initializers or self.stash != np.float32:
+        return None
+    v = graph.value(x)
+    if v.dtype != np.float32 or not v.is_static or not v.shape:
+        return None
+    shape = tuple(v.shape)
+    ax = dims.norm_axis(self.axis, len(shape))
+    rows, cols = int(np.prod(shape[:ax])), int(np.prod(shape[ax:]))
+    scale = graph.initializers.get(node.inputs[1])
+    bias = graph.initializers.get(node.input(2)) if node.input(2) else None
+    if scale is None or (node.input(2) and bias is None):
+        return None
+    try:
+        gamma = np.broadcast_to(scale.astype(np.float32), shape[ax:]).reshape(-1)
+        beta = None if bias is None else \
+            np.broadcast_to(bias.astype(np.float32), shape[ax:]).reshape(-1)
+    except ValueError:
+        return None
+
+    def make_steps(ctx):
+        if rows * cols == 0:
+            return []
+        return [K.layernorm_step(node.name, rows, cols, ctx.slot(x), ctx.slot(y), gamma, beta,
+                                 self.eps)]
+
+    return Kernel([x], [y], make_steps, layouts={x: "identity"},
+                  out_perm=lambda perms, ctx: "identity", label="float layernorm (C)",
+                  precision="float")
+
+
+LayerNormalization.lower_native = _layernorm_lower_native

@@ -176,7 +176,7 @@ def _pool_lower_int8(self, unit):
                             qmin=qmin, qmax=qmax)]
 
     return Kernel([x.name], [y.name], make_steps, layouts={x.name: NHWC},
-                  out_perm=lambda perms: NHWC, label=f"{kind} pool", unit=unit)
+                  out_perm=lambda perms, ctx: NHWC, label=f"{kind} pool", unit=unit)
 
 
 def _pool_lower_checked(self, unit):

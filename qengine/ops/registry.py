@@ -165,7 +165,7 @@ class Op:
     foldable: ClassVar[bool] = True
     #: the int8 lowering hook, added by the int8 pipeline (None: float fallback).
     lower_int8 = None
-    #: How the int8 pipeline treats the op (quant/quantize.py decides with it, runtime/plan.py
+    #: How the int8 pipeline treats the op (quant/qdq.py decides with it, runtime/plan.py
     #: lowers accordingly); see int8_kind() and docs/pipeline.md:
     #:   "compute"  an int8 kernel computes it; its output gets QParams of its own
     #:   "movement" it moves or selects elements without arithmetic, so it runs on uint8 and
@@ -176,6 +176,9 @@ class Op:
     #: True when out[i] = f(in[i]) given scalar constants: the op can join a lookup-table
     #: region (any chain of such ops on one quantized input becomes one 256-entry table).
     elementwise: ClassVar[bool] = False
+    #: True when the int8 form can write a float output directly (a dequantizing epilogue),
+    #: so an output read only by float ops or the caller is never quantized.
+    int8_float_output: ClassVar[bool] = False
 
     def int8_kind(self) -> Optional[str]:
         """The int8 role of this node (attributes may rule one out: overridden where so)."""

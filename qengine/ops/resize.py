@@ -166,7 +166,10 @@ class _ResizeBase(Op):
         if self.coord == "tf_crop_and_resize" and roi is None:
             raise self.error("tf_crop_and_resize needs the roi input")
         dt = x.dtype
-        y = x if dt.kind == "f" else x.astype(np.float64)
+        # nearest only copies elements: integer codes (the uint8 tensors of an int8 model)
+        # stay in their dtype; converting them to float64 and back cost 40x the copy
+        exact_copy = self.mode == "nearest" and self.coord != "tf_crop_and_resize"
+        y = x if dt.kind == "f" or exact_copy else x.astype(np.float64)
         for a in range(r):
             box = (roi[a], roi[a + r]) if roi is not None else None
             if out[a] == x.shape[a] and sc[a] == 1.0 and (
@@ -185,7 +188,7 @@ class _ResizeBase(Op):
                 shape = [1] * r
                 shape[a] = out[a]
                 y = np.where(outside.reshape(shape), np.asarray(self.extrap, y.dtype), y)
-        if dt.kind in "iu":      # as ONNX's reference: round half to even, saturate
+        if dt.kind in "iu" and not exact_copy:   # ONNX's reference: round half-even, saturate
             info = np.iinfo(dt)
             y = np.clip(np.rint(y), info.min, info.max)
         return (np.ascontiguousarray(y).astype(dt, copy=False),)

@@ -66,7 +66,7 @@ def float_node(g: Graph, node: Node, op) -> Kernel:
                     store(views[spec[0]], np.asarray(value), spec[1])
         return [K.PyStep(node.name, node.op_type, fn)]
 
-    return Kernel(reads, writes, make_steps, out_perm=lambda perms: "identity",
+    return Kernel(reads, writes, make_steps, out_perm=lambda perms, ctx: "identity",
                   label=f"float {node.op_type}", node=node)
 
 
@@ -173,22 +173,17 @@ def movement(unit: Unit) -> Kernel:
     writes = [y.name for y in unit.outputs if y is not None]
     same = all(t is None for t in tables)
 
-    def out_perm(perms):
+    def out_perm(perms, ctx):
         p = perms[x.name]
         if node.op_type == "Transpose" and same:
             tp = op.perm if op.perm is not None else tuple(reversed(range(len(p))))
             return tuple(_compose_transpose(p, tuple(tp)))
+        if node.op_type in _VIEW_OPS and same:
+            return reshape_view_perm(ctx.shape(x.name), p, ctx.shape(writes[0]))
         return None
 
     def alias(ctx):
-        if not same or len(writes) != 1:
-            return False
-        if node.op_type == "Transpose":
-            return True
-        if node.op_type in _VIEW_OPS:
-            return _trivial(ctx.shape(x.name), ctx.perm(x.name)) and \
-                _trivial(ctx.shape(writes[0]), ctx.perm(writes[0]))
-        return False
+        return same and len(writes) == 1 and node.op_type in ("Transpose",) + _VIEW_OPS
 
     def make_steps(ctx):
         get = _reader(ctx, x.name)
@@ -196,6 +191,13 @@ def movement(unit: Unit) -> Kernel:
                   for c in consts[1:]]
         outs = [(ctx.slot(y.name)[0], ctx.perm(y.name), t) if y is not None else None
                 for y, t in zip(unit.outputs, tables)]
+
+        const_args = [o(None) if o else None for o in others]
+        native = _gathers(ctx, node, op, x, unit.outputs, tables, const_args)
+        if native is None:
+            native = _strided_copies(ctx, node, op, x, unit.outputs, tables, const_args)
+        if native is not None:
+            return native
 
         def fn(views):
             res = op.run(get(views), *[o(views) if o else None for o in others])
@@ -207,8 +209,74 @@ def movement(unit: Unit) -> Kernel:
                     store(views[spec[0]], v, spec[1])
         return [K.PyStep(node.name, node.op_type, fn)]
 
-    return Kernel([x.name], writes, make_steps, out_perm=out_perm, alias=alias,
+    layouts = {}
+    if node.op_type in _VIEW_OPS:
+        # a reshape is a relabelling of the input's buffer when its layout allows it
+        # (reshape_view_perm); else the input is first copied into logical order
+        def keep_if_viewable(ctx, have):
+            ok = reshape_view_perm(ctx.shape(x.name), have, ctx.shape(writes[0])) is not None
+            return have if ok else tuple(range(len(have)))
+        layouts = {x.name: keep_if_viewable}
+    return Kernel([x.name], writes, make_steps, layouts=layouts, out_perm=out_perm, alias=alias,
                   label=f"uint8 {node.op_type}", unit=unit)
+
+
+def _strided_copies(ctx, node: Node, op, x: QTensor, outputs: list, tables: list,
+                    consts: list):
+    """Native steps for a movement op whose numpy reference returns views of its input
+    (Transpose, Slice, Split, Squeeze...): each output is then a strided copy of the input's
+    buffer, found by running the reference once on a probe array. None if any output is not
+    such a view (or needs a requantizing table)."""
+    if any(t is not None for t in tables):
+        return None
+    base = np.empty(ctx.physical_shape(x.name), np.uint8)
+    try:
+        res = op.run(logical_view(base, ctx.perm(x.name)), *consts)
+    except Exception:
+        return None
+    start = base.__array_interface__["data"][0]
+    steps = []
+    for y, r in zip(outputs, res):
+        if y is None:
+            continue
+        if not isinstance(r, np.ndarray) or r.size == 0 or not np.shares_memory(r, base) or \
+                r.ndim > 8 or r.ndim == 0:
+            return None
+        v = r.transpose(ctx.perm(y.name)) if ctx.perm(y.name) != tuple(range(r.ndim)) else r
+        offset = v.__array_interface__["data"][0] - start
+        steps.append(K.strided_copy_step(f"{node.name}:{y.name}", tuple(v.shape),
+                                         tuple(v.strides), offset, 1, ctx.slot(x.name),
+                                         ctx.slot(y.name), op=node.op_type))
+    return steps
+
+
+def _gathers(ctx, node: Node, op, x: QTensor, outputs: list, tables: list, consts: list):
+    """A native per-axis gather for nearest-neighbour resizing: the source index of every
+    output index, per axis, found by running the op's reference on index probes (one per
+    axis); None when the op is not such a separable gather here."""
+    if node.op_type not in ("Resize", "Upsample") or len(outputs) != 1 or \
+            outputs[0] is None or tables[0] is not None:
+        return None
+    y = outputs[0]
+    shape, perm = ctx.shape(x.name), ctx.perm(x.name)
+    if ctx.perm(y.name) != perm or len(shape) > 8:
+        return None
+    maps = []
+    for k, n in enumerate(shape):
+        idx = np.arange(n, dtype=np.float32).reshape([-1 if i == k else 1
+                                                      for i in range(len(shape))])
+        try:
+            out = np.asarray(op.run(np.broadcast_to(idx, shape).copy(), *consts)[0])
+        except Exception:
+            return None
+        line = out[tuple(slice(None) if i == k else 0 for i in range(len(shape)))]
+        want = line.reshape([-1 if i == k else 1 for i in range(len(shape))])
+        if out.shape != tuple(ctx.shape(y.name)) or not np.array_equal(
+                out, np.broadcast_to(want, out.shape)):
+            return None
+        maps.append(line.astype(np.int64))
+    return [K.gather_axes_step(node.name, ctx.physical_shape(x.name), [maps[p] for p in perm], 1,
+                               ctx.slot(x.name), ctx.slot(y.name), op=node.op_type)]
 
 
 def _compose_transpose(p_in: tuple, tp: tuple) -> list:
@@ -219,7 +287,33 @@ def _compose_transpose(p_in: tuple, tp: tuple) -> list:
     return [where[a] for a in p_in]
 
 
-def _trivial(shape: tuple, perm: tuple) -> bool:
+def reshape_view_perm(in_shape: tuple, in_perm: tuple, out_shape: tuple):
+    """The layout (perm) under which a tensor of out_shape is the same buffer as one of
+    in_shape stored with in_perm -- a reshape that moves no byte -- or None when there is none.
+    numpy decides: a reshape of the strided logical view is attempted without copying."""
+    phys = tuple(in_shape[p] for p in in_perm)
+    strides = [1] * len(phys)
+    for k in range(len(phys) - 2, -1, -1):
+        strides[k] = strides[k + 1] * phys[k + 1]
+    probe = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), phys, strides,
+                                            writeable=False)
+    try:
+        view = logical_view(probe, tuple(in_perm)).reshape(out_shape, copy=False)
+    except (ValueError, TypeError):
+        return None
+    # the output's physical order: its axes by decreasing stride (size-1 axes anywhere)
+    order = sorted(range(view.ndim), key=lambda a: (-view.strides[a] if view.shape[a] > 1
+                                                    else 0, a))
+    phys_view = view.transpose(order)
+    expect = 1
+    for d, s in zip(reversed(phys_view.shape), reversed(phys_view.strides)):
+        if d > 1 and s != expect:
+            return None
+        expect *= d
+    return tuple(order)
+
+
+def trivial_layout(shape: tuple, perm: tuple) -> bool:
     """True when the physical layout orders the elements as the logical one does (the perm
     only moves size-1 axes), so a reshape of the buffer is a reshape of the tensor."""
     moved = [p for p in perm if shape[p] != 1]

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import ModelError, QEngineError
 from ..graph import Graph, Node
 from ..ops import make_op
-from ..ops.int8 import Kernel, QConst, QTensor, Unit
+from ..ops.int8 import FloatOut, Kernel, QConst, QTensor, Unit
 from ..quant.params import QParams
 from . import glue
 
@@ -53,10 +53,36 @@ def _const_scalar(graph: Graph, name: str):
     return None if a is None or a.size != 1 else a.reshape(())
 
 
+def _absorb_clips(graph: Graph) -> dict:
+    """Clip(x, lo, hi) -> QuantizeLinear becomes QuantizeLinear(x) whose codes are clamped to
+    [Q(lo), Q(hi)] -- exact for any constant bounds, since quantizing is monotonic. This is how
+    bit widths below 8 appear in a QDQ graph (quant/qdq.py writes the Clip), and how a
+    ReLU6 before a QuantizeLinear reads. Edits the (concrete, private) graph; returns
+    {Q output: (lo, hi)}."""
+    readers = graph.consumers_map()
+    producer = graph.producers_map()
+    outputs = set(graph.output_names)
+    bounds = {}
+    for q in list(graph.nodes):
+        if q.op_type != "QuantizeLinear" or q.domain != "":
+            continue
+        p = producer.get(q.inputs[0])
+        if p is None or p.op_type != "Clip" or p.outputs[0] in outputs or \
+                [id(r) for r in readers.get(p.outputs[0], [])] != [id(q)]:
+            continue
+        b = _fused_bounds(graph, p)
+        if b is None:
+            continue
+        q.inputs[0] = p.inputs[0]
+        graph.remove_node(p)
+        bounds[q.outputs[0]] = b
+    return bounds
+
+
 class _Analysis:
     """The graph's Q/DQ structure."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, clamps: Optional[dict] = None):
         self.g = graph
         self.readers = graph.consumers_map()
         self.producer = graph.producers_map()
@@ -67,6 +93,11 @@ class _Analysis:
         for n in graph.nodes:
             if n.op_type == "QuantizeLinear" and n.domain == "":
                 qt = self._qtensor(n, n.outputs[0])
+                if qt is not None and clamps and n.outputs[0] in clamps:
+                    lo, hi = clamps[n.outputs[0]]
+                    qt = replace(
+                        qt, qmin=qt.qmin if lo is None else int(qt.quantize(lo)),
+                        qmax=qt.qmax if hi is None else int(qt.quantize(hi)))
                 if qt is not None:
                     self.qt[n.outputs[0]] = qt
         for n in graph.nodes:
@@ -141,8 +172,10 @@ class _Analysis:
         return QTensor(name, np.float32(qp.scale), int(qp.zero_point) + shift, 0, 255, shift)
 
     def _same_as_q(self, dq: Node, qt: QTensor) -> bool:
+        """The DQ reads qt's codes with qt's scale and zero point (its clamp is the Q's)."""
         other = self._qtensor(dq, dq.inputs[0])
-        return other is not None and other.same_params(qt)
+        return other is not None and other.scale == qt.scale and \
+            other.zero_point == qt.zero_point and other.shift == qt.shift
 
     # -- helpers for matching ------------------------------------------------------------------
     def quantized_output(self, name: str) -> Optional[list]:
@@ -184,7 +217,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
     """Lower a concrete QDQ graph into kernels and glue (see the module docstring).
     cache: node name -> dict that kernels keep packed weights in across input shapes."""
     cache = {} if cache is None else cache
-    a = _Analysis(graph)
+    a = _Analysis(graph, _absorb_clips(graph))
     g = graph
     out = Lowered([], {qt.name: qt for qt in a.qt.values()})
 
@@ -199,8 +232,10 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
             return g.initializers[name]
         return "float"
 
-    def q_outputs(node: Node):
-        """(QTensor per output, fused node, its bounds, the Q nodes of each output) or None."""
+    def q_outputs(node: Node, op):
+        """(QTensor / FloatOut per output, fused node, its bounds, the Q nodes of each output)
+        or None. An output that no QuantizeLinear reads is a FloatOut when the op can write
+        float directly (op.int8_float_output)."""
         outs, qnodes, fused, bounds = [], [], None, (None, None)
         for o in node.outputs:
             if not o:
@@ -214,6 +249,12 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
                     users = a.quantized_output(rd[0].outputs[0]) if b is not None else None
                     if users is not None:
                         fused, bounds = rd[0], b
+            if users is None and fused is None and op.int8_float_output and \
+                    len(node.outputs) == 1 and g.value(o).dtype == np.float32 and \
+                    not any(r.op_type == "QuantizeLinear" for r in a.readers.get(o, [])):
+                outs.append(FloatOut(o))
+                qnodes.append([])
+                continue
             if users is None:
                 return None
             outs.append(a.qt[users[0].outputs[0]])
@@ -243,7 +284,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
         ins = [operand(i) for i in node.inputs]
         kernel = None
         if any(isinstance(x, QTensor) for x in ins) and not any(isinstance(x, str) for x in ins):
-            qo = q_outputs(node)
+            qo = q_outputs(node, op)
             if qo is not None:
                 outs, fused, bounds, qnodes = qo
                 try:
@@ -260,7 +301,8 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
                         consumed.add(id(fused))
                     for group in qnodes:
                         absorbed_q.update(id(q) for q in group)
-                        _alias_q(out, group, a)
+                        if group:
+                            _alias_q(out, group, a)
                     out.int8_nodes.append(node.name)
         if kernel is None:
             kernel = _lower_native(op, node, g, cache)
@@ -268,7 +310,11 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
                 kernel.node = node
                 ran = [node] + list(kernel.fused_nodes)
                 consumed.update(id(n) for n in ran)
-                out.int8_nodes += [n.name for n in ran]
+                if kernel.precision == "float":
+                    out.float_nodes += [n.name for n in ran]
+                    float_reads.update(i for n in ran for i in n.inputs)
+                else:
+                    out.int8_nodes += [n.name for n in ran]
                 at[id(ran[-1])] = kernel
                 continue
         if kernel is None:
@@ -325,7 +371,7 @@ def _alias_q(out: Lowered, qnodes: list, a: "_Analysis") -> None:
 
 
 def _lower_native(op, node: Node, g: Graph, cache: dict) -> Optional[Kernel]:
-    """The op's native lowering of an integer op (see the module docstring), or None."""
+    """The op's native lowering (an integer op, or a float op with a C kernel), or None."""
     fn = getattr(op, "lower_native", None)
     return fn(node, g, cache.setdefault(node.name, {})) if fn is not None else None
 

@@ -115,6 +115,8 @@ def _resolve(req, ctx: _Ctx, name: str) -> Optional[tuple]:
         return None
     if req == "identity":
         return identity(len(ctx.shape(name)))
+    if callable(req):         # the item decides from the current layout (see ops/int8.Kernel)
+        return tuple(req(ctx, ctx.perm(name)))
     if isinstance(req, str) and req.startswith("same_as:"):
         p = ctx.perm(req[len("same_as:"):])
         # an operand of another rank (a broadcast scalar or vector) keeps its own layout: a
@@ -124,11 +126,21 @@ def _resolve(req, ctx: _Ctx, name: str) -> Optional[tuple]:
 
 
 def _relayout(src: str, dst: str, perm_src: tuple, perm_dst: tuple) -> Kernel:
+    """Copy tensor src (stored with perm_src) into dst (stored with perm_dst): one native
+    permute-copy step (csrc/layout/permute.c)."""
     def make_steps(ctx):
-        si, di = ctx.slot(src)[0], ctx.slot(dst)[0]
         if ctx.shape(src) != ctx.shape(dst):
             raise AssertionError(f"qengine: relayout {src!r} {ctx.shape(src)} -> {dst!r} "
                                  f"{ctx.shape(dst)}: shapes differ")
+        if int(np.prod(ctx.shape(dst))) == 0:
+            return []
+        # dst physical axis k holds logical axis perm_dst[k], which is src physical axis q[k]
+        q = tuple(perm_src.index(a) for a in perm_dst)
+        elem = ctx.dtype(dst).itemsize
+        if elem in (1, 2, 4, 8) and len(q) <= 8:
+            return [K.permute_step(dst, ctx.physical_shape(src), q, elem, ctx.slot(src),
+                                   ctx.slot(dst))]
+        si, di = ctx.slot(src)[0], ctx.slot(dst)[0]
 
         def fn(views):
             glue.store(views[di], glue.logical_view(views[si], perm_src), perm_dst)
@@ -204,7 +216,7 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
         it.remap = remap
         ctx.remap = remap
         in_perms = {r: ctx.perm(r) for r in it.reads}
-        produced = it.out_perm(in_perms) if it.out_perm is not None else None
+        produced = it.out_perm(in_perms, ctx) if it.out_perm is not None else None
         for w in it.writes:
             rank = len(ctx.shape(w))
             if produced == "identity" or (produced is None and (not it.reads or len(

@@ -1,10 +1,578 @@
-"""qengine bench: the benchmark harness (in progress)."""
+"""qengine bench: time qengine's int8 model against other engines on one model, side by side.
+
+    qengine bench MODEL [--threads 1,2] [--batch 1,8]
+                  [--compare onnxruntime,onnxruntime-int8,fp32,onnxruntime-qdq,torch]
+                  [--calib X.npy] [--float FLOAT.onnx] [--json OUT.json] [--plot OUT.png]
+                  [--profile] [--rounds 10] [--warmup 2] [--min-time 0.05]
+
+MODEL: a float ONNX (quantized here with --calib data, or random data with a warning), an int8
+ONNX (loaded; float baselines need --float), a .keras file, or a built-in benchmark model
+(resnet18, mobilenetv2, yolo, ocr: benchmarks/models.py of a source checkout).
+
+For every (threads, batch) configuration all engines are built, each output is checked against
+the float reference (SQNR), and the engines are timed interleaved (qengine/tools/timing.py).
+Reported: median and spread per engine, qengine's latency as a ratio of each engine's (the
+median of per-round ratios), model sizes, achieved int8 GOPS vs this CPU's peak, and with
+--profile the time per step and per op type. The JSON schema: docs/bench.md.
+"""
 from __future__ import annotations
+
+import datetime
+import importlib.util
+import os
+import pathlib
+import platform
+import sys
+from collections.abc import Sequence
+from typing import Any, Optional
+
+import numpy as np
+
+from .engines import ENGINES, Subject, missing_requirement, random_feeds, resolve_engines
+from .profile import format_profile, peak_gops_per_core, profile_model
+from .timing import ratio_stats, time_interleaved
+
+__all__ = ["add_arguments", "main", "benchmark", "load_subject", "BUILTIN_MODELS",
+           "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = "qengine-bench/1"
+BUILTIN_MODELS = ("resnet18", "mobilenetv2", "yolo", "ocr")
+DEFAULT_COMPARE = ("onnxruntime", "onnxruntime-int8")
+RANDOM_CALIBRATION_SAMPLES = 8
+SQNR_CAP_DB = 200.0
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
+              "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"}
+
+
+# ---- model and calibration ---------------------------------------------------------------------
+def builtin_models_module():
+    """benchmarks/models.py of the source checkout this qengine runs from (not installed with
+    the package: the built-in names need a checkout)."""
+    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "models.py"
+    if not path.exists():
+        raise ValueError(f"built-in benchmark models live in benchmarks/models.py of a source "
+                         f"checkout; {path} does not exist (pass an .onnx or .keras file)")
+    mod = sys.modules.get("qengine_bench_models")
+    if mod is None:
+        spec = importlib.util.spec_from_file_location("qengine_bench_models", path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["qengine_bench_models"] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def _load_arrays(path: str):
+    if os.path.isdir(path):
+        return None                       # a directory of images: needs the model, see below
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such calibration file: {path}")
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    if path.endswith(".npy"):
+        return np.load(path, allow_pickle=False)
+    raise ValueError(f"--calib {path}: expected a .npy, a .npz or a directory of images")
+
+
+def calibration_batches(inputs, data, max_batch: int = 16) -> list:
+    """Calibration data (an array for a one-input model, {name: array}, or a list of such
+    dicts) as a list of {name: array} batches small enough for both qengine and onnxruntime
+    (a fixed first dimension is respected)."""
+    if isinstance(data, list) and all(isinstance(d, dict) for d in data):
+        return data
+    if isinstance(data, np.ndarray):
+        if len(inputs) != 1:
+            raise ValueError(f"the model has inputs {[t.name for t in inputs]}: calibrate with "
+                             f"a .npz holding one array per input")
+        data = {inputs[0].name: data}
+    if not isinstance(data, dict):
+        raise TypeError(f"calibration data must be an array or a dict of arrays, got "
+                        f"{type(data).__name__}")
+    missing = [t.name for t in inputs if t.name not in data]
+    if missing:
+        raise ValueError(f"calibration data lacks input(s) {missing}")
+    n = {np.asarray(data[t.name]).shape[0] for t in inputs}
+    if len(n) != 1:
+        raise ValueError(f"calibration arrays disagree on the number of samples: {sorted(n)}")
+    total = n.pop()
+    fixed = inputs[0].shape[0] if inputs[0].shape and isinstance(inputs[0].shape[0], int) \
+        else None
+    step = fixed or max_batch
+    batches = []
+    for i in range(0, total - (total % step if fixed else 0), step):
+        batches.append({t.name: np.ascontiguousarray(np.asarray(data[t.name])[i:i + step],
+                                                     dtype=np.dtype(t.dtype))
+                        for t in inputs})
+    if not batches:
+        raise ValueError(f"no calibration batch: {total} samples for a fixed batch of {fixed}")
+    return batches
+
+
+def _is_quantized_onnx(data: bytes, name: str) -> bool:
+    import onnx
+
+    from ..errors import ModelError
+    try:
+        m = onnx.load_from_string(data)
+    except Exception as e:   # noqa: BLE001 -- protobuf's DecodeError and friends
+        raise ModelError(f"cannot load ONNX model {name!r}: {type(e).__name__}: {e}") from None
+    return any(n.op_type in _QUANT_OPS for n in m.graph.node)
+
+
+def load_subject(model, *, calibration=None, float_model=None, torch_model=None,
+                 warn=print) -> Subject:
+    """Resolve what to benchmark: a built-in name, a path (.onnx float or int8, .keras), ONNX
+    bytes / ModelProto, or a qengine Model. Quantizes a float model with `calibration`
+    (array, {name: array}, list of dicts, or a file path), or with random data and a warning."""
+    from .. import api
+    torch_factory = None if torch_model is None else (lambda: torch_model)
+    keras_path = None
+    if isinstance(model, api.Model):
+        subject = Subject(name=model.graph.name or "model", source="quantized-onnx",
+                          model=model)
+    else:
+        if isinstance(model, (str, os.PathLike)) and not os.path.exists(model) and \
+                str(model).lower() in BUILTIN_MODELS:
+            spec = builtin_models_module().BENCHMARKS[str(model).lower()]
+            data, name, source = spec.onnx().SerializeToString(), spec.name, "builtin"
+            torch_factory = torch_factory or spec.torch
+        elif isinstance(model, (str, os.PathLike)):
+            path = os.fspath(model)
+            if not os.path.exists(path):
+                raise ValueError(f"{path!r} is neither a model file nor a built-in model "
+                                 f"({', '.join(BUILTIN_MODELS)})")
+            name = os.path.basename(path)
+            if path.endswith((".keras", ".h5")):
+                keras_path, source = path, "keras"
+                try:
+                    data = api.load(path).to_onnx().SerializeToString()
+                except ModuleNotFoundError as e:
+                    if "keras_import" not in str(e):
+                        raise
+                    raise ValueError(f"{path}: this qengine build has no Keras frontend "
+                                     f"(qengine.frontends.keras_import)") from None
+            else:
+                with open(path, "rb") as f:
+                    data = f.read()
+                source = "onnx"
+        elif isinstance(model, bytes):
+            data, name, source = model, "model", "onnx"
+        elif hasattr(model, "SerializeToString"):
+            data, name, source = model.SerializeToString(), model.graph.name or "model", "onnx"
+        else:
+            raise TypeError(f"cannot benchmark a {type(model).__name__}: pass a path, ONNX bytes"
+                            f", an onnx.ModelProto, a qengine Model or a built-in name")
+        if source == "onnx" and _is_quantized_onnx(data, name):
+            subject = Subject(name=name, source="quantized-onnx", model=api.load(data))
+        else:
+            subject = Subject(name=name, source=source, float_onnx=data)
+    subject.torch_factory = torch_factory
+    if float_model is not None:
+        with open(os.fspath(float_model), "rb") as f:
+            subject.float_onnx = f.read()
+    if subject.model is None:                     # a float model: quantize it here
+        prepare_calibration(subject, calibration, warn)
+        subject.model = api.quantize(keras_path or subject.float_onnx, subject.calibration,
+                                     progress=False)
+    elif subject.float_onnx is not None and calibration is not None:
+        prepare_calibration(subject, calibration, warn)     # for onnxruntime-int8
+    return subject
+
+
+def prepare_calibration(subject: Subject, calibration, warn=print) -> None:
+    """Fill subject.calibration: from an array / dict / list of dicts, a file or directory
+    path, or (None) random N(0, 1) samples of the float model's input shapes, with a warning."""
+    from .. import api
+    float_model = api.load(subject.float_onnx)
+    inputs = float_model.inputs
+    subject.calibration_source = "file" if isinstance(calibration, (str, os.PathLike)) \
+        else "given"
+    if isinstance(calibration, (str, os.PathLike)):
+        arrays = _load_arrays(os.fspath(calibration))
+        if arrays is None:
+            from ..cli import _image_batch
+            arrays = _image_batch(os.fspath(calibration), float_model)
+        calibration = arrays
+    if calibration is None:
+        calibration = random_feeds(inputs, RANDOM_CALIBRATION_SAMPLES, seed=1)
+        shapes = {k: list(v.shape) for k, v in calibration.items()}
+        subject.calibration_source = "random"
+        warn(f"qengine bench: warning: no --calib data; calibrating on "
+             f"{RANDOM_CALIBRATION_SAMPLES} random N(0, 1) samples {shapes}: speed is "
+             f"representative, accuracy is not")
+        subject.notes.append("calibrated on random N(0, 1) data")
+    subject.calibration = calibration_batches(inputs, calibration)
+
+
+# ---- one configuration ---------------------------------------------------------------------------
+def _as_list(out) -> list:
+    if isinstance(out, dict):
+        out = list(out.values())
+    if not isinstance(out, (list, tuple)):
+        out = [out]
+    return [np.asarray(o.detach().numpy() if hasattr(o, "detach") else o, dtype=np.float64)
+            for o in out]
+
+
+def sqnr_db(reference: list, outputs: list) -> Optional[float]:
+    """Signal-to-quantization-noise ratio (dB) of outputs against reference, all outputs
+    pooled; None when shapes differ or the reference is all zeros; SQNR_CAP_DB when equal
+    (JSON has no infinity)."""
+    if len(reference) != len(outputs) or any(a.shape != b.shape for a, b in
+                                             zip(reference, outputs)):
+        return None
+    sig = sum(float(np.sum(a * a)) for a in reference)
+    err = sum(float(np.sum((a - b) ** 2)) for a, b in zip(reference, outputs))
+    if sig == 0:
+        return None
+    return float(min(SQNR_CAP_DB, 10 * np.log10(sig / err))) if err > 0 else SQNR_CAP_DB
+
+
+def _batch_ok(inputs, batch: int) -> bool:
+    return all(not t.shape or not isinstance(t.shape[0], int) or t.shape[0] == batch
+               for t in inputs)
+
+
+def _stats_ms(stats) -> dict:
+    return {"median_ms": stats.median * 1e3, "q1_ms": stats.q1 * 1e3, "q3_ms": stats.q3 * 1e3,
+            "min_ms": stats.min * 1e3, "max_ms": stats.max * 1e3, "mean_ms": stats.mean * 1e3}
+
+
+def _cpu_ratio(a, b) -> Optional[float]:
+    """Median per-round ratio of CPU times, or None when a CPU time did not advance (a clock
+    coarser than the calls)."""
+    if any(x <= 0 for x in a) or any(x <= 0 for x in b):
+        return None
+    return ratio_stats(a, b).median
+
+
+def run_config(subject: Subject, engines: list, threads: int, batch: int, *, rounds: int,
+               warmup: int, min_round_seconds: float, profile: bool, profile_runs: int,
+               peak_per_core: Optional[float], on_round=None, seed: int = 0) -> dict:
+    """Build every engine for (threads, batch), check outputs, time them interleaved, profile
+    qengine; the JSON 'results' entry."""
+    feeds = random_feeds(subject.model.inputs, batch, seed)
+    runners = {}
+    for e in engines:
+        fn = e.build(subject, threads)
+        runners[e.name] = (lambda fn=fn: fn(feeds))
+    # builders may touch process-wide thread settings (fp32 loads a qengine model): set
+    # qengine's pool for this configuration after all of them
+    from ..cpu import set_num_threads
+    set_num_threads(threads)
+    outputs = {name: _as_list(r()) for name, r in runners.items()}
+    ref_name = next((n for n in ("onnxruntime", "fp32", "torch") if n in outputs), None)
+    fidelity = {"reference": ref_name, "sqnr_db": {}}
+    if ref_name:
+        for name, out in outputs.items():
+            if name != ref_name:
+                fidelity["sqnr_db"][name] = sqnr_db(outputs[ref_name], out)
+    timings = time_interleaved(runners, rounds=rounds, warmup=warmup,
+                               min_round_seconds=min_round_seconds, on_round=on_round)
+    _, steps = subject.model.run_profiled(feeds)
+    gop = sum(s[3] for s in steps) / 1e9
+    peak = None if peak_per_core is None else peak_per_core * threads
+    res: dict = {"threads": threads, "batch": batch, "engines": {}, "ratios": {},
+                 "fidelity": fidelity}
+    for name in runners:
+        st = timings.stats(name)
+        cpu = timings.cpu_stats(name)
+        res["engines"][name] = dict(
+            _stats_ms(st), per_image_ms=st.median * 1e3 / batch, rounds=st.n,
+            calls_per_round=timings.calls_per_round[name],
+            samples_ms=[s * 1e3 for s in timings.samples[name]],
+            cpu_median_ms=cpu.median * 1e3, cpu_min_ms=cpu.min * 1e3)
+        if name != "qengine":
+            r = ratio_stats(timings.samples["qengine"], timings.samples[name])
+            rc = _cpu_ratio(timings.cpu_samples["qengine"], timings.cpu_samples[name])
+            res["ratios"][name] = {"latency_ratio": r.median, "q1": r.q1, "q3": r.q3,
+                                   "speedup": 1.0 / r.median, "cpu_ratio": rc}
+    qe = timings.stats("qengine").median
+    res["gop"] = gop
+    res["gops"] = gop / qe if qe > 0 and gop > 0 else None
+    res["peak_gops"] = peak
+    res["peak_fraction"] = res["gops"] / peak if res["gops"] and peak else None
+    res["profile"] = (profile_model(subject.model.run_profiled, feeds, profile_runs,
+                                    peak_gops=peak) if profile else None)
+    return res
+
+
+# ---- the whole benchmark ---------------------------------------------------------------------------
+def _versions() -> dict:
+    """Versions of qengine and the engines' packages (read from metadata: importing torch
+    only to learn its version would cost seconds)."""
+    from importlib import metadata
+
+    from .. import __version__
+    v = {"qengine": __version__, "numpy": np.__version__, "python": platform.python_version()}
+    for dist in ("onnx", "onnxruntime", "torch"):
+        try:
+            v[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return v
+
+
+def _loadavg() -> Optional[float]:
+    """The 1-minute load average (other processes competing for the cores), or None."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
+              threads: Sequence[int] = (1,), batch: Sequence[int] = (1,),
+              compare: Optional[Sequence[str]] = None, rounds: int = 10, warmup: int = 2,
+              min_round_seconds: float = 0.05, profile: bool = False, profile_runs: int = 5,
+              peak_gops: Optional[float] = None, progress: bool = True, print_fn=print,
+              warn=None, command: Optional[str] = None, strict: bool = True) -> dict:
+    """Benchmark `model` (see load_subject) and return the result object of docs/bench.md.
+    compare: engine names (None: onnxruntime fp32 and int8 when the float model is known and
+    onnxruntime is installed, else onnxruntime on qengine's int8 model, else nothing).
+    strict: an engine that cannot run raises; otherwise it is skipped and listed."""
+    from ..cpu import cpu_info, get_num_threads, set_num_threads
+    warn = warn or (lambda m: print(m, file=sys.stderr))
+    engines = resolve_engines(compare or ())
+    for n in list(threads) + list(batch):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"threads and batch sizes must be positive integers, got {n!r}")
+    subject = load_subject(model, calibration=calibration, float_model=float_model,
+                           torch_model=torch_model, warn=warn)
+    if compare is None:
+        engines = [e for e in resolve_engines(DEFAULT_COMPARE + ("onnxruntime-qdq",))
+                   if not missing_requirement(e, subject)][:3]
+        if subject.float_onnx is not None:
+            engines = [e for e in engines if e.name != "onnxruntime-qdq"]
+    if any(e.name == "onnxruntime-int8" for e in engines) and not subject.calibration and \
+            subject.float_onnx is not None:
+        prepare_calibration(subject, None, warn)      # onnxruntime's quantize_static needs it
+    skipped = []
+    for e in list(engines[1:]):
+        why = missing_requirement(e, subject)
+        if why:
+            if strict:
+                raise ValueError(why)
+            skipped.append({"engine": e.name, "reason": why})
+            engines.remove(e)
+    info = cpu_info()
+    per_core = peak_gops if peak_gops is not None else peak_gops_per_core(info["isa"])
+    configs = [(t, b) for t in threads for b in batch if _batch_ok(subject.model.inputs, b)]
+    if not configs:
+        raise ValueError(f"nothing to time: the model's inputs have a fixed batch size "
+                         f"({', '.join(str(t) for t in subject.model.inputs)}), not "
+                         f"{', '.join(map(str, batch))}")
+    for b in batch:
+        if not _batch_ok(subject.model.inputs, b):
+            skipped.append({"batch": b, "reason": f"the model's inputs have a fixed batch "
+                            f"size: {[str(t) for t in subject.model.inputs]}"})
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(configs) * rounds, unit="round", leave=False, file=sys.stderr)
+    saved_threads = get_num_threads()
+    load_start = _loadavg()
+    cores = os.cpu_count() or 1
+    if load_start is not None and load_start + max(threads) > cores + 0.5:
+        warn(f"qengine bench: warning: load average {load_start} on {cores} cores: other "
+             f"processes compete for the cores, wall times will be inflated (the 'cpu' "
+             f"ratio at 1 thread is not)")
+    results = []
+    try:
+        for t, b in configs:
+            if bar is not None:
+                bar.set_description(f"{subject.name} threads={t} batch={b}")
+            results.append(run_config(
+                subject, engines, t, b, rounds=rounds, warmup=warmup,
+                min_round_seconds=min_round_seconds, profile=profile,
+                profile_runs=profile_runs, peak_per_core=per_core,
+                on_round=(lambda _: bar.update(1)) if bar is not None else None))
+    finally:
+        if bar is not None:
+            bar.close()
+        set_num_threads(saved_threads)
+    sizes = {e.name: e.size(subject) for e in engines}
+    sizes["float"] = None if subject.float_onnx is None else len(subject.float_onnx)
+    gop1 = results[0]["gop"] / results[0]["batch"] if results else None
+    return {
+        "schema": SCHEMA_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "machine": {"cpu": _cpu_name(), "machine": info["machine"], "cores": os.cpu_count(),
+                    "isa": info["isa"], "available_isas": info["available_isas"],
+                    "peak_gops_per_core": per_core, "versions": _versions(),
+                    "load_average": [load_start, _loadavg()]},
+        "model": {"name": subject.name, "source": subject.source,
+                  "inputs": [{"name": t.name, "shape": [d if isinstance(d, int) else str(d)
+                                                        for d in t.shape],
+                              "dtype": np.dtype(t.dtype).name} for t in subject.model.inputs],
+                  "gop_per_image": gop1,
+                  "calibration": {"source": subject.calibration_source,
+                                  "batches": len(subject.calibration),
+                                  "samples": sum(int(next(iter(b.values())).shape[0])
+                                                 for b in subject.calibration)},
+                  "sizes_bytes": sizes},
+        "settings": {"threads": list(threads), "batch": list(batch), "rounds": rounds,
+                     "warmup": warmup, "min_round_seconds": min_round_seconds,
+                     "engines": [e.name for e in engines], "profile": bool(profile)},
+        "results": results,
+        "skipped": skipped,
+        "notes": subject.notes,
+    }
+
+
+# ---- text output -----------------------------------------------------------------------------------
+def _mib(n: Optional[int]) -> str:
+    return "-" if n is None else f"{n / 2 ** 20:.2f} MiB"
+
+
+def _cpu_cell(ratio: Optional[dict], threads: int) -> str:
+    if ratio is None or threads != 1 or ratio.get("cpu_ratio") is None:
+        return ""
+    return f"{ratio['cpu_ratio']:.2f}"
+
+
+def format_result(result: dict) -> str:
+    """The human-readable report of a benchmark() result."""
+    m, mach = result["model"], result["machine"]
+    lines = [f"model {m['name']} ({m['source']}); inputs "
+             + ", ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in m["inputs"])]
+    if m["gop_per_image"]:
+        lines[-1] += f"; {m['gop_per_image']:.3f} GOP per image"
+    lines.append("sizes: " + ", ".join(f"{k} {_mib(v)}" for k, v in m["sizes_bytes"].items()
+                                       if v is not None))
+    peak = mach["peak_gops_per_core"]
+    lines.append(f"cpu: {mach['cpu']}, {mach['cores']} cores; kernels {mach['isa']}"
+                 + (f" (int8 peak {peak:.0f} GOPS per core)" if peak else "")
+                 + (f"; load average {mach['load_average'][0]} -> {mach['load_average'][1]}"
+                    if mach["load_average"][0] is not None else ""))
+    s = result["settings"]
+    lines.append(f"timing: {s['warmup']} warm-up calls, {s['rounds']} interleaved rounds of "
+                 f">= {s['min_round_seconds'] * 1e3:.0f} ms per engine; median and "
+                 f"quartiles per call; qe/x = qengine latency / x (median of per-round ratios);"
+                 f" cpu = the same with process CPU time (1 thread: load-independent)")
+    head = (f"{'threads':>7} {'batch':>5}  {'engine':<18}{'median ms':>10}{'q1..q3 ms':>20}"
+            f"{'min..max ms':>20}{'ms/image':>10}{'qe/x':>7}{'cpu':>6}{'SQNR dB':>9}")
+    lines += ["", head, "-" * len(head)]
+    for r in result["results"]:
+        sq = r["fidelity"]["sqnr_db"]
+        for i, (name, e) in enumerate(r["engines"].items()):
+            ratio = r["ratios"].get(name)
+            q = f"{e['q1_ms']:.3f}..{e['q3_ms']:.3f}"
+            mm = f"{e['min_ms']:.3f}..{e['max_ms']:.3f}"
+            snr = sq.get(name)
+            snr_s = "ref" if name == r["fidelity"]["reference"] else \
+                ("-" if snr is None else f"{snr:.1f}")
+            lines.append(f"{r['threads'] if i == 0 else '':>7} {r['batch'] if i == 0 else '':>5}"
+                         f"  {name:<18}{e['median_ms']:>10.3f}{q:>20}{mm:>20}"
+                         f"{e['per_image_ms']:>10.3f}"
+                         f"{'' if ratio is None else format(ratio['latency_ratio'], '.2f'):>7}"
+                         f"{_cpu_cell(ratio, r['threads']):>6}{snr_s:>9}")
+        if r["gops"]:
+            pf = r["peak_fraction"]
+            lines.append(f"{'':>15}qengine: {r['gops']:.1f} int8 GOPS"
+                         + (f" = {pf * 100:.1f}% of {r['peak_gops']:.0f} GOPS peak" if pf else ""))
+        if r["profile"]:
+            lines.append(format_profile(r["profile"]))
+    for sk in result["skipped"]:
+        lines.append(f"skipped {sk.get('engine') or 'batch ' + str(sk.get('batch'))}: "
+                     f"{sk['reason']}")
+    for note in result["notes"]:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+# ---- command line ------------------------------------------------------------------------------------
+def _int_list(text: str) -> list:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"expected a comma-separated list of positive integers, got "
+                         f"{text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise ValueError(f"expected a comma-separated list of positive integers, got {text!r}")
+    return vals
 
 
 def add_arguments(p) -> None:
-    p.add_argument("model", help="float or quantized ONNX model")
+    p.add_argument("model", help="float ONNX, int8 ONNX, .keras, or a built-in model: "
+                   + ", ".join(BUILTIN_MODELS))
+    p.add_argument("--threads", default="1", help="comma-separated thread counts (default 1)")
+    p.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
+    p.add_argument("--compare", help="comma-separated engines to compare with qengine: "
+                   + ", ".join(n for n in ENGINES if n != "qengine") + " (default: "
+                   "onnxruntime,onnxruntime-int8, or onnxruntime-qdq for an int8 MODEL "
+                   "without --float; 'none': qengine alone)")
+    p.add_argument("--calib", help="calibration inputs (.npy, .npz, or a directory of images);"
+                   " default: random data, with a warning")
+    p.add_argument("--float", dest="float_model", metavar="FLOAT_MODEL",
+                   help="the float ONNX model of a quantized MODEL (for float baselines)")
+    p.add_argument("--json", help="write the results (docs/bench.md schema) to this file")
+    p.add_argument("--plot", help="write a latency/speed-up chart (PNG; needs matplotlib)")
+    p.add_argument("--profile", action="store_true",
+                   help="per-step and per-op-type times, GOPS and share of peak")
+    p.add_argument("--profile-runs", type=int, default=5, help="profiled runs (median)")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up calls per engine")
+    p.add_argument("--min-time", type=float, default=0.05,
+                   help="seconds each engine runs per round (short calls repeat)")
+    p.add_argument("--peak-gops", type=float, help="int8 GOPS per core to compare against "
+                   "(default: the documented figure of the active kernel path)")
+    p.add_argument("--isa", choices=["auto", "avx512vnni", "avx2", "ref", "neon", "neondot"],
+                   help="qengine kernel path to time (default: QENGINE_ISA or the best one)")
+    p.add_argument("--skip-unavailable", action="store_true",
+                   help="skip engines that cannot run instead of failing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def main(args) -> int:
-    raise RuntimeError("qengine bench is not available in this build yet")
+    compare = None if args.compare is None else \
+        [] if args.compare.strip().lower() in ("", "none") else args.compare.split(",")
+    if args.rounds < 1 or args.warmup < 1 or args.min_time < 0 or args.profile_runs < 1:
+        raise ValueError("--rounds, --warmup and --profile-runs must be >= 1, --min-time >= 0")
+    if args.plot:
+        from .plot import require_matplotlib
+        require_matplotlib()
+    if args.isa:
+        from ..cpu import available_isas, set_isa
+        if args.isa != "auto" and args.isa not in available_isas():
+            raise ValueError(f"--isa {args.isa}: this CPU or build has "
+                             f"{', '.join(available_isas())}")
+        set_isa(args.isa)
+    result = benchmark(args.model, calibration=args.calib, float_model=args.float_model,
+                       threads=_int_list(args.threads), batch=_int_list(args.batch),
+                       compare=compare, rounds=args.rounds, warmup=args.warmup,
+                       min_round_seconds=args.min_time, profile=args.profile,
+                       profile_runs=args.profile_runs, peak_gops=args.peak_gops,
+                       progress=not args.no_progress, strict=not args.skip_unavailable,
+                       command="qengine " + " ".join(sys.argv[1:]))
+    print(format_result(result))
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1, allow_nan=False, default=_json_default)
+        print(f"wrote {args.json}")
+    if args.plot:
+        from .plot import plot_result
+        plot_result(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _json_default(o: Any):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")

@@ -36,22 +36,11 @@ def tutorial():
     return ref, q
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "qengine.quantize requantizes the last Gemm's logits to uint8 before the float Softmax: "
-    "this random-weight model has near-tied logits, and 2 of 100 samples tie exactly in int8 "
-    "(float logit margin < one quantization step), so argmax picks the other class (98%)"))
 def test_tutorial_model_int8_agreement(tutorial):
+    """The logits feed only the float Softmax, so the last GEMM writes them in float: no
+    uint8 rounding of near-tied logits (which cost 2 points when they were quantized)."""
     ref, q = tutorial
     assert float((q.argmax(1) == ref.argmax(1)).mean()) >= 0.99
-
-
-def test_tutorial_model_int8_agreement_up_to_ties(tutorial):
-    """Every disagreement is an exact int8 tie that includes the float top-1 class."""
-    ref, q = tutorial
-    top = ref.argmax(1)
-    tied = q[np.arange(len(q)), top] == q.max(1)
-    assert float(tied.mean()) >= 0.99
-    assert tied.all()
 
 
 def test_digits_model_int8_agreement():

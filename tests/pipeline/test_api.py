@@ -23,7 +23,8 @@ def calib(float_model):
 
 @pytest.fixture(scope="module")
 def qmodel(float_model, calib):
-    return qengine.quantize(float_model, calib, progress=False)
+    # exactly what the pipeline makes, whatever the automatic target would decide
+    return qengine.quantize(float_model, calib, progress=False, target_sqnr=None)
 
 
 @pytest.fixture
@@ -68,12 +69,27 @@ def test_outputs_are_float_and_close_to_the_float_model(float_model, qmodel, x):
     assert sqnr_db(list(ref.values())[0], got) > 20
 
 
-def test_raw_outputs_are_the_quantized_codes(qmodel, x):
-    raw = qmodel.run(x, raw=True)
+def test_raw_outputs_are_the_quantized_codes():
+    from onnx import helper
+    from util import model
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    m = model([helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["y"])],
+              [("x", ["N", 3, 8, 8])], [("y", None)], [("w", w)])
+    calib = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    q = qengine.quantize(m, calib, progress=False, target_sqnr=None)   # 29 dB: keep it int8
+    x = calib[:2] * 0.5
+    raw = q.run(x, raw=True)
     assert raw.dtype == np.uint8
-    (scale, zp), = qmodel.raw_output_params().values()
+    (scale, zp), = q.raw_output_params().values()
     deq = (raw.astype(np.int32) - zp.astype(np.int32)).astype(np.float32) * scale
-    np.testing.assert_array_equal(deq, qmodel.run(x))
+    np.testing.assert_array_equal(deq, q.run(x))
+
+
+def test_outputs_read_only_by_the_caller_are_computed_in_float(qmodel):
+    """The last Gemm's logits are never quantized: the GEMM writes float32 directly."""
+    last = qmodel.graph.producers_map()[qmodel.output_names[0]]
+    assert last.op_type == "Gemm"
+    assert qmodel.raw_output_params() == {}
 
 
 def test_save_load_run_is_bit_identical(qmodel, tmp_path, x):
@@ -93,7 +109,7 @@ def test_options(float_model, calib, x):
     weight_dqs = [n for n in per_tensor.graph.nodes if n.op_type == "DequantizeLinear" and
                   inits.get(n.inputs[0]) is not None and inits[n.inputs[0]].dtype == np.int8]
     assert weight_dqs and all(inits[n.inputs[1]].ndim == 0 for n in weight_dqs)
-    four = qengine.quantize(float_model, calib, weight_bits=4, progress=False)
+    four = qengine.quantize(float_model, calib, weight_bits=4, target_sqnr=None, progress=False)
     w = [four.graph.initializers[n.inputs[0]] for n in four.graph.nodes
          if n.op_type == "DequantizeLinear" and n.inputs[0] in four.graph.initializers and
          four.graph.initializers[n.inputs[0]].dtype == np.int8]
@@ -104,9 +120,12 @@ def test_options(float_model, calib, x):
     zps = [sym.graph.initializers[n.inputs[2]] for n in sym.graph.nodes
            if n.op_type == "QuantizeLinear"]
     assert zps and all(int(z) == 128 for z in zps)
-    a6 = qengine.quantize(float_model, calib, activation_bits=6, progress=False)
-    raw = a6.run(x, raw=True)
-    assert raw.max() <= 63
+    a6 = qengine.quantize(float_model, calib, activation_bits=6, target_sqnr=None,
+                          progress=False)
+    codes = a6._plan().lowered.qtensors.values()
+    assert codes and all(t.qmax - t.qmin <= 63 for t in codes), "6-bit codes span 0..63"
+    assert not a6.node_counts()["float"], "narrow bit widths run on the int8 kernels too"
+    assert sqnr_db(a6.run(x), per_tensor.run(x)) > 10
     for method in ("percentile", "entropy", "mse", "mean_std", "moving_average"):
         q = qengine.quantize(float_model, calib, method=method, progress=False)
         assert np.isfinite(q.run(x)).all()

@@ -88,9 +88,10 @@ def test_quantize_dynamic_matches_float_onnxruntime_and_itself(tmp_path, name):
     assert integer and all(labels.get(n) == "gemm f32 epilogue" for n in integer), labels
     assert not any(n.op_type in ("MatMul", "Gemm") and n.inputs[1] in model.graph.initializers
                    for n in model.graph.nodes)
-    # bit-identical to the float reference of its own graph
+    # the float reference of its own graph: the integer GEMMs agree exactly, float ops that
+    # run as C kernels (the final LogSoftmax) may differ from numpy in the last float32 bit
     want = ReferenceExecutor(model.graph).run(feeds)[model.output_names[0]]
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
     # the saved file: onnxruntime agrees, and qengine reads it back bit for bit
     path = tmp_path / f"{name}_dynamic.onnx"
     model.save(path)
@@ -138,8 +139,9 @@ def test_quantize_dynamic_convolutions(tmp_path):
     feeds = random_input(proto, batch=2, seed=3)
     model = quantize_dynamic(proto, op_types=("Conv", "Gemm"))
     got = model.run(feeds)
-    np.testing.assert_array_equal(got, ReferenceExecutor(model.graph).run(feeds)[
-        model.output_names[0]])
+    # its own graph's float reference: exact integer parts, float C kernels to the last bit
+    np.testing.assert_allclose(got, ReferenceExecutor(model.graph).run(feeds)[
+        model.output_names[0]], rtol=2e-6, atol=1e-6)
     labels = dict(model._plan({"input": feeds["input"].shape}).kernels)
     convs = [n.name for n in model.graph.nodes if n.op_type == "ConvInteger"]
     assert convs and all(labels.get(n) == "conv f32 epilogue" for n in convs)
@@ -168,8 +170,9 @@ def test_onnxruntime_quantize_dynamic_models(tmp_path, name):
     got = model.run(feeds)
     want = _ort_run(qpath.read_bytes(), feeds)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
-    np.testing.assert_array_equal(got, ReferenceExecutor(model.graph).run(feeds)[
-        model.output_names[0]])
+    # its own graph's float reference: exact integer parts, float C kernels to the last bit
+    np.testing.assert_allclose(got, ReferenceExecutor(model.graph).run(feeds)[
+        model.output_names[0]], rtol=2e-6, atol=1e-6)
     labels = dict(model._plan({"input": feeds["input"].shape}).kernels)
     ints = [n.name for n in model.graph.nodes if n.op_type in ("ConvInteger", "MatMulInteger")]
     assert ints and all(labels.get(n, "").endswith("f32 epilogue") for n in ints), labels

@@ -126,7 +126,8 @@ def test_unit_runs_in_int8_and_matches_the_qdq_semantics(name):
     x_shape = [d if isinstance(d, int) else 2 for d in
                [(d.dim_value or d.dim_param) for d in m.graph.input[0].type.tensor_type.shape.dim]]
     calib = [rng.standard_normal(x_shape).astype(np.float32) for _ in range(3)]
-    q = qengine.quantize(m, calib, progress=False)
+    # the lowering itself is under test: no automatic float fallback, no output-aware float
+    q = qengine.quantize(m, calib, progress=False, target_sqnr=None, output_aware=False)
     counts = q.node_counts({"x": tuple(x_shape)})
     ops = {n.name: n.op_type for n in q.graph.nodes}
     int8_types = {ops[n] for n in counts["int8"]}

@@ -15,10 +15,13 @@ Roles (ops/registry.py, `int8_kind`, `elementwise`):
 - movement (Reshape, Transpose, MaxPool, Slice, ...): outputs keep the input's QParams;
 - join (Concat): inputs keep their QParams and are requantized into the output's;
 - anything else runs in float.
+Output-aware (quant/output_aware.py, on by default): a lookup-table region or a Concat of
+mismatched ranges that no int8 op reads runs in float, so model outputs are not squeezed
+through an 8-bit grid they gain nothing from.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -29,7 +32,7 @@ from ..ops import make_op
 from .observers import Observer, make_observer
 from .params import QParams, quantize, quantize_bias, qparams_from_range
 
-__all__ = ["QuantizeOptions", "quantize_graph", "plan_roles"]
+__all__ = ["QuantizeOptions", "quantize_graph", "plan_roles", "weight_spec", "quantize_weight"]
 
 _FUSABLE = ("Relu", "Clip")
 
@@ -43,6 +46,9 @@ class QuantizeOptions:
     weight_method: str = "minmax"          # per-channel observer of weights: minmax or mse
     symmetric_activations: bool = False    # uint8 with zero point 128
     keep_float: frozenset = field(default_factory=frozenset)  # node names or op types
+    output_aware: bool = True              # float LUT regions / mismatched joins no int8 op reads
+    wide_weights: frozenset = field(default_factory=frozenset)  # nodes with 8-bit weights
+    wide_tensors: frozenset = field(default_factory=frozenset)  # tensors with 8-bit activations
 
     def __post_init__(self):
         for name in ("weight_bits", "activation_bits"):
@@ -53,6 +59,8 @@ class QuantizeOptions:
             raise QuantizationError(f"weight_method must be 'minmax' or 'mse', got "
                                     f"{self.weight_method!r}")
         self.keep_float = frozenset(self.keep_float or ())
+        self.wide_weights = frozenset(self.wide_weights or ())
+        self.wide_tensors = frozenset(self.wide_tensors or ())
 
 
 @dataclass
@@ -114,7 +122,13 @@ def plan_roles(graph: Graph, options: QuantizeOptions) -> Roles:
         r = role[node.name]
         outs = [o for o in node.outputs if is_act(o)]
         if r in ("compute", "join"):
-            made.update(o for o in outs if o not in fused_inputs)
+            float_out = r == "compute" and _float_output_ok(graph, node)
+            for o in outs:
+                # an output only float ops or the caller read is computed in float directly
+                if o in fused_inputs or (float_out and o not in needs and all(
+                        role[u.name] is None for u in readers.get(o, []))):
+                    continue
+                made.add(o)
         elif r == "fused":
             made.update(outs)
         elif r == "lut":
@@ -135,6 +149,10 @@ def plan_roles(graph: Graph, options: QuantizeOptions) -> Roles:
                  [o for n in graph.nodes for o in n.outputs]
                  if t and (t in needs or t in made) and t not in fused_inputs]
     return Roles(role, list(dict.fromkeys(quantized)), inherits)
+
+
+def _float_output_ok(graph: Graph, node: Node) -> bool:
+    return make_op(node, graph.opset).int8_float_output
 
 
 def _node_role(graph, node, options, is_act, scalar_const, lut_source) -> Optional[str]:
@@ -188,10 +206,22 @@ def _compute_inputs_ok(graph: Graph, node: Node, is_act) -> bool:
 
 # ---- writing the QDQ graph ----------------------------------------------------------------------
 def quantize_graph(graph: Graph, observers: dict[str, Observer],
-                   options: Optional[QuantizeOptions] = None) -> Graph:
+                   options: Optional[QuantizeOptions] = None, *,
+                   weight_codes: Optional[dict] = None,
+                   bias_shift: Optional[dict] = None) -> Graph:
     """The QDQ form of `graph` under `options`, with activation QParams from `observers`
-    (qengine.quant.calibrate). The input graph is not modified."""
+    (qengine.quant.calibrate). The input graph is not modified.
+
+    weight_codes: {node name: (codes, QParams)} replacing the nearest-rounded weights of those
+    nodes (AdaRound); bias_shift: {node name: float32 (C,)} added to the float bias of those
+    nodes before it is quantized (bias correction). Both apply only where the node runs int8:
+    a node kept in float keeps its float weights and bias."""
     options = options or QuantizeOptions()
+    if options.output_aware:
+        from .output_aware import output_aware_float
+        extra = output_aware_float(graph, observers, options)
+        if extra:
+            options = replace(options, keep_float=options.keep_float | frozenset(extra))
     roles = plan_roles(graph, options)
     g = graph.copy()
     params: dict[str, QParams] = {}
@@ -202,9 +232,9 @@ def quantize_graph(graph: Graph, observers: dict[str, Observer],
         obs = observers.get(t)
         if obs is None:
             raise QuantizationError(f"no calibration observer for tensor {t!r}")
-        params[t] = obs.qparams(bits=options.activation_bits, signed=False,
-                                symmetric=options.symmetric_activations)
-    writer = _Writer(g, options)
+        bits = 8 if t in options.wide_tensors else options.activation_bits
+        params[t] = obs.qparams(bits=bits, signed=False, symmetric=options.symmetric_activations)
+    writer = _Writer(g, options, weight_codes or {}, bias_shift or {})
     for node in list(g.nodes):
         r = roles.role.get(node.name)
         if r == "compute":
@@ -216,11 +246,45 @@ def quantize_graph(graph: Graph, observers: dict[str, Observer],
     return g
 
 
+def weight_spec(graph: Graph, node: Node) -> Optional[tuple[int, np.ndarray, int]]:
+    """(input index, float32 weight as quantize_graph quantizes it, channel axis) of a compute
+    node with a constant weight, else None. A Gemm's alpha is folded into the weight here, as
+    quantize_graph does."""
+    init = graph.initializers
+    t = node.op_type
+    if t in ("Conv", "ConvTranspose") and node.inputs[1] in init:
+        return 1, np.asarray(init[node.inputs[1]], np.float32), 0 if t == "Conv" else 1
+    if t == "Gemm" and node.inputs[1] in init:
+        w = init[node.inputs[1]].astype(np.float32)
+        alpha = float(node.attrs.get("alpha", 1.0))
+        if alpha != 1.0:
+            w = (w * np.float32(alpha)).astype(np.float32)
+        return 1, w, 0 if int(node.attrs.get("transB", 0)) else 1
+    if t == "MatMul" and node.inputs[1] in init:
+        w = np.asarray(init[node.inputs[1]], np.float32)
+        return 1, w, w.ndim - 1
+    return None
+
+
+def quantize_weight(w: np.ndarray, axis: int, options: QuantizeOptions,
+                    bits: Optional[int] = None) -> tuple[np.ndarray, QParams]:
+    """(int8 codes, QParams) of a weight under options: symmetric, narrow, per output channel
+    along `axis` (or per tensor), the observer options.weight_method, options.weight_bits
+    unless `bits` is given."""
+    w = np.asarray(w, dtype=np.float32)
+    obs = make_observer(options.weight_method, axis=axis if options.per_channel else None)
+    obs.update(w)
+    wqp = obs.qparams(bits=bits or options.weight_bits, signed=True, symmetric=True)
+    return quantize(w, wqp), wqp
+
+
 class _Writer:
     """Inserts the Q/DQ nodes and quantized initializers into a copy of the graph."""
 
-    def __init__(self, g: Graph, options: QuantizeOptions):
+    def __init__(self, g: Graph, options: QuantizeOptions, weight_codes: dict,
+                 bias_shift: dict):
         self.g, self.options = g, options
+        self.weight_codes, self.bias_shift = weight_codes, bias_shift
 
     def _const(self, base: str, array: np.ndarray) -> str:
         return self.g.add_initializer(self.g.unique_name(base), np.asarray(array))
@@ -278,45 +342,67 @@ class _Writer:
     def quantize_constants(self, node: Node, params: dict) -> None:
         init = self.g.initializers
         t = node.op_type
+        spec = weight_spec(self.g, node)
+        if node.name in self.bias_shift and spec is not None and t != "MatMul" and \
+                node.name not in self.options.wide_weights:     # the shift is for narrow ones
+            self._shift_bias(node, spec)
         if t in ("Conv", "ConvTranspose"):
-            axis = 0 if t == "Conv" else 1
-            w = init[node.inputs[1]]
+            _, w, axis = spec if spec else (1, init[node.inputs[1]], 0)
             self._weight(node, 1, w, axis, params.get(node.inputs[0]),
                          groups=int(node.attrs.get("group", 1)) if t == "ConvTranspose" else 1)
         elif t == "Gemm":
-            alpha, beta = float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0))
-            tb = int(node.attrs.get("transB", 0))
-            if node.inputs[1] in init:
-                w = init[node.inputs[1]].astype(np.float32)
-                if alpha != 1.0:
-                    w = (w * np.float32(alpha)).astype(np.float32)
-                    node.attrs["alpha"] = 1.0
+            beta = float(node.attrs.get("beta", 1.0))     # read after _shift_bias: it folds beta
+            if spec is not None:
+                _, w, axis = spec
+                if float(node.attrs.get("alpha", 1.0)) != 1.0:
+                    node.attrs["alpha"] = 1.0      # folded into w by weight_spec
                 if node.input(2) and beta != 1.0:
                     c = (init[node.inputs[2]] * np.float32(beta)).astype(np.float32)
                     node.inputs[2] = self._const(node.name + ".bias", c)
                     node.attrs["beta"] = 1.0
-                self._weight(node, 1, w, 0 if tb else 1, params.get(node.inputs[0]))
+                self._weight(node, 1, w, axis, params.get(node.inputs[0]))
             elif node.input(2) and node.inputs[0] in params and node.inputs[1] in params:
                 # activation x activation with a constant bias: scale s_a * s_b
                 s = params[node.inputs[0]].scale * params[node.inputs[1]].scale
                 self._bias(node, s)
         elif t == "MatMul":
-            if node.inputs[1] in init:
-                w = init[node.inputs[1]]
-                self._weight(node, 1, w, w.ndim - 1, params.get(node.inputs[0]), bias=False)
+            if spec is not None:
+                _, w, axis = spec
+                self._weight(node, 1, w, axis, params.get(node.inputs[0]), bias=False)
         elif t in ("Add", "Sub", "Mul"):
             for k, name in enumerate(node.inputs):
                 if name in init and init[name].size > 1:
                     self._activation_constant(node, k, init[name])
 
+    def _shift_bias(self, node: Node, spec) -> None:
+        """Bias correction: the float bias (zeros if absent) plus the node's measured shift."""
+        init = self.g.initializers
+        _, w, axis = spec
+        shift = np.asarray(self.bias_shift[node.name], np.float32).reshape(-1)
+        beta = float(node.attrs.get("beta", 1.0)) if node.op_type == "Gemm" else 1.0
+        if node.input(2):
+            b = (init[node.inputs[2]].astype(np.float32) * np.float32(beta)).reshape(-1)
+            if b.size == 1 and shift.size > 1:
+                b = np.full(shift.size, b[0], np.float32)
+            if b.shape != shift.shape:
+                return
+        else:
+            b = np.zeros(shift.shape, np.float32)
+        while len(node.inputs) < 3:
+            node.inputs.append("")
+        node.inputs[2] = self._const(node.name + ".bias_corrected", (b + shift).astype(np.float32))
+        if node.op_type == "Gemm":
+            node.attrs["beta"] = 1.0
+
     def _weight(self, node: Node, k: int, w: np.ndarray, axis: int, x_qp: Optional[QParams],
                 groups: int = 1, bias: bool = True) -> None:
-        o = self.options
         w = np.asarray(w, dtype=np.float32)
-        obs = make_observer(o.weight_method, axis=axis if o.per_channel else None)
-        obs.update(w)
-        wqp = obs.qparams(bits=o.weight_bits, signed=True, symmetric=True)
-        wq = quantize(w, wqp)
+        wide = node.name in self.options.wide_weights
+        given = None if wide else self.weight_codes.get(node.name)
+        if given is not None and given[0].shape == w.shape:
+            wq, wqp = given                     # AdaRound's rounding of the same grid
+        else:
+            wq, wqp = quantize_weight(w, axis, self.options, 8 if wide else None)
         base = f"{node.name}.weight"
         q_name = self._const(base + "_quantized", wq)
         node.inputs[k] = self._dq(q_name, wqp, base, node)

@@ -1,0 +1,12 @@
+/* float_avx2.c -- csrc/float/float_ops.h compiled with the avx2 flags (see that file). */
+#include "../qe_internal.h"
+#include "float_ops.h"
+
+void qe_softmax_rows__avx2(size_t rows, size_t cols, const float *x, float *y, int log_form) {
+    qe_softmax_rows(rows, cols, x, y, log_form);
+}
+
+void qe_layernorm_rows__avx2(size_t rows, size_t cols, const float *x, const float *gamma,
+                             const float *beta, float eps, float *y) {
+    qe_layernorm_rows(rows, cols, x, gamma, beta, eps, y);
+}

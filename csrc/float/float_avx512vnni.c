@@ -1,0 +1,12 @@
+/* float_avx512vnni.c -- csrc/float/float_ops.h compiled with the avx512vnni flags (see that file). */
+#include "../qe_internal.h"
+#include "float_ops.h"
+
+void qe_softmax_rows__avx512vnni(size_t rows, size_t cols, const float *x, float *y, int log_form) {
+    qe_softmax_rows(rows, cols, x, y, log_form);
+}
+
+void qe_layernorm_rows__avx512vnni(size_t rows, size_t cols, const float *x, const float *gamma,
+                             const float *beta, float eps, float *y) {
+    qe_layernorm_rows(rows, cols, x, gamma, beta, eps, y);
+}

@@ -1,0 +1,115 @@
+/* float_ops.h -- the float kernels of csrc/float/, written once and compiled per ISA.
+ *
+ * softmax.c (the portable reference), softmax_avx2.c and softmax_avx512vnni.c include this file
+ * with their own compiler flags: the source is the same IEEE float32 operations in the same
+ * order (no FMA contraction, no reassociation: reductions stay sequential), so every path gives
+ * the same bits while the wider ones vectorize the element-wise loops.
+ */
+#ifndef QE_FLOAT_OPS_H
+#define QE_FLOAT_OPS_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* e^x without libm, branch-free so a loop of it vectorizes. Cody-Waite reduction
+ * x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial of e^r (relative error < 2 ulp), scaled by
+ * 2^n through the exponent bits. x below -87.3 gives 0, above 88.7 +inf. */
+static inline float qe_expf_poly(float x) {
+    const float hi = 88.72283f, lo = -87.33654f;
+    float xc = x < hi ? x : hi;
+    xc = xc > lo ? xc : lo;
+    const float n = rintf(xc * 1.44269504088896341f);
+    float r = xc - n * 0.693359375f; /* ln2 split in two: n * the high part is exact */
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    float y = p * scale;
+    y = x < lo ? 0.0f : y;
+    y = x > hi ? INFINITY : y;
+    return y;
+}
+
+/* Sums and maxima in 8 explicit lanes combined in a fixed order: the source fixes the order of
+ * every addition, so a vectorized build and the scalar reference agree bit for bit. */
+enum { QE_LANES = 8 };
+
+static inline float qe_sum_lanes(const float *v, size_t n) {
+    float acc[QE_LANES] = {0};
+    size_t i = 0;
+    for (; i + QE_LANES <= n; i += QE_LANES)
+        for (size_t l = 0; l < QE_LANES; l++) acc[l] += v[i + l];
+    for (size_t l = 0; i < n; i++, l++) acc[l] += v[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+static inline float qe_max_lanes(const float *v, size_t n) {
+    float acc[QE_LANES];
+    for (size_t l = 0; l < QE_LANES; l++) acc[l] = v[0];
+    size_t i = 0;
+    for (; i + QE_LANES <= n; i += QE_LANES)
+        for (size_t l = 0; l < QE_LANES; l++) acc[l] = v[i + l] > acc[l] ? v[i + l] : acc[l];
+    for (size_t l = 0; i < n; i++, l++) acc[l] = v[i] > acc[l] ? v[i] : acc[l];
+    float m = acc[0];
+    for (size_t l = 1; l < QE_LANES; l++) m = acc[l] > m ? acc[l] : m;
+    return m;
+}
+
+/* Softmax (log_form 0) or log-softmax (1) of `rows` rows of `cols` values. */
+static inline void qe_softmax_rows(size_t rows, size_t cols, const float *x, float *y,
+                                   int log_form) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        const float mx = qe_max_lanes(xr, cols);
+        for (size_t c = 0; c < cols; c++) yr[c] = qe_expf_poly(xr[c] - mx); /* vectorizes */
+        const float sum = qe_sum_lanes(yr, cols);
+        if (log_form) {
+            const float lse = logf(sum);
+            for (size_t c = 0; c < cols; c++) yr[c] = (xr[c] - mx) - lse;
+        } else {
+            const float inv = 1.0f / sum;
+            for (size_t c = 0; c < cols; c++) yr[c] = yr[c] * inv;
+        }
+    }
+}
+
+/* Layer normalization of `rows` rows of `cols` values: mean and variance per row (two passes,
+ * sums in lanes), y = (x - mean) * (1 / sqrt(var + eps)) * gamma + beta (beta may be NULL). */
+static inline void qe_layernorm_rows(size_t rows, size_t cols, const float *x, const float *gamma,
+                                     const float *beta, float eps, float *y) {
+    const float inv_n = 1.0f / (float)cols;
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        const float mean = qe_sum_lanes(xr, cols) * inv_n;
+        float acc[QE_LANES] = {0};          /* sum of squared deviations, in lanes */
+        size_t c = 0;
+        for (; c + QE_LANES <= cols; c += QE_LANES)
+            for (size_t l = 0; l < QE_LANES; l++) {
+                const float d = xr[c + l] - mean;
+                acc[l] += d * d;
+            }
+        for (size_t l = 0; c < cols; c++, l++) {
+            const float d = xr[c] - mean;
+            acc[l] += d * d;
+        }
+        const float sq = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                         ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        const float rstd = 1.0f / sqrtf(sq * inv_n + eps);
+        if (beta)
+            for (size_t k = 0; k < cols; k++) yr[k] = (xr[k] - mean) * rstd * gamma[k] + beta[k];
+        else
+            for (size_t k = 0; k < cols; k++) yr[k] = (xr[k] - mean) * rstd * gamma[k];
+    }
+}
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * softmax.c -- the float ops left in quantized models (classifier, detector and attention
+ * heads): softmax / log-softmax and layer normalization over contiguous rows. The code is
+ * float_ops.h; this file is its portable reference and the dispatch to the per-ISA builds of
+ * the same source (float_avx2.c, float_avx512vnni.c), which give the same bits. Rows are split
+ * over the thread pool in fixed chunks when there are many.
+ */
+#include "../qe_internal.h"
+#include "float_ops.h"
+
+typedef void (*softmax_fn)(size_t rows, size_t cols, const float *x, float *y, int log_form);
+typedef void (*layernorm_fn)(size_t rows, size_t cols, const float *x, const float *gamma,
+                             const float *beta, float eps, float *y);
+
+static void softmax_ref(size_t rows, size_t cols, const float *x, float *y, int log_form) {
+    qe_softmax_rows(rows, cols, x, y, log_form);
+}
+
+static void layernorm_ref(size_t rows, size_t cols, const float *x, const float *gamma,
+                          const float *beta, float eps, float *y) {
+    qe_layernorm_rows(rows, cols, x, gamma, beta, eps, y);
+}
+
+#if defined(QE_BUILD_X86)
+void qe_softmax_rows__avx2(size_t, size_t, const float *, float *, int);
+void qe_softmax_rows__avx512vnni(size_t, size_t, const float *, float *, int);
+void qe_layernorm_rows__avx2(size_t, size_t, const float *, const float *, const float *, float,
+                             float *);
+void qe_layernorm_rows__avx512vnni(size_t, size_t, const float *, const float *, const float *,
+                                   float, float *);
+#endif
+
+static const softmax_fn g_softmax[QE_ISA_COUNT] = {
+    [QE_ISA_REF] = softmax_ref,
+#if defined(QE_BUILD_X86)
+    [QE_ISA_AVX2] = qe_softmax_rows__avx2,
+    [QE_ISA_AVX512VNNI] = qe_softmax_rows__avx512vnni,
+#endif
+};
+
+static const layernorm_fn g_layernorm[QE_ISA_COUNT] = {
+    [QE_ISA_REF] = layernorm_ref,
+#if defined(QE_BUILD_X86)
+    [QE_ISA_AVX2] = qe_layernorm_rows__avx2,
+    [QE_ISA_AVX512VNNI] = qe_layernorm_rows__avx512vnni,
+#endif
+};
+
+enum { QE_FLOAT_ROWS_PER_TASK = 32, QE_FLOAT_SERIAL_ELEMS = 1 << 14 };
+
+typedef struct {
+    size_t rows, cols;
+    const float *x, *gamma, *beta;
+    float *y;
+    float eps;
+    int log_form;
+    softmax_fn softmax;
+    layernorm_fn layernorm;
+} float_job;
+
+static void float_rows(const float_job *j, size_t r0, size_t n) {
+    if (j->softmax)
+        j->softmax(n, j->cols, j->x + r0 * j->cols, j->y + r0 * j->cols, j->log_form);
+    else
+        j->layernorm(n, j->cols, j->x + r0 * j->cols, j->gamma, j->beta, j->eps,
+                     j->y + r0 * j->cols);
+}
+
+static void float_task(void *ctx, size_t task, int thread_index) {
+    const float_job *j = ctx;
+    const size_t r0 = task * QE_FLOAT_ROWS_PER_TASK;
+    float_rows(j, r0, QE_MIN(QE_FLOAT_ROWS_PER_TASK, j->rows - r0));
+}
+
+static void float_run(const float_job *j) {
+    if (j->rows * j->cols < QE_FLOAT_SERIAL_ELEMS || j->rows <= QE_FLOAT_ROWS_PER_TASK)
+        float_rows(j, 0, j->rows);
+    else
+        qe_parallel_for(QE_DIV_UP(j->rows, QE_FLOAT_ROWS_PER_TASK), float_task, (void *)j);
+}
+
+int qe_softmax_f32(size_t rows, size_t cols, const float *x, float *y, int log_form) {
+    if (!x || !y || cols == 0) return QE_ERR_ARG;
+    if (rows == 0) return QE_OK;
+    float_job j = {.rows = rows, .cols = cols, .x = x, .y = y, .log_form = log_form != 0,
+                   .softmax = QE_PICK(g_softmax, qe_get_isa())};
+    float_run(&j);
+    return QE_OK;
+}
+
+int qe_layernorm_f32(size_t rows, size_t cols, const float *x, const float *gamma,
+                     const float *beta, float eps, float *y) {
+    if (!x || !y || !gamma || cols == 0 || !(eps >= 0.0f)) return QE_ERR_ARG;
+    if (rows == 0) return QE_OK;
+    float_job j = {.rows = rows, .cols = cols, .x = x, .gamma = gamma, .beta = beta, .y = y,
+                   .eps = eps, .layernorm = QE_PICK(g_layernorm, qe_get_isa())};
+    float_run(&j);
+    return QE_OK;
+}

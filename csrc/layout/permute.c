@@ -1,0 +1,181 @@
+/*
+ * permute.c -- copy a strided view into a contiguous buffer: the relayouts of the compiled
+ * model (NCHW <-> NHWC at its borders) and Transposes that cannot be relabelled.
+ *
+ * dst is contiguous with `shape`; dst element (i_0, ..., i_{n-1}) comes from src at byte offset
+ * sum_k i_k * src_strides[k]. Dims are coalesced first (adjacent dims contiguous in both
+ * buffers become one), then rows whose source is contiguous are memcpy'd and the rest gathered
+ * element by element. Outer rows are split over the thread pool for large copies. Pure data
+ * movement: one portable path, identical on every ISA.
+ */
+#include <string.h>
+
+#include "../qe_internal.h"
+
+enum { QE_PERMUTE_MAX_DIMS = 8 };
+
+typedef struct {
+    size_t ndim, elem, inner, inner2, rows;  /* inner2 > 1: a row is an inner2 x inner block */
+    size_t shape[QE_PERMUTE_MAX_DIMS];
+    ptrdiff_t stride[QE_PERMUTE_MAX_DIMS];
+    const char *src;
+    char *dst;
+} permute_job;
+
+/* Copy dst rows [r0, r1): a row is the innermost dim (`inner` elements), or, when that dim is
+ * short (`inner2` > 1), the innermost two dims as a block. The source offset of the first row
+ * comes from decomposing r0; later rows step an odometer (no division per row). */
+static void permute_rows(const permute_job *j, size_t r0, size_t r1) {
+    const size_t n = j->ndim - (j->inner2 > 1 ? 1 : 0), last = j->ndim - 1, elem = j->elem;
+    const size_t inner = j->inner, inner2 = j->inner2 > 1 ? j->inner2 : 1;
+    const ptrdiff_t s_in = j->stride[last], s_out2 = j->inner2 > 1 ? j->stride[last - 1] : 0;
+    size_t idx[QE_PERMUTE_MAX_DIMS] = {0};
+    ptrdiff_t off = 0;
+    size_t rem = r0;
+    const size_t outer = n - 1; /* dims [0, outer) index rows */
+    for (size_t k = outer; k-- > 0;) {
+        idx[k] = rem % j->shape[k];
+        rem /= j->shape[k];
+        off += (ptrdiff_t)idx[k] * j->stride[k];
+    }
+    char *d = j->dst + r0 * inner2 * inner * elem;
+    for (size_t r = r0; r < r1; r++) {
+        for (size_t b = 0; b < inner2; b++) {
+            const char *s = j->src + off + (ptrdiff_t)b * s_out2;
+            if (s_in == (ptrdiff_t)elem) {
+                memcpy(d, s, inner * elem);
+            } else if (elem == 1) {
+                for (size_t i = 0; i < inner; i++) d[i] = s[(ptrdiff_t)i * s_in];
+            } else if (elem == 4) {
+                for (size_t i = 0; i < inner; i++) memcpy(d + 4 * i, s + (ptrdiff_t)i * s_in, 4);
+            } else {
+                for (size_t i = 0; i < inner; i++)
+                    memcpy(d + elem * i, s + (ptrdiff_t)i * s_in, elem);
+            }
+            d += inner * elem;
+        }
+        for (size_t k = outer; k-- > 0;) { /* odometer: the next row's source offset */
+            off += j->stride[k];
+            if (++idx[k] < j->shape[k]) break;
+            off -= (ptrdiff_t)j->shape[k] * j->stride[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+enum { QE_PERMUTE_TASK_BYTES = 1 << 16 };
+
+static void permute_task(void *ctx, size_t task, int thread_index) {
+    const permute_job *j = ctx;
+    const size_t row_bytes = j->inner * QE_MAX(j->inner2, 1) * j->elem;
+    const size_t per = QE_MAX(1, QE_PERMUTE_TASK_BYTES / QE_MAX(row_bytes, 1));
+    const size_t r0 = task * per;
+    permute_rows(j, r0, QE_MIN(j->rows, r0 + per));
+}
+
+int qe_permute_copy(size_t ndim, const size_t *shape, const ptrdiff_t *src_strides, size_t elem,
+                    const void *src, void *dst) {
+    if (!src || !dst || !shape || !src_strides || ndim == 0 || ndim > QE_PERMUTE_MAX_DIMS ||
+        (elem != 1 && elem != 2 && elem != 4 && elem != 8))
+        return QE_ERR_ARG;
+    permute_job j = {.elem = elem, .src = src, .dst = dst};
+    size_t total = 1;
+    for (size_t k = 0; k < ndim; k++) total *= shape[k];
+    if (total == 0) return QE_OK;
+    /* drop size-1 dims, then merge dim k into k+1 when src is contiguous across them */
+    for (size_t k = 0; k < ndim; k++) {
+        if (shape[k] == 1) continue;
+        if (j.ndim > 0 && j.stride[j.ndim - 1] == src_strides[k] * (ptrdiff_t)shape[k]) {
+            j.shape[j.ndim - 1] *= shape[k];
+            j.stride[j.ndim - 1] = src_strides[k];
+        } else {
+            j.shape[j.ndim] = shape[k];
+            j.stride[j.ndim] = src_strides[k];
+            j.ndim++;
+        }
+    }
+    if (j.ndim == 0) {                  /* a single element */
+        j.ndim = 1;
+        j.shape[0] = 1;
+        j.stride[0] = (ptrdiff_t)elem;
+    }
+    j.inner = j.shape[j.ndim - 1];
+    /* a short innermost dim (e.g. 3 channels): rows are blocks of the two innermost dims */
+    j.inner2 = (j.ndim >= 2 && j.inner * elem < 64) ? j.shape[j.ndim - 2] : 1;
+    j.rows = total / (j.inner * j.inner2);
+    const size_t row_bytes = j.inner * j.inner2 * elem;
+    const size_t per = QE_MAX(1, QE_PERMUTE_TASK_BYTES / QE_MAX(row_bytes, 1));
+    const size_t tasks = QE_DIV_UP(j.rows, per);
+    if (tasks <= 1)
+        permute_rows(&j, 0, j.rows);
+    else
+        qe_parallel_for(tasks, permute_task, &j);
+    return QE_OK;
+}
+
+
+/* ---- per-axis gathers ------------------------------------------------------------------------- */
+typedef struct {
+    size_t ndim, elem, rows, inner;
+    const size_t *shape;
+    const ptrdiff_t *stride;
+    const int32_t *const *maps; /* maps[k][i]: source index along axis k of output index i */
+    const char *src;
+    char *dst;
+    int inner_contiguous;       /* the last map is the identity and its stride is elem */
+} gather_job;
+
+static void gather_rows(const gather_job *j, size_t r0, size_t r1) {
+    const size_t last = j->ndim - 1, elem = j->elem, inner = j->inner;
+    const int32_t *m_in = j->maps[last];
+    const ptrdiff_t s_in = j->stride[last];
+    for (size_t r = r0; r < r1; r++) {
+        size_t rem = r;
+        ptrdiff_t off = 0;
+        for (size_t k = last; k-- > 0;) {
+            const size_t i = rem % j->shape[k];
+            rem /= j->shape[k];
+            off += (ptrdiff_t)j->maps[k][i] * j->stride[k];
+        }
+        const char *s = j->src + off;
+        char *d = j->dst + r * inner * elem;
+        if (j->inner_contiguous)
+            memcpy(d, s, inner * elem);
+        else if (elem == 1)
+            for (size_t i = 0; i < inner; i++) d[i] = s[(ptrdiff_t)m_in[i] * s_in];
+        else
+            for (size_t i = 0; i < inner; i++)
+                memcpy(d + elem * i, s + (ptrdiff_t)m_in[i] * s_in, elem);
+    }
+}
+
+static void gather_task(void *ctx, size_t task, int thread_index) {
+    const gather_job *j = ctx;
+    const size_t per = QE_MAX(1, QE_PERMUTE_TASK_BYTES / QE_MAX(j->inner * j->elem, 1));
+    const size_t r0 = task * per;
+    gather_rows(j, r0, QE_MIN(j->rows, r0 + per));
+}
+
+int qe_gather_axes(size_t ndim, const size_t *shape, const ptrdiff_t *src_strides,
+                   const int32_t *const *maps, size_t elem, const void *src, void *dst) {
+    if (!src || !dst || !shape || !src_strides || !maps || ndim == 0 ||
+        ndim > QE_PERMUTE_MAX_DIMS || (elem != 1 && elem != 2 && elem != 4 && elem != 8))
+        return QE_ERR_ARG;
+    size_t total = 1;
+    for (size_t k = 0; k < ndim; k++) total *= shape[k];
+    if (total == 0) return QE_OK;
+    gather_job j = {.ndim = ndim, .elem = elem, .shape = shape, .stride = src_strides,
+                    .maps = maps, .src = src, .dst = dst};
+    j.inner = shape[ndim - 1];
+    j.rows = total / j.inner;
+    j.inner_contiguous = src_strides[ndim - 1] == (ptrdiff_t)elem;
+    for (size_t i = 0; j.inner_contiguous && i < j.inner; i++)
+        j.inner_contiguous = maps[ndim - 1][i] == (int32_t)i;
+    const size_t per = QE_MAX(1, QE_PERMUTE_TASK_BYTES / QE_MAX(j.inner * elem, 1));
+    const size_t tasks = QE_DIV_UP(j.rows, per);
+    if (tasks <= 1)
+        gather_rows(&j, 0, j.rows);
+    else
+        qe_parallel_for(tasks, gather_task, &j);
+    return QE_OK;
+}

@@ -1,0 +1,88 @@
+"""The float kernels of csrc/float (softmax, log-softmax, layer normalization): close to numpy
+in float64, and the same bits on every ISA path."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from qengine import _kernels as K
+
+
+def _run(step, x, out_shape):
+    y = np.empty(out_shape, np.float32)
+    prog = K.Program([step], [x.nbytes, y.nbytes])
+    ctx = K.RunContext(prog, 0, [])
+    ctx.bind(0, x)
+    ctx.bind(1, y)
+    prog.run(ctx)
+    return y
+
+
+def _softmax64(x, log):
+    z = x.astype(np.float64) - x.max(-1, keepdims=True)
+    if log:
+        return z - np.log(np.exp(z).sum(-1, keepdims=True))
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 40), cols=st.integers(1, 70), scale=st.sampled_from([0.1, 3.0, 40.0]),
+       log=st.booleans(), seed=st.integers(0, 2**16))
+def test_softmax_matches_float64_and_is_identical_on_every_isa(rows, cols, scale, log, seed):
+    x = (np.random.default_rng(seed).standard_normal((rows, cols)) * scale).astype(np.float32)
+    outs = []
+    before = K.get_isa()
+    try:
+        for isa in K.available_isas():
+            K.set_isa(isa)
+            outs.append(_run(K.softmax_step("s", rows, cols, (0, 0), (1, 0), log=log), x,
+                             x.shape))
+    finally:
+        K.set_isa(before)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    np.testing.assert_allclose(outs[0], _softmax64(x, log), rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_extremes():
+    x = np.array([[-np.inf, 0, 1], [1000, -1000, 0], [-100, -100, -100]], np.float32)
+    y = _run(K.softmax_step("s", 3, 3, (0, 0), (1, 0)), x, x.shape)
+    np.testing.assert_allclose(y, [[0, 1 / (1 + np.e), np.e / (1 + np.e)], [1, 0, 0],
+                                   [1 / 3, 1 / 3, 1 / 3]], rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 30), cols=st.integers(1, 90), with_beta=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_layernorm_matches_float64_and_is_identical_on_every_isa(rows, cols, with_beta, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, cols)) * 3 + 1).astype(np.float32)
+    g = rng.standard_normal(cols).astype(np.float32)
+    b = rng.standard_normal(cols).astype(np.float32) if with_beta else None
+    outs = []
+    before = K.get_isa()
+    try:
+        for isa in K.available_isas():
+            K.set_isa(isa)
+            outs.append(_run(K.layernorm_step("n", rows, cols, (0, 0), (1, 0), g, b, 1e-5), x,
+                             x.shape))
+    finally:
+        K.set_isa(before)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    x64 = x.astype(np.float64)
+    ref = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5) * g
+    if b is not None:
+        ref = ref + b
+    np.testing.assert_allclose(outs[0], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_float_steps_raise():
+    with pytest.raises(ValueError):
+        K.softmax_step("s", 0, 3, (0, 0), (1, 0))
+    with pytest.raises(ValueError):
+        K.layernorm_step("n", 2, 3, (0, 0), (1, 0), np.ones(4, np.float32), None, 1e-5)
+    with pytest.raises(ValueError):
+        K.layernorm_step("n", 2, 3, (0, 0), (1, 0), np.ones(3, np.float32), None, -1.0)
+    with pytest.raises(ValueError, match="outside"):
+        K.Program([K.softmax_step("s", 4, 4, (0, 0), (1, 0))], [32, 64])

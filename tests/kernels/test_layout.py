@@ -1,0 +1,79 @@
+"""Layout kernels (csrc/layout): permute copies, strided views, per-axis gathers, vs numpy."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from qengine import _kernels as K
+
+
+def _run(step, x, y):
+    prog = K.Program([step], [x.nbytes, y.nbytes])
+    ctx = K.RunContext(prog, 0, [])
+    ctx.bind(0, x)
+    ctx.bind(1, y)
+    prog.run(ctx)
+    return y
+
+
+@st.composite
+def shapes_and_perms(draw):
+    n = draw(st.integers(1, 6))
+    shape = tuple(draw(st.lists(st.integers(1, 7), min_size=n, max_size=n)))
+    perm = tuple(draw(st.permutations(range(n))))
+    return shape, perm
+
+
+@settings(max_examples=80, deadline=None)
+@given(sp=shapes_and_perms(), dtype=st.sampled_from([np.uint8, np.int16, np.float32, np.int64]),
+       seed=st.integers(0, 1000), threads=st.sampled_from([1, 2]))
+def test_permute_copy_matches_numpy(sp, dtype, seed, threads):
+    shape, perm = sp
+    x = np.random.default_rng(seed).integers(0, 100, shape).astype(dtype)
+    y = np.empty([shape[p] for p in perm], dtype)
+    before = K.get_num_threads()
+    K.set_num_threads(threads)
+    try:
+        _run(K.permute_step("p", shape, perm, x.itemsize, (0, 0), (1, 0)), x, y)
+    finally:
+        K.set_num_threads(before)
+    np.testing.assert_array_equal(y, x.transpose(perm))
+
+
+def test_large_relayout_splits_over_threads():
+    x = np.random.default_rng(0).integers(0, 255, (2, 3, 180, 190)).astype(np.uint8)
+    y = np.empty((2, 180, 190, 3), np.uint8)
+    _run(K.permute_step("p", x.shape, (0, 2, 3, 1), 1, (0, 0), (1, 0)), x, y)
+    np.testing.assert_array_equal(y, x.transpose(0, 2, 3, 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), seed=st.integers(0, 1000))
+def test_strided_copy_of_slices_with_negative_steps(shape, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 255, shape).astype(np.uint8)
+    sl = tuple(slice(None, None, int(rng.choice([1, 2, -1, -2]))) for _ in shape)
+    v = x[sl]
+    offset = v.__array_interface__["data"][0] - x.__array_interface__["data"][0]
+    y = np.empty(v.shape, np.uint8)
+    _run(K.strided_copy_step("s", v.shape, v.strides, offset, 1, (0, 0), (1, 0)), x, y)
+    np.testing.assert_array_equal(y, v)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 8), min_size=1, max_size=4), seed=st.integers(0, 1000))
+def test_gather_axes_matches_numpy_indexing(shape, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 255, shape).astype(np.uint8)
+    maps = [rng.integers(0, n, rng.integers(1, 2 * n + 1)) for n in shape]
+    y = np.empty([len(m) for m in maps], np.uint8)
+    _run(K.gather_axes_step("g", tuple(shape), maps, 1, (0, 0), (1, 0)), x, y)
+    np.testing.assert_array_equal(y, x[np.ix_(*maps)])
+
+
+def test_bad_layout_steps_raise():
+    with pytest.raises(ValueError):
+        K.permute_step("p", (2, 3), (0, 0), 1, (0, 0), (1, 0))
+    with pytest.raises(ValueError):
+        K.gather_axes_step("g", (2, 3), [np.array([0, 2]), np.array([0])], 1, (0, 0), (1, 0))
+    with pytest.raises(ValueError, match="outside"):
+        K.Program([K.strided_copy_step("s", (4,), (2,), 0, 1, (0, 0), (1, 0))], [4, 4])
