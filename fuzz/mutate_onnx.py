@@ -91,9 +91,8 @@ def attr_retype(m, rng):
     if choice == 0:
         n.attribute.remove(a)
         return f"{n.op_type}.{name} dropped"
-    new = {1: onnx.helper.make_attribute(name, 1.5), 2: onnx.helper.make_attribute(name, [1.0, 2.0]),
-           3: onnx.helper.make_attribute(name, "oops"), 4: onnx.helper.make_attribute(name, 3),
-           5: onnx.helper.make_attribute(name, [2, 2, 2, 2, 2])}[choice]
+    value = {1: 1.5, 2: [1.0, 2.0], 3: "oops", 4: 3, 5: [2, 2, 2, 2, 2]}[choice]
+    new = onnx.helper.make_attribute(name, value)
     a.CopyFrom(new)
     return f"{n.op_type}.{name} retyped to {AttributeProto.AttributeType.Name(a.type)}"
 
@@ -190,7 +189,8 @@ def _mutate_tensor(t: TensorProto, rng: random.Random, what: str):
             return None
         new = np.array([_nasty_int(rng) for _ in range(max(1, flat.size))], dtype=np.int64)
         if rng.random() < 0.5:
-            new = new[:max(1, flat.size)].astype(flat.dtype if flat.dtype != np.uint64 else np.int64)
+            keep = flat.dtype if flat.dtype != np.uint64 else np.int64
+            new = new[:max(1, flat.size)].astype(keep)
         new = new.reshape(arr.shape) if new.size == flat.size else new
         desc = f"{what}: ints -> {new.reshape(-1)[:8].tolist()}"
     name = t.name
@@ -391,9 +391,9 @@ def opset(m, rng):
 
 def functions(m, rng):
     """A model-local function: a node calling a function that calls itself or is malformed."""
-    f = onnx.helper.make_function("local", "F", ["a"], ["b"],
-                                  [onnx.helper.make_node(rng.choice(["F", "Relu", "Nope"]),
-                                                         ["a"], ["b"], domain=rng.choice(["", "local"]))],
+    body = onnx.helper.make_node(rng.choice(["F", "Relu", "Nope"]), ["a"], ["b"],
+                                 domain=rng.choice(["", "local"]))     # F calls itself
+    f = onnx.helper.make_function("local", "F", ["a"], ["b"], [body],
                                   [onnx.helper.make_opsetid("", 17)])
     m.functions.append(f)
     m.opset_import.add(domain="local", version=1)

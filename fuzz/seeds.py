@@ -69,7 +69,8 @@ def _calibration(proto, n=3, seed=0) -> list:
 # (seed model, onnxruntime format, manifest kind)
 ORT_SEEDS = [("unit_conv3x3", "qdq", "qdq"), ("unit_add_full", "qdq", "qdq"),
              ("resnet18", "qdq", "qdq"), ("unit_conv3x3", "qoperator", "qop"),
-             ("unit_concat_channels", "qoperator", "qop"), ("unit_mul_squeeze_excite", "qoperator", "qop"),
+             ("unit_concat_channels", "qoperator", "qop"),
+             ("unit_mul_squeeze_excite", "qoperator", "qop"),
              ("unit_avgpool_include_pad", "qoperator", "qop"), ("mobilenetv2", "qoperator", "qop"),
              ("unit_gemm_transB", "dynamic", "qop"), ("unit_matmul_3d", "dynamic", "qop"),
              ("ocr_block", "dynamic", "qop")]
@@ -119,7 +120,8 @@ def _keras_seeds(out: Path) -> list:
         "keras_cnn": keras.Sequential([keras.Input((12, 12, 3)), L.Conv2D(4, 3, activation="relu"),
                                        L.MaxPooling2D(), L.Flatten(), L.Dense(5),
                                        L.Softmax()]),
-        "keras_bn_dw": keras.Sequential([keras.Input((10, 10, 4)), L.DepthwiseConv2D(3, padding="same"),
+        "keras_bn_dw": keras.Sequential([keras.Input((10, 10, 4)),
+                                         L.DepthwiseConv2D(3, padding="same"),
                                          L.BatchNormalization(), L.ReLU(6.0),
                                          L.GlobalAveragePooling2D(), L.Dense(3)]),
         "keras_mlp": keras.Sequential([keras.Input((16,)), L.Dense(8, activation="tanh"),
@@ -143,7 +145,7 @@ def build(out: Path, keras_seeds: bool = True) -> dict:
         data = proto.SerializeToString()
         (out / f"{name}.onnx").write_bytes(data)
         manifest["onnx"].append(f"{name}.onnx")
-        q = qengine.quantize(data, _calibration(proto), progress=False)
+        q = qengine.quantize(data, _calibration(proto), progress=False, target_sqnr=None)
         (out / f"{name}.qdq.onnx").write_bytes(q.to_onnx().SerializeToString())
         manifest["qdq"].append(f"{name}.qdq.onnx")
     for name in DYNAMIC_SEEDS:       # qengine's own dynamic quantization

@@ -38,13 +38,13 @@ def _model(name: str):
     if name == "demo":
         from qengine.demo import MODEL_PATH, load_demo_data
         data = load_demo_data()
-        return qengine.quantize(str(MODEL_PATH), data["calib"], progress=False), \
+        return qengine.quantize(str(MODEL_PATH), data["calib"], progress=False, target_sqnr=None), \
             data["test"][:1]
     sys.path.insert(0, str(ROOT / "tests"))
     from models import random_input, resnet18
     m = resnet18(size=32, width=8, num_classes=10)
     calib = [random_input(m, batch=4, seed=s) for s in range(2)]
-    return qengine.quantize(m.SerializeToString(), calib, progress=False), \
+    return qengine.quantize(m.SerializeToString(), calib, progress=False, target_sqnr=None), \
         random_input(m, batch=1, seed=9)["input"]
 
 
@@ -63,7 +63,8 @@ def _phase(name: str, fn, n: int, warmup: int, calls_per_step: int = 1) -> dict:
         peak = max(peak, rss_kib())
     gc.collect()
     after = rss_kib()
-    rec = {"phase": name, "runs": n * calls_per_step, "rss_before_kib": before, "rss_after_kib": after,
+    rec = {"phase": name, "runs": n * calls_per_step, "rss_before_kib": before,
+           "rss_after_kib": after,
            "rss_peak_kib": peak, "growth": (after - before) / before,
            "seconds": round(time.perf_counter() - t0, 1)}
     ok = "ok" if rec["growth"] < LIMIT else "GREW"

@@ -40,7 +40,7 @@ class Target:
     name: str
     doc: str
     seed_kinds: tuple                # manifest kinds this target mutates ("onnx", "qdq", "keras")
-    make: Callable                   # (seed bytes, rng) -> (payload bytes or object, [descriptions])
+    make: Callable                   # (seed bytes, rng) -> (payload, [descriptions])
     run: Callable                    # (payload, seed name, rng, state) -> None; raises to fail
     weight: float = 1.0              # share of cases in a mixed run
     available: Callable = field(default=lambda: (True, ""))
@@ -134,7 +134,7 @@ def quantize_run(payload: bytes, seed_name: str, rng: random.Random, state: dict
     calib = [feeds_for(probe, rng) for _ in range(2)]
     if calib[0] is None:
         return
-    model = qengine.quantize(g, calib, progress=False,
+    model = qengine.quantize(g, calib, progress=False, target_sqnr=None,
                              method=rng.choice(["minmax", "minmax", "percentile", "entropy"]),
                              weight_bits=rng.choice([8, 8, 4]))
     _exercise(model, rng)

@@ -26,11 +26,15 @@ sys.path.insert(0, str(ROOT / "tests" / "pipeline"))
 from test_units import CASES  # noqa: E402
 
 
+# every quantizable node in int8: no fidelity fallback to float, no float detector heads
+FULL_INT8 = dict(progress=False, target_sqnr=None, output_aware=False)
+
+
 def _demo():
     from qengine.demo import MODEL_PATH, load_demo_data
     data = load_demo_data()
-    return qengine.quantize(str(MODEL_PATH), data["calib"][:32], progress=False), \
-        {"input": data["test"][:3]}
+    q = qengine.quantize(str(MODEL_PATH), data["calib"][:32], **FULL_INT8)
+    return q, {"input": data["test"][:3]}
 
 
 def _build(name):
@@ -44,7 +48,7 @@ def _build(name):
         m = ALL_BUILDERS[name]()
     calib = [random_input(m, batch=2, seed=s) for s in range(2)]
     feeds = random_input(m, batch=2, seed=7)
-    return qengine.quantize(m.SerializeToString(), calib, progress=False), feeds
+    return qengine.quantize(m.SerializeToString(), calib, **FULL_INT8), feeds
 
 
 MODELS = sorted(ALL_BUILDERS) + ["demo_digits"] + [f"unit_{n}" for n in sorted(CASES)]

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _model(nodes, inputs, outputs, inits=(), opset=17):
-    g = helper.make_graph(nodes, "m",
-                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
-                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph(nodes, "m", [vi(n, TensorProto.FLOAT, s) for n, s in inputs],
+                          [vi(n, TensorProto.FLOAT, s) for n, s in outputs],
                           [numpy_helper.from_array(np.asarray(a), n) for n, a in inits])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
@@ -99,7 +99,7 @@ def test_graph_input_passed_through_as_output():
 def test_output_renamed_to_input_of_a_quantized_model():
     m = _conv_model()
     q = qengine.quantize(m, [np.random.default_rng(2).standard_normal((2, 3, 8, 8))
-                             .astype(np.float32)], progress=False)
+                             .astype(np.float32)], progress=False, target_sqnr=None)
     p = q.to_onnx()
     p.graph.output.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8]))
     model = qengine.load(p.SerializeToString())
@@ -109,11 +109,11 @@ def test_output_renamed_to_input_of_a_quantized_model():
     np.testing.assert_array_equal(out["y"], q.run(x))
 
 
-# -- saving -----------------------------------------------------------------------------------------
+# -- saving ----------------------------------------------------------------------------------------
 def test_scalar_initializers_keep_their_shape_through_save():
     """np.ascontiguousarray makes 0-d arrays 1-d: scales and zero points came back as [1]."""
     m = _conv_model()
-    q = qengine.quantize(m, [np.ones((1, 3, 8, 8), np.float32)], progress=False)
+    q = qengine.quantize(m, [np.ones((1, 3, 8, 8), np.float32)], progress=False, target_sqnr=None)
     again = qengine.load(q.to_onnx().SerializeToString())
     for name, a in q.graph.initializers.items():
         assert again.graph.initializers[name].shape == a.shape, name
@@ -129,7 +129,7 @@ def test_empty_list_attribute_saves():
     np.testing.assert_array_equal(again.run(x), model.run(x))
 
 
-# -- malformed models: clear ModelErrors -------------------------------------------------------------
+# -- malformed models: clear ModelErrors -----------------------------------------------------------
 def test_invalid_utf8_names():
     m = _model([helper.make_node("Relu", ["x"], ["y"])], [("x", [2])], [("y", [2])])
     blob = m.SerializeToString()
@@ -156,7 +156,7 @@ def test_trailing_empty_input_is_an_omitted_input():
 def _qdq_conv():
     m = _conv_model()
     q = qengine.quantize(m, [np.random.default_rng(4).standard_normal((2, 3, 8, 8))
-                             .astype(np.float32)], progress=False)
+                             .astype(np.float32)], progress=False, target_sqnr=None)
     return q.to_onnx()
 
 
@@ -252,7 +252,7 @@ def test_damaged_keras_weights_are_a_model_error(tmp_path):
     assert hit > 0
 
 
-# -- run time ------------------------------------------------------------------------------------------
+# -- run time --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bs", [0, -1, 2.5, True, "8"])
 def test_predict_batch_size_is_an_input_error(bs):
     m = qengine.load(_model([helper.make_node("Relu", ["x"], ["y"])], [("x", ["N", 2])],
@@ -314,7 +314,7 @@ def test_reference_executor_agrees_on_the_fixed_outputs():
         np.testing.assert_array_equal(ours[k], ref[k])
 
 
-# -- found by UBSan (.ci/sanitize): misaligned loads -------------------------------------------------
+# -- found by UBSan (.ci/sanitize): misaligned loads -----------------------------------------------
 def _unaligned(a: np.ndarray) -> np.ndarray:
     buf = np.empty(a.nbytes + 1, np.uint8)
     out = np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
@@ -328,7 +328,7 @@ def test_unaligned_input_is_copied_before_the_kernels():
     load, undefined behaviour that UBSan reports (x86 tolerates it, other CPUs need not)."""
     m = _conv_model()
     q = qengine.quantize(m, [np.random.default_rng(6).standard_normal((2, 3, 8, 8))
-                             .astype(np.float32)], progress=False)
+                             .astype(np.float32)], progress=False, target_sqnr=None)
     x = np.random.default_rng(7).standard_normal((1, 3, 8, 8)).astype(np.float32)
     np.testing.assert_array_equal(q.run(_unaligned(x)), q.run(x))
     np.testing.assert_array_equal(q.run(_unaligned(x), raw=True), q.run(x, raw=True))
@@ -355,7 +355,7 @@ def test_int8_mul_by_a_scalar_activation():
                [("y", None)], opset=13)
     rng = np.random.default_rng(9)
     q = qengine.quantize(m, [rng.standard_normal((2, 3, 4, 5)).astype(np.float32)],
-                         progress=False)
+                         progress=False, target_sqnr=None)
     x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
     ref = ReferenceExecutor(q.graph).run({"x": x})["y"]
     np.testing.assert_allclose(q.run(x), ref, atol=float(np.abs(ref).max()) / 100)
@@ -394,7 +394,7 @@ def test_calibration_on_denormal_activations(method):
     m = _model([helper.make_node("Gemm", ["x", "w"], ["y"], alpha=1e-45)],
                [("x", ["N", 6])], [("y", None)], [("w", w)])
     x = np.random.default_rng(11).standard_normal((8, 6)).astype(np.float32)
-    q = qengine.quantize(m, [x], method=method, progress=False)
+    q = qengine.quantize(m, [x], method=method, progress=False, target_sqnr=None)
     assert np.isfinite(q.run(x)).all()
 
 

@@ -22,7 +22,7 @@ from onnx import numpy_helper
 
 def _quantized(model, batch=2):
     calib = [random_input(model, batch=batch, seed=s) for s in range(2)]
-    return qengine.quantize(model.SerializeToString(), calib, progress=False)
+    return qengine.quantize(model.SerializeToString(), calib, progress=False, target_sqnr=None)
 
 
 @pytest.fixture(scope="module")
