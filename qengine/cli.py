@@ -184,17 +184,8 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def _target(text: str):
-    if text.strip().lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of dB or 'none', got {text!r}") \
-            from None
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from .tools.bench import target_sqnr_arg
     p = argparse.ArgumentParser(prog="qengine",
                                 description="Fast, exact int8 inference on CPUs.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -222,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--symmetric-activations", action="store_true")
     q.add_argument("--keep-float", nargs="+", metavar="NODE",
                    help="node names or op types to keep in float")
-    q.add_argument("--target-sqnr", default=30.0, type=_target, metavar="DB",
+    q.add_argument("--target-sqnr", default=30.0, type=target_sqnr_arg, metavar="DB",
                    help="every output's SQNR on held-back samples; the fewest layers stay "
                    "float until it is met ('none' disables; default 30)")
     q.add_argument("--no-output-aware", action="store_true",

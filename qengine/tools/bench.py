@@ -39,7 +39,9 @@ SCHEMA_VERSION = "qengine-bench/1"
 BUILTIN_MODELS = ("resnet18", "mobilenetv2", "yolo", "ocr")
 DEFAULT_COMPARE = ("onnxruntime", "onnxruntime-int8")
 RANDOM_CALIBRATION_SAMPLES = 8
+DEFAULT_SETTLE_SECONDS = 0.1     # onnxruntime's pool spins ~20-50 ms after a run (measured)
 SQNR_CAP_DB = 200.0
+_UNSET = object()            # --target-sqnr not given: the default of load_subject
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
               "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"}
 
@@ -120,10 +122,13 @@ def _is_quantized_onnx(data: bytes, name: str) -> bool:
 
 
 def load_subject(model, *, calibration=None, float_model=None, torch_model=None,
-                 warn=print) -> Subject:
+                 quantize_options: Optional[dict] = None, warn=print) -> Subject:
     """Resolve what to benchmark: a built-in name, a path (.onnx float or int8, .keras), ONNX
     bytes / ModelProto, or a qengine Model. Quantizes a float model with `calibration`
-    (array, {name: array}, list of dicts, or a file path), or with random data and a warning."""
+    (array, {name: array}, list of dicts, or a file path), or with random data and a warning,
+    passing `quantize_options` to qengine.quantize. Unless they say otherwise, random
+    calibration turns the fidelity target off (target_sqnr=None): random inputs say nothing
+    about the model's accuracy, so every supported node runs int8, as onnxruntime-int8's."""
     from .. import api
     torch_factory = None if torch_model is None else (lambda: torch_model)
     keras_path = None
@@ -172,8 +177,13 @@ def load_subject(model, *, calibration=None, float_model=None, torch_model=None,
             subject.float_onnx = f.read()
     if subject.model is None:                     # a float model: quantize it here
         prepare_calibration(subject, calibration, warn)
+        options = dict(quantize_options or {})
+        if subject.calibration_source == "random" and "target_sqnr" not in options:
+            options["target_sqnr"] = None
+            subject.notes.append("random calibration: fidelity target off (target_sqnr=None),"
+                                 " every supported node int8")
         subject.model = api.quantize(keras_path or subject.float_onnx, subject.calibration,
-                                     progress=False)
+                                     progress=False, **options)
     elif subject.float_onnx is not None and calibration is not None:
         prepare_calibration(subject, calibration, warn)     # for onnxruntime-int8
     return subject
@@ -202,6 +212,18 @@ def prepare_calibration(subject: Subject, calibration, warn=print) -> None:
              f"representative, accuracy is not")
         subject.notes.append("calibrated on random N(0, 1) data")
     subject.calibration = calibration_batches(inputs, calibration)
+
+
+def quantization_summary(model) -> dict:
+    """What the benchmarked qengine model runs in int8 and in float (batch-1 plan), and what
+    its fidelity search decided (Model.info), so a ratio is never read without it."""
+    counts = model.node_counts()
+    out = {"int8_nodes": len(counts["int8"]), "float_nodes": len(counts["float"]),
+           "float": counts["float"]}
+    for key in ("target_sqnr", "target_met", "kept_float", "output_sqnr", "speed_cost"):
+        if key in model.info:
+            out[key] = model.info[key]
+    return out
 
 
 # ---- one configuration ---------------------------------------------------------------------------
@@ -248,9 +270,11 @@ def _cpu_ratio(a, b) -> Optional[float]:
 
 def run_config(subject: Subject, engines: list, threads: int, batch: int, *, rounds: int,
                warmup: int, min_round_seconds: float, profile: bool, profile_runs: int,
-               peak_per_core: Optional[float], on_round=None, seed: int = 0) -> dict:
-    """Build every engine for (threads, batch), check outputs, time them interleaved, profile
-    qengine; the JSON 'results' entry."""
+               peak_per_core: Optional[float], on_round=None, seed: int = 0,
+               settle_seconds: float = 0.0) -> dict:
+    """Build every engine for (threads, batch), check outputs, time them interleaved (with
+    settle_seconds of idle before each engine's block when threads > 1: thread pools' spin
+    tails), profile qengine; the JSON 'results' entry."""
     feeds = random_feeds(subject.model.inputs, batch, seed)
     runners = {}
     for e in engines:
@@ -268,7 +292,9 @@ def run_config(subject: Subject, engines: list, threads: int, batch: int, *, rou
             if name != ref_name:
                 fidelity["sqnr_db"][name] = sqnr_db(outputs[ref_name], out)
     timings = time_interleaved(runners, rounds=rounds, warmup=warmup,
-                               min_round_seconds=min_round_seconds, on_round=on_round)
+                               min_round_seconds=min_round_seconds,
+                               settle_seconds=settle_seconds if threads > 1 else 0.0,
+                               on_round=on_round)
     _, steps = subject.model.run_profiled(feeds)
     gop = sum(s[3] for s in steps) / 1e9
     peak = None if peak_per_core is None else peak_per_core * threads
@@ -337,8 +363,13 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
               compare: Optional[Sequence[str]] = None, rounds: int = 10, warmup: int = 2,
               min_round_seconds: float = 0.05, profile: bool = False, profile_runs: int = 5,
               peak_gops: Optional[float] = None, progress: bool = True, print_fn=print,
-              warn=None, command: Optional[str] = None, strict: bool = True) -> dict:
+              warn=None, command: Optional[str] = None, strict: bool = True,
+              quantize_options: Optional[dict] = None,
+              settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> dict:
     """Benchmark `model` (see load_subject) and return the result object of docs/bench.md.
+    quantize_options: keyword arguments of qengine.quantize for a float model.
+    settle_seconds: idle before each engine's timed block at more than one thread
+    (time_interleaved: spinning thread pools of the engine before).
     compare: engine names (None: onnxruntime fp32 and int8 when the float model is known and
     onnxruntime is installed, else onnxruntime on qengine's int8 model, else nothing).
     strict: an engine that cannot run raises; otherwise it is skipped and listed."""
@@ -349,7 +380,8 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"threads and batch sizes must be positive integers, got {n!r}")
     subject = load_subject(model, calibration=calibration, float_model=float_model,
-                           torch_model=torch_model, warn=warn)
+                           torch_model=torch_model, quantize_options=quantize_options,
+                           warn=warn)
     if compare is None:
         engines = [e for e in resolve_engines(DEFAULT_COMPARE + ("onnxruntime-qdq",))
                    if not missing_requirement(e, subject)][:3]
@@ -397,6 +429,7 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
                 subject, engines, t, b, rounds=rounds, warmup=warmup,
                 min_round_seconds=min_round_seconds, profile=profile,
                 profile_runs=profile_runs, peak_per_core=per_core,
+                settle_seconds=settle_seconds,
                 on_round=(lambda _: bar.update(1)) if bar is not None else None))
     finally:
         if bar is not None:
@@ -422,9 +455,11 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
                                   "batches": len(subject.calibration),
                                   "samples": sum(int(next(iter(b.values())).shape[0])
                                                  for b in subject.calibration)},
-                  "sizes_bytes": sizes},
+                  "sizes_bytes": sizes,
+                  "quantization": quantization_summary(subject.model)},
         "settings": {"threads": list(threads), "batch": list(batch), "rounds": rounds,
                      "warmup": warmup, "min_round_seconds": min_round_seconds,
+                     "settle_seconds": settle_seconds,
                      "engines": [e.name for e in engines], "profile": bool(profile)},
         "results": results,
         "skipped": skipped,
@@ -433,6 +468,19 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
 
 
 # ---- text output -----------------------------------------------------------------------------------
+def _quantization_line(q: Optional[dict]) -> str:
+    if not q:
+        return "qengine model: -"
+    line = f"qengine model: {q['int8_nodes']} int8 nodes, {q['float_nodes']} float"
+    if q["float"]:
+        line += " (" + ", ".join(q["float"][:6]) + (", ..." if len(q["float"]) > 6 else "") + ")"
+    if "target_sqnr" in q:
+        line += (f"; fidelity target {q['target_sqnr']} dB "
+                 f"{'met' if q.get('target_met') else 'NOT met'}, "
+                 f"{len(q.get('kept_float', []))} node(s) kept float for it")
+    return line
+
+
 def _mib(n: Optional[int]) -> str:
     return "-" if n is None else f"{n / 2 ** 20:.2f} MiB"
 
@@ -452,6 +500,7 @@ def format_result(result: dict) -> str:
         lines[-1] += f"; {m['gop_per_image']:.3f} GOP per image"
     lines.append("sizes: " + ", ".join(f"{k} {_mib(v)}" for k, v in m["sizes_bytes"].items()
                                        if v is not None))
+    lines.append(_quantization_line(m.get("quantization")))
     peak = mach["peak_gops_per_core"]
     lines.append(f"cpu: {mach['cpu']}, {mach['cores']} cores; kernels {mach['isa']}"
                  + (f" (int8 peak {peak:.0f} GOPS per core)" if peak else "")
@@ -505,6 +554,18 @@ def _int_list(text: str) -> list:
     return vals
 
 
+def target_sqnr_arg(text: str) -> Optional[float]:
+    """argparse type of --target-sqnr: a number of dB or 'none'."""
+    import argparse
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of dB or 'none', got {text!r}") \
+            from None
+
+
 def add_arguments(p) -> None:
     p.add_argument("model", help="float ONNX, int8 ONNX, .keras, or a built-in model: "
                    + ", ".join(BUILTIN_MODELS))
@@ -516,6 +577,10 @@ def add_arguments(p) -> None:
                    "without --float; 'none': qengine alone)")
     p.add_argument("--calib", help="calibration inputs (.npy, .npz, or a directory of images);"
                    " default: random data, with a warning")
+    p.add_argument("--target-sqnr", type=target_sqnr_arg, default=_UNSET, metavar="DB",
+                   help="qengine's fidelity target when quantizing a float MODEL (dB, or "
+                   "'none': every supported node int8); default: qengine.quantize's 30 dB "
+                   "with --calib data, none with random data")
     p.add_argument("--float", dest="float_model", metavar="FLOAT_MODEL",
                    help="the float ONNX model of a quantized MODEL (for float baselines)")
     p.add_argument("--json", help="write the results (docs/bench.md schema) to this file")
@@ -527,6 +592,9 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=int, default=2, help="warm-up calls per engine")
     p.add_argument("--min-time", type=float, default=0.05,
                    help="seconds each engine runs per round (short calls repeat)")
+    p.add_argument("--settle", type=float, default=DEFAULT_SETTLE_SECONDS, metavar="SECONDS",
+                   help="idle before each engine's timed block at more than one thread, so "
+                   "the previous engine's spinning pool sleeps (default %(default)s)")
     p.add_argument("--peak-gops", type=float, help="int8 GOPS per core to compare against "
                    "(default: the documented figure of the active kernel path)")
     p.add_argument("--isa", choices=["auto", "avx512vnni", "avx2", "ref", "neon", "neondot"],
@@ -539,8 +607,10 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     compare = None if args.compare is None else \
         [] if args.compare.strip().lower() in ("", "none") else args.compare.split(",")
-    if args.rounds < 1 or args.warmup < 1 or args.min_time < 0 or args.profile_runs < 1:
-        raise ValueError("--rounds, --warmup and --profile-runs must be >= 1, --min-time >= 0")
+    if args.rounds < 1 or args.warmup < 1 or args.min_time < 0 or args.profile_runs < 1 \
+            or not args.settle >= 0:
+        raise ValueError("--rounds, --warmup and --profile-runs must be >= 1, --min-time and "
+                         "--settle >= 0")
     if args.plot:
         from .plot import require_matplotlib
         require_matplotlib()
@@ -556,6 +626,9 @@ def main(args) -> int:
                        min_round_seconds=args.min_time, profile=args.profile,
                        profile_runs=args.profile_runs, peak_gops=args.peak_gops,
                        progress=not args.no_progress, strict=not args.skip_unavailable,
+                       settle_seconds=args.settle,
+                       quantize_options=None if args.target_sqnr is _UNSET else
+                       {"target_sqnr": args.target_sqnr},
                        command="qengine " + " ".join(sys.argv[1:]))
     print(format_result(result))
     if args.json:

@@ -91,6 +91,8 @@ def time_interleaved(engines: Mapping[str, Callable[[], object]], *, rounds: int
                      warmup: int = 2, min_round_seconds: float = 0.05,
                      clock: Callable[[], float] = time.perf_counter,
                      cpu_clock: Callable[[], float] = time.process_time,
+                     settle_seconds: float = 0.0,
+                     sleep: Callable[[float], None] = time.sleep,
                      on_round: Optional[Callable[[int], None]] = None) -> Timings:
     """Time each zero-argument callable in `engines`, interleaved.
 
@@ -102,12 +104,19 @@ def time_interleaved(engines: Mapping[str, Callable[[], object]], *, rounds: int
     Each round also reads cpu_clock (the process's CPU time: all its threads, spinning
     included). With one thread it does not count the time other processes hold the core, so on
     a shared machine it estimates the compute time that wall time inflates.
+    settle_seconds: an idle pause (untimed) before each engine's block, when there are several
+    engines. Multi-threaded engines' pools keep spinning after a call (onnxruntime's for tens
+    of milliseconds), and spinning threads of one engine steal the cores of the next: the
+    pause lets them go to sleep, so each engine is timed as if it ran alone.
     on_round(i) is called after round i (a progress bar)."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     if warmup < 1:
         raise ValueError(f"warmup must be >= 1 (one call sizes the rounds), got {warmup}")
+    if not settle_seconds >= 0:
+        raise ValueError(f"settle_seconds must be >= 0, got {settle_seconds}")
     names = list(engines)
+    settle = settle_seconds if len(names) > 1 else 0.0
     if not names:
         raise ValueError("no engines to time")
     out = Timings()
@@ -126,6 +135,8 @@ def time_interleaved(engines: Mapping[str, Callable[[], object]], *, rounds: int
         k = r % len(names)
         for name in names[k:] + names[:k]:
             fn, n = engines[name], out.calls_per_round[name]
+            if settle:
+                sleep(settle)
             c0 = cpu_clock()
             t0 = clock()
             for _ in range(n):

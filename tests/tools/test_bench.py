@@ -91,6 +91,27 @@ def test_interleaved_rounds_on_a_fake_clock():
     assert r.median == pytest.approx(1 / 3)
 
 
+def test_settle_pauses_before_every_block_untimed():
+    clk = FakeClock()
+    slept = []
+
+    def sleep(s):               # idle time passes on the wall clock, outside the samples
+        slept.append((s, clk.log[-1] if clk.log else None))
+        clk.now += s
+    a, b = clk.engine("a", lambda k: 0.001), clk.engine("b", lambda k: 0.002)
+    t = time_interleaved({"a": a, "b": b}, rounds=3, warmup=1, min_round_seconds=0.0,
+                         clock=clk, cpu_clock=clk.cpu, settle_seconds=0.05, sleep=sleep)
+    assert [s for s, _ in slept] == [0.05] * 6             # one pause per engine per round
+    assert t.samples["a"] == pytest.approx([0.001] * 3)    # never counted in a sample
+    assert t.samples["b"] == pytest.approx([0.002] * 3)
+    slept.clear()               # one engine alone: nothing to settle from
+    time_interleaved({"a": a}, rounds=2, warmup=1, clock=clk, cpu_clock=clk.cpu,
+                     settle_seconds=0.05, sleep=sleep)
+    assert slept == []
+    with pytest.raises(ValueError, match="settle_seconds"):
+        time_interleaved({"a": a}, settle_seconds=-1.0)
+
+
 def test_per_round_ratios_cancel_drift_and_the_median_drops_an_outlier_round():
     clk = FakeClock()
     # both engines slow down together (drift: x1, x2, x3, x4, x5), and round 3 has a spike on
@@ -191,6 +212,10 @@ def test_cli_json_plot_profile(small_model):
         assert (res["machine"]["isa"], res["machine"]["peak_gops_per_core"]) == ("avx2", 230)
         assert res["results"][0]["peak_gops"] == 230
     assert res["model"]["calibration"] == {"source": "file", "batches": 1, "samples": 8}
+    quant = res["model"]["quantization"]          # real data: qengine.quantize's defaults
+    assert quant["target_sqnr"] == 30.0 and quant["int8_nodes"] > 0
+    assert quant["float_nodes"] == len(quant["float"])
+    assert f"{quant['int8_nodes']} int8 nodes" in r.stdout and "fidelity target 30.0" in r.stdout
     assert [(c["threads"], c["batch"]) for c in res["results"]] == [(1, 1), (1, 2)]
     assert res["model"]["gop_per_image"] == pytest.approx(count_gop(m, 1), rel=1e-6)
     sizes = res["model"]["sizes_bytes"]
@@ -220,6 +245,26 @@ def test_cli_json_plot_profile(small_model):
     # the text report and the plot
     assert "qengine" in r.stdout and "onnxruntime-int8" in r.stdout and "op type" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_fidelity_target_follows_the_calibration_data(small_model):
+    """Random calibration turns the fidelity target off (int8 everywhere, like
+    onnxruntime-int8); an explicit target is passed to quantize and reported."""
+    m, path, d = small_model
+    fast = dict(compare=[], rounds=1, warmup=1, min_round_seconds=0.0, progress=False,
+                print_fn=lambda *a: None, warn=lambda m: None)
+    res = bench.benchmark(str(path), **fast)
+    quant = res["model"]["quantization"]
+    assert res["model"]["calibration"]["source"] == "random"
+    assert "target_sqnr" not in quant and quant["float_nodes"] == 0 and quant["int8_nodes"] > 0
+    assert any("fidelity target off" in n for n in res["notes"])
+    # a target int8 cannot reach: the search keeps nodes float, and the report says which
+    res = bench.benchmark(str(path), quantize_options={"target_sqnr": 150.0}, **fast)
+    quant = res["model"]["quantization"]
+    assert quant["target_sqnr"] == 150.0 and quant["kept_float"] and quant["float_nodes"] > 0
+    assert not any("fidelity target off" in n for n in res["notes"])
+    text = bench.format_result(res)
+    assert "fidelity target 150.0 dB" in text and f"{quant['float_nodes']} float (" in text
 
 
 @pytest.mark.parametrize("args, message", [
