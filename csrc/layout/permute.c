@@ -5,12 +5,27 @@
  * dst is contiguous with `shape`; dst element (i_0, ..., i_{n-1}) comes from src at byte offset
  * sum_k i_k * src_strides[k]. Dims are coalesced first (adjacent dims contiguous in both
  * buffers become one), then rows whose source is contiguous are memcpy'd and the rest gathered
- * element by element. Outer rows are split over the thread pool for large copies. Pure data
- * movement: one portable path, identical on every ISA.
+ * element by element. Outer rows are split over the thread pool for large copies. A byte
+ * image's planes -> pixels (NCHW -> NHWC with few channels) take the per-ISA interleave
+ * (interleave.h) instead, and other transposes of the two innermost dims go tile by tile.
+ * Pure data movement: every path writes the same bytes.
  */
 #include <string.h>
 
 #include "../qe_internal.h"
+#include "interleave.h"
+
+static const qe_interleave_u8_fn g_interleave[QE_ISA_COUNT] = {
+    [QE_ISA_REF] = qe_interleave_u8_ref,
+#if defined(QE_BUILD_X86)
+    [QE_ISA_AVX2] = qe_interleave_u8__avx2,
+    [QE_ISA_AVX512VNNI] = qe_interleave_u8__avx512vnni,
+#endif
+#if defined(QE_BUILD_ARM64)
+    [QE_ISA_NEON] = qe_interleave_u8__neon,
+    [QE_ISA_NEON_DOTPROD] = qe_interleave_u8__neon,
+#endif
+};
 
 enum { QE_PERMUTE_MAX_DIMS = 8 };
 
@@ -73,6 +88,117 @@ static void permute_task(void *ctx, size_t task, int thread_index) {
     permute_rows(j, r0, QE_MIN(j->rows, r0 + per));
 }
 
+/* ---- planes -> pixels: [outer][pixels][C] from [outer][C][pixels] bytes ---- */
+typedef struct {
+    qe_interleave_u8_fn fn;
+    const uint8_t *src;
+    uint8_t *dst;
+    ptrdiff_t outer_stride, plane_stride;
+    size_t pixels, channels, chunk, chunks;
+} interleave_job;
+
+static void interleave_task(void *ctx, size_t task, int thread_index) {
+    const interleave_job *j = ctx;
+    const size_t o = task / j->chunks, p0 = (task % j->chunks) * j->chunk;
+    const size_t n = QE_MIN(j->chunk, j->pixels - p0);
+    j->fn(j->src + (ptrdiff_t)o * j->outer_stride + (ptrdiff_t)p0, (size_t)j->plane_stride, n,
+          j->channels, j->dst + (o * j->pixels + p0) * j->channels);
+}
+
+/* The coalesced copy is [outer?][pixels][C] with pixels contiguous in src and C planes apart. */
+static int run_interleave(const permute_job *j) {
+    const size_t last = j->ndim - 1;
+    if (j->elem != 1 || j->ndim < 2 || j->ndim > 3 ||
+        j->shape[last] > QE_INTERLEAVE_MAX_CHANNELS || j->stride[last - 1] != 1 ||
+        j->stride[last] < (ptrdiff_t)j->shape[last - 1])
+        return 0;
+    interleave_job ij = {.fn = QE_PICK(g_interleave, qe_get_isa()),
+                         .src = (const uint8_t *)j->src,
+                         .dst = (uint8_t *)j->dst,
+                         .outer_stride = j->ndim == 3 ? j->stride[0] : 0,
+                         .plane_stride = j->stride[last], .pixels = j->shape[last - 1],
+                         .channels = j->shape[last]};
+    const size_t outer = j->ndim == 3 ? j->shape[0] : 1;
+    ij.chunk = QE_ROUND_UP(QE_MAX(1, QE_PERMUTE_TASK_BYTES / ij.channels), 64);
+    ij.chunks = QE_DIV_UP(ij.pixels, ij.chunk);
+    if (outer * ij.chunks == 1)
+        interleave_task(&ij, 0, 0);
+    else
+        qe_parallel_for(outer * ij.chunks, interleave_task, &ij);
+    return 1;
+}
+
+/* ---- transposes: the innermost dst dim gathers from far apart, the dim before it from near ----
+ * Row by row, every dst row would stream the whole source again (C passes over an NHWC image
+ * to write NCHW, each touching every cache line). Instead a task copies tiles of
+ * QE_PERMUTE_TILE elements of the innermost dim for every row of the dim before it, so the
+ * source lines of a tile are read from L1 after the first row. */
+enum { QE_PERMUTE_TILE = 64 };
+
+typedef struct {
+    const permute_job *j;
+    size_t tiles, tiles_per_task, tasks_per_outer;
+} tiled_job;
+
+static void gather_run(char *d, const char *s, ptrdiff_t step, size_t n, size_t elem) {
+    switch (elem) {
+    case 1:
+        for (size_t i = 0; i < n; i++) d[i] = s[(ptrdiff_t)i * step];
+        break;
+    case 2:
+        for (size_t i = 0; i < n; i++) memcpy(d + 2 * i, s + (ptrdiff_t)i * step, 2);
+        break;
+    case 4:
+        for (size_t i = 0; i < n; i++) memcpy(d + 4 * i, s + (ptrdiff_t)i * step, 4);
+        break;
+    default:
+        for (size_t i = 0; i < n; i++) memcpy(d + 8 * i, s + (ptrdiff_t)i * step, 8);
+    }
+}
+
+static void tiled_task(void *ctx, size_t task, int thread_index) {
+    const tiled_job *t = ctx;
+    const permute_job *j = t->j;
+    const size_t last = j->ndim - 1, rows = j->shape[last - 1], inner = j->shape[last];
+    const size_t elem = j->elem, o = task / t->tasks_per_outer;
+    const size_t tile0 = (task % t->tasks_per_outer) * t->tiles_per_task;
+    const size_t tile1 = QE_MIN(t->tiles, tile0 + t->tiles_per_task);
+    ptrdiff_t off = 0; /* source offset of outer index o: dims [0, last - 1) */
+    for (size_t k = last - 1, rem = o; k-- > 0;) {
+        off += (ptrdiff_t)(rem % j->shape[k]) * j->stride[k];
+        rem /= j->shape[k];
+    }
+    for (size_t tile = tile0; tile < tile1; tile++) {
+        const size_t i0 = tile * QE_PERMUTE_TILE, n = QE_MIN(QE_PERMUTE_TILE, inner - i0);
+        const char *s = j->src + off + (ptrdiff_t)i0 * j->stride[last];
+        char *d = j->dst + (o * rows * inner + i0) * elem;
+        for (size_t r = 0; r < rows; r++)
+            gather_run(d + r * inner * elem, s + (ptrdiff_t)r * j->stride[last - 1],
+                       j->stride[last], n, elem);
+    }
+}
+
+static ptrdiff_t qe_absdiff(ptrdiff_t v) { return v < 0 ? -v : v; }
+
+/* A transpose of the two innermost dims (see above): run it tiled. */
+static int run_tiled(const permute_job *j, size_t total) {
+    const size_t last = j->ndim - 1;
+    if (j->ndim < 2 || j->shape[last] < 2 * QE_PERMUTE_TILE || j->shape[last - 1] < 2 ||
+        j->stride[last] == (ptrdiff_t)j->elem ||
+        qe_absdiff(j->stride[last - 1]) >= qe_absdiff(j->stride[last]))
+        return 0;
+    tiled_job t = {.j = j, .tiles = QE_DIV_UP(j->shape[last], QE_PERMUTE_TILE)};
+    const size_t tile_bytes = QE_PERMUTE_TILE * j->shape[last - 1] * j->elem;
+    t.tiles_per_task = QE_MAX(1, QE_PERMUTE_TASK_BYTES / tile_bytes);
+    t.tasks_per_outer = QE_DIV_UP(t.tiles, t.tiles_per_task);
+    const size_t tasks = total / (j->shape[last] * j->shape[last - 1]) * t.tasks_per_outer;
+    if (tasks == 1)
+        tiled_task(&t, 0, 0);
+    else
+        qe_parallel_for(tasks, tiled_task, &t);
+    return 1;
+}
+
 int qe_permute_copy(size_t ndim, const size_t *shape, const ptrdiff_t *src_strides, size_t elem,
                     const void *src, void *dst) {
     if (!src || !dst || !shape || !src_strides || ndim == 0 || ndim > QE_PERMUTE_MAX_DIMS ||
@@ -99,6 +225,7 @@ int qe_permute_copy(size_t ndim, const size_t *shape, const ptrdiff_t *src_strid
         j.shape[0] = 1;
         j.stride[0] = (ptrdiff_t)elem;
     }
+    if (run_interleave(&j) || run_tiled(&j, total)) return QE_OK;
     j.inner = j.shape[j.ndim - 1];
     /* a short innermost dim (e.g. 3 channels): rows are blocks of the two innermost dims */
     j.inner2 = (j.ndim >= 2 && j.inner * elem < 64) ? j.shape[j.ndim - 2] : 1;

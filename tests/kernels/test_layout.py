@@ -46,6 +46,42 @@ def test_large_relayout_splits_over_threads():
     np.testing.assert_array_equal(y, x.transpose(0, 2, 3, 1))
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5, 8, 9, 16, 17])
+@pytest.mark.parametrize("batch, hw", [(1, (1, 1)), (1, (7, 9)), (2, (8, 8)), (3, (65, 67)),
+                                       (1, (320, 320))])
+def test_planes_to_pixels_on_every_isa(isa, threads, channels, batch, hw):
+    """NCHW -> NHWC of bytes with few channels takes the per-ISA interleave (C <= 16): every
+    remainder of its vector loops and of the task split, each path equal to numpy."""
+    x = np.random.default_rng(channels).integers(0, 256, (batch, channels, *hw)).astype(np.uint8)
+    y = np.empty((batch, *hw, channels), np.uint8)
+    _run(K.permute_step("p", x.shape, (0, 2, 3, 1), 1, (0, 0), (1, 0)), x, y)
+    np.testing.assert_array_equal(y, x.transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.int64])
+@pytest.mark.parametrize("shape, perm", [((1, 160, 160, 16), (0, 3, 1, 2)),   # NHWC -> NCHW
+                                         ((2, 129, 3), (0, 2, 1)),           # one tile + 1
+                                         ((3, 5, 300, 7), (1, 3, 0, 2)),
+                                         ((700, 130), (1, 0))])
+def test_tiled_transposes(threads, dtype, shape, perm):
+    """The innermost dst dim gathered from far apart (>= 2 tiles of 64) and the dim before it
+    from near: tile by tile, every remainder, split over threads."""
+    x = np.random.default_rng(0).integers(0, 100, shape).astype(dtype)
+    y = np.empty([shape[p] for p in perm], dtype)
+    _run(K.permute_step("p", shape, perm, x.itemsize, (0, 0), (1, 0)), x, y)
+    np.testing.assert_array_equal(y, x.transpose(perm))
+
+
+def test_planes_to_pixels_from_a_wider_buffer(isa):
+    """Planes further apart than the pixels (a slice of a longer row): the plane stride, not
+    the pixel count, locates each channel."""
+    x = np.random.default_rng(0).integers(0, 256, (2, 3, 1000)).astype(np.uint8)
+    v = x[:, :, :777].transpose(0, 2, 1)
+    y = np.empty(v.shape, np.uint8)
+    _run(K.strided_copy_step("s", v.shape, v.strides, 0, 1, (0, 0), (1, 0)), x, y)
+    np.testing.assert_array_equal(y, v)
+
+
 @settings(max_examples=60, deadline=None)
 @given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), seed=st.integers(0, 1000))
 def test_strided_copy_of_slices_with_negative_steps(shape, seed):
