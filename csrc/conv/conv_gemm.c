@@ -12,7 +12,8 @@
 #include "conv.h"
 
 enum {
-    QE_IM2COL_BLOCK_BYTES = 192 * 1024, /* one A block: well inside L2 */
+    QE_IM2COL_BLOCK_BYTES = 384 * 1024, /* one A block: well inside L2; late ResNet layers
+                                          * (M = 49, K = 4608) in one block stream B once */
     QE_POINTWISE_BLOCK_BYTES = 256 * 1024,
     QE_MIN_BLOCK_ROWS = 16,
     QE_MAX_BLOCK_ROWS = 1024,
@@ -175,11 +176,12 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
     j.row_blocks = QE_DIV_UP(j.M, br);
     j.block_rows = QE_DIV_UP(j.M, j.row_blocks);
     /* Few row blocks (late layers: small M, large N): split the columns too, so every thread
-     * has work. The split changes no result. */
+     * has work. Each column block builds its rows' im2col again, so one thread never splits.
+     * The split changes no result. */
     const size_t threads = (size_t)qe_effective_threads();
     const size_t mg_tasks = j.row_blocks * s->groups;
     j.col_blocks = 1;
-    if (mg_tasks < 4 * threads) {
+    if (threads > 1 && mg_tasks < 4 * threads) {
         const size_t want = QE_DIV_UP(4 * threads, mg_tasks);
         const size_t most = QE_MAX(1, p->cout_g / QE_MIN_BLOCK_COLS);
         j.col_blocks = QE_MIN(want, most);
