@@ -118,6 +118,7 @@ def meet_target(graph: Graph, search_observers: dict, final_observers: dict,
         best = seen[cfg]
         cost = measure_speed_cost(t0.executor, best.executor, evaluator.feeds[0]) \
             if cfg.keep else 1.0
+        _warn_if_mostly_float(graph, cfg.keep, target, cost)
         order = _order(graph)
         return FidelityResult(quantize_with(final_observers, cfg), target,
                               sorted(cfg.keep & names, key=order),
@@ -150,6 +151,23 @@ def meet_target(graph: Graph, search_observers: dict, final_observers: dict,
     warnings.warn(f"target_sqnr={target} dB not reached: the best found is {best.worst:.1f} "
                   f"dB with {len(cfg.keep)} node(s) in float", RuntimeWarning, stacklevel=3)
     return result(cfg, False, ranked)
+
+
+_COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+def _warn_if_mostly_float(graph: Graph, keep: frozenset, target: float, cost: float) -> None:
+    """A target met only by keeping most of the compute float is rarely what the caller meant
+    (calibration data unlike the model's inputs, random weights, or a target too high for
+    int8): say so, with the way out, instead of silently returning a float model."""
+    compute = [n.name for n in graph.nodes if n.op_type in _COMPUTE_OPS]
+    kept = [n for n in compute if n in keep]
+    if compute and 2 * len(kept) > len(compute):
+        warnings.warn(f"target_sqnr={target} dB keeps most of the model float ({len(kept)} of "
+                      f"{len(compute)} Conv/Gemm/MatMul nodes; run time x{cost:.1f} of all-int8)"
+                      f": check that the calibration data look like the model's inputs, or "
+                      f"pass a lower target or target_sqnr=None (every node int8)",
+                      RuntimeWarning, stacklevel=4)
 
 
 def _widen_all(q0: Graph, graph: Graph, options: QuantizeOptions) -> Config:
