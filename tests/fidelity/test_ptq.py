@@ -5,6 +5,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import fmodels
+from digits_cnn import load_digits_images, train_digits_cnn
 import models
 import qengine
 from qengine.errors import QuantizationError
@@ -137,56 +138,13 @@ def test_adaround_layer_beats_nearest_on_its_own_objective():
 def _digits_cnn(x, y, c1=4, c2=8, seed=0, epochs=12):
     """A slim CNN (conv 4 -> relu -> conv 8 stride 2 -> relu -> dense) trained with torch on
     scikit-learn's digits. Slim on purpose: a wider one loses nothing at 4 bits, so there
-    would be no rounding error for AdaRound to win back."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)         # tiny layers: threads cost more than they give
-    try:
-        return _train(torch, x, y, c1, c2, seed, epochs)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train(torch, x, y, c1, c2, seed, epochs):
-    torch.manual_seed(seed)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, c1, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(c1, c2, 3, padding=1, stride=2), torch.nn.ReLU(),
-        torch.nn.Flatten(), torch.nn.Linear(c2 * 16, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt), generator=gen)
-        for i in range(0, len(xt), 64):
-            idx = perm[i:i + 64]
-            loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    p = [t.detach().numpy() for t in net.parameters()]
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1],
-                              strides=[2, 2]),
-             helper.make_node("Relu", ["c2"], ["r2"]),
-             helper.make_node("Flatten", ["r2"], ["f"]),
-             helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1)]
-    inits = [numpy_helper.from_array(a, n) for n, a in zip(["w1", "b1", "w2", "b2", "w3", "b3"], p)]
-    g = helper.make_graph(nodes, "digits",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-                          inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    would be no rounding error for AdaRound to win back. One torch thread: tiny layers."""
+    return train_digits_cnn(x, y, c1=c1, c2=c2, seed=seed, epochs=epochs, threads=1)
 
 
 @pytest.fixture(scope="module")
 def digits():
-    pytest.importorskip("sklearn")
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[:, None]
-    y = d.target.astype(np.int64)
+    x, y = load_digits_images()
     order = np.random.default_rng(0).permutation(len(x))
     train, test = order[:1000], order[1000:]
     return _digits_cnn(x[train], y[train]), x[train[:256]], x[test], y[test]
