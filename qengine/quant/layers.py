@@ -26,8 +26,21 @@ __all__ = ["ActivationRow", "WeightRow", "LayerComparison", "compare_layers",
            "match_activations"]
 
 
+class _Compared:
+    """sqnr / cosine of a row's `stats` (the int8 side against the float side)."""
+    stats: Stats
+
+    @property
+    def sqnr(self) -> float:
+        return self.stats.sqnr
+
+    @property
+    def cosine(self) -> float:
+        return self.stats.cosine
+
+
 @dataclass
-class ActivationRow:
+class ActivationRow(_Compared):
     tensor: str
     node: str                  # producer in the float graph ("" for a graph input)
     op: str
@@ -38,34 +51,18 @@ class ActivationRow:
     local: Stats = field(default_factory=Stats)
 
     @property
-    def sqnr(self) -> float:
-        return self.stats.sqnr
-
-    @property
-    def cosine(self) -> float:
-        return self.stats.cosine
-
-    @property
     def local_sqnr(self) -> float:
         return self.local.sqnr
 
 
 @dataclass
-class WeightRow:
+class WeightRow(_Compared):
     node: str
     op: str
     depth: int
     levels: int                # distinct integer codes the quantized weight may use (2^b - 1)
     per_channel: bool
     stats: Stats = field(default_factory=Stats)
-
-    @property
-    def sqnr(self) -> float:
-        return self.stats.sqnr
-
-    @property
-    def cosine(self) -> float:
-        return self.stats.cosine
 
 
 @dataclass
