@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .data_files import image_batch, load_array_file
 from .engines import ENGINES, Subject, missing_requirement, random_feeds, resolve_engines
 from .profile import format_profile, peak_gops_per_core, profile_model
 from .timing import ratio_stats, time_interleaved
@@ -64,16 +65,14 @@ def builtin_models_module():
 
 
 def _load_arrays(path: str):
+    """A --calib file's arrays, or None for a directory of images (it needs the model)."""
     if os.path.isdir(path):
-        return None                       # a directory of images: needs the model, see below
+        return None
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such calibration file: {path}")
-    if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    if path.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
-    raise ValueError(f"--calib {path}: expected a .npy, a .npz or a directory of images")
+    if not path.endswith((".npy", ".npz")):
+        raise ValueError(f"--calib {path}: expected a .npy, a .npz or a directory of images")
+    return load_array_file(path)
 
 
 def calibration_batches(inputs, data, max_batch: int = 16) -> list:
@@ -200,8 +199,7 @@ def prepare_calibration(subject: Subject, calibration, warn=print) -> None:
     if isinstance(calibration, (str, os.PathLike)):
         arrays = _load_arrays(os.fspath(calibration))
         if arrays is None:
-            from ..cli import _image_batch
-            arrays = _image_batch(os.fspath(calibration), float_model)
+            arrays = image_batch(os.fspath(calibration), float_model)
         calibration = arrays
     if calibration is None:
         calibration = random_feeds(inputs, RANDOM_CALIBRATION_SAMPLES, seed=1)

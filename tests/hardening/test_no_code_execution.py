@@ -46,8 +46,8 @@ def test_no_pickle_eval_or_dynamic_import(path):
 
 
 def test_cli_refuses_a_pickled_npy(tmp_path):
-    from qengine.cli import _load_array_file
+    from qengine.tools.data_files import load_array_file
     path = tmp_path / "calib.npy"
     np.save(path, np.array([{"not": "an array"}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="pickle"):
-        _load_array_file(str(path))
+        load_array_file(str(path))
