@@ -12,17 +12,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .tools.data_files import image_batch, load_array_file
+from .tools.data_files import load_array_file, load_inputs
 
 __all__ = ["main"]
-
-
-# ---- data files ---------------------------------------------------------------------------------
-def _calibration(path: str, model_path: str):
-    if os.path.isdir(path):
-        from .api import load
-        return image_batch(path, load(model_path))
-    return load_array_file(path)
 
 
 # ---- commands -----------------------------------------------------------------------------------
@@ -40,7 +32,7 @@ def _cmd_quantize(args) -> int:
     if not args.calib:
         raise ValueError("--calib is required: representative inputs (.npy, .npz or a "
                          "directory of images)")
-    data = _calibration(args.calib, args.model)
+    data = load_inputs(args.calib, args.model)
     model = quantize(args.model, data, weight_bits=args.weight_bits,
                      activation_bits=args.activation_bits, per_channel=not args.per_tensor,
                      method=args.method, keep_float=args.keep_float or (),

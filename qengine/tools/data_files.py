@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-__all__ = ["load_array_file", "image_batch"]
+__all__ = ["load_array_file", "image_batch", "load_inputs"]
 
 
 def load_array_file(path: str):
@@ -47,3 +47,11 @@ def image_batch(directory: str, model) -> np.ndarray:
         a = a[..., None] if a.ndim == 2 else a
         batch.append(a.transpose(2, 0, 1) if nchw else a)
     return np.stack(batch)
+
+
+def load_inputs(path: str, model_path: str):
+    """A .npy/.npz file's arrays, or a directory's images shaped for the model at model_path."""
+    if os.path.isdir(path):
+        from ..api import load
+        return image_batch(path, load(model_path))
+    return load_array_file(path)

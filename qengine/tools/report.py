@@ -229,8 +229,8 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    from ..cli import _calibration         # the CLI's data reader (.npy/.npz/images)
-    data = _calibration(args.data, args.float_model)
+    from .data_files import load_inputs
+    data = load_inputs(args.data, args.float_model)
     rep = report(args.float_model, args.quantized_model, data, sensitivity=args.sensitivity,
                  max_samples=args.max_samples, target_sqnr=args.target_sqnr)
     print(rep.table(top=args.top or None))
