@@ -4,7 +4,10 @@
  * The output pixels (batch * out_h * out_w of them) are the GEMM's M rows. One
  * qe_parallel_for runs tasks (group, block of rows, block of columns); an im2col task builds
  * its block of rows in per-thread scratch (slot 2) and calls qe_gemm_u8s8_serial on it, so no
- * im2col buffer larger than a block ever exists. Every output element is computed by exact
+ * im2col buffer larger than a block ever exists. Where the GEMM family can read A in
+ * segments (qe_gemm_run_segmented), strips of pixels whose windows lie inside the input skip
+ * the copy: each kernel row of the window is a run of kernel_w * C input bytes, and a strip's
+ * rows are stride_w * C bytes apart (conv_rows_in_place). Every output element is computed by exact
  * integer arithmetic and one fixed float formula, so the split cannot change the result.
  */
 #include <string.h>
@@ -31,6 +34,7 @@ typedef struct {
     size_t ldy, es;                /* output pixel stride (elements), element size */
     size_t M, block_rows, row_blocks, col_block, col_blocks;
     size_t lda;                    /* im2col row stride */
+    int segmented;                 /* interior strips may be read in place (conv_rows_in_place) */
 } conv_gemm_job;
 
 /* Copies and fills of the short runs im2col is made of (3..200 bytes): fixed-size memcpy
@@ -123,6 +127,69 @@ static qe_output group_output(const qe_output *out, size_t c0) {
     return o;
 }
 
+/* Rows [m0, m0 + rows) of an im2col block, columns [n0, n1), with interior strips read in
+ * place: a strip is mr pixels of one output row whose windows lie inside the input; the other
+ * pixels (borders, leftovers) are copied by im2col into a compact buffer, multiplied into
+ * scratch and their outputs moved to their rows. Same results as the all-im2col path. */
+static void conv_rows_in_place(const conv_gemm_job *j, size_t m0, size_t rows, size_t n0,
+                               size_t n1, const qe_output *o, char *c) {
+    const qe_conv_packed *p = j->p;
+    const qe_conv_shape *s = j->s;
+    const size_t mr = p->gemm[0]->uk->mr, kh = s->kernel_h, kw = s->kernel_w, C = s->in_c;
+    const size_t es = j->es, max_strips = rows / mr;
+    /* slot 3: segment pointers, strips' first rows, the other rows' indices and outputs */
+    const size_t seg_bytes = QE_ROUND_UP(max_strips * kh * sizeof(uint8_t *), 64);
+    const size_t row0_bytes = QE_ROUND_UP(max_strips * sizeof(size_t), 64);
+    const size_t other_bytes = QE_ROUND_UP(rows * sizeof(size_t), 64);
+    char *buf = qe_scratch(3, seg_bytes + row0_bytes + other_bytes + rows * n1 * es);
+    uint8_t *a = qe_scratch(2, rows * j->lda);
+    QE_ASSERT(buf != NULL && a != NULL);
+    const uint8_t **seg = (const uint8_t **)buf;
+    size_t *row0 = (size_t *)(buf + seg_bytes);
+    size_t *other = (size_t *)(buf + seg_bytes + row0_bytes);
+    char *tmp = buf + seg_bytes + row0_bytes + other_bytes; /* other rows' outputs, ldc n1 */
+    /* the output columns whose windows lie inside the input: [ow_lo, ow_hi) */
+    const size_t ow_lo = QE_DIV_UP(s->pad_left, s->stride_w);
+    const ptrdiff_t last = (ptrdiff_t)s->in_w - (ptrdiff_t)kw + (ptrdiff_t)s->pad_left;
+    const size_t ow_hi = last < 0 ? 0 : QE_MIN(s->out_w, (size_t)last / s->stride_w + 1);
+    size_t ow = m0 % s->out_w, oh = (m0 / s->out_w) % s->out_h, n = m0 / (s->out_w * s->out_h);
+    size_t strips = 0, others = 0;
+    for (size_t r = 0; r < rows;) {
+        const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
+        const int rows_inside = ih0 >= 0 &&
+            ih0 + (ptrdiff_t)((kh - 1) * s->dilation_h) < (ptrdiff_t)s->in_h;
+        size_t step = 1;
+        if (rows_inside && r + mr <= rows && ow >= ow_lo && ow + mr <= ow_hi) {
+            const size_t iw0 = ow * s->stride_w - s->pad_left;
+            for (size_t ki = 0; ki < kh; ki++)
+                seg[strips * kh + ki] =
+                    j->x + ((n * s->in_h + (size_t)ih0 + ki * s->dilation_h) * s->in_w + iw0) * C;
+            row0[strips++] = r;
+            step = mr;
+        } else {
+            im2col_row(j, 0, n, oh, ow, a + others * j->lda);
+            other[others++] = r;
+        }
+        r += step;
+        ow += step;
+        if (ow == s->out_w) {
+            ow = 0;
+            if (++oh == s->out_h) {
+                oh = 0;
+                n++;
+            }
+        }
+    }
+    if (strips)
+        qe_gemm_run_segmented(p->gemm[0], strips, seg, kh, kw * C, s->stride_w * C, row0,
+                              j->x_zp, o, n0, n1, c, j->ldy);
+    if (others) {
+        qe_gemm_u8s8_serial(p->gemm[0], others, a, j->lda, j->x_zp, NULL, o, n0, n1, tmp, n1);
+        for (size_t i = 0; i < others; i++)
+            memcpy(c + (other[i] * j->ldy + n0) * es, tmp + (i * n1 + n0) * es, (n1 - n0) * es);
+    }
+}
+
 static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
     const conv_gemm_job *j = ctx;
     const qe_conv_packed *p = j->p;
@@ -137,6 +204,10 @@ static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
     if (p->method == QE_CONV_1X1) {
         const uint8_t *a = j->x + m0 * j->s->in_c + g * p->cin_g;
         qe_gemm_u8s8_serial(p->gemm[g], rows, a, j->s->in_c, j->x_zp, bzp, &o, n0, n1, c, j->ldy);
+        return;
+    }
+    if (j->segmented && qe_gemm_segments_ok(p->gemm[0], j->s->kernel_w * j->s->in_c, n0, n1)) {
+        conv_rows_in_place(j, m0, rows, n0, n1, &o, c);
         return;
     }
     uint8_t *a = qe_scratch(2, rows * j->lda);
@@ -162,6 +233,9 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
     conv_gemm_job j = {.p = p, .s = s, .x = x, .x_zp = x_zp, .w_zp = w_zp, .out = out,
                        .y = y, .ldy = ldy, .es = qe_output_elem_size(out->kind)};
     j.M = s->batch * s->out_h * s->out_w;
+    /* in-place interior strips: one group, taps of a kernel row adjacent, symmetric weights */
+    j.segmented = p->method != QE_CONV_1X1 && s->groups == 1 && s->dilation_w == 1 && !w_zp &&
+                  s->kernel_w <= s->in_w;
     size_t block_bytes;
     if (p->method == QE_CONV_1X1) {
         j.lda = s->in_c;

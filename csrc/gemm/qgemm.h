@@ -64,6 +64,11 @@ typedef struct {
     size_t row0;            /* index of the tile's first row in ep->rowterm */
     void *c;                /* C at (tile row 0, panel column 0) */
     size_t ldc;             /* in elements of the output type */
+    /* Segmented A (seg_tile only): row r of A is the concatenation over s < nseg of the
+     * seg_len bytes at seg[s] + r * lda -- a convolution's interior pixels read in place,
+     * one segment per kernel row, instead of an im2col copy. */
+    const uint8_t *const *seg;
+    size_t nseg, seg_len;
 } qe_gemm_tile;
 
 typedef void (*qe_gemm_tile_fn)(const qe_gemm_tile *t);
@@ -96,6 +101,9 @@ struct qe_gemm_ukernel {
     const qe_gemm_tile_fn *tiles; /* [mr][nv_max]: tiles[(rows-1)*nv_max + nv-1] */
     qe_gemm_prep_a_fn prep_a;  /* NULL: tiles read A in place */
     size_t prep_a_elem;        /* bytes per element of the prepared A (scratch sizing) */
+    /* Optional: the full tile (mr rows x nr columns) over segmented A (qe_gemm_tile.seg);
+     * NULL: the family has none and callers materialize A. */
+    qe_gemm_tile_fn seg_tile;
 };
 
 extern const qe_gemm_ukernel qe_gemm_ukernel_ref;
@@ -120,6 +128,17 @@ size_t qe_gemm_panel_width(const qe_gemm_ukernel *uk, size_t N, size_t j);
 void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, size_t lda,
                          int32_t a_zp, const int32_t *b_zp, const qe_output *out, size_t n_begin,
                          size_t n_end, void *c, size_t ldc);
+
+/* Segmented A (a convolution's interior read in place, see qe_gemm_tile.seg): whether
+ * p's family can run it with segments of seg_len bytes over columns [n_begin, n_end), and
+ * the run itself: `strips` strips of mr rows; strip i has segments seg[i * nseg + s] (row r
+ * of segment s at seg[...] + r * lda) and writes its rows at c + row0[i] * ldc. Symmetric
+ * weights only (no b_zp). Same results as qe_gemm_u8s8_serial on the materialized rows. */
+int qe_gemm_segments_ok(const qe_gemm_packed *p, size_t seg_len, size_t n_begin, size_t n_end);
+void qe_gemm_run_segmented(const qe_gemm_packed *p, size_t strips, const uint8_t *const *seg,
+                           size_t nseg, size_t seg_len, size_t lda, const size_t *row0,
+                           int32_t a_zp, const qe_output *out, size_t n_begin, size_t n_end,
+                           void *c, size_t ldc);
 
 /* Column split granularity of a packed object: a column range [n_begin, n_end) whose ends are
  * multiples of this (or N) costs no extra work; other ends recompute the panel they cut. */

@@ -9,6 +9,8 @@
  * loops of the full-height tiles (6 x 64, 6 x 48) are inline asm (see dot_6x64_avx512vnni);
  * the remainder tiles (fewer rows, narrower panels) are the same C instantiated smaller, and a
  * 1-row tile with two accumulator sets serves M = 1 (memory-bound: more loads in flight).
+ * A segmented 6 x 64 tile (seg_tile) reads a convolution's interior pixels in place, one k loop
+ * per kernel row on the same accumulators (qe_gemm_run_segmented).
  *
  * A is read in place, 4 bytes at a time; the last partial group of K is loaded with a byte
  * mask (no read past the row), and the packed B is zero there anyway. Outputs are stored with
@@ -170,39 +172,48 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
       "zmm21", "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27", "zmm28", "zmm29",   \
       "zmm30", "zmm31", "memory", "cc"
 
+#define QE_ASM_LOAD(c, off) "vmovdqa64 " #off "(%[acc]), %%" c "\n\t"
+#define QE_ASM_LOOP_6x64                                                                              \
+    ".p2align 5\n"                                                                                    \
+    "1:\n\t"                                                                                          \
+    "vmovdqa64 (%[b]), %%zmm0\n\t"                                                                    \
+    "vmovdqa64 64(%[b]), %%zmm1\n\t"                                                                  \
+    "vmovdqa64 128(%[b]), %%zmm2\n\t"                                                                 \
+    "vmovdqa64 192(%[b]), %%zmm3\n\t"                                                                 \
+    "prefetcht0 %c[pf](%[b])\n\t"                                                                     \
+    "prefetcht0 %c[pf]+128(%[b])\n\t"                                                                 \
+    QE_ASM_BCAST("(%[a0]", ")", "zmm4") QE_ASM_DOT4("zmm4", "zmm8", "zmm9", "zmm10", "zmm11")          \
+    QE_ASM_BCAST("(%[a0]", ",%[lda])", "zmm5") QE_ASM_DOT4("zmm5", "zmm12", "zmm13", "zmm14", "zmm15") \
+    QE_ASM_BCAST("(%[a0]", ",%[lda],2)", "zmm4") QE_ASM_DOT4("zmm4", "zmm16", "zmm17", "zmm18", "zmm19") \
+    QE_ASM_BCAST("(%[a3]", ")", "zmm5") QE_ASM_DOT4("zmm5", "zmm20", "zmm21", "zmm22", "zmm23")        \
+    QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT4("zmm4", "zmm24", "zmm25", "zmm26", "zmm27") \
+    QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT4("zmm5", "zmm28", "zmm29", "zmm30", "zmm31") \
+    QE_ASM_LOOP_END(256)
+/* The 24 accumulators of a 6 x 64 tile and their offsets in acc[6][64], for X(reg, offset). */
+#define QE_ASM_ACC_6x64(X)                                                                      \
+    X("zmm8", 0) X("zmm9", 64) X("zmm10", 128) X("zmm11", 192)                                  \
+    X("zmm12", 256) X("zmm13", 320) X("zmm14", 384) X("zmm15", 448)                             \
+    X("zmm16", 512) X("zmm17", 576) X("zmm18", 640) X("zmm19", 704)                             \
+    X("zmm20", 768) X("zmm21", 832) X("zmm22", 896) X("zmm23", 960)                             \
+    X("zmm24", 1024) X("zmm25", 1088) X("zmm26", 1152) X("zmm27", 1216)                         \
+    X("zmm28", 1280) X("zmm29", 1344) X("zmm30", 1408) X("zmm31", 1472)
+#define QE_ASM_ZERO_AT(c, off) QE_ASM_ZERO(c)
+
 static void dot_6x64_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
                                 int32_t acc[6 * 64]) {
     QE_ASSERT(groups > 0);
     const uint8_t *a3 = a0 + 3 * lda;
-    __asm__ volatile(
-        QE_ASM_ZERO("zmm8") QE_ASM_ZERO("zmm9") QE_ASM_ZERO("zmm10") QE_ASM_ZERO("zmm11")
-        QE_ASM_ZERO("zmm12") QE_ASM_ZERO("zmm13") QE_ASM_ZERO("zmm14") QE_ASM_ZERO("zmm15")
-        QE_ASM_ZERO("zmm16") QE_ASM_ZERO("zmm17") QE_ASM_ZERO("zmm18") QE_ASM_ZERO("zmm19")
-        QE_ASM_ZERO("zmm20") QE_ASM_ZERO("zmm21") QE_ASM_ZERO("zmm22") QE_ASM_ZERO("zmm23")
-        QE_ASM_ZERO("zmm24") QE_ASM_ZERO("zmm25") QE_ASM_ZERO("zmm26") QE_ASM_ZERO("zmm27")
-        QE_ASM_ZERO("zmm28") QE_ASM_ZERO("zmm29") QE_ASM_ZERO("zmm30") QE_ASM_ZERO("zmm31")
-        ".p2align 5\n"
-        "1:\n\t"
-        "vmovdqa64 (%[b]), %%zmm0\n\t"
-        "vmovdqa64 64(%[b]), %%zmm1\n\t"
-        "vmovdqa64 128(%[b]), %%zmm2\n\t"
-        "vmovdqa64 192(%[b]), %%zmm3\n\t"
-        "prefetcht0 %c[pf](%[b])\n\t"
-        "prefetcht0 %c[pf]+128(%[b])\n\t"
-        QE_ASM_BCAST("(%[a0]", ")", "zmm4") QE_ASM_DOT4("zmm4", "zmm8", "zmm9", "zmm10", "zmm11")
-        QE_ASM_BCAST("(%[a0]", ",%[lda])", "zmm5") QE_ASM_DOT4("zmm5", "zmm12", "zmm13", "zmm14", "zmm15")
-        QE_ASM_BCAST("(%[a0]", ",%[lda],2)", "zmm4") QE_ASM_DOT4("zmm4", "zmm16", "zmm17", "zmm18", "zmm19")
-        QE_ASM_BCAST("(%[a3]", ")", "zmm5") QE_ASM_DOT4("zmm5", "zmm20", "zmm21", "zmm22", "zmm23")
-        QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT4("zmm4", "zmm24", "zmm25", "zmm26", "zmm27")
-        QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT4("zmm5", "zmm28", "zmm29", "zmm30", "zmm31")
-        QE_ASM_LOOP_END(256)
-        QE_ASM_STORE("zmm8", 0) QE_ASM_STORE("zmm9", 64) QE_ASM_STORE("zmm10", 128) QE_ASM_STORE("zmm11", 192)
-        QE_ASM_STORE("zmm12", 256) QE_ASM_STORE("zmm13", 320) QE_ASM_STORE("zmm14", 384) QE_ASM_STORE("zmm15", 448)
-        QE_ASM_STORE("zmm16", 512) QE_ASM_STORE("zmm17", 576) QE_ASM_STORE("zmm18", 640) QE_ASM_STORE("zmm19", 704)
-        QE_ASM_STORE("zmm20", 768) QE_ASM_STORE("zmm21", 832) QE_ASM_STORE("zmm22", 896) QE_ASM_STORE("zmm23", 960)
-        QE_ASM_STORE("zmm24", 1024) QE_ASM_STORE("zmm25", 1088) QE_ASM_STORE("zmm26", 1152) QE_ASM_STORE("zmm27", 1216)
-        QE_ASM_STORE("zmm28", 1280) QE_ASM_STORE("zmm29", 1344) QE_ASM_STORE("zmm30", 1408) QE_ASM_STORE("zmm31", 1472)
-        QE_ASM_OPERANDS);
+    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_ZERO_AT) QE_ASM_LOOP_6x64
+                     QE_ASM_ACC_6x64(QE_ASM_STORE) QE_ASM_OPERANDS);
+}
+
+/* The same k loop continuing from the sums in acc (segmented A: one call per segment). */
+static void dot_6x64_acc_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b,
+                                    size_t groups, int32_t acc[6 * 64]) {
+    QE_ASSERT(groups > 0);
+    const uint8_t *a3 = a0 + 3 * lda;
+    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_LOAD) QE_ASM_LOOP_6x64
+                     QE_ASM_ACC_6x64(QE_ASM_STORE) QE_ASM_OPERANDS);
 }
 
 static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
@@ -267,6 +278,23 @@ QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
         QE_LOAD_B()
         QE_FOR_ROWS(QE_MULTIPLY_TAIL)
     }
+    QE_STORE_TILE();
+}
+
+/* 6 x 64 over segmented A (qe_gemm_tile.seg): each segment's k loop adds to the same sums,
+ * then the output pipeline. Integer sums are exact, so the order of the segments changes
+ * nothing: the result equals the tile over the materialized rows. */
+static void qe_gemm_u8s8_ukernel_6x64c4_seg__avx512vnni(const qe_gemm_tile *t) {
+    enum { mr = 6, nv = 4 };
+    QE_ASSERT(t->rows == 6 && t->seg && t->seg_len % KR == 0 && t->nseg * t->seg_len == t->K);
+    int32_t acc[6 * 64] __attribute__((aligned(64)));
+    memset(acc, 0, sizeof(acc));
+    const int8_t *b = t->b;
+    const size_t groups = t->seg_len / KR;
+    for (size_t s = 0; s < t->nseg; s++, b += 64 * nv * groups)
+        dot_6x64_acc_avx512vnni(t->seg[s], t->lda, b, groups, acc);
+    QE_FOR_ROWS(QE_DECLARE_ROW)
+    QE_FOR_ROWS(QE_LOAD_ACC_ROW)
     QE_STORE_TILE();
 }
 
@@ -358,4 +386,5 @@ const qe_gemm_ukernel qe_gemm_ukernel_avx512vnni = {
     .a_bias = 0,
     .nv_max = NV_MAX,
     .tiles = g_tiles,
+    .seg_tile = qe_gemm_u8s8_ukernel_6x64c4_seg__avx512vnni,
 };

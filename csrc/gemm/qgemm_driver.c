@@ -126,3 +126,43 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
         }
     }
 }
+
+/* ---- segmented A: a convolution's interior strips read in place ---------------------------- */
+int qe_gemm_segments_ok(const qe_gemm_packed *p, size_t seg_len, size_t n_begin, size_t n_end) {
+    const qe_gemm_ukernel *uk = p->uk;
+    return uk->seg_tile != NULL && seg_len > 0 && seg_len % uk->kr == 0 && p->K % seg_len == 0 &&
+           n_begin % uk->nr == 0 && n_end % uk->nr == 0 && n_begin < n_end && n_end <= p->N;
+}
+
+void qe_gemm_run_segmented(const qe_gemm_packed *p, size_t strips, const uint8_t *const *seg,
+                           size_t nseg, size_t seg_len, size_t lda, const size_t *row0,
+                           int32_t a_zp, const qe_output *out, size_t n_begin, size_t n_end,
+                           void *c, size_t ldc) {
+    const qe_gemm_ukernel *uk = p->uk;
+    const size_t K = p->K, nr = uk->nr, mr = uk->mr;
+    QE_ASSERT(qe_gemm_segments_ok(p, seg_len, n_begin, n_end) && nseg * seg_len == K);
+    const size_t j0 = n_begin / nr, j1 = n_end / nr, base = j0 * nr, span = (j1 - j0) * nr;
+    const size_t es = qe_output_elem_size(out->kind);
+    char *buf = qe_scratch(0, 4 * QE_ROUND_UP(span * sizeof(int32_t), 64));
+    QE_ASSERT(buf != NULL);
+    qe_gemm_epilogue ep;
+    fill_columns(p, out, a_zp, NULL, n_begin, n_end, base, span, &ep, buf);
+    ep.rowterm = NULL;
+    const size_t panel_bytes = QE_ROUND_UP(K, uk->k_pad) * nr * uk->b_elem;
+    const size_t block = QE_MAX(1, QE_GEMM_L2_BLOCK / panel_bytes);
+    qe_gemm_tile t = {.rows = mr, .K = K, .lda = lda, .ep = &ep, .ldc = ldc, .col_lo = 0,
+                      .col_hi = nr, .nseg = nseg, .seg_len = seg_len};
+    for (size_t jb = j0; jb < j1; jb += block) {
+        const size_t jb_end = QE_MIN(j1, jb + block);
+        for (size_t i = 0; i < strips; i++) {
+            t.seg = seg + i * nseg;
+            t.a = t.seg[0];
+            for (size_t j = jb; j < jb_end; j++) {
+                t.b = (const char *)p->data + qe_gemm_panel_offset(uk, K, j);
+                t.ep_col = j * nr - base;
+                t.c = (char *)c + (row0[i] * ldc + j * nr) * es;
+                uk->seg_tile(&t);
+            }
+        }
+    }
+}

@@ -86,6 +86,50 @@ def test_conv_matches_numpy(isa, case):
     assert_same(got, want)
 
 
+@st.composite
+def interior_case(draw):
+    """Convolutions whose interior strips the VNNI path reads in place (one group, whole
+    64-column panels, kernel rows of a multiple of 4 bytes), with borders, leftovers, odd
+    strides, dilated rows, and the cases that must fall back (dilated columns, b_zp)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    cin = draw(st.sampled_from([3, 4, 8, 12, 16, 20, 64]))
+    cout = draw(st.sampled_from([64, 128, 192]))
+    kh, kw = draw(st.integers(1, 5)), draw(st.sampled_from([1, 2, 3, 4, 5, 7]))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.sampled_from([1, 1, 1, 2]))
+    pads = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    h_min = max(1, dh * (kh - 1) + 1 - pads[0] - pads[2])
+    w_min = max(1, dw * (kw - 1) + 1 - pads[1] - pads[3])
+    h, w = draw(st.integers(h_min, h_min + 8)), draw(st.integers(w_min, w_min + 40))
+    n = draw(st.integers(1, 3))
+    x = rng.integers(0, 256, (n, h, w, cin), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (cout, kh, kw, cin), dtype=np.int8)
+    w_zp = rng.integers(-128, 128, cout) if draw(st.integers(0, 5)) == 0 else None
+    out = draw(st.sampled_from(["u8", "u8", "i32", "f32"]))
+    kw_out = dict(out=out, bias=rng.integers(-2**20, 2**20, cout, dtype=np.int32))
+    if out != "i32":
+        kw_out["scale"] = (10.0 ** rng.uniform(-5, -2, cout)).astype(np.float32)
+    if out == "u8":
+        kw_out["zero_point"] = int(rng.integers(0, 256))
+    geom = dict(strides=(sh, sw), dilations=(dh, dw), pads=pads)
+    return x, int(rng.integers(0, 256)), wt, w_zp, geom, kw_out
+
+
+@SETTINGS
+@given(case=interior_case(), into_slice=st.booleans())
+def test_interior_read_in_place_matches_numpy(isa, threads, case, into_slice):
+    x, x_zp, wt, w_zp, geom, kw_out = case
+    y = None
+    if into_slice:       # output rows further apart than the channels (a Concat's slice)
+        (sh, sw), (dh, dw), (pt, pl, pb, pr) = geom["strides"], geom["dilations"], geom["pads"]
+        oh = K.conv_output_size(x.shape[1], wt.shape[1], sh, dh, pt, pb)
+        ow = K.conv_output_size(x.shape[2], wt.shape[2], sw, dw, pl, pr)
+        dt = {"u8": np.uint8, "i32": np.int32, "f32": np.float32}[kw_out["out"]]
+        y = np.zeros((x.shape[0], oh, ow, wt.shape[0] + 32), dt)[..., 16:16 + wt.shape[0]]
+    p, got, want = run_both(x, x_zp, wt, w_zp, geom, kw_out, y=y)
+    assert_same(got, want)
+
+
 @SETTINGS
 @given(case=conv_case(depthwise=True))
 def test_depthwise_matches_numpy(isa, case):
