@@ -34,7 +34,7 @@ ORT_FP32, ORT_INT8 = "onnxruntime", "onnxruntime-int8"
 TARGET_VS_INT8 = {"resnet18": 0.88, "mobilenetv2": 0.7, "yolo": 0.7, "ocr": 0.7}
 TARGET_VS_FP32 = 1 / 2.5
 TARGET_PEAK = {"resnet18": 0.90}
-FEWER_ROUNDS = {"resnet18": 5, "yolo": 5}
+FEWER_ROUNDS = {"resnet18": 9, "yolo": 9}
 START, END = "<!-- run_all:{}:start -->", "<!-- run_all:{}:end -->"
 
 
@@ -150,7 +150,7 @@ def replace_section(text: str, key: str, body: str, heading: str) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(BENCHMARKS))
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--threads", default="1,2")
     p.add_argument("--batch", default="1,8")
     p.add_argument("--no-write", action="store_true", help="print only; change no file")

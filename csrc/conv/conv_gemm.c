@@ -233,9 +233,11 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
     conv_gemm_job j = {.p = p, .s = s, .x = x, .x_zp = x_zp, .w_zp = w_zp, .out = out,
                        .y = y, .ldy = ldy, .es = qe_output_elem_size(out->kind)};
     j.M = s->batch * s->out_h * s->out_w;
-    /* in-place interior strips: one group, taps of a kernel row adjacent, symmetric weights */
+    /* in-place interior strips: one group, taps of a kernel row adjacent, symmetric weights,
+     * and a window of several taps (a strided 1x1's im2col is one short copy per pixel, cheaper
+     * than a tile over a one-segment A) */
     j.segmented = p->method != QE_CONV_1X1 && s->groups == 1 && s->dilation_w == 1 && !w_zp &&
-                  s->kernel_w <= s->in_w;
+                  s->kernel_w <= s->in_w && s->kernel_h * s->kernel_w > 1;
     size_t block_bytes;
     if (p->method == QE_CONV_1X1) {
         j.lda = s->in_c;

@@ -288,11 +288,11 @@ static void qe_gemm_u8s8_ukernel_6x64c4_seg__avx512vnni(const qe_gemm_tile *t) {
     enum { mr = 6, nv = 4 };
     QE_ASSERT(t->rows == 6 && t->seg && t->seg_len % KR == 0 && t->nseg * t->seg_len == t->K);
     int32_t acc[6 * 64] __attribute__((aligned(64)));
-    memset(acc, 0, sizeof(acc));
     const int8_t *b = t->b;
     const size_t groups = t->seg_len / KR;
-    for (size_t s = 0; s < t->nseg; s++, b += 64 * nv * groups)
-        dot_6x64_acc_avx512vnni(t->seg[s], t->lda, b, groups, acc);
+    dot_6x64_avx512vnni(t->seg[0], t->lda, b, groups, acc); /* the first starts from zero */
+    for (size_t s = 1; s < t->nseg; s++)
+        dot_6x64_acc_avx512vnni(t->seg[s], t->lda, b + s * 64 * nv * groups, groups, acc);
     QE_FOR_ROWS(QE_DECLARE_ROW)
     QE_FOR_ROWS(QE_LOAD_ACC_ROW)
     QE_STORE_TILE();
