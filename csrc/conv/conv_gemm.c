@@ -7,8 +7,8 @@
  * im2col buffer larger than a block ever exists. Where the GEMM family can read A in
  * segments (qe_gemm_run_segmented), strips of pixels whose windows lie inside the input skip
  * the copy: each kernel row of the window is a run of kernel_w * C input bytes, and a strip's
- * rows are stride_w * C bytes apart (conv_rows_in_place). Every output element is computed by exact
- * integer arithmetic and one fixed float formula, so the split cannot change the result.
+ * rows are stride_w * C bytes apart (conv_rows_in_place). Every output element is computed by
+ * exact integer arithmetic and one fixed float formula, so the split cannot change the result.
  */
 #include <string.h>
 

@@ -26,7 +26,8 @@ def image_batch(directory: str, model) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:
-        raise RuntimeError("reading a directory of images needs Pillow: pip install pillow") from None
+        raise RuntimeError("reading a directory of images needs Pillow: pip install pillow") \
+            from None
     (inp,) = model.inputs if len(model.inputs) == 1 else (None,)
     if inp is None or len(inp.shape) != 4:
         raise ValueError("a directory of images calibrates one 4-D image input; pass a .npy/.npz")
