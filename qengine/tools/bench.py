@@ -40,7 +40,8 @@ SCHEMA_VERSION = "qengine-bench/1"
 BUILTIN_MODELS = ("resnet18", "mobilenetv2", "yolo", "ocr")
 DEFAULT_COMPARE = ("onnxruntime", "onnxruntime-int8")
 RANDOM_CALIBRATION_SAMPLES = 8
-DEFAULT_SETTLE_SECONDS = 0.1     # onnxruntime's pool spins ~20-50 ms after a run (measured)
+DEFAULT_SETTLE_SECONDS = 0.1     # onnxruntime's pool spins tens of ms after a run; 0.1 s
+                                 # measured enough (docs/bench.md)
 SQNR_CAP_DB = 200.0
 _UNSET = object()            # --target-sqnr not given: the default of load_subject
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
