@@ -11,6 +11,7 @@ import pytest
 
 import fmodels
 import models
+from ort_quant import ort_quantize_qdq
 import qengine
 from qengine.runtime.executor import Executor
 from test_failure_modes import sqnr
@@ -123,22 +124,9 @@ def test_sensitivity_finds_the_layer_that_breaks_the_head(case):
 
 
 def test_report_on_an_onnxruntime_quantized_model(case, tmp_path):
-    from onnxruntime import quantization as oq
     m, _, x = case
-    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
-    onnx.save(m, str(src))
     calib = [models.random_input(m, batch=8, seed=s)["input"] for s in range(4)]
-
-    class Reader(oq.CalibrationDataReader):
-        def __init__(self):
-            self.it = iter([{"input": c} for c in calib])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    oq.quantize_static(str(src), str(dst), Reader(), quant_format=oq.QuantFormat.QDQ,
-                       per_channel=True, activation_type=oq.QuantType.QUInt8,
-                       weight_type=oq.QuantType.QInt8)
+    src, dst = ort_quantize_qdq(m, calib, tmp_path)
     rep = qengine.report(str(src), str(dst), x, sensitivity=True)
     assert len(rep.activations) >= 4 and len(rep.weights) == 3
     assert {r["name"] for r in rep.outputs} == {o.name for o in m.graph.output}

@@ -5,6 +5,7 @@ import onnx
 import pytest
 
 import models
+from ort_quant import ort_quantize_qdq
 from digits_cnn import load_digits_images, train_digits_cnn
 import qengine
 from qengine.runtime.reference import ReferenceExecutor
@@ -22,22 +23,9 @@ def _output_sqnr(float_model, run, feeds):
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenetv2", "yolo_block"])
 def test_default_quantization_is_at_least_as_good_as_onnxruntime(name, tmp_path):
-    from onnxruntime import quantization as oq
     m = getattr(models, name)()
     calib = [models.random_input(m, batch=4, seed=200 + s)["input"] for s in range(6)]
-    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
-    onnx.save(m, str(src))
-
-    class Reader(oq.CalibrationDataReader):
-        def __init__(self):
-            self.it = iter([{"input": c} for c in calib])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    oq.quantize_static(str(src), str(dst), Reader(), quant_format=oq.QuantFormat.QDQ,
-                       per_channel=True, activation_type=oq.QuantType.QUInt8,
-                       weight_type=oq.QuantType.QInt8)
+    _, dst = ort_quantize_qdq(m, calib, tmp_path)
     sess = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     ours = qengine.quantize(m, calib, progress=False)

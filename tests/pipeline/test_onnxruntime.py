@@ -10,6 +10,7 @@ import onnx
 import pytest
 
 import models
+from ort_quant import ort_quantize_qdq
 import qengine
 from util import sqnr_db
 
@@ -24,27 +25,12 @@ BUILDERS = {
 }
 
 
-class _Reader(quantization.CalibrationDataReader):
-    def __init__(self, batches):
-        self._it = iter([{"input": b} for b in batches])
-
-    def get_next(self):
-        return next(self._it, None)
-
-
 def _calibration(m, n=4, batch=4):
     return [models.random_input(m, batch=batch, seed=100 + s)["input"] for s in range(n)]
 
 
 def _ort_quantize(m, calib, tmp_path, name):
-    src, dst = tmp_path / f"{name}.onnx", tmp_path / f"{name}.qdq.onnx"
-    onnx.save(m, str(src))
-    quantization.quantize_static(
-        str(src), str(dst), _Reader(calib), quant_format=quantization.QuantFormat.QDQ,
-        per_channel=True, activation_type=quantization.QuantType.QUInt8,
-        weight_type=quantization.QuantType.QInt8,
-        calibrate_method=quantization.CalibrationMethod.MinMax)
-    return dst
+    return ort_quantize_qdq(m, calib, tmp_path, name)[1]
 
 
 def _session(path_or_bytes):
