@@ -20,6 +20,12 @@
  * the next panel; 128 KiB to 768 KiB measured within noise of each other). */
 enum { QE_GEMM_L2_BLOCK = 256 * 1024 };
 
+/* Panels per n-block: as many packed panels of B as QE_GEMM_L2_BLOCK holds (at least one). */
+static size_t panels_per_block(const qe_gemm_ukernel *uk, size_t K) {
+    const size_t panel_bytes = QE_ROUND_UP(K, uk->k_pad) * uk->nr * uk->b_elem;
+    return QE_MAX(1, QE_GEMM_L2_BLOCK / panel_bytes);
+}
+
 /* Per-run column data for panels [j0, j1) into `buf`; returns the bytes used. */
 static size_t fill_columns(const qe_gemm_packed *p, const qe_output *out, int32_t a_zp,
                            const int32_t *b_zp, size_t n_begin, size_t n_end, size_t base,
@@ -98,8 +104,7 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
         QE_ASSERT(prep != NULL);
     }
 
-    const size_t panel_bytes = QE_ROUND_UP(K, uk->k_pad) * nr * uk->b_elem;
-    const size_t block = QE_MAX(1, QE_GEMM_L2_BLOCK / panel_bytes); /* panels per n-block */
+    const size_t block = panels_per_block(uk, K);
     qe_gemm_tile t = {.K = K, .ep = &ep, .ldc = ldc};
     for (size_t jb = j0; jb < j1; jb += block) {
         const size_t jb_end = QE_MIN(j1, jb + block);
@@ -148,8 +153,7 @@ void qe_gemm_run_segmented(const qe_gemm_packed *p, size_t strips, const uint8_t
     qe_gemm_epilogue ep;
     fill_columns(p, out, a_zp, NULL, n_begin, n_end, base, span, &ep, buf);
     ep.rowterm = NULL;
-    const size_t panel_bytes = QE_ROUND_UP(K, uk->k_pad) * nr * uk->b_elem;
-    const size_t block = QE_MAX(1, QE_GEMM_L2_BLOCK / panel_bytes);
+    const size_t block = panels_per_block(uk, K);
     qe_gemm_tile t = {.rows = mr, .K = K, .lda = lda, .ep = &ep, .ldc = ldc, .col_lo = 0,
                       .col_hi = nr, .nseg = nseg, .seg_len = seg_len};
     for (size_t jb = j0; jb < j1; jb += block) {

@@ -5,16 +5,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from qengine import _kernels as K
+from steps import run_step
 
 
 def _run(step, x, out_shape):
-    y = np.empty(out_shape, np.float32)
-    prog = K.Program([step], [x.nbytes, y.nbytes])
-    ctx = K.RunContext(prog, 0, [])
-    ctx.bind(0, x)
-    ctx.bind(1, y)
-    prog.run(ctx)
-    return y
+    return run_step(step, x, np.empty(out_shape, np.float32))
 
 
 def _softmax64(x, log):

@@ -4,15 +4,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from qengine import _kernels as K
+from steps import run_step
 
 
-def _run(step, x, y):
-    prog = K.Program([step], [x.nbytes, y.nbytes])
-    ctx = K.RunContext(prog, 0, [])
-    ctx.bind(0, x)
-    ctx.bind(1, y)
-    prog.run(ctx)
-    return y
+_run = run_step
 
 
 @st.composite
