@@ -73,6 +73,32 @@ void qe_set_thread_limit(int n);
  * buffers at once. Returns NULL only if the allocation fails. */
 void *qe_scratch(int slot, size_t bytes);
 
+/* ---- sliding windows (conv indirection, pooling) --------------------------------------------
+ * The tap pointers of one window, row-major (kernel_h x kernel_w), whose first tap sits at input
+ * row ih0, column iw0 (either may be negative: padding) of the NHWC image `img` (in_h x in_w
+ * pixels of C bytes). A tap outside the image gets `pad`, a row of padding bytes. */
+typedef struct {
+    const uint8_t *img;
+    size_t in_h, in_w, C;
+    size_t kernel_h, kernel_w, dilation_h, dilation_w;
+    const uint8_t *pad;
+} qe_window;
+
+static inline void qe_window_taps(const qe_window *w, ptrdiff_t ih0, ptrdiff_t iw0,
+                                  const uint8_t **tp) {
+    size_t t = 0;
+    for (size_t ki = 0; ki < w->kernel_h; ki++) {
+        const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * w->dilation_h);
+        const int row_ok = ih >= 0 && ih < (ptrdiff_t)w->in_h;
+        const uint8_t *row = row_ok ? w->img + (size_t)ih * w->in_w * w->C : NULL;
+        for (size_t kj = 0; kj < w->kernel_w; kj++, t++) {
+            const ptrdiff_t iw = iw0 + (ptrdiff_t)(kj * w->dilation_w);
+            tp[t] = (row_ok && iw >= 0 && iw < (ptrdiff_t)w->in_w) ? row + (size_t)iw * w->C
+                                                                   : w->pad;
+        }
+    }
+}
+
 /* Aligned allocation for packed weights. */
 void *qe_aligned_alloc(size_t bytes);
 void qe_aligned_free(void *p);

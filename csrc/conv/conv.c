@@ -91,11 +91,11 @@ void qe_conv_packed_free(qe_conv_packed *p) {
  * w_zp = 0 for calls without. */
 static int pack_dw(qe_conv_packed *p, const int8_t *w) {
     p->dw = QE_PICK(g_dw_ukernels, p->isa);
-    const size_t C = p->shape.out_c, T = p->K, count = qe_dw_packed_count(p->dw, T, C);
+    const size_t C = p->shape.out_c, T = p->K, wbytes = qe_dw_packed_bytes(p->dw, T, C);
     p->dw_w = malloc(C * T);
     p->dw_wsum = malloc(C * sizeof(int32_t));
     int16_t *wt = malloc(C * T * sizeof(int16_t));
-    p->dw_packed = qe_aligned_alloc(count * sizeof(int16_t));
+    p->dw_packed = qe_aligned_alloc(wbytes);
     if (!p->dw_w || !p->dw_wsum || !wt || !p->dw_packed) {
         free(wt);
         return QE_ERR_NOMEM;
@@ -111,7 +111,7 @@ static int pack_dw(qe_conv_packed *p, const int8_t *w) {
     }
     qe_dw_pack_weights(p->dw, T, C, wt, p->dw_packed);
     free(wt);
-    p->nbytes += C * T + C * sizeof(int32_t) + count * sizeof(int16_t);
+    p->nbytes += C * T + C * sizeof(int32_t) + wbytes;
     return QE_OK;
 }
 

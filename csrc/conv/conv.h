@@ -17,54 +17,83 @@
 typedef enum { QE_CONV_DW = 0, QE_CONV_1X1 = 1, QE_CONV_IM2COL = 2 } qe_conv_method;
 
 /* ---- depthwise ------------------------------------------------------------------------------
- * Packed weights: channels in tiles (16, or 32 for AVX-512), taps in pairs (an odd tap count
- * gets a dummy tap of weight 0). Within a tile and a pair the layout is [lane][tap of the pair]
- * int16:
+ * Two packed weight layouts; each kernel reads one (qe_dw_ukernel.layout).
+ *
+ * QE_DW_PAIRS_S16 (reference, AVX2, NEON, and AVX-512 calls with weight zero points): channels
+ * in tiles (16, or 32 for AVX-512), taps in pairs (an odd tap count gets a dummy tap of weight
+ * 0). Within a tile and a pair the layout is [lane][tap of the pair] int16:
  *   w[((tile * npairs + pair) * tile_size + lane) * 2 + tap % 2]
  * which is what interleaving two taps and widening them to int16 gives, so x86 multiplies a pair
  * with one vpmaddwd / vpdpwssd. Lane l holds channel l of the tile, except in the AVX-512 layout,
  * whose lanes follow the 128-bit-lane order of vpunpck{l,h}wd (qe_dw_lane_channel).
- * Weights are stored as w - w_zp (|.| <= 255); padding channels and the dummy tap hold 0. */
+ * Weights are stored as w - w_zp (|.| <= 255); padding channels and the dummy tap hold 0.
+ *
+ * QE_DW_QUADS_S8 (AVX-512 VNNI, calls without weight zero points): int8 weights, taps in quads
+ * (missing taps of the last quad weigh 0), channels in blocks of 64 (the last block of a count
+ * that is not a multiple of 64 is 16, 32 or 64 wide: qe_dwq_block_width). Interleaving four
+ * taps' bytes with vpunpck{l,h}bw then vpunpck{l,h}wd puts, in 128-bit lane j of the k-th
+ * result (k = 0..3), the four taps of channels 16j + 4k + e (e = 0..3) in dword 4j + e: one
+ * vpdpbusd per k multiplies them. So within a block of width W at channel c0, channel
+ * c0 + 16j + 4k + e has position c0 + k * W/4 + 4j + e (qe_dwq_position), and
+ *   w[c0 * 4 * nquads + (quad * 4 + k) * W + (4j + e) * 4 + tap % 4]
+ * The kernel's accumulators, its init and its per-channel scales follow the positions; two
+ * in-lane packs (vpackssdw, vpackuswb) of the four accumulators restore the natural order. */
 #define QE_DW_TILE 16
+
+typedef enum { QE_DW_PAIRS_S16 = 0, QE_DW_QUADS_S8 = 1 } qe_dw_layout;
 
 typedef struct {
     size_t channels;       /* C */
-    size_t npairs;         /* ceil(taps / 2) */
-    const int16_t *w;      /* packed as above */
-    const int32_t *init;   /* [round_up(C, 64)]: bias[c] - x_zp * sum_t w[t][c]  (wrapping) */
+    size_t ntaps;          /* T, the taps of the kernel window */
+    size_t npairs;         /* ceil(T / 2) */
+    size_t tap_stride;     /* tap pointers per output pixel: T rounded up to the layout's group */
+    const void *w;         /* packed in the kernel's layout */
+    const int32_t *init;   /* [round_up(C, 64)], kernel order: bias[c] - x_zp * sum_t w[t][c] */
+    const float *scale;    /* QUADS_S8 with per-channel scales: out->scale in kernel order */
     const qe_output *out;  /* output pipeline; its bias is already in init and is ignored */
     size_t ldy;            /* output pixel stride, in elements */
 } qe_dw_params;
 
-/* acc[c] = init[c] + sum_{t < 2*npairs} taps[px * 2*npairs + t][c] * w[t][c]  (int32, wrapping)
+/* acc[c] = init[c] + sum_{t < T} tap(px, t)[c] * w[t][c]  (int32, wrapping)
  * for `pixels` output pixels and every channel, then the output pipeline into
- * y + px * ldy * elem_size. A tap pointer addresses channel 0 of an input pixel, or a row of
- * x_zp bytes for taps in the padding (x_zp * w is cancelled by init). Pointers are readable for
- * `channels` bytes; the x_zp row for round_up(C, tile). */
+ * y + px * ldy * elem_size. With step 0 (the indirection), tap(px, t) = taps[px * tap_stride + t];
+ * with step > 0 (a run of pixels whose windows are inside the input, step = stride_w * C bytes
+ * apart), one set of tap_stride pointers serves every pixel: tap(px, t) = taps[t] + px * step.
+ * A tap pointer addresses channel 0 of an input pixel, or a row of x_zp bytes for taps in the
+ * padding (x_zp * w is cancelled by init). The pointers past T (up to tap_stride) weigh 0 and
+ * may address any readable pixel (a kernel may read them). Pointers are readable for `channels`
+ * bytes; the x_zp row for round_up(C, 64). */
 typedef void (*qe_dwconv_fn)(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps,
-                             void *y);
+                             size_t step, void *y);
 
-void qe_dwconv_u8s8_ref(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps, void *y);
+void qe_dwconv_u8s8_ref(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps,
+                        size_t step, void *y);
 #if defined(QE_BUILD_X86)
 void qe_dwconv_u8s8_up32__avx2(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps,
-                               void *y);
-void qe_dwconv_u8s8_up64__avx512vnni(const qe_dw_params *p, size_t pixels,
-                                     const uint8_t *const *taps, void *y);
+                               size_t step, void *y);
+void qe_dwconv_u8s16_up64__avx512vnni(const qe_dw_params *p, size_t pixels,
+                                      const uint8_t *const *taps, size_t step, void *y);
+void qe_dwconv_u8s8_up64c4__avx512vnni(const qe_dw_params *p, size_t pixels,
+                                       const uint8_t *const *taps, size_t step, void *y);
 #endif
 #if defined(QE_BUILD_ARM64)
 void qe_dwconv_u8s8_up16__neon(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps,
-                               void *y);
+                               size_t step, void *y);
 #endif
 
 /* A depthwise kernel with its weight layout. */
-typedef struct {
+typedef struct qe_dw_ukernel {
     qe_dwconv_fn kernel;
-    size_t tile;       /* channels per tile */
-    int unpack_order;  /* 1: lanes in vpunpck{l,h}wd order (qe_dw_lane_channel) */
+    qe_dw_layout layout;
+    size_t tile;       /* PAIRS_S16: channels per tile */
+    int unpack_order;  /* PAIRS_S16: 1 = lanes in vpunpck{l,h}wd order (qe_dw_lane_channel) */
+    /* The kernel for calls with weight zero points, when this layout cannot hold w - w_zp
+     * (int8); NULL when this kernel takes them. */
+    const struct qe_dw_ukernel *with_w_zp;
 } qe_dw_ukernel;
 extern const qe_dw_ukernel qe_dw_ref;
 #if defined(QE_BUILD_X86)
-extern const qe_dw_ukernel qe_dw_avx2, qe_dw_avx512vnni;
+extern const qe_dw_ukernel qe_dw_avx2, qe_dw_avx512vnni, qe_dw_avx512vnni_s16;
 #endif
 #if defined(QE_BUILD_ARM64)
 extern const qe_dw_ukernel qe_dw_neon;
@@ -79,11 +108,33 @@ static inline size_t qe_dw_lane_channel(size_t l) {
     return 8 * (k / 4) + 4 * (l / 16) + k % 4;
 }
 
-/* Lay out int16 weights wt[t][c] (taps x C, already w - w_zp) for `uk` into dst. */
+/* QUADS_S8: the width of the channel block starting at c0 (a multiple of 64), the position of
+ * channel c, and the channel count rounded up to whole blocks. */
+static inline size_t qe_dwq_block_width(size_t C, size_t c0) {
+    const size_t r = C - c0;
+    return r > 32 ? 64 : r > 16 ? 32 : 16;
+}
+static inline size_t qe_dwq_position(size_t C, size_t c) {
+    const size_t c0 = c / 64 * 64, W = qe_dwq_block_width(C, c0), i = c - c0;
+    return c0 + (i % 16 / 4) * (W / 4) + 4 * (i / 16) + i % 4;
+}
+static inline size_t qe_dwq_padded_channels(size_t C) {
+    const size_t c0 = C / 64 * 64;
+    return c0 == C ? C : c0 + qe_dwq_block_width(C, c0);
+}
+
+/* Taps per group of a layout (the indirection's tap_stride is a multiple of it). */
+static inline size_t qe_dw_tap_group(const qe_dw_ukernel *uk) {
+    return uk->layout == QE_DW_QUADS_S8 ? 4 : 2;
+}
+
+/* Lay out weights wt[t][c] (taps x C, already w - w_zp; within int8 for QUADS_S8) for `uk`. */
 void qe_dw_pack_weights(const qe_dw_ukernel *uk, size_t taps, size_t channels, const int16_t *wt,
-                        int16_t *dst);
-static inline size_t qe_dw_packed_count(const qe_dw_ukernel *uk, size_t taps, size_t channels) {
-    return QE_ROUND_UP(channels, uk->tile) * QE_DIV_UP(taps, 2) * 2;
+                        void *dst);
+static inline size_t qe_dw_packed_bytes(const qe_dw_ukernel *uk, size_t taps, size_t channels) {
+    if (uk->layout == QE_DW_QUADS_S8)
+        return qe_dwq_padded_channels(channels) * QE_DIV_UP(taps, 4) * 4;
+    return QE_ROUND_UP(channels, uk->tile) * QE_DIV_UP(taps, 2) * 2 * sizeof(int16_t);
 }
 
 /* ---- the packed convolution ----------------------------------------------------------------- */
@@ -97,7 +148,7 @@ struct qe_conv_packed {
     /* dwconv: the kernel of this ISA, weights as given (int8 [C][taps]) and packed with w_zp 0 */
     const qe_dw_ukernel *dw;
     int8_t *dw_w;
-    int16_t *dw_packed;
+    void *dw_packed;
     int32_t *dw_wsum;         /* [C] sum over taps of w */
     size_t nbytes;
 };

@@ -11,10 +11,9 @@
 
 #include "conv.h"
 
-void qe_dw_pack_weights(const qe_dw_ukernel *uk, size_t taps, size_t channels, const int16_t *wt,
-                        int16_t *dst) {
+static void pack_pairs_s16(const qe_dw_ukernel *uk, size_t taps, size_t channels,
+                           const int16_t *wt, int16_t *dst) {
     const size_t npairs = QE_DIV_UP(taps, 2), W = uk->tile, tiles = QE_DIV_UP(channels, W);
-    memset(dst, 0, qe_dw_packed_count(uk, taps, channels) * sizeof(int16_t));
     for (size_t tile = 0; tile < tiles; tile++)
         for (size_t t = 0; t < taps; t++)
             for (size_t l = 0; l < W; l++) {
@@ -24,16 +23,40 @@ void qe_dw_pack_weights(const qe_dw_ukernel *uk, size_t taps, size_t channels, c
             }
 }
 
+static void pack_quads_s8(size_t taps, size_t channels, const int16_t *wt, int8_t *dst) {
+    const size_t nq = QE_DIV_UP(taps, 4);
+    for (size_t c = 0; c < channels; c++) {
+        const size_t c0 = c / 64 * 64, W = qe_dwq_block_width(channels, c0), i = c - c0;
+        const size_t lane_dword = 4 * (i / 16) + i % 4, k = i % 16 / 4;
+        for (size_t t = 0; t < taps; t++) {
+            QE_ASSERT(wt[t * channels + c] >= -128 && wt[t * channels + c] <= 127);
+            dst[c0 * 4 * nq + (t / 4 * 4 + k) * W + lane_dword * 4 + t % 4] =
+                (int8_t)wt[t * channels + c];
+        }
+    }
+}
+
+void qe_dw_pack_weights(const qe_dw_ukernel *uk, size_t taps, size_t channels, const int16_t *wt,
+                        void *dst) {
+    memset(dst, 0, qe_dw_packed_bytes(uk, taps, channels));
+    if (uk->layout == QE_DW_QUADS_S8)
+        pack_quads_s8(taps, channels, wt, dst);
+    else
+        pack_pairs_s16(uk, taps, channels, wt, dst);
+}
+
 /* ---- reference kernel --------------------------------------------------------------------- */
 enum { QE_DW_REF_CHUNK = 64 };
 
 void qe_dwconv_u8s8_ref(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps,
-                        void *y) {
-    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL);
+                        size_t step, void *y) {
+    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->tap_stride == 2 * p->npairs);
     const size_t C = p->channels, T2 = 2 * p->npairs, es = qe_output_elem_size(p->out->kind);
+    const int16_t *w = p->w;
     int32_t acc[QE_DW_REF_CHUNK];
     for (size_t px = 0; px < pixels; px++) {
-        const uint8_t *const *tp = taps + px * T2;
+        const uint8_t *const *tp = step ? taps : taps + px * T2;
+        const size_t off = px * step;
         char *dst = (char *)y + px * p->ldy * es;
         for (size_t c0 = 0; c0 < C; c0 += QE_DW_REF_CHUNK) {
             const size_t n = QE_MIN(QE_DW_REF_CHUNK, C - c0);
@@ -41,9 +64,9 @@ void qe_dwconv_u8s8_ref(const qe_dw_params *p, size_t pixels, const uint8_t *con
                 const size_t c = c0 + i, tile = c / QE_DW_TILE, lane = c % QE_DW_TILE;
                 int32_t a = p->init[c];
                 for (size_t t = 0; t < T2; t++) {
-                    const int16_t w =
-                        p->w[((tile * p->npairs + t / 2) * QE_DW_TILE + lane) * 2 + t % 2];
-                    a = qe_add_wrap(a, (int32_t)tp[t][c] * w);
+                    const int16_t wv =
+                        w[((tile * p->npairs + t / 2) * QE_DW_TILE + lane) * 2 + t % 2];
+                    a = qe_add_wrap(a, (int32_t)tp[t][off + c] * wv);
                 }
                 acc[i] = a;
             }
@@ -52,7 +75,8 @@ void qe_dwconv_u8s8_ref(const qe_dw_params *p, size_t pixels, const uint8_t *con
     }
 }
 
-const qe_dw_ukernel qe_dw_ref = {.kernel = qe_dwconv_u8s8_ref, .tile = QE_DW_TILE};
+const qe_dw_ukernel qe_dw_ref = {
+    .kernel = qe_dwconv_u8s8_ref, .layout = QE_DW_PAIRS_S16, .tile = QE_DW_TILE};
 
 /* ---- driver ------------------------------------------------------------------------------- */
 typedef struct {
@@ -67,70 +91,99 @@ typedef struct {
     const size_t *tap_off;          /* [taps] byte offset of each tap from the window origin */
 } dw_job;
 
-/* Tap pointers of output pixels (n, oh, ow0 .. ow1-1): 2*npairs taps each. Pixels whose window
- * lies inside the input take base + precomputed tap offsets; the border ones test every tap. */
+/* Input row of output row oh: its first row, and whether the whole window height is inside. */
+static ptrdiff_t dw_window_top(const qe_conv_shape *s, size_t oh, int *inside) {
+    const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
+    *inside = ih0 >= 0 &&
+              ih0 + (ptrdiff_t)((s->kernel_h - 1) * s->dilation_h) < (ptrdiff_t)s->in_h;
+    return ih0;
+}
+
+/* Tap pointers of output pixels (n, oh, ow0 .. ow1-1), tap_stride each, testing every tap
+ * against the borders (taps outside read the x_zp row). */
 static void dw_indirection(const dw_job *j, size_t n, size_t oh, size_t ow0, size_t ow1,
                            const uint8_t **ind) {
     const qe_conv_shape *s = j->s;
-    const size_t T2 = 2 * j->prm.npairs, T = s->kernel_h * s->kernel_w, C = s->in_c;
-    const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
-    const int rows_inside = ih0 >= 0 && ih0 + (ptrdiff_t)((s->kernel_h - 1) * s->dilation_h) < (ptrdiff_t)s->in_h;
+    const size_t T2 = j->prm.tap_stride, T = s->kernel_h * s->kernel_w, C = s->in_c;
+    int inside;
+    const ptrdiff_t ih0 = dw_window_top(s, oh, &inside);
+    const qe_window win = {.img = j->x + n * s->in_h * s->in_w * C, .in_h = s->in_h,
+                           .in_w = s->in_w, .C = C, .kernel_h = s->kernel_h,
+                           .kernel_w = s->kernel_w, .dilation_h = s->dilation_h,
+                           .dilation_w = s->dilation_w, .pad = j->zp_row};
     for (size_t ow = ow0; ow < ow1; ow++) {
         const uint8_t **tp = ind + (ow - ow0) * T2;
-        const ptrdiff_t iw0 = (ptrdiff_t)(ow * s->stride_w) - (ptrdiff_t)s->pad_left;
-        if (rows_inside && ow >= j->ow_lo && ow < j->ow_hi) {
-            const uint8_t *base = j->x + ((n * s->in_h + (size_t)ih0) * s->in_w + (size_t)iw0) * C;
-            for (size_t t = 0; t < T; t++) tp[t] = base + j->tap_off[t];
-        } else {
-            size_t t = 0;
-            for (size_t ki = 0; ki < s->kernel_h; ki++) {
-                const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
-                const int row_ok = ih >= 0 && ih < (ptrdiff_t)s->in_h;
-                const uint8_t *row = row_ok ? j->x + (n * s->in_h + (size_t)ih) * s->in_w * C : NULL;
-                for (size_t kj = 0; kj < s->kernel_w; kj++, t++) {
-                    const ptrdiff_t iw = iw0 + (ptrdiff_t)(kj * s->dilation_w);
-                    tp[t] = (row_ok && iw >= 0 && iw < (ptrdiff_t)s->in_w) ? row + (size_t)iw * C
-                                                                           : j->zp_row;
-                }
-            }
-        }
-        if (T < T2) tp[T] = j->zp_row; /* the dummy tap of an odd count (weight 0) */
+        qe_window_taps(&win, ih0, (ptrdiff_t)(ow * s->stride_w) - (ptrdiff_t)s->pad_left, tp);
+        for (size_t t = T; t < T2; t++) tp[t] = j->zp_row; /* the dummy taps (weight 0) */
     }
 }
 
 /* Pointers per indirection chunk: at most 64 KB of them, whatever the row width and taps. */
 enum { QE_DW_IND_POINTERS = 8192 };
 
+/* Output pixels (n, oh, ow0 .. ow1-1) through the indirection, in chunks. */
+static void dw_run_indirect(const dw_job *j, size_t r, size_t ow0, size_t ow1, size_t chunk,
+                            const uint8_t **ind) {
+    const qe_conv_shape *s = j->s;
+    for (; ow0 < ow1; ow0 += chunk) {
+        const size_t ow_end = QE_MIN(ow0 + chunk, ow1);
+        dw_indirection(j, r / s->out_h, r % s->out_h, ow0, ow_end, ind);
+        j->kernel(&j->prm, ow_end - ow0, ind, 0,
+                  j->y + (r * s->out_w + ow0) * j->prm.ldy * j->es);
+    }
+}
+
+/* Output rows of one task. In a row whose window height is inside the input, the columns
+ * [ow_lo, ow_hi) have every tap inside: one set of tap pointers, stepped by stride_w * C per
+ * pixel, serves them all (no per-pixel indirection); only the border columns build one. */
 static void dw_task(void *ctx, size_t task, int thread_index) {
     const dw_job *j = ctx;
     const qe_conv_shape *s = j->s;
-    const size_t T2 = 2 * j->prm.npairs, chunk = QE_MAX(1, QE_DW_IND_POINTERS / T2);
+    const size_t T2 = j->prm.tap_stride, T = j->prm.ntaps, C = s->in_c;
+    const size_t chunk = QE_MAX(1, QE_DW_IND_POINTERS / T2);
     const uint8_t **ind = qe_scratch(2, QE_MIN(chunk, s->out_w) * T2 * sizeof(*ind));
     QE_ASSERT(ind != NULL);
     const size_t r0 = task * j->rows_per_task, r1 = QE_MIN(r0 + j->rows_per_task, j->rows);
-    for (size_t r = r0; r < r1; r++)
-        for (size_t ow0 = 0; ow0 < s->out_w; ow0 += chunk) {
-            const size_t ow1 = QE_MIN(ow0 + chunk, s->out_w);
-            dw_indirection(j, r / s->out_h, r % s->out_h, ow0, ow1, ind);
-            j->kernel(&j->prm, ow1 - ow0, ind, j->y + (r * s->out_w + ow0) * j->prm.ldy * j->es);
+    for (size_t r = r0; r < r1; r++) {
+        const size_t n = r / s->out_h, oh = r % s->out_h;
+        int inside;
+        const ptrdiff_t ih0 = dw_window_top(s, oh, &inside);
+        if (!inside || j->ow_lo >= j->ow_hi) {
+            dw_run_indirect(j, r, 0, s->out_w, chunk, ind);
+            continue;
         }
+        dw_run_indirect(j, r, 0, j->ow_lo, chunk, ind);
+        const size_t iw0 = j->ow_lo * s->stride_w - s->pad_left;
+        const uint8_t *base = j->x + ((n * s->in_h + (size_t)ih0) * s->in_w + iw0) * C;
+        for (size_t t = 0; t < T2; t++) ind[t] = base + j->tap_off[t < T ? t : 0];
+        j->kernel(&j->prm, j->ow_hi - j->ow_lo, ind, s->stride_w * C,
+                  j->y + (r * s->out_w + j->ow_lo) * j->prm.ldy * j->es);
+        dw_run_indirect(j, r, j->ow_hi, s->out_w, chunk, ind);
+    }
 }
 
-/* Per call, in the caller's scratch slot 3 (read by every task): the x_zp row, init, and, with
- * w_zp, the weights repacked as w - w_zp. */
+/* Per call, in the caller's scratch slot 3 (read by every task): the x_zp row, init (and the
+ * per-channel scales) in the kernel's channel order, and, with w_zp, the weights repacked as
+ * w - w_zp for the kernel that takes them. */
 int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
                    int32_t x_zp, const int32_t *w_zp, const qe_output *out, void *y, size_t ldy) {
-    const size_t C = s->in_c, T = p->K, Cp = QE_ROUND_UP(C, 64); /* any tile divides 64 */
-    const size_t count = qe_dw_packed_count(p->dw, T, C);
-    const size_t zp_bytes = QE_ROUND_UP(Cp, 64), init_bytes = QE_ROUND_UP(Cp * 4, 64);
+    const qe_dw_ukernel *uk = w_zp && p->dw->with_w_zp ? p->dw->with_w_zp : p->dw;
+    const int quads = uk->layout == QE_DW_QUADS_S8;
+    const int perm_scale = quads && out->kind != QE_OUT_I32 && out->per_channel;
+    const size_t C = s->in_c, T = p->K, Cp = QE_ROUND_UP(C, 64); /* any tile or block fits */
+    const size_t vec_bytes = QE_ROUND_UP(Cp * 4, 64);
+    const size_t zp_bytes = Cp, init_bytes = vec_bytes * (quads ? 2 : 1);
+    const size_t scale_bytes = perm_scale ? vec_bytes : 0;
     const size_t wt_bytes = w_zp ? QE_ROUND_UP(T * C * sizeof(int16_t), 64) : 0;
-    const size_t w_bytes = w_zp ? count * sizeof(int16_t) : 0;
+    const size_t w_bytes = w_zp ? QE_ROUND_UP(qe_dw_packed_bytes(uk, T, C), 64) : 0;
     const size_t off_bytes = T * sizeof(size_t);
-    char *buf = qe_scratch(3, zp_bytes + init_bytes + wt_bytes + w_bytes + off_bytes);
+    char *buf = qe_scratch(3, zp_bytes + init_bytes + scale_bytes + wt_bytes + w_bytes + off_bytes);
     if (!buf) return QE_ERR_NOMEM;
     uint8_t *zp_row = (uint8_t *)buf;
     int32_t *init = (int32_t *)(buf + zp_bytes);
-    const int16_t *w = p->dw_packed;
+    float *scale = (float *)(buf + zp_bytes + init_bytes);
+    char *next = buf + zp_bytes + init_bytes + scale_bytes;
+    const void *w = p->dw_packed;
     memset(zp_row, x_zp, zp_bytes);
     for (size_t c = 0; c < Cp; c++) {
         int32_t wsum = 0, bias = 0;
@@ -140,22 +193,32 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
         }
         init[c] = qe_add_wrap(bias, qe_mul_wrap(-x_zp, wsum));
     }
+    if (quads) { /* into kernel order, after the natural-order copy */
+        int32_t *nat = init;
+        init = (int32_t *)(buf + zp_bytes + vec_bytes);
+        memset(init, 0, vec_bytes);
+        for (size_t c = 0; c < C; c++) init[qe_dwq_position(C, c)] = nat[c];
+        if (perm_scale) {
+            memset(scale, 0, scale_bytes);
+            for (size_t c = 0; c < C; c++) scale[qe_dwq_position(C, c)] = out->scale[c];
+        }
+    }
     if (w_zp) {
-        int16_t *wt = (int16_t *)(buf + zp_bytes + init_bytes);
-        int16_t *wp = (int16_t *)(buf + zp_bytes + init_bytes + wt_bytes);
+        int16_t *wt = (int16_t *)next;
+        void *wp = next + wt_bytes;
         for (size_t c = 0; c < C; c++)
             for (size_t t = 0; t < T; t++)
                 wt[t * C + c] = (int16_t)(p->dw_w[c * T + t] - w_zp[c]);
-        qe_dw_pack_weights(p->dw, T, C, wt, wp);
+        qe_dw_pack_weights(uk, T, C, wt, wp);
         w = wp;
     }
-    size_t *tap_off = (size_t *)(buf + zp_bytes + init_bytes + wt_bytes + w_bytes);
+    size_t *tap_off = (size_t *)(next + wt_bytes + w_bytes);
     for (size_t ki = 0, t = 0; ki < s->kernel_h; ki++)
         for (size_t kj = 0; kj < s->kernel_w; kj++, t++)
             tap_off[t] = (ki * s->dilation_h * s->in_w + kj * s->dilation_w) * C;
     qe_output o = *out;
     o.bias = NULL; /* folded into init */
-    dw_job j = {.s = s, .x = x, .zp_row = zp_row, .kernel = p->dw->kernel, .y = y,
+    dw_job j = {.s = s, .x = x, .zp_row = zp_row, .kernel = uk->kernel, .y = y,
                 .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h,
                 .tap_off = tap_off};
     /* ow_lo: first column with iw0 >= 0; ow_hi: past the last with the window inside */
@@ -163,8 +226,10 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     j.ow_lo = QE_DIV_UP(s->pad_left, s->stride_w);
     j.ow_hi = s->in_w + s->pad_left >= ext_w ? (s->in_w + s->pad_left - ext_w) / s->stride_w + 1 : 0;
     j.ow_hi = QE_MIN(j.ow_hi, s->out_w);
-    j.prm = (qe_dw_params){.channels = C, .npairs = QE_DIV_UP(T, 2), .w = w, .init = init,
-                           .out = &o, .ldy = ldy};
+    j.prm = (qe_dw_params){.channels = C, .ntaps = T, .npairs = QE_DIV_UP(T, 2),
+                           .tap_stride = QE_ROUND_UP(T, qe_dw_tap_group(uk)), .w = w,
+                           .init = init, .scale = perm_scale ? scale : NULL, .out = &o,
+                           .ldy = ldy};
     /* About 64K multiply-adds per task, but at least 4 tasks per thread when there are rows. */
     const size_t row_work = s->out_w * C * T + 1;
     const size_t threads = (size_t)qe_effective_threads();

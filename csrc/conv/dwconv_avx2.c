@@ -71,14 +71,16 @@ static inline void dw_output_avx2(const dw_out_avx2 *o, const __m256i *acc, size
 /* NT (1 or 2) full tiles starting at channel c. */
 static inline __attribute__((always_inline)) void dw_tiles_avx2(const qe_dw_params *p,
                                                                const dw_out_avx2 *out,
-                                                               const uint8_t *const *tp, size_t c,
-                                                               int nt, char *dst, size_t es) {
+                                                               const uint8_t *const *tp, size_t off,
+                                                               size_t c, int nt, char *dst,
+                                                               size_t es) {
     const size_t np = p->npairs;
-    const int16_t *w = p->w + (c / QE_DW_TILE) * np * 2 * QE_DW_TILE;
+    const int16_t *w = (const int16_t *)p->w + (c / QE_DW_TILE) * np * 2 * QE_DW_TILE;
     __m256i acc[4];
     for (int i = 0; i < 2 * nt; i++) acc[i] = _mm256_loadu_si256((const __m256i *)(p->init + c + 8 * i));
     for (size_t j = 0; j < np; j++) {
-        const uint8_t *a = tp[2 * j] + c, *b = tp[2 * j + 1] + c;
+        const uint8_t *a = tp[2 * j] + off + c;
+        const uint8_t *b = tp[2 * j + 1] + off + c;
         for (int i = 0; i < nt; i++)
             dw_pair_avx2(a + 16 * i, b + 16 * i, w + ((size_t)i * np + j) * 2 * QE_DW_TILE,
                          acc + 2 * i);
@@ -88,16 +90,16 @@ static inline __attribute__((always_inline)) void dw_tiles_avx2(const qe_dw_para
 }
 
 /* The last rem < 16 channels starting at c. */
-static void dw_partial_tile_avx2(const qe_dw_params *p, const uint8_t *const *tp, size_t c,
-                                 size_t rem, char *dst, size_t es) {
+static void dw_partial_tile_avx2(const qe_dw_params *p, const uint8_t *const *tp, size_t off,
+                                 size_t c, size_t rem, char *dst, size_t es) {
     const size_t np = p->npairs;
-    const int16_t *w = p->w + (c / QE_DW_TILE) * np * 2 * QE_DW_TILE;
+    const int16_t *w = (const int16_t *)p->w + (c / QE_DW_TILE) * np * 2 * QE_DW_TILE;
     __m256i acc[2] = {_mm256_loadu_si256((const __m256i *)(p->init + c)),
                       _mm256_loadu_si256((const __m256i *)(p->init + c + 8))};
     uint8_t a[16] = {0}, b[16] = {0};
     for (size_t j = 0; j < np; j++) {
-        memcpy(a, tp[2 * j] + c, rem);
-        memcpy(b, tp[2 * j + 1] + c, rem);
+        memcpy(a, tp[2 * j] + off + c, rem);
+        memcpy(b, tp[2 * j + 1] + off + c, rem);
         dw_pair_avx2(a, b, w + j * 2 * QE_DW_TILE, acc);
     }
     int32_t out[16];
@@ -107,18 +109,21 @@ static void dw_partial_tile_avx2(const qe_dw_params *p, const uint8_t *const *tp
 }
 
 void qe_dwconv_u8s8_up32__avx2(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps,
-                               void *y) {
-    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->npairs > 0);
+                               size_t step, void *y) {
+    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->npairs > 0 &&
+              p->tap_stride == 2 * p->npairs);
     const size_t C = p->channels, T2 = 2 * p->npairs, es = qe_output_elem_size(p->out->kind);
     const dw_out_avx2 out = dw_out_setup(p->out);
     for (size_t px = 0; px < pixels; px++) {
-        const uint8_t *const *tp = taps + px * T2;
+        const uint8_t *const *tp = step ? taps : taps + px * T2;
+        const size_t off = px * step;
         char *dst = (char *)y + px * p->ldy * es;
         size_t c = 0;
-        for (; c + 32 <= C; c += 32) dw_tiles_avx2(p, &out, tp, c, 2, dst, es);
-        for (; c + 16 <= C; c += 16) dw_tiles_avx2(p, &out, tp, c, 1, dst, es);
-        if (c < C) dw_partial_tile_avx2(p, tp, c, C - c, dst, es);
+        for (; c + 32 <= C; c += 32) dw_tiles_avx2(p, &out, tp, off, c, 2, dst, es);
+        for (; c + 16 <= C; c += 16) dw_tiles_avx2(p, &out, tp, off, c, 1, dst, es);
+        if (c < C) dw_partial_tile_avx2(p, tp, off, c, C - c, dst, es);
     }
 }
 
-const qe_dw_ukernel qe_dw_avx2 = {.kernel = qe_dwconv_u8s8_up32__avx2, .tile = QE_DW_TILE};
+const qe_dw_ukernel qe_dw_avx2 = {
+    .kernel = qe_dwconv_u8s8_up32__avx2, .layout = QE_DW_PAIRS_S16, .tile = QE_DW_TILE};

@@ -1,7 +1,18 @@
 /*
- * dwconv_avx512vnni.c -- depthwise u8 x s8 (as int16 pairs) kernel, 32 channels per tile and up
- * to 64 channels at a time.
+ * dwconv_avx512vnni.c -- the AVX-512 VNNI depthwise kernels (layouts in conv.h):
  *
+ * qe_dwconv_u8s8_up64c4__avx512vnni (QUADS_S8, calls without weight zero points): per block of
+ * up to 64 channels and quad of taps, four loads, four vpunpck{l,h}bw and four vpunpck{l,h}wd
+ * give four vectors of [tap0 tap1 tap2 tap3] bytes per channel, each multiplied by one
+ * vpdpbusd: 12 instructions for 256 multiply-adds, about half the shuffles of the pairs kernel
+ * below. Blocks of 64 channels run in zmm, a last block of 32 or 16 in ymm / xmm (on Zen 4 a
+ * zmm instruction costs two ymm ones, so a narrower vector does not waste half its work).
+ * The accumulators hold channels in the block order of conv.h; uint8 results come back to the
+ * natural order through two in-lane packs, int32 / float results through a small copy.
+ * u8 x s8 products summed four at a time into int32 by vpdpbusd are exact (no saturation).
+ *
+ * qe_dwconv_u8s16_up64__avx512vnni (PAIRS_S16, the kernel for calls with weight zero points,
+ * whose w - w_zp needs 9 bits): 32 channels per tile and up to 64 at a time.
  * Per tile of 32 channels and pair of taps: each tap's 32 bytes are widened to int16
  * (vpmovzxbw), the two taps interleaved by vpunpck{l,h}wd, and each half multiplied with its
  * weight pairs by one vpdpwssd: 6 instructions for 64 multiply-adds. The unpacks work inside
@@ -21,6 +32,8 @@ typedef struct {
     const float *scale, *fbias;
     __m512 s1, lo, hi;
     __m512i zp;
+    float s1f, hi1;      /* the same as scalars, for narrower vectors */
+    int32_t zp1, qmin1;
 } dw_out_avx512;
 
 static inline dw_out_avx512 dw_out_setup(const qe_output *o) {
@@ -30,6 +43,10 @@ static inline dw_out_avx512 dw_out_setup(const qe_output *o) {
     d.lo = _mm512_set1_ps((float)(o->qmin - o->zero_point));
     d.hi = _mm512_set1_ps((float)(o->qmax - o->zero_point));
     d.zp = _mm512_set1_epi32(o->zero_point);
+    d.s1f = o->kind == QE_OUT_I32 ? 0.0f : o->scale[0];
+    d.hi1 = (float)(o->qmax - o->zero_point);
+    d.zp1 = o->zero_point;
+    d.qmin1 = o->qmin;
     return d;
 }
 
@@ -52,10 +69,10 @@ static inline void dw_output_avx512(const dw_out_avx512 *o, __m512i acc, size_t 
 
 /* NT tiles (1 or 2) of 32 channels starting at channel c; `last` masks the last tile. */
 static inline __attribute__((always_inline)) void dw_tiles_avx512(
-    const qe_dw_params *p, const dw_out_avx512 *out, const uint8_t *const *tp, size_t c, int nt,
-    __mmask32 last, char *dst, size_t es) {
+    const qe_dw_params *p, const dw_out_avx512 *out, const uint8_t *const *tp, size_t off,
+    size_t c, int nt, __mmask32 last, char *dst, size_t es) {
     const size_t np = p->npairs;
-    const int16_t *w = p->w + (c / 32) * np * 64;
+    const int16_t *w = (const int16_t *)p->w + (c / 32) * np * 64;
     __m512i lo[2], hi[2];
     __mmask32 m[2];
     for (int i = 0; i < nt; i++) {
@@ -63,7 +80,7 @@ static inline __attribute__((always_inline)) void dw_tiles_avx512(
         lo[i] = hi[i] = _mm512_setzero_si512();
     }
     for (size_t j = 0; j < np; j++) {
-        const uint8_t *a = tp[2 * j] + c, *b = tp[2 * j + 1] + c;
+        const uint8_t *a = tp[2 * j] + off + c, *b = tp[2 * j + 1] + off + c;
         for (int i = 0; i < nt; i++) {
             const __m512i va = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m[i], a + 32 * i));
             const __m512i vb = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m[i], b + 32 * i));
@@ -87,23 +104,188 @@ static inline __attribute__((always_inline)) void dw_tiles_avx512(
     }
 }
 
-void qe_dwconv_u8s8_up64__avx512vnni(const qe_dw_params *p, size_t pixels,
-                                     const uint8_t *const *taps, void *y) {
-    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->npairs > 0);
+void qe_dwconv_u8s16_up64__avx512vnni(const qe_dw_params *p, size_t pixels,
+                                      const uint8_t *const *taps, size_t step, void *y) {
+    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->npairs > 0 &&
+              p->tap_stride == 2 * p->npairs);
     const size_t C = p->channels, T2 = 2 * p->npairs, es = qe_output_elem_size(p->out->kind);
     const dw_out_avx512 out = dw_out_setup(p->out);
     for (size_t px = 0; px < pixels; px++) {
-        const uint8_t *const *tp = taps + px * T2;
+        const uint8_t *const *tp = step ? taps : taps + px * T2;
+        const size_t off = px * step;
         char *dst = (char *)y + px * p->ldy * es;
         size_t c = 0;
-        for (; c + 64 <= C; c += 64) dw_tiles_avx512(p, &out, tp, c, 2, ~(__mmask32)0, dst, es);
+        for (; c + 64 <= C; c += 64)
+            dw_tiles_avx512(p, &out, tp, off, c, 2, ~(__mmask32)0, dst, es);
         if (c + 32 <= C) {
-            dw_tiles_avx512(p, &out, tp, c, 1, ~(__mmask32)0, dst, es);
+            dw_tiles_avx512(p, &out, tp, off, c, 1, ~(__mmask32)0, dst, es);
             c += 32;
         }
-        if (c < C) dw_tiles_avx512(p, &out, tp, c, 1, (__mmask32)(((uint64_t)1 << (C - c)) - 1), dst, es);
+        if (c < C)
+            dw_tiles_avx512(p, &out, tp, off, c, 1, (__mmask32)(((uint64_t)1 << (C - c)) - 1),
+                            dst, es);
     }
 }
 
-const qe_dw_ukernel qe_dw_avx512vnni = {
-    .kernel = qe_dwconv_u8s8_up64__avx512vnni, .tile = 32, .unpack_order = 1};
+const qe_dw_ukernel qe_dw_avx512vnni_s16 = {.kernel = qe_dwconv_u8s16_up64__avx512vnni,
+                                            .layout = QE_DW_PAIRS_S16, .tile = 32,
+                                            .unpack_order = 1};
+
+/* ---- QUADS_S8 ----------------------------------------------------------------------------- */
+
+/* Per-width helpers with one name each, so that the block below is written once. */
+#define DWQ_LOAD512(p) _mm512_loadu_si512((const void *)(p))
+#define DWQ_LOAD256(p) _mm256_loadu_si256((const __m256i *)(p))
+#define DWQ_LOAD128(p) _mm_loadu_si128((const __m128i *)(p))
+#define DWQ_STORE512(p, v) _mm512_storeu_si512((void *)(p), v)
+#define DWQ_STORE256(p, v) _mm256_storeu_si256((__m256i *)(p), v)
+#define DWQ_STORE128(p, v) _mm_storeu_si128((__m128i *)(p), v)
+
+/* The int32 / float outputs: the block's accumulators (block order, init added) into natural
+ * order, then the 16-channel pipeline of the pairs kernel. n channels from c0. */
+static void dwq_output_natural(const dw_out_avx512 *o, const int32_t *acc, size_t lanes,
+                               size_t c0, size_t n, char *dst, size_t es) {
+    int32_t nat[64];
+    const size_t nl = 4 * lanes; /* dwords per accumulator */
+    for (size_t j = 0; j < lanes; j++)
+        for (size_t k = 0; k < 4; k++)
+            for (size_t e = 0; e < 4; e++) nat[16 * j + 4 * k + e] = acc[k * nl + 4 * j + e];
+    for (size_t i = 0; i < n; i += 16) {
+        const size_t r = QE_MIN(16, n - i);
+        const __mmask16 m = (__mmask16)(r == 16 ? 0xFFFF : (1u << r) - 1);
+        dw_output_avx512(o, _mm512_maskz_loadu_epi32(m, nat + i), c0 + i, m, dst + (c0 + i) * es);
+    }
+}
+
+/* Input bytes of a block: a plain load when the block is whole, else only the n real ones. */
+#define DWQ_LOAD_X(P, LOAD, ptr) (n == W ? LOAD(ptr) : P##maskz_loadu_epi8(m, ptr))
+
+/* One quad of taps (r >= 1 of them real) of one pixel into its accumulators acc##0..3. */
+#define DWQ_QUAD(P, VI, LOAD, acc, tp, off)                                                        \
+    do {                                                                                        \
+        const VI x0 = DWQ_LOAD_X(P, LOAD, tp[t] + off + c0);                                       \
+        const VI x1 = r > 1 ? DWQ_LOAD_X(P, LOAD, tp[t + 1] + off + c0) : z;                       \
+        const VI x2 = r > 2 ? DWQ_LOAD_X(P, LOAD, tp[t + 2] + off + c0) : z;                       \
+        const VI x3 = r > 3 ? DWQ_LOAD_X(P, LOAD, tp[t + 3] + off + c0) : z;                       \
+        const VI l01 = P##unpacklo_epi8(x0, x1), h01 = P##unpackhi_epi8(x0, x1);                \
+        const VI l23 = P##unpacklo_epi8(x2, x3), h23 = P##unpackhi_epi8(x2, x3);                \
+        acc##0 = P##dpbusd_epi32(acc##0, P##unpacklo_epi16(l01, l23), w0);                      \
+        acc##1 = P##dpbusd_epi32(acc##1, P##unpackhi_epi16(l01, l23), w1);                      \
+        acc##2 = P##dpbusd_epi32(acc##2, P##unpacklo_epi16(h01, h23), w2);                      \
+        acc##3 = P##dpbusd_epi32(acc##3, P##unpackhi_epi16(h01, h23), w3);                      \
+    } while (0)
+
+/* The output pipeline of one pixel's accumulators acc##0..3 into dst. */
+#define DWQ_OUTPUT(P, VI, VF, STORE, acc, dst)                                                  \
+    do {                                                                                        \
+        if (o->kind != QE_OUT_U8) {                                                             \
+            int32_t nat_[4 * NL];                                                               \
+            STORE(nat_, acc##0);                                                                \
+            STORE(nat_ + NL, acc##1);                                                           \
+            STORE(nat_ + 2 * NL, acc##2);                                                       \
+            STORE(nat_ + 3 * NL, acc##3);                                                       \
+            dwq_output_natural(o, nat_, LN, c0, n, dst, es);                                    \
+            break;                                                                              \
+        }                                                                                       \
+        const VF v0 = P##mul_ps(P##cvtepi32_ps(acc##0), s0);                                    \
+        const VF v1 = P##mul_ps(P##cvtepi32_ps(acc##1), s1);                                    \
+        const VF v2 = P##mul_ps(P##cvtepi32_ps(acc##2), s2);                                    \
+        const VF v3 = P##mul_ps(P##cvtepi32_ps(acc##3), s3);                                    \
+        /* the in-lane packs also undo the block order: lane j gets channels 16j .. 16j + 15 */ \
+        const VI b = QE_REQUANT_PACK_U8_INLANE(P, v0, v1, v2, v3, hi, zp16, lo8);               \
+        if (n == W)                                                                             \
+            STORE(dst + c0, b);                                                                 \
+        else                                                                                    \
+            P##mask_storeu_epi8(dst + c0, m, b);                                                \
+    } while (0)
+
+/* One block of W = 16 * LANES channels at c0, n <= W of them real (byte mask m), for one output
+ * pixel (a) or two (a and b, sharing the weight loads and giving the core two independent
+ * chains of vpdpbusd). VI / VF: the vector types; P: the intrinsic prefix; MASK: the byte-mask
+ * type. */
+#define DWQ_BLOCK(NAME, VI, VF, MASK, P, LOAD, STORE, ZERO, LANES)                                \
+    static inline __attribute__((always_inline)) void NAME(                                      \
+        const qe_dw_params *p, const dw_out_avx512 *o, int two, const uint8_t *const *tpa,       \
+        size_t offa, char *dsta, const uint8_t *const *tpb, size_t offb, char *dstb, size_t T,   \
+        size_t c0, size_t n, MASK m, size_t es) {                                                \
+        enum { W = 16 * (LANES), NL = 4 * (LANES), LN = LANES };                               \
+        const int8_t *w = (const int8_t *)p->w + c0 * 4 * QE_DIV_UP(T, 4);                       \
+        VI a0 = LOAD(p->init + c0), a1 = LOAD(p->init + c0 + NL);                                \
+        VI a2 = LOAD(p->init + c0 + 2 * NL), a3 = LOAD(p->init + c0 + 3 * NL);                   \
+        VI b0 = a0, b1 = a1, b2 = a2, b3 = a3;                                                   \
+        const VI z = ZERO;                                                                       \
+        for (size_t t = 0;; t += 4, w += 4 * W) {                                                \
+            const size_t r = T - t; /* taps left: >= 1 */                                        \
+            const VI w0 = LOAD(w), w1 = LOAD(w + W), w2 = LOAD(w + 2 * W), w3 = LOAD(w + 3 * W); \
+            DWQ_QUAD(P, VI, LOAD, a, tpa, offa);                                                   \
+            if (two) DWQ_QUAD(P, VI, LOAD, b, tpb, offb);                                        \
+            if (r <= 4) break;                                                                   \
+        }                                                                                        \
+        const float *sc = p->scale + c0;                                                         \
+        const VF s = P##set1_ps(o->s1f), hi = P##set1_ps(o->hi1);                                \
+        const VF s0 = p->scale ? P##loadu_ps(sc) : s, s1 = p->scale ? P##loadu_ps(sc + NL) : s;  \
+        const VF s2 = p->scale ? P##loadu_ps(sc + 2 * NL) : s;                                   \
+        const VF s3 = p->scale ? P##loadu_ps(sc + 3 * NL) : s;                                   \
+        const VI zp16 = P##set1_epi16((int16_t)o->zp1), lo8 = P##set1_epi8((char)o->qmin1);      \
+        DWQ_OUTPUT(P, VI, VF, STORE, a, dsta);                                                   \
+        if (two) DWQ_OUTPUT(P, VI, VF, STORE, b, dstb);                                          \
+    }
+
+DWQ_BLOCK(dwq_block_512, __m512i, __m512, __mmask64, _mm512_, DWQ_LOAD512, DWQ_STORE512,
+          _mm512_setzero_si512(), 4)
+DWQ_BLOCK(dwq_block_256, __m256i, __m256, __mmask32, _mm256_, DWQ_LOAD256, DWQ_STORE256,
+          _mm256_setzero_si256(), 2)
+DWQ_BLOCK(dwq_block_128, __m128i, __m128, __mmask16, _mm_, DWQ_LOAD128, DWQ_STORE128,
+          _mm_setzero_si128(), 1)
+
+/* Every block of one or two pixels (two and T: compile-time constants after inlining where the
+ * caller passes literals). */
+static inline __attribute__((always_inline)) void dwq_pixels(
+    const qe_dw_params *p, const dw_out_avx512 *o, int two, const uint8_t *const *tpa, size_t offa,
+    char *dsta, const uint8_t *const *tpb, size_t offb, char *dstb, size_t T, size_t es) {
+    const size_t C = p->channels, c_full = C / 64 * 64, r = C - c_full;
+    for (size_t c0 = 0; c0 < c_full; c0 += 64)
+        dwq_block_512(p, o, two, tpa, offa, dsta, tpb, offb, dstb, T, c0, 64, ~(__mmask64)0, es);
+    if (r > 32)
+        dwq_block_512(p, o, two, tpa, offa, dsta, tpb, offb, dstb, T, c_full, r,
+                      ((__mmask64)1 << r) - 1, es);
+    else if (r > 16)
+        dwq_block_256(p, o, two, tpa, offa, dsta, tpb, offb, dstb, T, c_full, r,
+                      (__mmask32)(((uint64_t)1 << r) - 1), es);
+    else if (r > 0)
+        dwq_block_128(p, o, two, tpa, offa, dsta, tpb, offb, dstb, T, c_full, r,
+                      (__mmask16)((1u << r) - 1), es);
+}
+
+/* The pixels two at a time. */
+static inline __attribute__((always_inline)) void dwq_run(const qe_dw_params *p,
+                                                         const dw_out_avx512 *o, size_t pixels,
+                                                         const uint8_t *const *taps, size_t step,
+                                                         size_t ts, void *y, size_t T, size_t es) {
+    size_t px = 0;
+    for (; px + 2 <= pixels; px += 2) {
+        char *dst = (char *)y + px * p->ldy * es;
+        dwq_pixels(p, o, 1, taps + px * ts, px * step, dst, taps + (px + 1) * ts,
+                   (px + 1) * step, dst + p->ldy * es, T, es);
+    }
+    if (px < pixels)
+        dwq_pixels(p, o, 0, taps + px * ts, px * step, (char *)y + px * p->ldy * es, NULL, 0,
+                   NULL, T, es);
+}
+
+void qe_dwconv_u8s8_up64c4__avx512vnni(const qe_dw_params *p, size_t pixels,
+                                       const uint8_t *const *taps, size_t step, void *y) {
+    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->ntaps > 0 &&
+              p->tap_stride == QE_ROUND_UP(p->ntaps, 4));
+    QE_ASSERT(p->out->kind == QE_OUT_I32 || !p->out->per_channel || p->scale != NULL);
+    const size_t es = qe_output_elem_size(p->out->kind), ts = step ? 0 : p->tap_stride;
+    const dw_out_avx512 out = dw_out_setup(p->out);
+    if (p->ntaps == 9) /* 3 x 3: the quad loop unrolled, the tail quad's checks folded */
+        dwq_run(p, &out, pixels, taps, step, ts, y, 9, es);
+    else
+        dwq_run(p, &out, pixels, taps, step, ts, y, p->ntaps, es);
+}
+
+const qe_dw_ukernel qe_dw_avx512vnni = {.kernel = qe_dwconv_u8s8_up64c4__avx512vnni,
+                                        .layout = QE_DW_QUADS_S8,
+                                        .with_w_zp = &qe_dw_avx512vnni_s16};

@@ -20,20 +20,20 @@ static inline void dw_tap_neon(uint8x16_t x, int16x8_t w_lo, int16x8_t w_hi, int
     acc[3] = vmlal_s16(acc[3], vget_high_s16(x1), vget_high_s16(w_hi));
 }
 
-static void dw_tile_neon(const qe_dw_params *p, const uint8_t *const *tp, size_t c, size_t rem,
-                         int32_t *out) {
-    const int16_t *w = p->w + (c / QE_DW_TILE) * p->npairs * 2 * QE_DW_TILE;
+static void dw_tile_neon(const qe_dw_params *p, const uint8_t *const *tp, size_t off, size_t c,
+                         size_t rem, int32_t *out) {
+    const int16_t *w = (const int16_t *)p->w + (c / QE_DW_TILE) * p->npairs * 2 * QE_DW_TILE;
     int32x4_t acc[4];
     for (int i = 0; i < 4; i++) acc[i] = vld1q_s32(p->init + c + 4 * i);
     uint8_t ba[16] = {0}, bb[16] = {0};
     for (size_t j = 0; j < p->npairs; j++, w += 2 * QE_DW_TILE) {
         uint8x16_t a, b;
         if (rem == 16) {
-            a = vld1q_u8(tp[2 * j] + c);
-            b = vld1q_u8(tp[2 * j + 1] + c);
+            a = vld1q_u8(tp[2 * j] + off + c);
+            b = vld1q_u8(tp[2 * j + 1] + off + c);
         } else {
-            memcpy(ba, tp[2 * j] + c, rem);
-            memcpy(bb, tp[2 * j + 1] + c, rem);
+            memcpy(ba, tp[2 * j] + off + c, rem);
+            memcpy(bb, tp[2 * j + 1] + off + c, rem);
             a = vld1q_u8(ba);
             b = vld1q_u8(bb);
         }
@@ -72,16 +72,18 @@ static void dw_output_neon(const qe_output *o, const int32_t *acc, size_t c, cha
 }
 
 void qe_dwconv_u8s8_up16__neon(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps,
-                               void *y) {
-    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->npairs > 0);
+                               size_t step, void *y) {
+    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->npairs > 0 &&
+              p->tap_stride == 2 * p->npairs);
     const size_t C = p->channels, T2 = 2 * p->npairs, es = qe_output_elem_size(p->out->kind);
     int32_t acc[16];
     for (size_t px = 0; px < pixels; px++) {
-        const uint8_t *const *tp = taps + px * T2;
+        const uint8_t *const *tp = step ? taps : taps + px * T2;
+        const size_t off = px * step;
         char *dst = (char *)y + px * p->ldy * es;
         for (size_t c = 0; c < C; c += 16) {
             const size_t rem = QE_MIN(16, C - c);
-            dw_tile_neon(p, tp, c, rem, acc);
+            dw_tile_neon(p, tp, off, c, rem, acc);
             if (rem == 16)
                 dw_output_neon(p->out, acc, c, dst + c * es);
             else
@@ -90,4 +92,5 @@ void qe_dwconv_u8s8_up16__neon(const qe_dw_params *p, size_t pixels, const uint8
     }
 }
 
-const qe_dw_ukernel qe_dw_neon = {.kernel = qe_dwconv_u8s8_up16__neon, .tile = QE_DW_TILE};
+const qe_dw_ukernel qe_dw_neon = {
+    .kernel = qe_dwconv_u8s8_up16__neon, .layout = QE_DW_PAIRS_S16, .tile = QE_DW_TILE};

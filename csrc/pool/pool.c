@@ -112,6 +112,10 @@ static void pool_row(const pool_job *j, size_t n, size_t oh, size_t ow0, size_t 
                     s->pad_bottom, &in_h, &pad_h);
     const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
     const int rows_inside = ih0 >= 0 && ih0 + (ptrdiff_t)((s->kernel_h - 1) * s->dilation_h) < (ptrdiff_t)s->in_h;
+    const qe_window win = {.img = j->x + n * s->in_h * s->in_w * C, .in_h = s->in_h,
+                           .in_w = s->in_w, .C = C, .kernel_h = s->kernel_h,
+                           .kernel_w = s->kernel_w, .dilation_h = s->dilation_h,
+                           .dilation_w = s->dilation_w, .pad = j->pad_row};
     for (size_t ow = ow0; ow < ow1; ow++) {
         const uint8_t **tp = ind + (ow - ow0) * T;
         const ptrdiff_t iw0 = (ptrdiff_t)(ow * s->stride_w) - (ptrdiff_t)s->pad_left;
@@ -121,17 +125,7 @@ static void pool_row(const pool_job *j, size_t n, size_t oh, size_t ow0, size_t 
             if (j->avg) mult[ow - ow0] = j->mult_full;
             continue;
         }
-        size_t t = 0;
-        for (size_t ki = 0; ki < s->kernel_h; ki++) {
-            const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
-            const int row_ok = ih >= 0 && ih < (ptrdiff_t)s->in_h;
-            const uint8_t *row = row_ok ? j->x + (n * s->in_h + (size_t)ih) * s->in_w * C : NULL;
-            for (size_t kj = 0; kj < s->kernel_w; kj++, t++) {
-                const ptrdiff_t iw = iw0 + (ptrdiff_t)(kj * s->dilation_w);
-                tp[t] = (row_ok && iw >= 0 && iw < (ptrdiff_t)s->in_w) ? row + (size_t)iw * C
-                                                                       : j->pad_row;
-            }
-        }
+        qe_window_taps(&win, ih0, iw0, tp);
         if (j->avg) {
             size_t in_w = 0, pad_w = 0;
             axis_counts(ow, s->kernel_w, s->stride_w, s->dilation_w, s->in_w, s->pad_left,

@@ -138,6 +138,31 @@ def test_depthwise_matches_numpy(isa, case):
     assert_same(got, want)
 
 
+@pytest.mark.parametrize("channels", [1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 96, 144, 200])
+@pytest.mark.parametrize("taps", [(3, 3), (1, 1), (2, 3), (5, 5)])
+def test_depthwise_channel_blocks_and_interior_runs(isa, threads, channels, taps):
+    """Channel counts on each side of the 16/32/64-channel blocks of the VNNI layout, windows
+    whose tap count is a multiple of 4 or not, rows long enough for stepped interior runs of
+    odd and even length, strides 1 and 2, into a slice of a wider output; u8 with a narrowed
+    range and per-channel scales, then i32 and f32 (the natural-order path)."""
+    rng = np.random.default_rng(channels * 100 + taps[0] * 10 + taps[1])
+    x = rng.integers(0, 256, (2, 9, 23, channels), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (channels, *taps, 1), dtype=np.int8)
+    for strides, out in [((1, 1), "u8"), ((2, 2), "u8"), ((1, 2), "i32"), ((1, 1), "f32")]:
+        geom = dict(strides=strides, pads=(1, 2, 1, 1), groups=channels)
+        kw_out = dict(out=out, bias=rng.integers(-2**16, 2**16, channels, dtype=np.int32))
+        if out != "i32":
+            kw_out["scale"] = (10.0 ** rng.uniform(-4, -2, channels)).astype(np.float32)
+        if out == "u8":
+            kw_out.update(zero_point=100, qmin=60, qmax=230)
+        oh = K.conv_output_size(9, taps[0], strides[0], 1, 1, 1)
+        ow = K.conv_output_size(23, taps[1], strides[1], 1, 2, 1)
+        dt = {"u8": np.uint8, "i32": np.int32, "f32": np.float32}[out]
+        y = np.zeros((2, oh, ow, channels + 5), dt)[..., 3:3 + channels]
+        _, got, want = run_both(x, 37, wt, None, geom, kw_out, y=y)
+        assert_same(got, want)
+
+
 @pytest.mark.parametrize("geom, method", [
     (dict(groups=8), "dwconv"),
     (dict(), "gemm_1x1"),
