@@ -19,6 +19,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "../eltwise/requant_simd.h"
 #include "qgemm.h"
 
 enum { MR = 6, NR = 64, NV_MAX = 4, KR = 4 };
@@ -36,8 +37,9 @@ QE_INLINE int32_t load_u32(const uint8_t *p) {
 }
 
 /* The output pipeline, in the reference's order (qe_output_row_ref): int32 terms first, then
- * for U8 float32 multiply, clamp to [qmin - zp, qmax - zp], round half to even (cvtps2dq under
- * the default MXCSR), add zp; for F32 multiply, then add the float bias. No FMA. */
+ * for U8 float32 multiply and QE_REQUANT_PACK_U8_INLANE (requant_simd.h: the clamp, rounding
+ * half to even and zero point of qe_requant_one); for F32 multiply, then add the float bias.
+ * No FMA. */
 QE_INLINE __m512i add_terms(const qe_gemm_epilogue *ep, size_t col, __m512i acc, int32_t rowterm) {
     acc = _mm512_add_epi32(acc, _mm512_load_si512(ep->colterm + col));
     if (ep->nbzp)
@@ -49,21 +51,6 @@ QE_INLINE __m512i add_terms(const qe_gemm_epilogue *ep, size_t col, __m512i acc,
 QE_INLINE __m512 dequant(const qe_gemm_epilogue *ep, size_t col, __m512i acc) {
     __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_load_ps(ep->scale + col));
     return ep->fbias ? _mm512_add_ps(v, _mm512_load_ps(ep->fbias + col)) : v;
-}
-
-/* Requantized values, in [qmin, qmax] within [0, 255]. */
-QE_INLINE __m512i requant(const qe_gemm_epilogue *ep, size_t col, __m512i acc) {
-    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_load_ps(ep->scale + col));
-    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(ep->lo)), _mm512_set1_ps(ep->hi));
-    return _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(ep->zp));
-}
-
-/* Four vectors of requantized values (columns 0-15, ..., 48-63) -> 64 bytes in column order:
- * the packs work per 128-bit lane, so a dword permutation puts the lanes back in order. */
-QE_INLINE __m512i pack_u8(__m512i q0, __m512i q1, __m512i q2, __m512i q3) {
-    const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(q0, q1), _mm512_packus_epi32(q2, q3));
-    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    return _mm512_permutexvar_epi32(order, bytes);
 }
 
 /* Lanes of panel columns [lo, hi), 64 bits for the 4 vectors of a panel. */
@@ -109,8 +96,16 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     if (nv > v && (__mmask16)(cols >> (16 * v)))                                         \
         _mm512_mask_storeu_ps(row + 64 * v, (__mmask16)(cols >> (16 * v)),              \
                               dequant(&ep, t->ep_col + 16 * v, QE_TERMS(r, v)));
-#define QE_REQUANT(r, v) \
-    (nv > v ? requant(&ep, t->ep_col + 16 * v, QE_TERMS(r, v)) : _mm512_setzero_si512())
+#define QE_SCALED(r, v)                                                                    \
+    (nv > v ? _mm512_mul_ps(_mm512_cvtepi32_ps(QE_TERMS(r, v)),                           \
+                            _mm512_load_ps(ep.scale + t->ep_col + 16 * v))                \
+            : _mm512_setzero_ps())
+/* The 64 uint8 outputs of row r in column order (the packs work per 128-bit lane). */
+#define QE_REQUANT_ROW(r)                                                                  \
+    _mm512_permutexvar_epi32(                                                              \
+        lane_order, QE_REQUANT_PACK_U8_INLANE(_mm512_, QE_SCALED(r, 0), QE_SCALED(r, 1),    \
+                                              QE_SCALED(r, 2), QE_SCALED(r, 3), u8_hi,      \
+                                              u8_zp16, u8_lo8))
 #define QE_STORE_ROW(r)                                                                   \
     if (r < mr) {                                                                         \
         const int32_t rowterm = ep.nbzp ? ep.rowterm[t->row0 + r] : 0;                    \
@@ -120,8 +115,7 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
         } else if (kind == QE_OUT_F32) {                                                  \
             QE_STORE_F32(r, 0) QE_STORE_F32(r, 1) QE_STORE_F32(r, 2) QE_STORE_F32(r, 3)   \
         } else {                                                                          \
-            _mm512_mask_storeu_epi8(row, cols, pack_u8(QE_REQUANT(r, 0), QE_REQUANT(r, 1), \
-                                                       QE_REQUANT(r, 2), QE_REQUANT(r, 3))); \
+            _mm512_mask_storeu_epi8(row, cols, QE_REQUANT_ROW(r));                        \
         }                                                                                 \
     }
 #define QE_STORE_KIND(k)                                 \
@@ -137,6 +131,11 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     do {                                                             \
         const qe_gemm_epilogue ep = *t->ep;                          \
         const uint64_t cols = column_mask(t->col_lo, t->col_hi);     \
+        const __m512 u8_hi = _mm512_set1_ps(ep.hi);                  \
+        const __m512i u8_zp16 = _mm512_set1_epi16((int16_t)ep.zp);   \
+        const __m512i u8_lo8 = _mm512_set1_epi8((char)((int32_t)ep.lo + ep.zp)); \
+        const __m512i lane_order =                                   \
+            _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15); \
         switch (ep.kind) {                                           \
             QE_STORE_KIND(QE_OUT_I32)                                \
             QE_STORE_KIND(QE_OUT_F32)                                \
