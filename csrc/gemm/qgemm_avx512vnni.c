@@ -27,6 +27,10 @@ enum { MR = 6, NR = 64, NV_MAX = 4, KR = 4 };
  * from 0 to 4096 when B sits in L2 (the hardware prefetcher follows the panel); kept for B
  * streamed from L3. */
 enum { B_PREFETCH = 1024 };
+/* K groups from which the full-height tiles take the asm k loop. Below it the C loop is faster
+ * (measured, 1x1 convs with K = 16..64: 3-8%): the asm block hands its sums to the output
+ * pipeline through memory, a cost that a short k loop does not amortize. */
+enum { QE_ASM_MIN_GROUPS = 16 };
 
 #define QE_INLINE static inline __attribute__((always_inline))
 
@@ -258,7 +262,7 @@ QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
     QE_FOR_ROWS(QE_DECLARE_ROW)
     const int8_t *b = t->b;
     const size_t groups = t->K / KR;
-    if (mr == 6 && nv >= 3 && groups > 0) {
+    if (mr == 6 && nv >= 3 && groups >= QE_ASM_MIN_GROUPS) {
         int32_t acc[6 * 64] __attribute__((aligned(64)));
         (nv == 4 ? dot_6x64_avx512vnni : dot_6x48_avx512vnni)(a0, t->lda, b, groups, acc);
         b += 64 * nv * groups;
