@@ -67,6 +67,12 @@ cdef extern from "qe_kernels.h" nogil:
     const int32_t *qe_gemm_packed_col_sums(const qe_gemm_packed *p)
     int qe_gemm_u8s8(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda,
                      int32_t a_zp, const int32_t *b_zp, const qe_output *out, void *c, size_t ldc)
+    ctypedef struct qe_matmul_shape:
+        size_t batch, M, K, N
+        size_t lda, ldb, ldc
+        size_t a_stride, b_stride, c_stride
+    int qe_matmul_u8u8(const qe_matmul_shape *s, const uint8_t *a, int32_t a_zp, const uint8_t *b,
+                       int32_t b_zp, const qe_output *out, void *c, qe_isa isa)
 
 cdef extern from "qe_internal.h" nogil:
     void qe_set_thread_limit(int n)

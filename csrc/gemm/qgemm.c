@@ -24,6 +24,25 @@ static const qe_gemm_ukernel *const g_ukernels[QE_ISA_COUNT] = {
  * the hand-off costs more than it saves. */
 enum { QE_GEMM_MIN_TASK_CYCLES = 8192 };
 
+/* Column sums and the family's layout of B into p->data (p->data_bytes, zeroed here) and
+ * p->col_sums [N], both provided by the caller. */
+static void gemm_pack_into(qe_gemm_packed *p, const void *b, ptrdiff_t stride_k,
+                           ptrdiff_t stride_n, int b_is_u8) {
+    const size_t K = p->K, N = p->N;
+    memset(p->data, 0, p->data_bytes);
+    const uint8_t *src = b;
+    const int xor128 = b_is_u8 != 0;
+    memset(p->col_sums, 0, N * sizeof(int32_t));
+    for (size_t k = 0; k < K; k++) { /* row by row: sequential for the usual row-major B */
+        const uint8_t *row = src + (ptrdiff_t)k * stride_k;
+        for (size_t n = 0; n < N; n++) {
+            const uint8_t v = row[(ptrdiff_t)n * stride_n];
+            p->col_sums[n] += xor128 ? (int32_t)v - 128 : (int32_t)(int8_t)v;
+        }
+    }
+    p->uk->pack(p, src, stride_k, stride_n, xor128);
+}
+
 qe_gemm_packed *qe_gemm_pack(const void *b, size_t K, size_t N, ptrdiff_t stride_k,
                              ptrdiff_t stride_n, int b_is_u8, qe_isa isa) {
     if (!b || K == 0 || N == 0 || K > QE_MAX_K || (int)isa < 0 || isa >= QE_ISA_COUNT ||
@@ -42,18 +61,7 @@ qe_gemm_packed *qe_gemm_pack(const void *b, size_t K, size_t N, ptrdiff_t stride
         qe_gemm_packed_free(p);
         return NULL;
     }
-    memset(p->data, 0, p->data_bytes);
-    const uint8_t *src = b;
-    const int xor128 = b_is_u8 != 0;
-    memset(p->col_sums, 0, N * sizeof(int32_t));
-    for (size_t k = 0; k < K; k++) { /* row by row: sequential for the usual row-major B */
-        const uint8_t *row = src + (ptrdiff_t)k * stride_k;
-        for (size_t n = 0; n < N; n++) {
-            const uint8_t v = row[(ptrdiff_t)n * stride_n];
-            p->col_sums[n] += xor128 ? (int32_t)v - 128 : (int32_t)(int8_t)v;
-        }
-    }
-    p->uk->pack(p, src, stride_k, stride_n, xor128);
+    gemm_pack_into(p, b, stride_k, stride_n, b_is_u8);
     return p;
 }
 
@@ -131,5 +139,69 @@ int qe_gemm_u8s8(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda
     j.tiles_n = QE_DIV_UP(b->N, j.tile_n);
     const size_t tiles_m = QE_DIV_UP(M, j.tile_m);
     qe_parallel_for(tiles_m * j.tiles_n, gemm_task, &j);
+    return QE_OK;
+}
+
+/* ---- MatMul of two activations ------------------------------------------------------------
+ * Each batch matrix packs its B (uint8, shifted by -128 as qe_gemm_pack with b_is_u8) into the
+ * scratch of the thread that runs it, then runs the GEMM. With at least as many matrices as
+ * threads, whole matrices are the tasks (attention heads: small GEMMs that would not pay for
+ * a split); otherwise each matrix runs the threaded GEMM in turn. Every output is computed
+ * wholly by one GEMM tile, so the result does not depend on the split. */
+typedef struct {
+    const qe_matmul_shape *s;
+    const uint8_t *a, *b;
+    int32_t a_zp, b_zp;
+    const qe_output *out;
+    char *c;
+    const qe_gemm_ukernel *uk;
+    qe_isa isa;
+    int threaded;  /* each matrix runs the threaded GEMM (else a task runs one serially) */
+} matmul_job;
+
+static int matmul_one(const matmul_job *j, size_t i) {
+    const qe_matmul_shape *s = j->s;
+    const size_t data_bytes = j->uk->packed_bytes(j->uk, s->K, s->N);
+    const size_t data_room = QE_ROUND_UP(data_bytes, 64), sums_room = QE_ROUND_UP(s->N * 4, 64);
+    char *buf = qe_scratch(3, data_room + 2 * sums_room);
+    if (!buf) return QE_ERR_NOMEM;
+    qe_gemm_packed p = {.K = s->K, .N = s->N, .isa = j->isa, .uk = j->uk, .data = buf,
+                        .data_bytes = data_bytes, .col_sums = (int32_t *)(buf + data_room)};
+    int32_t *bzp = NULL; /* B's zero point after the shift; none when it is 0 */
+    if (j->b_zp != 128) {
+        bzp = (int32_t *)(buf + data_room + sums_room);
+        for (size_t n = 0; n < s->N; n++) bzp[n] = j->b_zp - 128;
+    }
+    gemm_pack_into(&p, j->b + i * s->b_stride, (ptrdiff_t)s->ldb, 1, 1);
+    const uint8_t *a = j->a + i * s->a_stride;
+    char *c = j->c + i * s->c_stride * qe_output_elem_size(j->out->kind);
+    if (j->threaded) return qe_gemm_u8s8(&p, s->M, a, s->lda, j->a_zp, bzp, j->out, c, s->ldc);
+    qe_gemm_u8s8_serial(&p, s->M, a, s->lda, j->a_zp, bzp, j->out, 0, s->N, c, s->ldc);
+    return QE_OK;
+}
+
+static void matmul_task(void *ctx, size_t task, int thread_index) {
+    const int rc = matmul_one(ctx, task);
+    QE_ASSERT(rc == QE_OK); /* scratch allocation only */
+}
+
+int qe_matmul_u8u8(const qe_matmul_shape *s, const uint8_t *a, int32_t a_zp, const uint8_t *b,
+                   int32_t b_zp, const qe_output *out, void *c, qe_isa isa) {
+    if (!s || !a || !b || !out || !c || s->K == 0 || s->N == 0 || s->K > QE_MAX_K ||
+        s->lda < s->K || s->ldb < s->N || s->ldc < s->N || a_zp < 0 || a_zp > 255 || b_zp < 0 ||
+        b_zp > 255 || (int)isa < 0 || isa >= QE_ISA_COUNT || !qe_isa_available(isa))
+        return QE_ERR_ARG;
+    if (s->batch == 0 || s->M == 0) return QE_OK;
+    matmul_job j = {.s = s, .a = a, .b = b, .a_zp = a_zp, .b_zp = b_zp, .out = out, .c = c,
+                    .uk = QE_PICK(g_ukernels, isa), .isa = isa};
+    j.threaded = s->batch < (size_t)qe_effective_threads();
+    if (!j.threaded) {
+        qe_parallel_for(s->batch, matmul_task, &j);
+        return QE_OK;
+    }
+    for (size_t i = 0; i < s->batch; i++) {
+        const int rc = matmul_one(&j, i);
+        if (rc != QE_OK) return rc;
+    }
     return QE_OK;
 }

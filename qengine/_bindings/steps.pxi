@@ -124,6 +124,69 @@ def gemm_step(str name, GemmPacked b not None, Py_ssize_t M, a, c, a_zp, *, Py_s
     return s
 
 
+cdef struct MatmulArgs:
+    qe_matmul_shape shape
+    Py_ssize_t a_slot, a_off, b_slot, b_off, c_slot, c_off
+    int32_t a_zp, b_zp
+    qe_output out
+    qe_isa isa
+
+
+cdef int _run_matmul(const void *p, char **slots) noexcept nogil:
+    cdef const MatmulArgs *m = <const MatmulArgs *>p
+    return qe_matmul_u8u8(&m.shape, <const uint8_t *>(slots[m.a_slot] + m.a_off), m.a_zp,
+                          <const uint8_t *>(slots[m.b_slot] + m.b_off), m.b_zp, &m.out,
+                          slots[m.c_slot] + m.c_off, m.isa)
+
+
+def matmul_u8u8_step(str name, Py_ssize_t batch, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, a,
+                     Py_ssize_t a_stride, b, Py_ssize_t b_stride, c, a_zp, b_zp, *, out="u8",
+                     scale=None, zero_point=0, qmin=0, qmax=255, str op="MatMul"):
+    """Batched MatMul of two uint8 activations, row-major and contiguous per matrix:
+    C_i[M, N] = output((A_i - a_zp) x (B_i - b_zp)) for i < batch, A_i at byte a_stride * i of
+    a = (slot, byte offset) (0: the same matrix for every i), B_i [K, N] likewise, C_i at
+    element M * N * i of c. One scale (the product of the operands' scales over the output's)."""
+    if batch < 1 or M < 1 or K < 1 or N < 1:
+        raise ValueError(f"matmul sizes must be >= 1, got batch={batch} M={M} K={K} N={N}")
+    if K > QE_MAX_K:
+        raise ValueError(f"K = {K} exceeds the int32 accumulator bound {QE_MAX_K}")
+    if a_stride not in (0, M * K) or b_stride not in (0, K * N):
+        raise ValueError("matrix strides must be 0 (broadcast) or one whole matrix")
+    _check_int(a_zp, "a_zp", 0, 255)
+    _check_int(b_zp, "b_zp", 0, 255)
+    cdef list keep = []
+    cdef qe_output o
+    _fill_output(&o, keep, out, N, None, scale, zero_point, qmin, qmax, None)
+    if o.per_channel:
+        raise ValueError("an activation matmul takes one output scale")
+    cdef size_t es = 1 if out == "u8" else 4
+    a_slot, a_off = a
+    b_slot, b_off = b
+    c_slot, c_off = c
+    extents = [(a_slot, a_off, a_off + (batch - 1) * a_stride + M * K),
+               (b_slot, b_off, b_off + (batch - 1) * b_stride + K * N),
+               (c_slot, c_off, c_off + batch * M * N * es)]
+    cdef NativeStep s = _native_step(name, op, _run_matmul, sizeof(MatmulArgs), keep, extents,
+                                     2.0 * batch * M * N * K)
+    cdef MatmulArgs *g = <MatmulArgs *>s.args
+    g.shape.batch = batch
+    g.shape.M = M
+    g.shape.K = K
+    g.shape.N = N
+    g.shape.lda = K
+    g.shape.ldb = N
+    g.shape.ldc = N
+    g.shape.a_stride = a_stride
+    g.shape.b_stride = b_stride
+    g.shape.c_stride = M * N
+    g.a_slot, g.a_off, g.b_slot, g.b_off, g.c_slot, g.c_off = a_slot, a_off, b_slot, b_off, c_slot, c_off
+    g.a_zp = a_zp
+    g.b_zp = b_zp
+    g.out = o
+    g.isa = qe_get_isa()
+    return s
+
+
 # ---- convolution -----------------------------------------------------------------------------
 cdef struct ConvArgs:
     qe_conv_packed *p

@@ -209,6 +209,15 @@ def _activation_matmul(unit, a, b, y):
         sa, sb, so = ctx.shape(a.name), ctx.shape(b.name), ctx.shape(y.name)
         if len(sa) < 2 or len(sb) < 2 or sa[-1] > K.MAX_K:
             raise ValueError("matmul operands must be at least 2-D")
+        batch = int(np.prod(so[:-2], dtype=np.int64))
+        M, Kd, N = sa[-2], sa[-1], sb[-1]
+        strides = [_batch_stride(sh, so, sh[-2] * sh[-1]) for sh in (sa, sb)]
+        if batch == 0 or M == 0 or N == 0:
+            return []
+        if None not in strides and Kd > 0:
+            return [K.matmul_u8u8_step(unit.name, batch, M, Kd, N, ctx.slot(a.name), strides[0],
+                                       ctx.slot(b.name), strides[1], ctx.slot(y.name),
+                                       a.zero_point, b.zero_point, **out_args)]
         ia, ib, io = ctx.slot(a.name)[0], ctx.slot(b.name)[0], ctx.slot(y.name)[0]
 
         def fn(views):
@@ -226,6 +235,19 @@ def _activation_matmul(unit, a, b, y):
     return Kernel([a.name, b.name], [y.name], make_steps,
                   layouts={a.name: "identity", b.name: "identity"},
                   out_perm=lambda perms, ctx: "identity", label="matmul u8 x u8", unit=unit)
+
+
+def _batch_stride(shape, out_shape, matrix):
+    """Bytes between an operand's consecutive batch matrices when the output's batch is a plain
+    walk over it: its own batch shape equals the output's (matrix), or it has one matrix that
+    every batch item repeats (0); None for partial broadcasts (the per-matrix loop handles
+    those)."""
+    batch, out_batch = tuple(shape[:-2]), tuple(out_shape[:-2])
+    if int(np.prod(batch, dtype=np.int64)) == 1:
+        return 0
+    if (1,) * (len(out_batch) - len(batch)) + batch == out_batch:
+        return matrix
+    return None
 
 
 def _matmul_lower_int8(self, unit):

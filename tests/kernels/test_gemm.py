@@ -302,3 +302,56 @@ def test_serial_entry_rejects_bad_ranges(small):
     for lo, hi in [(-1, 2), (2, 2), (3, 6), (4, 1)]:
         with pytest.raises(ValueError, match="n_begin"):
             _kernels._gemm_u8s8_serial(packed, a, 0, lo, hi, out="i32")
+
+
+# ---- batched MatMul of two uint8 activations (attention) ------------------------------------
+
+@settings(max_examples=60, **FIXTURE_OK)
+@given(batch=st.integers(1, 5), M=st.integers(1, 40), N=st.integers(1, 70),
+       K=st.integers(1, 70), bcast=st.sampled_from(["none", "a", "b"]),
+       a_zp=st.integers(0, 255), b_zp=st.sampled_from([0, 128, 255, 77]),
+       kind=st.sampled_from(["u8", "u8", "f32", "i32"]), seed=st.integers(0, 2**32 - 1))
+def test_activation_matmul_matches_numpy(isa, threads, batch, M, N, K, bcast, a_zp, b_zp, kind,
+                                         seed):
+    """Each batch matrix packs its B at run time (thread-count independent split: whole
+    matrices when there are enough, else one threaded GEMM each); a stride of 0 repeats one
+    matrix; B's zero point 128 is the symmetric case the kernel runs without b_zp."""
+    from steps import run_step_slots
+    rng = np.random.default_rng(seed)
+    na, nb = (1 if bcast == "a" else batch), (1 if bcast == "b" else batch)
+    a = rng.integers(0, 256, (na, M, K), dtype=np.uint8)
+    b = rng.integers(0, 256, (nb, K, N), dtype=np.uint8)
+    kw = {} if kind == "i32" else dict(scale=np.float32(10.0 ** rng.uniform(-5, -1)))
+    if kind == "u8":
+        kw.update(zero_point=int(rng.integers(0, 256)), qmin=3, qmax=250)
+    dt = {"u8": np.uint8, "i32": np.int32, "f32": np.float32}[kind]
+    c = np.zeros((batch, M, N), dt)
+    step = _kernels.matmul_u8u8_step("mm", batch, M, K, N, (0, 0), 0 if na == 1 else M * K,
+                                     (1, 0), 0 if nb == 1 else K * N, (2, 0), a_zp, b_zp,
+                                     out=kind, **kw)
+    run_step_slots(step, a, b, c)
+    for i in range(batch):
+        want = expected(a[i % na], a_zp, b[i % nb].astype(np.int64), kind,
+                        b_zp=np.full(N, b_zp, np.int32), **kw)
+        np.testing.assert_array_equal(c[i], want)
+
+
+def test_activation_matmul_bad_steps_raise():
+    with pytest.raises(ValueError, match="strides"):
+        _kernels.matmul_u8u8_step("mm", 2, 3, 4, 5, (0, 0), 7, (1, 0), 20, (2, 0), 0, 0,
+                                  scale=np.float32(1))
+    with pytest.raises(ValueError, match="b_zp"):
+        _kernels.matmul_u8u8_step("mm", 2, 3, 4, 5, (0, 0), 12, (1, 0), 20, (2, 0), 0, 256,
+                                  scale=np.float32(1))
+    with pytest.raises(ValueError, match="one output scale"):
+        _kernels.matmul_u8u8_step("mm", 2, 3, 4, 5, (0, 0), 12, (1, 0), 20, (2, 0), 0, 0,
+                                  scale=np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="exceeds"):
+        _kernels.matmul_u8u8_step("mm", 1, 1, _kernels.MAX_K + 1, 1, (0, 0), 0, (1, 0), 0,
+                                  (2, 0), 0, 0, scale=np.float32(1))
+    step = _kernels.matmul_u8u8_step("mm", 2, 3, 4, 5, (0, 0), 12, (1, 0), 20, (2, 0), 0, 0,
+                                     scale=np.float32(1))
+    with pytest.raises(Exception, match="slot|extent|size|small"):  # slots too small
+        K = _kernels
+        prog = K.Program([step], [10, 40, 30])
+        ctx = K.RunContext(prog, 0, [])
