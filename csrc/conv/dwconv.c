@@ -88,15 +88,11 @@ typedef struct {
     char *y;
     size_t es, rows_per_task, rows; /* rows: batch * out_h */
     size_t ow_lo, ow_hi;            /* output columns whose window is inside the input */
-    const size_t *tap_off;          /* [taps] byte offset of each tap from the window origin */
 } dw_job;
 
-/* Input row of output row oh: its first row, and whether the whole window height is inside. */
-static ptrdiff_t dw_window_top(const qe_conv_shape *s, size_t oh, int *inside) {
-    const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
-    *inside = ih0 >= 0 &&
-              ih0 + (ptrdiff_t)((s->kernel_h - 1) * s->dilation_h) < (ptrdiff_t)s->in_h;
-    return ih0;
+/* The input row of the first kernel row of output row oh (negative: in the padding). */
+static ptrdiff_t dw_window_top(const qe_conv_shape *s, size_t oh) {
+    return (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
 }
 
 /* Tap pointers of output pixels (n, oh, ow0 .. ow1-1), tap_stride each, testing every tap
@@ -105,8 +101,7 @@ static void dw_indirection(const dw_job *j, size_t n, size_t oh, size_t ow0, siz
                            const uint8_t **ind) {
     const qe_conv_shape *s = j->s;
     const size_t T2 = j->prm.tap_stride, T = s->kernel_h * s->kernel_w, C = s->in_c;
-    int inside;
-    const ptrdiff_t ih0 = dw_window_top(s, oh, &inside);
+    const ptrdiff_t ih0 = dw_window_top(s, oh);
     const qe_window win = {.img = j->x + n * s->in_h * s->in_w * C, .in_h = s->in_h,
                            .in_w = s->in_w, .C = C, .kernel_h = s->kernel_h,
                            .kernel_w = s->kernel_w, .dilation_h = s->dilation_h,
@@ -133,29 +128,37 @@ static void dw_run_indirect(const dw_job *j, size_t r, size_t ow0, size_t ow1, s
     }
 }
 
-/* Output rows of one task. In a row whose window height is inside the input, the columns
- * [ow_lo, ow_hi) have every tap inside: one set of tap pointers, stepped by stride_w * C per
- * pixel, serves them all (no per-pixel indirection); only the border columns build one. */
+/* Output rows of one task. In every row the columns [ow_lo, ow_hi) have their window inside
+ * the input's width: one set of tap pointers, stepped by stride_w * C per pixel, serves them all
+ * (no per-pixel indirection). Kernel rows above or below the input point into the x_zp plane,
+ * which steps the same way; only the border columns build per-pixel pointers. */
 static void dw_task(void *ctx, size_t task, int thread_index) {
     const dw_job *j = ctx;
     const qe_conv_shape *s = j->s;
-    const size_t T2 = j->prm.tap_stride, T = j->prm.ntaps, C = s->in_c;
+    const size_t T2 = j->prm.tap_stride, C = s->in_c;
     const size_t chunk = QE_MAX(1, QE_DW_IND_POINTERS / T2);
     const uint8_t **ind = qe_scratch(2, QE_MIN(chunk, s->out_w) * T2 * sizeof(*ind));
     QE_ASSERT(ind != NULL);
     const size_t r0 = task * j->rows_per_task, r1 = QE_MIN(r0 + j->rows_per_task, j->rows);
     for (size_t r = r0; r < r1; r++) {
         const size_t n = r / s->out_h, oh = r % s->out_h;
-        int inside;
-        const ptrdiff_t ih0 = dw_window_top(s, oh, &inside);
-        if (!inside || j->ow_lo >= j->ow_hi) {
+        if (j->ow_lo >= j->ow_hi) {
             dw_run_indirect(j, r, 0, s->out_w, chunk, ind);
             continue;
         }
         dw_run_indirect(j, r, 0, j->ow_lo, chunk, ind);
+        const ptrdiff_t ih0 = dw_window_top(s, oh);
         const size_t iw0 = j->ow_lo * s->stride_w - s->pad_left;
-        const uint8_t *base = j->x + ((n * s->in_h + (size_t)ih0) * s->in_w + iw0) * C;
-        for (size_t t = 0; t < T2; t++) ind[t] = base + j->tap_off[t < T ? t : 0];
+        size_t t = 0;
+        for (size_t ki = 0; ki < s->kernel_h; ki++) {
+            const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
+            const uint8_t *row = ih >= 0 && ih < (ptrdiff_t)s->in_h
+                                     ? j->x + ((n * s->in_h + (size_t)ih) * s->in_w + iw0) * C
+                                     : j->zp_row; /* the x_zp plane: steps like an input row */
+            for (size_t kj = 0; kj < s->kernel_w; kj++, t++)
+                ind[t] = row + kj * s->dilation_w * C;
+        }
+        for (; t < T2; t++) ind[t] = ind[0]; /* dummy taps (weight 0): any pointer that steps */
         j->kernel(&j->prm, j->ow_hi - j->ow_lo, ind, s->stride_w * C,
                   j->y + (r * s->out_w + j->ow_lo) * j->prm.ldy * j->es);
         dw_run_indirect(j, r, j->ow_hi, s->out_w, chunk, ind);
@@ -172,12 +175,22 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     const int perm_scale = quads && out->kind != QE_OUT_I32 && out->per_channel;
     const size_t C = s->in_c, T = p->K, Cp = QE_ROUND_UP(C, 64); /* any tile or block fits */
     const size_t vec_bytes = QE_ROUND_UP(Cp * 4, 64);
-    const size_t zp_bytes = Cp, init_bytes = vec_bytes * (quads ? 2 : 1);
+    /* ow_lo: first column with iw0 >= 0; ow_hi: past the last with the window inside */
+    const size_t ext_w = (s->kernel_w - 1) * s->dilation_w + 1;
+    const size_t ow_lo = QE_DIV_UP(s->pad_left, s->stride_w);
+    const size_t ow_hi = QE_MIN(s->out_w, s->in_w + s->pad_left >= ext_w
+                                              ? (s->in_w + s->pad_left - ext_w) / s->stride_w + 1
+                                              : 0);
+    /* the x_zp plane: the padding row of every tap, wide enough for a stepped run of the
+     * interior columns (dw_task) */
+    const size_t run_px = ow_hi > ow_lo ? ow_hi - ow_lo : 1;
+    const size_t plane = ((s->kernel_w - 1) * s->dilation_w + (run_px - 1) * s->stride_w + 1) * C;
+    const size_t zp_bytes = QE_ROUND_UP(QE_MAX(Cp, plane), 64);
+    const size_t init_bytes = vec_bytes * (quads ? 2 : 1);
     const size_t scale_bytes = perm_scale ? vec_bytes : 0;
     const size_t wt_bytes = w_zp ? QE_ROUND_UP(T * C * sizeof(int16_t), 64) : 0;
     const size_t w_bytes = w_zp ? QE_ROUND_UP(qe_dw_packed_bytes(uk, T, C), 64) : 0;
-    const size_t off_bytes = T * sizeof(size_t);
-    char *buf = qe_scratch(3, zp_bytes + init_bytes + scale_bytes + wt_bytes + w_bytes + off_bytes);
+    char *buf = qe_scratch(3, zp_bytes + init_bytes + scale_bytes + wt_bytes + w_bytes);
     if (!buf) return QE_ERR_NOMEM;
     uint8_t *zp_row = (uint8_t *)buf;
     int32_t *init = (int32_t *)(buf + zp_bytes);
@@ -212,20 +225,12 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
         qe_dw_pack_weights(uk, T, C, wt, wp);
         w = wp;
     }
-    size_t *tap_off = (size_t *)(next + wt_bytes + w_bytes);
-    for (size_t ki = 0, t = 0; ki < s->kernel_h; ki++)
-        for (size_t kj = 0; kj < s->kernel_w; kj++, t++)
-            tap_off[t] = (ki * s->dilation_h * s->in_w + kj * s->dilation_w) * C;
     qe_output o = *out;
     o.bias = NULL; /* folded into init */
     dw_job j = {.s = s, .x = x, .zp_row = zp_row, .kernel = uk->kernel, .y = y,
-                .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h,
-                .tap_off = tap_off};
-    /* ow_lo: first column with iw0 >= 0; ow_hi: past the last with the window inside */
-    const size_t ext_w = (s->kernel_w - 1) * s->dilation_w + 1;
-    j.ow_lo = QE_DIV_UP(s->pad_left, s->stride_w);
-    j.ow_hi = s->in_w + s->pad_left >= ext_w ? (s->in_w + s->pad_left - ext_w) / s->stride_w + 1 : 0;
-    j.ow_hi = QE_MIN(j.ow_hi, s->out_w);
+                .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h};
+    j.ow_lo = ow_lo;
+    j.ow_hi = ow_hi;
     j.prm = (qe_dw_params){.channels = C, .ntaps = T, .npairs = QE_DIV_UP(T, 2),
                            .tap_stride = QE_ROUND_UP(T, qe_dw_tap_group(uk)), .w = w,
                            .init = init, .scale = perm_scale ? scale : NULL, .out = &o,
