@@ -308,6 +308,14 @@ int qe_softmax_f32(size_t rows, size_t cols, const float *x, float *y, int log_f
  * NULL); gamma and beta have `cols` entries. */
 int qe_layernorm_f32(size_t rows, size_t cols, const float *x, const float *gamma,
                      const float *beta, float eps, float *y);
+/* y = x (op) c for n float32 values and a float32 constant c: one IEEE operation each (what
+ * numpy computes for a float32 array and scalar). RSUB is c - x, RDIV c / x. x and y may be
+ * the same buffer. */
+typedef enum {
+    QE_SCALAR_MUL = 0, QE_SCALAR_ADD = 1, QE_SCALAR_SUB = 2, QE_SCALAR_RSUB = 3,
+    QE_SCALAR_DIV = 4, QE_SCALAR_RDIV = 5
+} qe_scalar_op;
+int qe_scalar_f32(size_t n, const float *x, qe_scalar_op op, float c, float *y);
 
 #ifdef __cplusplus
 }

@@ -10,3 +10,7 @@ void qe_layernorm_rows__avx2(size_t rows, size_t cols, const float *x, const flo
                              const float *beta, float eps, float *y) {
     qe_layernorm_rows(rows, cols, x, gamma, beta, eps, y);
 }
+
+void qe_scalar_rows__avx2(size_t n, const float *x, int op, float c, float *y) {
+    qe_scalar_rows(n, x, op, c, y);
+}

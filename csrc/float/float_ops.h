@@ -112,4 +112,16 @@ static inline void qe_layernorm_rows(size_t rows, size_t cols, const float *x, c
     }
 }
 
+/* y = x (op) c (qe_scalar_f32): a loop per op, so each vectorizes. */
+static inline void qe_scalar_rows(size_t n, const float *x, int op, float c, float *y) {
+    switch (op) {
+    case QE_SCALAR_MUL: for (size_t i = 0; i < n; i++) y[i] = x[i] * c; break;
+    case QE_SCALAR_ADD: for (size_t i = 0; i < n; i++) y[i] = x[i] + c; break;
+    case QE_SCALAR_SUB: for (size_t i = 0; i < n; i++) y[i] = x[i] - c; break;
+    case QE_SCALAR_RSUB: for (size_t i = 0; i < n; i++) y[i] = c - x[i]; break;
+    case QE_SCALAR_DIV: for (size_t i = 0; i < n; i++) y[i] = x[i] / c; break;
+    default: for (size_t i = 0; i < n; i++) y[i] = c / x[i]; break;
+    }
+}
+
 #endif

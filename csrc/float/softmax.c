@@ -1,6 +1,7 @@
 /*
  * softmax.c -- the float ops left in quantized models (classifier, detector and attention
- * heads): softmax / log-softmax and layer normalization over contiguous rows. The code is
+ * heads): softmax / log-softmax and layer normalization over contiguous rows, and arithmetic
+ * with a scalar constant (attention's 1 / sqrt(d)). The code is
  * float_ops.h; this file is its portable reference and the dispatch to the per-ISA builds of
  * the same source (float_avx2.c, float_avx512vnni.c), which give the same bits. Rows are split
  * over the thread pool in fixed chunks when there are many.
@@ -21,7 +22,15 @@ static void layernorm_ref(size_t rows, size_t cols, const float *x, const float 
     qe_layernorm_rows(rows, cols, x, gamma, beta, eps, y);
 }
 
+typedef void (*scalar_fn)(size_t n, const float *x, int op, float c, float *y);
+
+static void scalar_ref(size_t n, const float *x, int op, float c, float *y) {
+    qe_scalar_rows(n, x, op, c, y);
+}
+
 #if defined(QE_BUILD_X86)
+void qe_scalar_rows__avx2(size_t, const float *, int, float, float *);
+void qe_scalar_rows__avx512vnni(size_t, const float *, int, float, float *);
 void qe_softmax_rows__avx2(size_t, size_t, const float *, float *, int);
 void qe_softmax_rows__avx512vnni(size_t, size_t, const float *, float *, int);
 void qe_layernorm_rows__avx2(size_t, size_t, const float *, const float *, const float *, float,
@@ -43,6 +52,14 @@ static const layernorm_fn g_layernorm[QE_ISA_COUNT] = {
 #if defined(QE_BUILD_X86)
     [QE_ISA_AVX2] = qe_layernorm_rows__avx2,
     [QE_ISA_AVX512VNNI] = qe_layernorm_rows__avx512vnni,
+#endif
+};
+
+static const scalar_fn g_scalar[QE_ISA_COUNT] = {
+    [QE_ISA_REF] = scalar_ref,
+#if defined(QE_BUILD_X86)
+    [QE_ISA_AVX2] = qe_scalar_rows__avx2,
+    [QE_ISA_AVX512VNNI] = qe_scalar_rows__avx512vnni,
 #endif
 };
 
@@ -95,5 +112,33 @@ int qe_layernorm_f32(size_t rows, size_t cols, const float *x, const float *gamm
     float_job j = {.rows = rows, .cols = cols, .x = x, .gamma = gamma, .beta = beta, .y = y,
                    .eps = eps, .layernorm = QE_PICK(g_layernorm, qe_get_isa())};
     float_run(&j);
+    return QE_OK;
+}
+
+/* ---- arithmetic with a scalar: chunks of QE_FLOAT_SERIAL_ELEMS over the thread pool --------- */
+typedef struct {
+    size_t n;
+    const float *x;
+    float *y;
+    int op;
+    float c;
+    scalar_fn fn;
+} scalar_job;
+
+static void scalar_task(void *ctx, size_t task, int thread_index) {
+    const scalar_job *j = ctx;
+    const size_t i0 = task * QE_FLOAT_SERIAL_ELEMS;
+    j->fn(QE_MIN(QE_FLOAT_SERIAL_ELEMS, j->n - i0), j->x + i0, j->op, j->c, j->y + i0);
+}
+
+int qe_scalar_f32(size_t n, const float *x, qe_scalar_op op, float c, float *y) {
+    if (!x || !y || (int)op < (int)QE_SCALAR_MUL || (int)op > (int)QE_SCALAR_RDIV)
+        return QE_ERR_ARG;
+    scalar_job j = {.n = n, .x = x, .y = y, .op = (int)op, .c = c,
+                    .fn = QE_PICK(g_scalar, qe_get_isa())};
+    if (n <= QE_FLOAT_SERIAL_ELEMS)
+        j.fn(n, x, j.op, c, y);
+    else
+        qe_parallel_for(QE_DIV_UP(n, QE_FLOAT_SERIAL_ELEMS), scalar_task, &j);
     return QE_OK;
 }

@@ -520,6 +520,47 @@ def softmax_step(str name, Py_ssize_t rows, Py_ssize_t cols, x, y, bint log=Fals
     return st
 
 
+cdef extern from "qe_kernels.h" nogil:
+    ctypedef enum qe_scalar_op:
+        QE_SCALAR_MUL, QE_SCALAR_ADD, QE_SCALAR_SUB, QE_SCALAR_RSUB, QE_SCALAR_DIV, QE_SCALAR_RDIV
+    int qe_scalar_f32(size_t n, const float *x, qe_scalar_op op, float c, float *y)
+
+
+cdef struct ScalarArgs:
+    size_t n
+    qe_scalar_op op
+    float c
+    Py_ssize_t x_slot, x_off, y_slot, y_off
+
+
+cdef int _run_scalar(const void *p, char **slots) noexcept nogil:
+    cdef const ScalarArgs *a = <const ScalarArgs *>p
+    return qe_scalar_f32(a.n, <const float *>(slots[a.x_slot] + a.x_off), a.op, a.c,
+                         <float *>(slots[a.y_slot] + a.y_off))
+
+
+_SCALAR_OPS = {"mul": QE_SCALAR_MUL, "add": QE_SCALAR_ADD, "sub": QE_SCALAR_SUB,
+               "rsub": QE_SCALAR_RSUB, "div": QE_SCALAR_DIV, "rdiv": QE_SCALAR_RDIV}
+
+
+def scalar_f32_step(str name, Py_ssize_t n, x, y, str op, float c, str op_type="Mul"):
+    """y = x (op) c over n float32 values: op one of mul, add, sub (x - c), rsub (c - x),
+    div (x / c), rdiv (c / x); x, y = (slot, byte offset)."""
+    if op not in _SCALAR_OPS:
+        raise ValueError(f"op must be one of {sorted(_SCALAR_OPS)}, got {op!r}")
+    if n < 1:
+        raise ValueError("empty scalar step")
+    x_slot, x_off = x
+    y_slot, y_off = y
+    cdef NativeStep st = _native_step(name, op_type, _run_scalar, sizeof(ScalarArgs), [],
+                                      [(x_slot, x_off, x_off + 4 * n),
+                                       (y_slot, y_off, y_off + 4 * n)])
+    cdef ScalarArgs *a = <ScalarArgs *>st.args
+    a.n, a.op, a.c = n, _SCALAR_OPS[op], c
+    a.x_slot, a.x_off, a.y_slot, a.y_off = x_slot, x_off, y_slot, y_off
+    return st
+
+
 # ---- layout ---------------------------------------------------------------------------------------
 cdef extern from "qe_kernels.h" nogil:
     int qe_permute_copy(size_t ndim, const size_t *shape, const Py_ssize_t *src_strides,

@@ -338,3 +338,44 @@ def _only_axis(shape, rank, axis) -> bool:
 
 
 Arith.lower_int8 = _arith_lower_int8
+
+
+# ---- native lowering (runtime/lowering.py: lower_native) ----------------------------------------
+_SCALAR_FORMS = {("Mul", 0): "mul", ("Mul", 1): "mul", ("Add", 0): "add", ("Add", 1): "add",
+                 ("Sub", 1): "sub", ("Sub", 0): "rsub", ("Div", 1): "div", ("Div", 0): "rdiv"}
+
+
+def _arith_lower_native(self, node, graph, cache):
+    """A float32 Add/Sub/Mul/Div of an activation and a one-element float32 constant (attention's
+    scale by 1 / sqrt(d)) as the C kernel: the same IEEE operation per element as numpy."""
+    from .. import _kernels as K
+    from .int8 import Kernel
+
+    if self.legacy_axis is not None or len(node.inputs) != 2:
+        return None
+    consts = [i in graph.initializers for i in node.inputs]
+    if consts.count(True) != 1:
+        return None
+    ci = consts.index(True)                     # the constant's position
+    c = np.asarray(graph.initializers[node.inputs[ci]])
+    x_name, y_name = node.inputs[1 - ci], node.outputs[0]
+    xv, yv = graph.value(x_name), graph.value(y_name)
+    if c.dtype != np.float32 or c.size != 1 or xv.dtype != np.float32 or \
+            not xv.is_static or xv.shape is None or yv.shape is None or \
+            tuple(xv.shape) != tuple(yv.shape):
+        return None
+    form, value = _SCALAR_FORMS[(self.op_type, ci)], float(c.reshape(()))
+    n = int(np.prod(xv.shape, dtype=np.int64))
+
+    def make_steps(ctx):
+        if n == 0:
+            return []
+        return [K.scalar_f32_step(node.name, n, ctx.slot(x_name), ctx.slot(y_name), form, value,
+                                  self.op_type)]
+
+    return Kernel([x_name], [y_name], make_steps, layouts={x_name: "identity"},
+                  out_perm=lambda perms, ctx: "identity",
+                  label=f"float {self.op_type.lower()} by a constant (C)", precision="float")
+
+
+Arith.lower_native = _arith_lower_native

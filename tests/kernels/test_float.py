@@ -81,3 +81,46 @@ def test_bad_float_steps_raise():
         K.layernorm_step("n", 2, 3, (0, 0), (1, 0), np.ones(3, np.float32), None, -1.0)
     with pytest.raises(ValueError, match="outside"):
         K.Program([K.softmax_step("s", 4, 4, (0, 0), (1, 0))], [32, 64])
+
+
+NUMPY_SCALAR = {"mul": lambda x, c: x * c, "add": lambda x, c: x + c, "sub": lambda x, c: x - c,
+                "rsub": lambda x, c: c - x, "div": lambda x, c: x / c, "rdiv": lambda x, c: c / x}
+
+
+@pytest.mark.parametrize("op", sorted(NUMPY_SCALAR))
+@pytest.mark.parametrize("n", [1, 7, 64, 1000, 70000])   # 70000: split over the thread pool
+def test_scalar_op_is_numpys_float32_operation(isa, threads, op, n):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3, n)).astype(np.float32)
+    x[:3] = [0.0, -0.0, np.inf][:min(3, n)]
+    c = np.float32(rng.uniform(0.1, 3.0))
+    got = _run(K.scalar_f32_step("s", n, (0, 0), (1, 0), op, float(c)), x, x.shape)
+    with np.errstate(all="ignore"):
+        want = NUMPY_SCALAR[op](x, c).astype(np.float32)
+    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+
+
+def test_scalar_ops_lower_in_a_compiled_float_region():
+    """Add/Sub/Mul/Div of an activation and a one-element constant, in either order, run as
+    the C step and give numpy's bits; a broadcast constant of more elements stays numpy."""
+    import onnx
+    from onnx import TensorProto as T, helper as h, numpy_helper as nh
+    import qengine
+    nodes = [h.make_node("Mul", ["x", "c0"], ["a"], name="m"),
+             h.make_node("Div", ["c1", "a"], ["b"], name="d"),
+             h.make_node("Sub", ["b", "c2"], ["c"], name="s"),
+             h.make_node("Add", ["c3", "c"], ["e"], name="ad"),
+             h.make_node("Mul", ["e", "c4"], ["y"], name="bc")]
+    inits = [nh.from_array(np.asarray(v, np.float32), n) for n, v in
+             [("c0", 0.37), ("c1", [1.7]), ("c2", -3.1), ("c3", 0.11), ("c4", [1.0, 2.0, 3.0])]]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, [2, 5, 3])],
+                     [h.make_tensor_value_info("y", T.FLOAT, [2, 5, 3])], inits)
+    model = qengine.load(h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+                         .SerializeToString())
+    labels = str(model.summary())
+    assert labels.count("by a constant (C)") == 4 and "float Mul" in labels
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    got = model.run({"x": x})   # one output: the array itself
+    f = np.float32
+    want = (f(0.11) + (f(1.7) / (x * f(0.37)) - f(-3.1))) * np.array([1, 2, 3], np.float32)
+    np.testing.assert_array_equal(got, want)
