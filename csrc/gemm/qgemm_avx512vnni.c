@@ -6,7 +6,8 @@
  * intermediate saturation. The main tile is 6 rows x 64 columns: 24 zmm accumulators, 4 B
  * vectors and one A broadcast fit the 32 registers; per k-group it issues 24 vpdpbusd against
  * 4 loads of B and 6 broadcasts of A, so the multiplier, not memory, is the bottleneck. The k
- * loops of the full-height tiles (6 x 64, 6 x 48) are inline asm (see dot_6x64_avx512vnni);
+ * loops of the full-height tiles (6 x 64, 6 x 48) are inline asm (see dot_6x64_avx512vnni)
+ * from QE_ASM_MIN_GROUPS k-groups on;
  * the remainder tiles (fewer rows, narrower panels) are the same C instantiated smaller, and a
  * 1-row tile with two accumulator sets serves M = 1 (memory-bound: more loads in flight).
  * A segmented 6 x 64 tile (seg_tile) reads a convolution's interior pixels in place, one k loop
