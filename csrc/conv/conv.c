@@ -84,6 +84,7 @@ void qe_conv_packed_free(qe_conv_packed *p) {
     free(p->dw_w);
     qe_aligned_free(p->dw_packed);
     free(p->dw_wsum);
+    free(p->dw_pos);
     free(p);
 }
 
@@ -111,6 +112,12 @@ static int pack_dw(qe_conv_packed *p, const int8_t *w) {
     }
     qe_dw_pack_weights(p->dw, T, C, wt, p->dw_packed);
     free(wt);
+    if (p->dw->layout == QE_DW_QUADS_S8) { /* the per-call init and scales go in this order */
+        p->dw_pos = malloc(C * sizeof(uint32_t));
+        if (!p->dw_pos) return QE_ERR_NOMEM;
+        for (size_t c = 0; c < C; c++) p->dw_pos[c] = (uint32_t)qe_dwq_position(C, c);
+        p->nbytes += C * sizeof(uint32_t);
+    }
     p->nbytes += C * T + C * sizeof(int32_t) + wbytes;
     return QE_OK;
 }

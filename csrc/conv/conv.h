@@ -150,6 +150,7 @@ struct qe_conv_packed {
     int8_t *dw_w;
     void *dw_packed;
     int32_t *dw_wsum;         /* [C] sum over taps of w */
+    uint32_t *dw_pos;         /* QUADS_S8: [C] qe_dwq_position of each channel (else NULL) */
     size_t nbytes;
 };
 

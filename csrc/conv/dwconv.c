@@ -50,7 +50,8 @@ enum { QE_DW_REF_CHUNK = 64 };
 
 void qe_dwconv_u8s8_ref(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps,
                         size_t step, void *y) {
-    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->tap_stride == 2 * p->npairs);
+    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL &&
+              p->tap_stride == 2 * p->npairs);
     const size_t C = p->channels, T2 = 2 * p->npairs, es = qe_output_elem_size(p->out->kind);
     const int16_t *w = p->w;
     int32_t acc[QE_DW_REF_CHUNK];
@@ -186,35 +187,30 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     const size_t run_px = ow_hi > ow_lo ? ow_hi - ow_lo : 1;
     const size_t plane = ((s->kernel_w - 1) * s->dilation_w + (run_px - 1) * s->stride_w + 1) * C;
     const size_t zp_bytes = QE_ROUND_UP(QE_MAX(Cp, plane), 64);
-    const size_t init_bytes = vec_bytes * (quads ? 2 : 1);
     const size_t scale_bytes = perm_scale ? vec_bytes : 0;
     const size_t wt_bytes = w_zp ? QE_ROUND_UP(T * C * sizeof(int16_t), 64) : 0;
     const size_t w_bytes = w_zp ? QE_ROUND_UP(qe_dw_packed_bytes(uk, T, C), 64) : 0;
-    char *buf = qe_scratch(3, zp_bytes + init_bytes + scale_bytes + wt_bytes + w_bytes);
+    char *buf = qe_scratch(3, zp_bytes + vec_bytes + scale_bytes + wt_bytes + w_bytes);
     if (!buf) return QE_ERR_NOMEM;
     uint8_t *zp_row = (uint8_t *)buf;
     int32_t *init = (int32_t *)(buf + zp_bytes);
-    float *scale = (float *)(buf + zp_bytes + init_bytes);
-    char *next = buf + zp_bytes + init_bytes + scale_bytes;
+    float *scale = (float *)(buf + zp_bytes + vec_bytes);
+    char *next = buf + zp_bytes + vec_bytes + scale_bytes;
     const void *w = p->dw_packed;
     memset(zp_row, x_zp, zp_bytes);
-    for (size_t c = 0; c < Cp; c++) {
-        int32_t wsum = 0, bias = 0;
-        if (c < C) {
-            wsum = w_zp ? qe_add_wrap(p->dw_wsum[c], -(int32_t)T * w_zp[c]) : p->dw_wsum[c];
-            bias = out->bias ? out->bias[c] : 0;
-        }
-        init[c] = qe_add_wrap(bias, qe_mul_wrap(-x_zp, wsum));
+    /* init (and per-channel scales) in the kernel's channel order: p->dw_pos for QUADS_S8 */
+    const uint32_t *pos = quads ? p->dw_pos : NULL;
+    QE_ASSERT(!quads || pos != NULL);
+    memset(init, 0, vec_bytes);
+    for (size_t c = 0; c < C; c++) {
+        const int32_t wsum = w_zp ? qe_add_wrap(p->dw_wsum[c], -(int32_t)T * w_zp[c])
+                                  : p->dw_wsum[c];
+        const int32_t bias = out->bias ? out->bias[c] : 0;
+        init[pos ? pos[c] : c] = qe_add_wrap(bias, qe_mul_wrap(-x_zp, wsum));
     }
-    if (quads) { /* into kernel order, after the natural-order copy */
-        int32_t *nat = init;
-        init = (int32_t *)(buf + zp_bytes + vec_bytes);
-        memset(init, 0, vec_bytes);
-        for (size_t c = 0; c < C; c++) init[qe_dwq_position(C, c)] = nat[c];
-        if (perm_scale) {
-            memset(scale, 0, scale_bytes);
-            for (size_t c = 0; c < C; c++) scale[qe_dwq_position(C, c)] = out->scale[c];
-        }
+    if (perm_scale) {
+        memset(scale, 0, scale_bytes);
+        for (size_t c = 0; c < C; c++) scale[pos[c]] = out->scale[c];
     }
     if (w_zp) {
         int16_t *wt = (int16_t *)next;

@@ -179,7 +179,9 @@ def matmul_u8u8_step(str name, Py_ssize_t batch, Py_ssize_t M, Py_ssize_t K, Py_
     g.shape.a_stride = a_stride
     g.shape.b_stride = b_stride
     g.shape.c_stride = M * N
-    g.a_slot, g.a_off, g.b_slot, g.b_off, g.c_slot, g.c_off = a_slot, a_off, b_slot, b_off, c_slot, c_off
+    g.a_slot, g.a_off = a_slot, a_off
+    g.b_slot, g.b_off = b_slot, b_off
+    g.c_slot, g.c_off = c_slot, c_off
     g.a_zp = a_zp
     g.b_zp = b_zp
     g.out = o
