@@ -27,7 +27,7 @@
  * pack, the saturating int16 add of zp and the unsigned pack clamp below at 0, and the byte max
  * applies qmin. The same bits as qe_requant_one for every input: lo - zp is an integer, so
  * clamping below after rounding equals clamping before; +-inf go to qmax / qmin as there
- * (v < -2^31 converts to INT_MIN, which the packs take to 0). 13 instructions for 4 vectors
+ * (v < -2^31 converts to INT_MIN, which the packs take to 0). 14 instructions for 4 vectors
  * instead of 19 (and no 4 x vpmovdb). */
 #define QE_REQUANT_PACK_U8_INLANE(P, v0, v1, v2, v3, hi, zp16, lo8)                              \
     P##max_epu8(                                                                                \
