@@ -99,6 +99,15 @@ static inline void qe_window_taps(const qe_window *w, ptrdiff_t ih0, ptrdiff_t i
     }
 }
 
+/* Along one axis (input length in, leading pad, kernel, dilation, stride, output length out):
+ * the output positions [*lo, *hi) whose whole window lies inside the input. */
+static inline void qe_window_interior(size_t in, size_t pad, size_t kernel, size_t dilation,
+                                      size_t stride, size_t out, size_t *lo, size_t *hi) {
+    const size_t ext = (kernel - 1) * dilation + 1;
+    *lo = QE_DIV_UP(pad, stride);
+    *hi = in + pad >= ext ? QE_MIN((in + pad - ext) / stride + 1, out) : 0;
+}
+
 /* Aligned allocation for packed weights. */
 void *qe_aligned_alloc(size_t bytes);
 void qe_aligned_free(void *p);

@@ -45,7 +45,6 @@ typedef enum { QE_DW_PAIRS_S16 = 0, QE_DW_QUADS_S8 = 1 } qe_dw_layout;
 typedef struct {
     size_t channels;       /* C */
     size_t ntaps;          /* T, the taps of the kernel window */
-    size_t npairs;         /* ceil(T / 2) */
     size_t tap_stride;     /* tap pointers per output pixel: T rounded up to the layout's group */
     const void *w;         /* packed in the kernel's layout */
     const int32_t *init;   /* [round_up(C, 64)], kernel order: bias[c] - x_zp * sum_t w[t][c] */
@@ -53,6 +52,9 @@ typedef struct {
     const qe_output *out;  /* output pipeline; its bias is already in init and is ignored */
     size_t ldy;            /* output pixel stride, in elements */
 } qe_dw_params;
+
+/* PAIRS_S16: the pairs of taps, ceil(T / 2) (the tap stride of that layout is 2 per pair). */
+static inline size_t qe_dw_npairs(const qe_dw_params *p) { return p->tap_stride / 2; }
 
 /* acc[c] = init[c] + sum_{t < T} tap(px, t)[c] * w[t][c]  (int32, wrapping)
  * for `pixels` output pixels and every channel, then the output pipeline into

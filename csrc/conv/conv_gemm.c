@@ -99,10 +99,10 @@ static inline void im2col_interior(const conv_gemm_job *j, size_t n, size_t oh, 
     }
 }
 
-/* Fill one im2col row: the K = kernel_h * kernel_w * cin_g values of output pixel (n, oh, ow)
- * for group g, in (ki, kj, ci) order; taps outside the input read x_zp. */
-static void im2col_row(const conv_gemm_job *j, size_t g, size_t n, size_t oh, size_t ow,
-                       uint8_t *row) {
+/* The im2col row of a window that reaches outside the input (or of a grouped or dilated
+ * convolution): taps outside read x_zp. */
+static void im2col_border(const conv_gemm_job *j, size_t g, size_t n, size_t oh, size_t ow,
+                          uint8_t *row) {
     const qe_conv_shape *s = j->s;
     const size_t cin_g = j->p->cin_g, C = s->in_c, kw = s->kernel_w;
     const ptrdiff_t iw0 = (ptrdiff_t)(ow * s->stride_w) - (ptrdiff_t)s->pad_left;
@@ -112,15 +112,6 @@ static void im2col_row(const conv_gemm_job *j, size_t g, size_t n, size_t oh, si
     while (kj_hi > kj_lo && iw0 + (ptrdiff_t)((kj_hi - 1) * s->dilation_w) >= (ptrdiff_t)s->in_w)
         kj_hi--;
     const int contiguous = s->groups == 1 && s->dilation_w == 1; /* taps of a kernel row abut */
-    const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
-    if (contiguous && kj_lo == 0 && kj_hi == kw && ih0 >= 0 &&
-        ih0 + (ptrdiff_t)((s->kernel_h - 1) * s->dilation_h) < (ptrdiff_t)s->in_h) {
-        /* the whole window is inside the input: kernel_h runs of kw * C bytes */
-        const size_t run = kw * C, step = s->dilation_h * s->in_w * C;
-        const uint8_t *src = j->x + ((n * s->in_h + (size_t)ih0) * s->in_w + (size_t)iw0) * C;
-        for (size_t ki = 0; ki < s->kernel_h; ki++) copy_run(row + ki * run, src + ki * step, run);
-        return;
-    }
     const uint8_t zp = (uint8_t)j->x_zp;
     for (size_t ki = 0; ki < s->kernel_h; ki++) {
         uint8_t *dst = row + ki * kw * cin_g;
@@ -141,6 +132,16 @@ static void im2col_row(const conv_gemm_job *j, size_t g, size_t n, size_t oh, si
         }
         fill_run(dst + kj_hi * cin_g, zp, (kw - kj_hi) * cin_g);
     }
+}
+
+/* Fill one im2col row: the K = kernel_h * kernel_w * cin_g values of output pixel (n, oh, ow)
+ * for group g, in (ki, kj, ci) order. */
+static inline void im2col_row(const conv_gemm_job *j, size_t g, size_t n, size_t oh, size_t ow,
+                              uint8_t *row) {
+    if (oh >= j->oh_lo && oh < j->oh_hi && ow >= j->ow_lo && ow < j->ow_hi)
+        im2col_interior(j, n, oh, ow, row); /* only set for one group, dilation_w 1 */
+    else
+        im2col_border(j, g, n, oh, ow, row);
 }
 
 /* The output pipeline of group g: per-channel arrays start at its first output channel. */
@@ -173,22 +174,16 @@ static void conv_rows_in_place(const conv_gemm_job *j, size_t m0, size_t rows, s
     size_t *row0 = (size_t *)(buf + seg_bytes);
     size_t *other = (size_t *)(buf + seg_bytes + row0_bytes);
     char *tmp = buf + seg_bytes + row0_bytes + other_bytes; /* other rows' outputs, ldc n1 */
-    /* the output columns whose windows lie inside the input: [ow_lo, ow_hi) */
-    const size_t ow_lo = QE_DIV_UP(s->pad_left, s->stride_w);
-    const ptrdiff_t last = (ptrdiff_t)s->in_w - (ptrdiff_t)kw + (ptrdiff_t)s->pad_left;
-    const size_t ow_hi = last < 0 ? 0 : QE_MIN(s->out_w, (size_t)last / s->stride_w + 1);
     size_t ow = m0 % s->out_w, oh = (m0 / s->out_w) % s->out_h, n = m0 / (s->out_w * s->out_h);
     size_t strips = 0, others = 0;
     for (size_t r = 0; r < rows;) {
-        const ptrdiff_t ih0 = (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
-        const int rows_inside = ih0 >= 0 &&
-            ih0 + (ptrdiff_t)((kh - 1) * s->dilation_h) < (ptrdiff_t)s->in_h;
-        size_t step = 1;
-        if (rows_inside && r + mr <= rows && ow >= ow_lo && ow + mr <= ow_hi) {
-            const size_t iw0 = ow * s->stride_w - s->pad_left;
+        size_t step = 1; /* a strip: mr pixels of one row, every window inside the input */
+        if (oh >= j->oh_lo && oh < j->oh_hi && r + mr <= rows && ow >= j->ow_lo &&
+            ow + mr <= j->ow_hi) {
+            const size_t ih0 = oh * s->stride_h - s->pad_top, iw0 = ow * s->stride_w - s->pad_left;
             for (size_t ki = 0; ki < kh; ki++)
                 seg[strips * kh + ki] =
-                    j->x + ((n * s->in_h + (size_t)ih0 + ki * s->dilation_h) * s->in_w + iw0) * C;
+                    j->x + ((n * s->in_h + ih0 + ki * s->dilation_h) * s->in_w + iw0) * C;
             row0[strips++] = r;
             step = mr;
         } else {
@@ -240,10 +235,7 @@ static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
     const qe_conv_shape *s = j->s;
     size_t ow = m0 % s->out_w, oh = (m0 / s->out_w) % s->out_h, n = m0 / (s->out_w * s->out_h);
     for (size_t r = 0; r < rows; r++) {
-        if (oh >= j->oh_lo && oh < j->oh_hi && ow >= j->ow_lo && ow < j->ow_hi)
-            im2col_interior(j, n, oh, ow, a + r * j->lda);
-        else
-            im2col_row(j, g, n, oh, ow, a + r * j->lda);
+        im2col_row(j, g, n, oh, ow, a + r * j->lda);
         if (++ow == s->out_w) {
             ow = 0;
             if (++oh == s->out_h) {
@@ -253,13 +245,6 @@ static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
         }
     }
     qe_gemm_u8s8_serial(p->gemm[g], rows, a, j->lda, j->x_zp, bzp, &o, n0, n1, c, j->ldy);
-}
-
-/* One past the last output index along an axis whose window lies inside the input. */
-static size_t interior_end(size_t in, size_t pad, size_t kernel, size_t dilation, size_t stride,
-                           size_t out) {
-    const size_t ext = (kernel - 1) * dilation + 1;
-    return in + pad >= ext ? QE_MIN((in + pad - ext) / stride + 1, out) : 0;
 }
 
 int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
@@ -283,11 +268,10 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
         if (s->groups == 1 && s->dilation_w == 1) {
             const size_t run = s->kernel_w * s->in_c;
             j.copy = run <= 16 ? 16 : run <= 32 ? 32 : 0;
-            j.oh_lo = QE_DIV_UP(s->pad_top, s->stride_h);
-            j.oh_hi = interior_end(s->in_h, s->pad_top, s->kernel_h, s->dilation_h,
-                                   s->stride_h, s->out_h);
-            j.ow_lo = QE_DIV_UP(s->pad_left, s->stride_w);
-            j.ow_hi = interior_end(s->in_w, s->pad_left, s->kernel_w, 1, s->stride_w, s->out_w);
+            qe_window_interior(s->in_h, s->pad_top, s->kernel_h, s->dilation_h, s->stride_h,
+                               s->out_h, &j.oh_lo, &j.oh_hi);
+            qe_window_interior(s->in_w, s->pad_left, s->kernel_w, 1, s->stride_w, s->out_w,
+                               &j.ow_lo, &j.ow_hi);
             j.x_end = x + s->batch * s->in_h * s->in_w * s->in_c;
         }
     }

@@ -51,8 +51,8 @@ enum { QE_DW_REF_CHUNK = 64 };
 void qe_dwconv_u8s8_ref(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps,
                         size_t step, void *y) {
     QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL &&
-              p->tap_stride == 2 * p->npairs);
-    const size_t C = p->channels, T2 = 2 * p->npairs, es = qe_output_elem_size(p->out->kind);
+              p->ntaps > 0 && p->tap_stride == QE_ROUND_UP(p->ntaps, 2));
+    const size_t C = p->channels, T2 = p->tap_stride, es = qe_output_elem_size(p->out->kind);
     const int16_t *w = p->w;
     int32_t acc[QE_DW_REF_CHUNK];
     for (size_t px = 0; px < pixels; px++) {
@@ -66,7 +66,7 @@ void qe_dwconv_u8s8_ref(const qe_dw_params *p, size_t pixels, const uint8_t *con
                 int32_t a = p->init[c];
                 for (size_t t = 0; t < T2; t++) {
                     const int16_t wv =
-                        w[((tile * p->npairs + t / 2) * QE_DW_TILE + lane) * 2 + t % 2];
+                        w[((tile * qe_dw_npairs(p) + t / 2) * QE_DW_TILE + lane) * 2 + t % 2];
                     a = qe_add_wrap(a, (int32_t)tp[t][off + c] * wv);
                 }
                 acc[i] = a;
@@ -176,12 +176,9 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     const int perm_scale = quads && out->kind != QE_OUT_I32 && out->per_channel;
     const size_t C = s->in_c, T = p->K, Cp = QE_ROUND_UP(C, 64); /* any tile or block fits */
     const size_t vec_bytes = QE_ROUND_UP(Cp * 4, 64);
-    /* ow_lo: first column with iw0 >= 0; ow_hi: past the last with the window inside */
-    const size_t ext_w = (s->kernel_w - 1) * s->dilation_w + 1;
-    const size_t ow_lo = QE_DIV_UP(s->pad_left, s->stride_w);
-    const size_t ow_hi = QE_MIN(s->out_w, s->in_w + s->pad_left >= ext_w
-                                              ? (s->in_w + s->pad_left - ext_w) / s->stride_w + 1
-                                              : 0);
+    size_t ow_lo, ow_hi; /* the columns whose window is inside the input's width */
+    qe_window_interior(s->in_w, s->pad_left, s->kernel_w, s->dilation_w, s->stride_w, s->out_w,
+                       &ow_lo, &ow_hi);
     /* the x_zp plane: the padding row of every tap, wide enough for a stepped run of the
      * interior columns (dw_task) */
     const size_t run_px = ow_hi > ow_lo ? ow_hi - ow_lo : 1;
@@ -227,7 +224,7 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
                 .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h};
     j.ow_lo = ow_lo;
     j.ow_hi = ow_hi;
-    j.prm = (qe_dw_params){.channels = C, .ntaps = T, .npairs = QE_DIV_UP(T, 2),
+    j.prm = (qe_dw_params){.channels = C, .ntaps = T,
                            .tap_stride = QE_ROUND_UP(T, qe_dw_tap_group(uk)), .w = w,
                            .init = init, .scale = perm_scale ? scale : NULL, .out = &o,
                            .ldy = ldy};

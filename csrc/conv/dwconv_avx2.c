@@ -74,7 +74,7 @@ static inline __attribute__((always_inline)) void dw_tiles_avx2(const qe_dw_para
                                                                const uint8_t *const *tp, size_t off,
                                                                size_t c, int nt, char *dst,
                                                                size_t es) {
-    const size_t np = p->npairs;
+    const size_t np = qe_dw_npairs(p);
     const int16_t *w = (const int16_t *)p->w + (c / QE_DW_TILE) * np * 2 * QE_DW_TILE;
     __m256i acc[4];
     for (int i = 0; i < 2 * nt; i++) acc[i] = _mm256_loadu_si256((const __m256i *)(p->init + c + 8 * i));
@@ -92,7 +92,7 @@ static inline __attribute__((always_inline)) void dw_tiles_avx2(const qe_dw_para
 /* The last rem < 16 channels starting at c. */
 static void dw_partial_tile_avx2(const qe_dw_params *p, const uint8_t *const *tp, size_t off,
                                  size_t c, size_t rem, char *dst, size_t es) {
-    const size_t np = p->npairs;
+    const size_t np = qe_dw_npairs(p);
     const int16_t *w = (const int16_t *)p->w + (c / QE_DW_TILE) * np * 2 * QE_DW_TILE;
     __m256i acc[2] = {_mm256_loadu_si256((const __m256i *)(p->init + c)),
                       _mm256_loadu_si256((const __m256i *)(p->init + c + 8))};
@@ -110,9 +110,9 @@ static void dw_partial_tile_avx2(const qe_dw_params *p, const uint8_t *const *tp
 
 void qe_dwconv_u8s8_up32__avx2(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps,
                                size_t step, void *y) {
-    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->npairs > 0 &&
-              p->tap_stride == 2 * p->npairs);
-    const size_t C = p->channels, T2 = 2 * p->npairs, es = qe_output_elem_size(p->out->kind);
+    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->ntaps > 0 &&
+              p->tap_stride == QE_ROUND_UP(p->ntaps, 2));
+    const size_t C = p->channels, T2 = p->tap_stride, es = qe_output_elem_size(p->out->kind);
     const dw_out_avx2 out = dw_out_setup(p->out);
     for (size_t px = 0; px < pixels; px++) {
         const uint8_t *const *tp = step ? taps : taps + px * T2;

@@ -71,7 +71,7 @@ static inline void dw_output_avx512(const dw_out_avx512 *o, __m512i acc, size_t 
 static inline __attribute__((always_inline)) void dw_tiles_avx512(
     const qe_dw_params *p, const dw_out_avx512 *out, const uint8_t *const *tp, size_t off,
     size_t c, int nt, __mmask32 last, char *dst, size_t es) {
-    const size_t np = p->npairs;
+    const size_t np = qe_dw_npairs(p);
     const int16_t *w = (const int16_t *)p->w + (c / 32) * np * 64;
     __m512i lo[2], hi[2];
     __mmask32 m[2];
@@ -106,9 +106,9 @@ static inline __attribute__((always_inline)) void dw_tiles_avx512(
 
 void qe_dwconv_u8s16_up64__avx512vnni(const qe_dw_params *p, size_t pixels,
                                       const uint8_t *const *taps, size_t step, void *y) {
-    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->npairs > 0 &&
-              p->tap_stride == 2 * p->npairs);
-    const size_t C = p->channels, T2 = 2 * p->npairs, es = qe_output_elem_size(p->out->kind);
+    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->ntaps > 0 &&
+              p->tap_stride == QE_ROUND_UP(p->ntaps, 2));
+    const size_t C = p->channels, T2 = p->tap_stride, es = qe_output_elem_size(p->out->kind);
     const dw_out_avx512 out = dw_out_setup(p->out);
     for (size_t px = 0; px < pixels; px++) {
         const uint8_t *const *tp = step ? taps : taps + px * T2;

@@ -22,11 +22,11 @@ static inline void dw_tap_neon(uint8x16_t x, int16x8_t w_lo, int16x8_t w_hi, int
 
 static void dw_tile_neon(const qe_dw_params *p, const uint8_t *const *tp, size_t off, size_t c,
                          size_t rem, int32_t *out) {
-    const int16_t *w = (const int16_t *)p->w + (c / QE_DW_TILE) * p->npairs * 2 * QE_DW_TILE;
+    const int16_t *w = (const int16_t *)p->w + (c / QE_DW_TILE) * qe_dw_npairs(p) * 2 * QE_DW_TILE;
     int32x4_t acc[4];
     for (int i = 0; i < 4; i++) acc[i] = vld1q_s32(p->init + c + 4 * i);
     uint8_t ba[16] = {0}, bb[16] = {0};
-    for (size_t j = 0; j < p->npairs; j++, w += 2 * QE_DW_TILE) {
+    for (size_t j = 0; j < qe_dw_npairs(p); j++, w += 2 * QE_DW_TILE) {
         uint8x16_t a, b;
         if (rem == 16) {
             a = vld1q_u8(tp[2 * j] + off + c);
@@ -73,9 +73,9 @@ static void dw_output_neon(const qe_output *o, const int32_t *acc, size_t c, cha
 
 void qe_dwconv_u8s8_up16__neon(const qe_dw_params *p, size_t pixels, const uint8_t *const *taps,
                                size_t step, void *y) {
-    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->npairs > 0 &&
-              p->tap_stride == 2 * p->npairs);
-    const size_t C = p->channels, T2 = 2 * p->npairs, es = qe_output_elem_size(p->out->kind);
+    QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->ntaps > 0 &&
+              p->tap_stride == QE_ROUND_UP(p->ntaps, 2));
+    const size_t C = p->channels, T2 = p->tap_stride, es = qe_output_elem_size(p->out->kind);
     int32_t acc[16];
     for (size_t px = 0; px < pixels; px++) {
         const uint8_t *const *tp = step ? taps : taps + px * T2;

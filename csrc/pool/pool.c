@@ -176,10 +176,8 @@ static int pool_run(pool_job *j) {
             tap_off[t] = (ki * s->dilation_h * s->in_w + kj * s->dilation_w) * s->channels;
     j->tap_off = tap_off;
     j->mult_full = j->mult / (float)T;
-    const size_t ext_w = (s->kernel_w - 1) * s->dilation_w + 1;
-    j->ow_lo = QE_DIV_UP(s->pad_left, s->stride_w);
-    j->ow_hi = s->in_w + s->pad_left >= ext_w ? (s->in_w + s->pad_left - ext_w) / s->stride_w + 1 : 0;
-    j->ow_hi = QE_MIN(j->ow_hi, s->out_w);
+    qe_window_interior(s->in_w, s->pad_left, s->kernel_w, s->dilation_w, s->stride_w, s->out_w,
+                       &j->ow_lo, &j->ow_hi);
     j->k = QE_PICK(g_pool_kernels, qe_get_isa());
     j->rows = s->batch * s->out_h;
     const size_t row_work = s->out_w * s->channels * T + 1;
