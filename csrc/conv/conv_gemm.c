@@ -21,6 +21,7 @@ enum {
     QE_MIN_BLOCK_ROWS = 16,
     QE_MAX_BLOCK_ROWS = 1024,
     QE_MIN_BLOCK_COLS = 64,
+    QE_MIN_SPLIT_STRIPS = 4, /* a row block split for threads keeps >= 4 tiles of mr rows */
 };
 
 typedef struct {
@@ -275,21 +276,30 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
             j.x_end = x + s->batch * s->in_h * s->in_w * s->in_c;
         }
     }
+    const size_t mr = qe_gemm_packed_tile_m(p->gemm[0]);
     size_t br = block_bytes / j.lda;
     br = QE_MAX(QE_MIN_BLOCK_ROWS, QE_MIN(QE_MAX_BLOCK_ROWS, br / 16 * 16));
-    /* Spread M evenly over the blocks (no thin last block). */
     j.row_blocks = QE_DIV_UP(j.M, br);
-    j.block_rows = QE_DIV_UP(j.M, j.row_blocks);
-    /* Few row blocks (late layers: small M, large N): split the columns too, so every thread
-     * has work. Each column block builds its rows' im2col again, so one thread never splits.
-     * The split changes no result. */
+    /* Too few tasks for the threads (small maps: late layers, or M = 196 with N = 96): split
+     * the dimension whose split re-reads the smaller operand. Another row block streams B
+     * (K x N) again; another column block reads A (M x K) again and rebuilds its im2col. Row
+     * blocks stay at least QE_MIN_SPLIT_STRIPS tiles tall; column blocks 64 columns wide. One
+     * thread never splits. No split changes a result. */
     const size_t threads = (size_t)qe_effective_threads();
+    const size_t want = 4 * threads;
+    if (threads > 1 && j.M >= p->cout_g && j.row_blocks * s->groups < want) {
+        const size_t most = QE_MAX(1, j.M / (QE_MIN_SPLIT_STRIPS * mr));
+        j.row_blocks = QE_MAX(j.row_blocks, QE_MIN(most, QE_DIV_UP(want, s->groups)));
+    }
+    /* Blocks of whole tiles (no short tile inside the image), spread evenly (no thin last
+     * block). */
+    j.block_rows = QE_ROUND_UP(QE_DIV_UP(j.M, j.row_blocks), mr);
+    j.row_blocks = QE_DIV_UP(j.M, j.block_rows);
     const size_t mg_tasks = j.row_blocks * s->groups;
     j.col_blocks = 1;
-    if (threads > 1 && mg_tasks < 4 * threads) {
-        const size_t want = QE_DIV_UP(4 * threads, mg_tasks);
+    if (threads > 1 && mg_tasks < want) {
         const size_t most = QE_MAX(1, p->cout_g / QE_MIN_BLOCK_COLS);
-        j.col_blocks = QE_MIN(want, most);
+        j.col_blocks = QE_MIN(QE_DIV_UP(want, mg_tasks), most);
     }
     /* Column blocks in whole GEMM tiles, so a split never recomputes part of a tile. */
     j.col_block = QE_ROUND_UP(QE_DIV_UP(p->cout_g, j.col_blocks),

@@ -143,6 +143,7 @@ void qe_gemm_run_segmented(const qe_gemm_packed *p, size_t strips, const uint8_t
 /* Column split granularity of a packed object: a column range [n_begin, n_end) whose ends are
  * multiples of this (or N) costs no extra work; other ends recompute the panel they cut. */
 static inline size_t qe_gemm_packed_tile_n(const qe_gemm_packed *p) { return p->uk->nr; }
+static inline size_t qe_gemm_packed_tile_m(const qe_gemm_packed *p) { return p->uk->mr; }
 
 /* Single-threaded GEMM on the calling thread over columns [n_begin, n_end) (conv uses this to
  * run its own im2col tiles inside its own parallel loop). Arguments as qe_gemm_u8s8; c points
