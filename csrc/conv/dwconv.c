@@ -87,7 +87,8 @@ typedef struct {
     qe_dw_params prm;
     qe_dwconv_fn kernel;
     char *y;
-    size_t es, rows_per_task, rows; /* rows: batch * out_h */
+    size_t es, rows; /* rows: batch * out_h */
+    size_t rows_per_task, col_blocks, cols_per_task; /* the task grid (dw_task) */
     size_t ow_lo, ow_hi;            /* output columns whose window is inside the input */
 } dw_job;
 
@@ -116,6 +117,9 @@ static void dw_indirection(const dw_job *j, size_t n, size_t oh, size_t ow0, siz
 
 /* Pointers per indirection chunk: at most 64 KB of them, whatever the row width and taps. */
 enum { QE_DW_IND_POINTERS = 8192 };
+/* Columns of one row a task takes at least, when rows are split (the kernel's pixel pairs and
+ * 64-channel blocks stay busy). */
+enum { QE_DW_MIN_TASK_COLS = 16 };
 
 /* Output pixels (n, oh, ow0 .. ow1-1) through the indirection, in chunks. */
 static void dw_run_indirect(const dw_job *j, size_t r, size_t ow0, size_t ow1, size_t chunk,
@@ -129,41 +133,49 @@ static void dw_run_indirect(const dw_job *j, size_t r, size_t ow0, size_t ow1, s
     }
 }
 
-/* Output rows of one task. In every row the columns [ow_lo, ow_hi) have their window inside
- * the input's width: one set of tap pointers, stepped by stride_w * C per pixel, serves them all
+/* Output row r, columns [c0, c1). The columns [ow_lo, ow_hi) have their window inside the
+ * input's width: one set of tap pointers, stepped by stride_w * C per pixel, serves them all
  * (no per-pixel indirection). Kernel rows above or below the input point into the x_zp plane,
  * which steps the same way; only the border columns build per-pixel pointers. */
+static void dw_row_span(const dw_job *j, size_t r, size_t c0, size_t c1, size_t chunk,
+                        const uint8_t **ind) {
+    const qe_conv_shape *s = j->s;
+    const size_t T2 = j->prm.tap_stride, C = s->in_c;
+    const size_t lo = QE_MIN(QE_MAX(j->ow_lo, c0), c1), hi = QE_MAX(QE_MIN(j->ow_hi, c1), lo);
+    if (lo >= hi) {
+        dw_run_indirect(j, r, c0, c1, chunk, ind);
+        return;
+    }
+    dw_run_indirect(j, r, c0, lo, chunk, ind);
+    const size_t n = r / s->out_h, oh = r % s->out_h;
+    const ptrdiff_t ih0 = dw_window_top(s, oh);
+    const size_t iw0 = lo * s->stride_w - s->pad_left;
+    size_t t = 0;
+    for (size_t ki = 0; ki < s->kernel_h; ki++) {
+        const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
+        const uint8_t *row = ih >= 0 && ih < (ptrdiff_t)s->in_h
+                                 ? j->x + ((n * s->in_h + (size_t)ih) * s->in_w + iw0) * C
+                                 : j->zp_row; /* the x_zp plane: steps like an input row */
+        for (size_t kj = 0; kj < s->kernel_w; kj++, t++) ind[t] = row + kj * s->dilation_w * C;
+    }
+    for (; t < T2; t++) ind[t] = ind[0]; /* dummy taps (weight 0): any pointer that steps */
+    j->kernel(&j->prm, hi - lo, ind, s->stride_w * C,
+              j->y + (r * s->out_w + lo) * j->prm.ldy * j->es);
+    dw_run_indirect(j, r, hi, c1, chunk, ind);
+}
+
+/* A task: a block of output rows, or (maps of few rows) a block of columns of one row. */
 static void dw_task(void *ctx, size_t task, int thread_index) {
     const dw_job *j = ctx;
     const qe_conv_shape *s = j->s;
-    const size_t T2 = j->prm.tap_stride, C = s->in_c;
+    const size_t T2 = j->prm.tap_stride;
     const size_t chunk = QE_MAX(1, QE_DW_IND_POINTERS / T2);
     const uint8_t **ind = qe_scratch(2, QE_MIN(chunk, s->out_w) * T2 * sizeof(*ind));
     QE_ASSERT(ind != NULL);
-    const size_t r0 = task * j->rows_per_task, r1 = QE_MIN(r0 + j->rows_per_task, j->rows);
-    for (size_t r = r0; r < r1; r++) {
-        const size_t n = r / s->out_h, oh = r % s->out_h;
-        if (j->ow_lo >= j->ow_hi) {
-            dw_run_indirect(j, r, 0, s->out_w, chunk, ind);
-            continue;
-        }
-        dw_run_indirect(j, r, 0, j->ow_lo, chunk, ind);
-        const ptrdiff_t ih0 = dw_window_top(s, oh);
-        const size_t iw0 = j->ow_lo * s->stride_w - s->pad_left;
-        size_t t = 0;
-        for (size_t ki = 0; ki < s->kernel_h; ki++) {
-            const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
-            const uint8_t *row = ih >= 0 && ih < (ptrdiff_t)s->in_h
-                                     ? j->x + ((n * s->in_h + (size_t)ih) * s->in_w + iw0) * C
-                                     : j->zp_row; /* the x_zp plane: steps like an input row */
-            for (size_t kj = 0; kj < s->kernel_w; kj++, t++)
-                ind[t] = row + kj * s->dilation_w * C;
-        }
-        for (; t < T2; t++) ind[t] = ind[0]; /* dummy taps (weight 0): any pointer that steps */
-        j->kernel(&j->prm, j->ow_hi - j->ow_lo, ind, s->stride_w * C,
-                  j->y + (r * s->out_w + j->ow_lo) * j->prm.ldy * j->es);
-        dw_run_indirect(j, r, j->ow_hi, s->out_w, chunk, ind);
-    }
+    const size_t rb = task / j->col_blocks, cb = task % j->col_blocks;
+    const size_t r0 = rb * j->rows_per_task, r1 = QE_MIN(r0 + j->rows_per_task, j->rows);
+    const size_t c0 = cb * j->cols_per_task, c1 = QE_MIN(c0 + j->cols_per_task, s->out_w);
+    for (size_t r = r0; r < r1; r++) dw_row_span(j, r, c0, c1, chunk, ind);
 }
 
 /* Per call, in the caller's scratch slot 3 (read by every task): the x_zp row, init (and the
@@ -180,7 +192,7 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     qe_window_interior(s->in_w, s->pad_left, s->kernel_w, s->dilation_w, s->stride_w, s->out_w,
                        &ow_lo, &ow_hi);
     /* the x_zp plane: the padding row of every tap, wide enough for a stepped run of the
-     * interior columns (dw_task) */
+     * interior columns (dw_row_span) */
     const size_t run_px = ow_hi > ow_lo ? ow_hi - ow_lo : 1;
     const size_t plane = ((s->kernel_w - 1) * s->dilation_w + (run_px - 1) * s->stride_w + 1) * C;
     const size_t zp_bytes = QE_ROUND_UP(QE_MAX(Cp, plane), 64);
@@ -228,12 +240,18 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
                            .tap_stride = QE_ROUND_UP(T, qe_dw_tap_group(uk)), .w = w,
                            .init = init, .scale = perm_scale ? scale : NULL, .out = &o,
                            .ldy = ldy};
-    /* About 64K multiply-adds per task, but at least 4 tasks per thread when there are rows. */
+    /* About 64K multiply-adds per task, and at least 4 tasks per thread: a map of fewer rows
+     * than that (OCR-style 2 x 160 maps) is cut along its columns too. */
     const size_t row_work = s->out_w * C * T + 1;
-    const size_t threads = (size_t)qe_effective_threads();
+    const size_t threads = (size_t)qe_effective_threads(), want = 4 * threads;
     size_t rpt = QE_MAX(1, (64 * 1024) / row_work);
-    rpt = QE_MIN(rpt, QE_MAX(1, j.rows / (4 * threads)));
+    rpt = QE_MIN(rpt, QE_MAX(1, j.rows / want));
     j.rows_per_task = rpt;
-    qe_parallel_for(QE_DIV_UP(j.rows, rpt), dw_task, &j);
+    j.col_blocks = 1;
+    if (threads > 1 && j.rows < want)
+        j.col_blocks = QE_MIN(QE_DIV_UP(want, j.rows), QE_MAX(1, s->out_w / QE_DW_MIN_TASK_COLS));
+    j.cols_per_task = QE_DIV_UP(s->out_w, j.col_blocks);
+    j.col_blocks = QE_DIV_UP(s->out_w, j.cols_per_task);
+    qe_parallel_for(QE_DIV_UP(j.rows, rpt) * j.col_blocks, dw_task, &j);
     return QE_OK;
 }

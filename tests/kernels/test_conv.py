@@ -163,6 +163,24 @@ def test_depthwise_channel_blocks_and_interior_runs(isa, threads, channels, taps
         assert_same(got, want)
 
 
+@pytest.mark.parametrize("shape", [(1, 2, 70), (1, 4, 37), (2, 1, 90)])
+@pytest.mark.parametrize("strides", [(1, 1), (2, 1), (1, 2)])
+def test_depthwise_few_rows_split_along_columns(isa, threads, shape, strides):
+    """Maps of fewer rows than tasks wanted (OCR-style 2 x 160): with 2 threads each row is
+    cut into column blocks, so a block may start or end inside the left or right border, or
+    hold only interior columns whose kernel rows above and below read the x_zp plane."""
+    channels = 80
+    rng = np.random.default_rng(shape[1] * 1000 + shape[2] + strides[0] * 10 + strides[1])
+    x = rng.integers(0, 256, (*shape, channels), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (channels, 5, 5, 1), dtype=np.int8)
+    geom = dict(strides=strides, pads=(2, 2, 2, 1), groups=channels)
+    kw_out = dict(out="u8", bias=rng.integers(-2**16, 2**16, channels, dtype=np.int32),
+                  scale=(10.0 ** rng.uniform(-4, -2, channels)).astype(np.float32),
+                  zero_point=90)
+    _, got, want = run_both(x, 201, wt, None, geom, kw_out)
+    assert_same(got, want)
+
+
 @pytest.mark.parametrize("geom, method", [
     (dict(groups=8), "dwconv"),
     (dict(), "gemm_1x1"),
