@@ -39,24 +39,46 @@ static inline float qe_expf_poly(float x) {
 }
 
 /* Sums and maxima in 8 explicit lanes combined in a fixed order: the source fixes the order of
- * every addition, so a vectorized build and the scalar reference agree bit for bit. */
+ * every addition, so a vectorized build and the scalar reference agree bit for bit. The lanes
+ * are a GCC/Clang vector of 8 floats: one ymm register where the build has AVX (a float[8]
+ * array GCC turned into scalar adds and shuffles: 1 cycle per element in LayerNormalization),
+ * lane-wise scalar or SSE operations elsewhere -- the same IEEE operations either way. */
 enum { QE_LANES = 8 };
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi" /* static inline only: no call crosses an ABI */
+#endif
+typedef float qe_lanes __attribute__((vector_size(QE_LANES * sizeof(float))));
+typedef int32_t qe_lanes_i __attribute__((vector_size(QE_LANES * sizeof(int32_t))));
+
+static inline qe_lanes qe_lanes_load(const float *v) {
+    qe_lanes x;
+    memcpy(&x, v, sizeof x);
+    return x;
+}
+
+static inline float qe_lanes_combine(qe_lanes a) {
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+/* acc[l] = v[l] > acc[l] ? v[l] : acc[l], as a bit select (C has no ?: on vectors) */
+static inline qe_lanes qe_lanes_max(qe_lanes acc, qe_lanes v) {
+    const qe_lanes_i take = (qe_lanes_i)(v > acc);
+    return (qe_lanes)(((qe_lanes_i)v & take) | ((qe_lanes_i)acc & ~take));
+}
 
 static inline float qe_sum_lanes(const float *v, size_t n) {
-    float acc[QE_LANES] = {0};
+    qe_lanes acc = {0};
     size_t i = 0;
-    for (; i + QE_LANES <= n; i += QE_LANES)
-        for (size_t l = 0; l < QE_LANES; l++) acc[l] += v[i + l];
+    for (; i + QE_LANES <= n; i += QE_LANES) acc += qe_lanes_load(v + i);
     for (size_t l = 0; i < n; i++, l++) acc[l] += v[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    return qe_lanes_combine(acc);
 }
 
 static inline float qe_max_lanes(const float *v, size_t n) {
-    float acc[QE_LANES];
+    qe_lanes acc;
     for (size_t l = 0; l < QE_LANES; l++) acc[l] = v[0];
     size_t i = 0;
-    for (; i + QE_LANES <= n; i += QE_LANES)
-        for (size_t l = 0; l < QE_LANES; l++) acc[l] = v[i + l] > acc[l] ? v[i + l] : acc[l];
+    for (; i + QE_LANES <= n; i += QE_LANES) acc = qe_lanes_max(acc, qe_lanes_load(v + i));
     for (size_t l = 0; i < n; i++, l++) acc[l] = v[i] > acc[l] ? v[i] : acc[l];
     float m = acc[0];
     for (size_t l = 1; l < QE_LANES; l++) m = acc[l] > m ? acc[l] : m;
@@ -91,19 +113,17 @@ static inline void qe_layernorm_rows(size_t rows, size_t cols, const float *x, c
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
         const float mean = qe_sum_lanes(xr, cols) * inv_n;
-        float acc[QE_LANES] = {0};          /* sum of squared deviations, in lanes */
+        qe_lanes acc = {0}; /* sum of squared deviations, in lanes */
         size_t c = 0;
-        for (; c + QE_LANES <= cols; c += QE_LANES)
-            for (size_t l = 0; l < QE_LANES; l++) {
-                const float d = xr[c + l] - mean;
-                acc[l] += d * d;
-            }
+        for (; c + QE_LANES <= cols; c += QE_LANES) {
+            const qe_lanes d = qe_lanes_load(xr + c) - mean;
+            acc += d * d;
+        }
         for (size_t l = 0; c < cols; c++, l++) {
             const float d = xr[c] - mean;
             acc[l] += d * d;
         }
-        const float sq = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                         ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        const float sq = qe_lanes_combine(acc);
         const float rstd = 1.0f / sqrtf(sq * inv_n + eps);
         if (beta)
             for (size_t k = 0; k < cols; k++) yr[k] = (xr[k] - mean) * rstd * gamma[k] + beta[k];
