@@ -1,10 +1,15 @@
 /*
  * threadpool.c -- the one thread pool every kernel shares, and per-thread scratch memory.
  *
- * The pool has (threads - 1) workers; the calling thread is the last participant. A job is a
- * task count and a function; participants claim tasks from an atomic counter. Because a task
- * writes outputs no other task writes and computes them the same way wherever it runs, results
- * are identical for every thread count and every schedule.
+ * The pool has (threads - 1) workers; the calling thread is participant 0. A job is a task
+ * count and a function. Participant i owns the i-th contiguous range of tasks and claims them
+ * from its range's atomic counter; when its range is empty it claims from the others' (so a
+ * late or preempted thread delays nobody). Owning ranges keeps data on one core from step to
+ * step: kernels number their tasks in memory order, so the thread that wrote the first half of
+ * a tensor reads it in the next step (on 2 threads, small element-wise steps that pulled half
+ * their input from the other core's L2 ran 2x slower than on one thread). Because a task writes
+ * outputs no other task writes and computes them the same way wherever it runs, results are
+ * identical for every thread count and every schedule.
  *
  * Workers spin briefly after a job (kernels of one model arrive microseconds apart), then sleep
  * on a condition variable. A second caller that finds the pool busy (another Python thread
@@ -31,6 +36,12 @@
 enum { QE_SPIN_ITERS = 1 << 16 }; /* about 100-200 us of polling before a worker sleeps */
 enum { QE_WAIT_SPINS = 1 << 12 };  /* the caller's polling for late workers before it yields */
 
+/* Tasks [next, end) of one participant's range; a cache line each, claimed by fetch_add. */
+typedef struct {
+    _Alignas(64) atomic_size_t next;
+    size_t end;
+} qe_task_range;
+
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t wake;
@@ -44,7 +55,7 @@ typedef struct {
     void *ctx;
     size_t n_tasks;
     int n_participating_workers;
-    atomic_size_t next_task;
+    qe_task_range *ranges; /* one per participant (n_workers + 1) */
     /* Workers that joined the current job, plus QE_JOB_CLOSED once the caller has run out of
      * tasks. A worker joins (CAS) only while the job is open, and the caller waits only for
      * workers that joined -- never for one that the OS has not scheduled yet (on a loaded
@@ -60,11 +71,16 @@ static qe_pool *g_pool;     /* created lazily; guarded by g_pool_lock */
 static atomic_int g_num_threads = 1;
 static _Thread_local int tls_thread_limit;
 
+/* Participant `thread_index` runs its own range, then whatever is left of the others'. */
 static void qe_run_tasks(qe_pool *p, int thread_index) {
-    for (;;) {
-        const size_t t = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
-        if (t >= p->n_tasks) break;
-        p->fn(p->ctx, t, thread_index);
+    const int parts = p->n_participating_workers + 1;
+    for (int k = 0; k < parts; k++) {
+        qe_task_range *r = &p->ranges[(thread_index + k) % parts];
+        for (;;) {
+            const size_t t = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed);
+            if (t >= r->end) break;
+            p->fn(p->ctx, t, thread_index);
+        }
     }
 }
 
@@ -123,6 +139,7 @@ static void qe_pool_destroy(qe_pool *p) {
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->mu);
     free(p->threads);
+    free(p->ranges);
     free(p);
 }
 
@@ -130,14 +147,20 @@ static qe_pool *qe_pool_create(int n_workers) {
     qe_pool *p = calloc(1, sizeof(*p));
     if (!p) return NULL;
     p->threads = calloc((size_t)n_workers, sizeof(pthread_t));
-    if (!p->threads) {
+    p->ranges = aligned_alloc(64, (size_t)(n_workers + 1) * sizeof(qe_task_range));
+    if (!p->threads || !p->ranges) {
+        free(p->threads);
+        free(p->ranges);
         free(p);
         return NULL;
+    }
+    for (int i = 0; i <= n_workers; i++) {
+        atomic_init(&p->ranges[i].next, 0);
+        p->ranges[i].end = 0;
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     atomic_init(&p->generation, 0);
-    atomic_init(&p->next_task, 0);
     atomic_init(&p->joined, QE_JOB_CLOSED);
     for (int i = 0; i < n_workers; i++) {
         qe_worker_arg *arg = malloc(sizeof(*arg));
@@ -199,7 +222,11 @@ void qe_parallel_for(size_t n_tasks, qe_task_fn fn, void *ctx) {
     p->ctx = ctx;
     p->n_tasks = n_tasks;
     p->n_participating_workers = helpers;
-    atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
+    for (int i = 0; i <= helpers; i++) { /* participant i: tasks [i n / parts, (i+1) n / parts) */
+        atomic_store_explicit(&p->ranges[i].next, n_tasks * (size_t)i / (size_t)(helpers + 1),
+                              memory_order_relaxed);
+        p->ranges[i].end = n_tasks * (size_t)(i + 1) / (size_t)(helpers + 1);
+    }
     atomic_store_explicit(&p->joined, 0, memory_order_release); /* open the job */
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_mutex_lock(&p->mu);
