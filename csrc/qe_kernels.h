@@ -197,6 +197,13 @@ const char *qe_conv_packed_method(const qe_conv_packed *p); /* one of the names 
  * depend on the thread count. */
 int qe_conv_u8s8(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x, int32_t x_zp,
                  const int32_t *w_zp, const qe_output *out, void *y, size_t ldy);
+/* The same, then y = table[y] for every uint8 output (out->kind must be QE_OUT_U8): an
+ * element-wise lookup (HardSwish, SiLU, ... as glue's 256-entry table) fused into the
+ * convolution, applied by each task to the outputs it has just written, while they are in its
+ * core's cache. table NULL: qe_conv_u8s8. */
+int qe_conv_u8s8_lut(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
+                     int32_t x_zp, const int32_t *w_zp, const qe_output *out,
+                     const uint8_t table[256], void *y, size_t ldy);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Pooling, NHWC uint8 (csrc/pool/)                                                           */

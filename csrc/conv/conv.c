@@ -21,7 +21,8 @@ static const qe_dw_ukernel *const g_dw_ukernels[QE_ISA_COUNT] = {
 };
 
 typedef int (*qe_conv_driver)(const qe_conv_packed *, const qe_conv_shape *, const uint8_t *,
-                              int32_t, const int32_t *, const qe_output *, void *, size_t);
+                              int32_t, const int32_t *, const qe_output *, const uint8_t *,
+                              void *, size_t);
 
 /* The driver and the public name of each method. */
 static const struct {
@@ -185,7 +186,13 @@ static int output_ok(const qe_output *o) {
 
 int qe_conv_u8s8(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x, int32_t x_zp,
                  const int32_t *w_zp, const qe_output *out, void *y, size_t ldy) {
-    if (!p || !x || !out || !y) return QE_ERR_ARG;
+    return qe_conv_u8s8_lut(p, s, x, x_zp, w_zp, out, NULL, y, ldy);
+}
+
+int qe_conv_u8s8_lut(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
+                     int32_t x_zp, const int32_t *w_zp, const qe_output *out,
+                     const uint8_t table[256], void *y, size_t ldy) {
+    if (!p || !x || !out || !y || (table && out->kind != QE_OUT_U8)) return QE_ERR_ARG;
     const int rc = qe_conv_shape_check(s);
     if (rc != QE_OK) return rc;
     if (!fixed_part_equal(s, &p->shape) || x_zp < 0 || x_zp > 255 || ldy < s->out_c ||
@@ -194,5 +201,5 @@ int qe_conv_u8s8(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t 
     if (w_zp)
         for (size_t c = 0; c < s->out_c; c++)
             if (w_zp[c] < -128 || w_zp[c] > 127) return QE_ERR_ARG;
-    return g_methods[p->method].run(p, s, x, x_zp, w_zp, out, y, ldy);
+    return g_methods[p->method].run(p, s, x, x_zp, w_zp, out, table, y, ldy);
 }

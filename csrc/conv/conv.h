@@ -156,10 +156,13 @@ struct qe_conv_packed {
     size_t nbytes;
 };
 
-/* The drivers of each method (arguments validated by qe_conv_u8s8). */
+/* The drivers of each method (arguments validated by qe_conv_u8s8_lut). lut: NULL, or a table
+ * each task applies to the uint8 outputs it has just written (qe_lut_rows_inplace). */
 int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
-                     int32_t x_zp, const int32_t *w_zp, const qe_output *out, void *y, size_t ldy);
+                     int32_t x_zp, const int32_t *w_zp, const qe_output *out,
+                     const uint8_t *lut, void *y, size_t ldy);
 int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
-                   int32_t x_zp, const int32_t *w_zp, const qe_output *out, void *y, size_t ldy);
+                   int32_t x_zp, const int32_t *w_zp, const qe_output *out, const uint8_t *lut,
+                   void *y, size_t ldy);
 
 #endif

@@ -12,6 +12,7 @@
  */
 #include <string.h>
 
+#include "../eltwise/eltwise.h"
 #include "conv.h"
 
 enum {
@@ -31,6 +32,7 @@ typedef struct {
     int32_t x_zp;
     const int32_t *w_zp;
     const qe_output *out;
+    const uint8_t *lut;            /* NULL, or the table each task applies to its outputs */
     char *y;
     size_t ldy, es;                /* output pixel stride (elements), element size */
     size_t M, block_rows, row_blocks, col_block, col_blocks;
@@ -211,26 +213,10 @@ static void conv_rows_in_place(const conv_gemm_job *j, size_t m0, size_t rows, s
     }
 }
 
-static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
-    const conv_gemm_job *j = ctx;
+/* The rows of one task through im2col in the thread's scratch, then the GEMM. */
+static void im2col_block(const conv_gemm_job *j, size_t g, size_t m0, size_t rows, size_t n0,
+                         size_t n1, const int32_t *bzp, const qe_output *o, void *c) {
     const qe_conv_packed *p = j->p;
-    const size_t cb = task % j->col_blocks, rb = (task / j->col_blocks) % j->row_blocks;
-    const size_t g = task / (j->col_blocks * j->row_blocks);
-    const size_t m0 = rb * j->block_rows, rows = QE_MIN(j->block_rows, j->M - m0);
-    const size_t n0 = cb * j->col_block, n1 = QE_MIN(n0 + j->col_block, p->cout_g);
-    const size_t c0 = g * p->cout_g;
-    const qe_output o = group_output(j->out, c0);
-    const int32_t *bzp = j->w_zp ? j->w_zp + c0 : NULL;
-    void *c = j->y + (m0 * j->ldy + c0) * j->es;
-    if (p->method == QE_CONV_1X1) {
-        const uint8_t *a = j->x + m0 * j->s->in_c + g * p->cin_g;
-        qe_gemm_u8s8_serial(p->gemm[g], rows, a, j->s->in_c, j->x_zp, bzp, &o, n0, n1, c, j->ldy);
-        return;
-    }
-    if (j->segmented && qe_gemm_segments_ok(p->gemm[0], j->s->kernel_w * j->s->in_c, n0, n1)) {
-        conv_rows_in_place(j, m0, rows, n0, n1, &o, c);
-        return;
-    }
     uint8_t *a = qe_scratch(2, rows * j->lda);
     QE_ASSERT(a != NULL);
     const qe_conv_shape *s = j->s;
@@ -245,13 +231,36 @@ static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
             }
         }
     }
-    qe_gemm_u8s8_serial(p->gemm[g], rows, a, j->lda, j->x_zp, bzp, &o, n0, n1, c, j->ldy);
+    qe_gemm_u8s8_serial(p->gemm[g], rows, a, j->lda, j->x_zp, bzp, o, n0, n1, c, j->ldy);
+}
+
+static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
+    const conv_gemm_job *j = ctx;
+    const qe_conv_packed *p = j->p;
+    const size_t cb = task % j->col_blocks, rb = (task / j->col_blocks) % j->row_blocks;
+    const size_t g = task / (j->col_blocks * j->row_blocks);
+    const size_t m0 = rb * j->block_rows, rows = QE_MIN(j->block_rows, j->M - m0);
+    const size_t n0 = cb * j->col_block, n1 = QE_MIN(n0 + j->col_block, p->cout_g);
+    const size_t c0 = g * p->cout_g;
+    const qe_output o = group_output(j->out, c0);
+    const int32_t *bzp = j->w_zp ? j->w_zp + c0 : NULL;
+    void *c = j->y + (m0 * j->ldy + c0) * j->es;
+    if (p->method == QE_CONV_1X1) {
+        const uint8_t *a = j->x + m0 * j->s->in_c + g * p->cin_g;
+        qe_gemm_u8s8_serial(p->gemm[g], rows, a, j->s->in_c, j->x_zp, bzp, &o, n0, n1, c, j->ldy);
+    } else if (j->segmented &&
+               qe_gemm_segments_ok(p->gemm[0], j->s->kernel_w * j->s->in_c, n0, n1)) {
+        conv_rows_in_place(j, m0, rows, n0, n1, &o, c);
+    } else {
+        im2col_block(j, g, m0, rows, n0, n1, bzp, &o, c);
+    }
+    if (j->lut) qe_lut_rows_inplace(rows, n1 - n0, (uint8_t *)c + n0, j->ldy, j->lut);
 }
 
 int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
-                     int32_t x_zp, const int32_t *w_zp, const qe_output *out, void *y,
-                     size_t ldy) {
-    conv_gemm_job j = {.p = p, .s = s, .x = x, .x_zp = x_zp, .w_zp = w_zp, .out = out,
+                     int32_t x_zp, const int32_t *w_zp, const qe_output *out,
+                     const uint8_t *lut, void *y, size_t ldy) {
+    conv_gemm_job j = {.p = p, .s = s, .x = x, .x_zp = x_zp, .w_zp = w_zp, .out = out, .lut = lut,
                        .y = y, .ldy = ldy, .es = qe_output_elem_size(out->kind)};
     j.M = s->batch * s->out_h * s->out_w;
     /* in-place interior strips: one group, taps of a kernel row adjacent, symmetric weights,

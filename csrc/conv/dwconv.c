@@ -9,6 +9,7 @@
  */
 #include <string.h>
 
+#include "../eltwise/eltwise.h"
 #include "conv.h"
 
 static void pack_pairs_s16(const qe_dw_ukernel *uk, size_t taps, size_t channels,
@@ -86,6 +87,7 @@ typedef struct {
     const uint8_t *zp_row;
     qe_dw_params prm;
     qe_dwconv_fn kernel;
+    const uint8_t *lut; /* NULL, or the table each task applies to its outputs */
     char *y;
     size_t es, rows; /* rows: batch * out_h */
     size_t rows_per_task, col_blocks, cols_per_task; /* the task grid (dw_task) */
@@ -175,14 +177,20 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
     const size_t rb = task / j->col_blocks, cb = task % j->col_blocks;
     const size_t r0 = rb * j->rows_per_task, r1 = QE_MIN(r0 + j->rows_per_task, j->rows);
     const size_t c0 = cb * j->cols_per_task, c1 = QE_MIN(c0 + j->cols_per_task, s->out_w);
-    for (size_t r = r0; r < r1; r++) dw_row_span(j, r, c0, c1, chunk, ind);
+    for (size_t r = r0; r < r1; r++) {
+        dw_row_span(j, r, c0, c1, chunk, ind);
+        if (j->lut) /* pixels [c0, c1) of row r: C bytes each, ldy apart */
+            qe_lut_rows_inplace(c1 - c0, s->in_c, (uint8_t *)j->y + (r * s->out_w + c0) * j->prm.ldy,
+                                j->prm.ldy, j->lut);
+    }
 }
 
 /* Per call, in the caller's scratch slot 3 (read by every task): the x_zp row, init (and the
  * per-channel scales) in the kernel's channel order, and, with w_zp, the weights repacked as
  * w - w_zp for the kernel that takes them. */
 int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
-                   int32_t x_zp, const int32_t *w_zp, const qe_output *out, void *y, size_t ldy) {
+                   int32_t x_zp, const int32_t *w_zp, const qe_output *out, const uint8_t *lut,
+                   void *y, size_t ldy) {
     const qe_dw_ukernel *uk = w_zp && p->dw->with_w_zp ? p->dw->with_w_zp : p->dw;
     const int quads = uk->layout == QE_DW_QUADS_S8;
     const int perm_scale = quads && out->kind != QE_OUT_I32 && out->per_channel;
@@ -232,7 +240,7 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     }
     qe_output o = *out;
     o.bias = NULL; /* folded into init */
-    dw_job j = {.s = s, .x = x, .zp_row = zp_row, .kernel = uk->kernel, .y = y,
+    dw_job j = {.s = s, .x = x, .zp_row = zp_row, .kernel = uk->kernel, .lut = lut, .y = y,
                 .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h};
     j.ow_lo = ow_lo;
     j.ow_hi = ow_hi;

@@ -140,6 +140,16 @@ int qe_requantize_u8(size_t rows, size_t cols, const uint8_t *x, size_t ldx, int
     return QE_OK;
 }
 
+void qe_lut_rows_inplace(size_t rows, size_t cols, uint8_t *y, size_t ldy,
+                         const uint8_t table[256]) {
+    const qe_eltwise_kernels *k = kernels();
+    if (ldy == cols) {
+        k->lut(rows * cols, y, table, y);
+        return;
+    }
+    for (size_t r = 0; r < rows; r++) k->lut(cols, y + r * ldy, table, y + r * ldy);
+}
+
 int qe_lut_u8(size_t n, const uint8_t *x, const uint8_t table[256], uint8_t *y) {
     if (n == 0) return QE_OK;
     if (!x || !table || !y) return QE_ERR_ARG;

@@ -61,6 +61,11 @@ extern const qe_eltwise_kernels qe_eltwise_avx2;
 extern const qe_eltwise_kernels qe_eltwise_avx512;
 #endif
 /* Test hook: nonzero makes the AVX-512 lookup use vpshufb even when the CPU has VBMI. */
+/* y = table[y] over rows x cols bytes (row stride ldy), on the calling thread: a post-op that a
+ * kernel's task applies to the outputs it has just written (conv: qe_conv_u8s8_lut). */
+void qe_lut_rows_inplace(size_t rows, size_t cols, uint8_t *y, size_t ldy,
+                         const uint8_t table[256]);
+
 extern int qe_lut_no_vbmi;
 void qe_lut_disable_vbmi(int off);
 #if defined(QE_BUILD_ARM64)

@@ -24,6 +24,9 @@ cdef extern from "qe_kernels.h" nogil:
     const char *qe_conv_packed_method(const qe_conv_packed *p)
     int qe_conv_u8s8(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
                      int32_t x_zp, const int32_t *w_zp, const qe_output *out, void *y, size_t ldy)
+    int qe_conv_u8s8_lut(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
+                         int32_t x_zp, const int32_t *w_zp, const qe_output *out,
+                         const uint8_t *table, void *y, size_t ldy)
 
 MAX_DIM = QE_MAX_DIM_C
 
@@ -258,9 +261,19 @@ cdef inline Py_ssize_t _out_len(Py_ssize_t n, Py_ssize_t k, Py_ssize_t s, Py_ssi
     return (padded - extent) // s + 1
 
 
+def _lut_table(lut, out):
+    """A fused lookup's table: 256 uint8 values, for a uint8 output."""
+    if out != "u8":
+        raise ValueError(f"a fused lookup table needs uint8 outputs, not {out!r}")
+    t = np.ascontiguousarray(lut)
+    if t.dtype != np.uint8 or t.shape != (256,):
+        raise ValueError(f"lut must be 256 uint8 values, got {t.dtype} {t.shape}")
+    return t
+
+
 def conv_u8s8(ConvPacked p not None, x, x_zp, *, out="u8", bias=None, scale=None,
               zero_point=0, qmin=0, qmax=255, fbias=None, w_zp=None, y=None,
-              ConvOutput output=None):
+              ConvOutput output=None, lut=None):
     """y = output(conv(x - x_zp, w - w_zp)) in NHWC; pad positions read as x_zp.
 
     x: uint8 (N, H, W, in_c). out: 'u8' (scale = requant multipliers s_x*s_w[c]/s_y, per
@@ -268,7 +281,8 @@ def conv_u8s8(ConvPacked p not None, x, x_zp, *, out="u8", bias=None, scale=None
     s_x*s_w[c], plus fbias). bias: int32 (out_c,). Or `output`: a ConvOutput validated once
     (then out/bias/scale/... must be left at their defaults). w_zp: int, per-channel (out_c,)
     in [-128, 127], or None (symmetric). y: optional preallocated (N, out_h, out_w, out_c)
-    output, possibly a channel slice of a larger NHWC tensor (Concat)."""
+    output, possibly a channel slice of a larger NHWC tensor (Concat). lut: 256 uint8, then
+    y = lut[y] for every output (out 'u8' only), applied inside the convolution's tasks."""
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
         x = _nhwc_input(x, "x")  # raises the precise error
     elif not x.flags.c_contiguous:
@@ -307,6 +321,13 @@ def conv_u8s8(ConvPacked p not None, x, x_zp, *, out="u8", bias=None, scale=None
         keep.append(wz)
         wzp_v = wz
         wzp_ptr = &wzp_v[0]
+    cdef const uint8_t *lut_ptr = NULL
+    cdef const uint8_t[::1] lut_v
+    if lut is not None:
+        lut_a = _lut_table(lut, out)
+        keep.append(lut_a)
+        lut_v = lut_a
+        lut_ptr = &lut_v[0]
     dtype = _OUT_DTYPES[out]
     cdef Py_ssize_t ldy = p.out_c
     if y is None:
@@ -327,7 +348,7 @@ def conv_u8s8(ConvPacked p not None, x, x_zp, *, out="u8", bias=None, scale=None
     cdef int rc
     cdef int32_t xzp = x_zp
     with nogil:
-        rc = qe_conv_u8s8(p.ptr, &s, xp, xzp, wzp_ptr, &o, <void *>yptr, ldy)
+        rc = qe_conv_u8s8_lut(p.ptr, &s, xp, xzp, wzp_ptr, &o, lut_ptr, <void *>yptr, ldy)
     if rc != QE_OK:
         raise ValueError(f"qe_conv_u8s8 rejected its arguments (code {rc})")
     return y

@@ -197,6 +197,7 @@ cdef struct ConvArgs:
     int32_t x_zp
     const int32_t *w_zp
     qe_output out
+    const uint8_t *lut
     size_t ldy
     RuntimeParams rt
 
@@ -205,22 +206,23 @@ cdef int _run_conv(const void *p, char **slots) noexcept nogil:
     cdef const ConvArgs *c = <const ConvArgs *>p
     cdef qe_output out
     if c.rt.zp_slot < 0 and c.rt.scale_slot < 0:
-        return qe_conv_u8s8(c.p, &c.s, <const uint8_t *>(slots[c.x_slot] + c.x_off), c.x_zp,
-                            c.w_zp, &c.out, slots[c.y_slot] + c.y_off, c.ldy)
+        return qe_conv_u8s8_lut(c.p, &c.s, <const uint8_t *>(slots[c.x_slot] + c.x_off),
+                                c.x_zp, c.w_zp, &c.out, c.lut, slots[c.y_slot] + c.y_off, c.ldy)
     out = c.out
     _runtime_output(&c.rt, slots, &out)
-    return qe_conv_u8s8(c.p, &c.s, <const uint8_t *>(slots[c.x_slot] + c.x_off),
-                        _runtime_zp(&c.rt, slots, c.x_zp), c.w_zp, &out,
-                        slots[c.y_slot] + c.y_off, c.ldy)
+    return qe_conv_u8s8_lut(c.p, &c.s, <const uint8_t *>(slots[c.x_slot] + c.x_off),
+                            _runtime_zp(&c.rt, slots, c.x_zp), c.w_zp, &out, c.lut,
+                            slots[c.y_slot] + c.y_off, c.ldy)
 
 
 def conv_step(str name, ConvPacked p not None, Py_ssize_t batch, Py_ssize_t in_h,
               Py_ssize_t in_w, x, y, x_zp, *, Py_ssize_t ldy=0, w_zp=None, out="u8",
               bias=None, scale=None, zero_point=0, qmin=0, qmax=255, fbias=None,
-              x_zp_from=None, scale_from=None):
+              x_zp_from=None, scale_from=None, lut=None):
     """NHWC convolution of x = (slot, byte offset) [batch, in_h, in_w, in_c] into y = (slot,
     byte offset) [batch, out_h, out_w] pixels of out_c values, pixel stride ldy (default out_c).
-    x_zp_from / scale_from: run-time zero point and f32 scales read from slots (gemm_step)."""
+    x_zp_from / scale_from: run-time zero point and f32 scales read from slots (gemm_step).
+    lut: 256 uint8, then y = lut[y] inside the convolution's tasks (a fused lookup region)."""
     _check_int(x_zp, "x_zp", 0, 255)
     cdef qe_conv_shape s = p.shape
     s.batch, s.in_h, s.in_w = batch, in_h, in_w
@@ -265,6 +267,13 @@ def conv_step(str name, ConvPacked p not None, Py_ssize_t batch, Py_ssize_t in_h
     c.x_zp = x_zp
     c.out = o
     c.ldy = ldy
+    c.lut = NULL
+    cdef const uint8_t[::1] lut_v
+    if lut is not None:
+        lut_a = _lut_table(lut, out)
+        keep.append(lut_a)
+        lut_v = lut_a
+        c.lut = &lut_v[0]
     return st
 
 

@@ -243,20 +243,29 @@ def _conv_lower_int8(self, unit):
                                       groups=self.group)
         return cache[key]
 
-    def make_steps(ctx):
-        shape = ctx.shape(x.name)
-        sp = list(shape[2:]) if rank == 4 else [1, shape[2]]
-        k, s, d, _ = self.window.resolved(rank - 2, wv.shape[2:])
-        out, pb, pe = forward_geometry(self.window, shape[2:], k)
-        if rank == 3:
-            s, d, pb, pe = [1] + s, [1] + d, [0] + pb, [0] + pe
-        p = packed((pb[0], pb[1], pe[0], pe[1]), tuple(s), tuple(d))
-        return [K.conv_step(self.name, p, shape[0], sp[0], sp[1], ctx.slot(x.name),
-                            ctx.slot(y.name), x.zero_point, w_zp=w_zp, bias=bias, **out_args)]
+    def steps_into(dst, table):
+        def make_steps(ctx):
+            shape = ctx.shape(x.name)
+            sp = list(shape[2:]) if rank == 4 else [1, shape[2]]
+            k, s, d, _ = self.window.resolved(rank - 2, wv.shape[2:])
+            out, pb, pe = forward_geometry(self.window, shape[2:], k)
+            if rank == 3:
+                s, d, pb, pe = [1] + s, [1] + d, [0] + pb, [0] + pe
+            p = packed((pb[0], pb[1], pe[0], pe[1]), tuple(s), tuple(d))
+            return [K.conv_step(self.name, p, shape[0], sp[0], sp[1], ctx.slot(x.name),
+                                ctx.slot(dst), x.zero_point, w_zp=w_zp, bias=bias, lut=table,
+                                **out_args)]
+        return make_steps
 
-    return Kernel([x.name], [y.name], make_steps, layouts={x.name: layout},
-                  out_perm=lambda perms, ctx: layout, label="conv", unit=unit,
-                  nbytes=int(ohwi.nbytes))
+    def kernel(dst, table, label):
+        k = Kernel([x.name], [dst], steps_into(dst, table), layouts={x.name: layout},
+                   out_perm=lambda perms, ctx: layout, label=label, unit=unit,
+                   nbytes=int(ohwi.nbytes))
+        if out_args["out"] == "u8" and table is None:
+            k.with_lut = lambda t, d: kernel(d, t, "conv + lookup")
+        return k
+
+    return kernel(y.name, None, "conv")
 
 
 Conv.lower_int8 = _conv_lower_int8

@@ -360,7 +360,36 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
     for n in g.nodes:
         if id(n) in at and at[id(n)].node is None:
             at[id(n)].node = n
+    out.items = _fuse_lookups(out.items, out.aliases, a)
     return out
+
+
+def _fuse_lookups(items: list, aliases: dict, a: "_Analysis") -> list:
+    """A lookup region (glue.lut) whose input only it reads, written by a kernel that can apply
+    a table (Kernel.with_lut: convolutions), runs inside that kernel: each of its tasks looks up
+    the outputs it has just written, in its core's cache, instead of a step that reads and
+    writes the whole tensor again (HardSwish, SiLU after a conv; on 2 threads that step also
+    pulled half its input from the other core)."""
+    readers: dict = {}
+    for k in items:
+        for r in k.reads:
+            readers[r] = readers.get(r, 0) + 1
+    shared = set(aliases) | set(aliases.values()) | set(a.outputs)
+    writer = {k.writes[0]: i for i, k in enumerate(items) if len(k.writes) == 1}
+    fused: dict = {}   # index of the producer -> its fused kernel
+    drop: set = set()  # indices of the lookups it absorbed
+    for i, k in enumerate(items):
+        if k.lut_table is None or len(k.reads) != 1:
+            continue
+        src = k.reads[0]
+        j = writer.get(src)
+        if j is None or j in fused or items[j].with_lut is None or readers.get(src) != 1 or \
+                src in shared:
+            continue
+        fused[j] = items[j].with_lut(k.lut_table, k.writes[0])
+        fused[j].node = items[j].node
+        drop.add(i)
+    return [fused.get(i, k) for i, k in enumerate(items) if i not in drop]
 
 
 def _alias_q(out: Lowered, qnodes: list, a: "_Analysis") -> None:

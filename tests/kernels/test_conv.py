@@ -182,6 +182,44 @@ def test_depthwise_few_rows_split_along_columns(isa, threads, shape, strides):
 
 
 @pytest.mark.parametrize("geom, method", [
+    (dict(groups=40, pads=1), "dwconv"),
+    (dict(), "gemm_1x1"),
+    (dict(pads=1), "gemm_im2col"),            # interior strips read in place
+    (dict(pads=1, groups=2), "gemm_im2col"),  # per-group im2col blocks
+])
+def test_fused_lookup_equals_conv_then_table(isa, threads, geom, method):
+    """conv_u8s8(lut=t) is t[conv_u8s8()] for every output, whichever task wrote it: into a
+    channel slice of a wider tensor (the bytes beside it untouched), with a map that splits
+    along rows and columns on 2 threads."""
+    rng = np.random.default_rng(len(method) + 7 * geom.get("groups", 1))
+    x = rng.integers(0, 256, (2, 9, 37, 40), dtype=np.uint8)
+    g = geom.get("groups", 1)
+    k = 3 if geom.get("pads") else 1
+    wt = rng.integers(-128, 128, (40, k, k, 40 // g), dtype=np.int8)
+    p = K.ConvPacked(wt, **geom)
+    assert p.method == method
+    kw = dict(bias=rng.integers(-2**12, 2**12, 40, dtype=np.int32),
+              scale=(10.0 ** rng.uniform(-4, -2, 40)).astype(np.float32), zero_point=120)
+    table = rng.permutation(256).astype(np.uint8)
+    want = table[K.conv_u8s8(p, x, 9, **kw)]
+    big = np.full((*want.shape[:3], 47), 77, np.uint8)
+    got = K.conv_u8s8(p, x, 9, lut=table, y=big[..., 3:43], **kw)
+    assert_same(got, want)
+    assert (big[..., :3] == 77).all() and (big[..., 43:] == 77).all()
+
+
+def test_fused_lookup_rejects_bad_tables():
+    p = K.ConvPacked(np.ones((4, 1, 1, 4), np.int8))
+    x = np.zeros((1, 2, 2, 4), np.uint8)
+    with pytest.raises(ValueError, match="256 uint8"):
+        K.conv_u8s8(p, x, 0, scale=0.1, lut=np.arange(255, dtype=np.uint8))
+    with pytest.raises(ValueError, match="256 uint8"):
+        K.conv_u8s8(p, x, 0, scale=0.1, lut=np.arange(256, dtype=np.int32))
+    with pytest.raises(ValueError, match="uint8 outputs"):
+        K.conv_u8s8(p, x, 0, out="i32", lut=np.arange(256, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("geom, method", [
     (dict(groups=8), "dwconv"),
     (dict(), "gemm_1x1"),
     (dict(groups=2), "gemm_1x1"),
