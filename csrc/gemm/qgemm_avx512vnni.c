@@ -196,30 +196,25 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT4("zmm4", "zmm24", "zmm25", "zmm26", "zmm27") \
     QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT4("zmm5", "zmm28", "zmm29", "zmm30", "zmm31") \
     QE_ASM_LOOP_END(256)
-/* The 24 accumulators of a 6 x 64 tile and their offsets in acc[6][64], for X(reg, offset). */
-#define QE_ASM_ACC_6x64(X)                                                                      \
-    X("zmm8", 0) X("zmm9", 64) X("zmm10", 128) X("zmm11", 192)                                  \
-    X("zmm12", 256) X("zmm13", 320) X("zmm14", 384) X("zmm15", 448)                             \
-    X("zmm16", 512) X("zmm17", 576) X("zmm18", 640) X("zmm19", 704)                             \
-    X("zmm20", 768) X("zmm21", 832) X("zmm22", 896) X("zmm23", 960)                             \
-    X("zmm24", 1024) X("zmm25", 1088) X("zmm26", 1152) X("zmm27", 1216)                         \
-    X("zmm28", 1280) X("zmm29", 1344) X("zmm30", 1408) X("zmm31", 1472)
-/* The 24 accumulators of a 6 x 64 tile start from the column terms of their vector. */
-#define QE_ASM_INIT_6x64                                                                        \
-    QE_ASM_INIT("zmm8", 0) QE_ASM_INIT("zmm9", 64) QE_ASM_INIT("zmm10", 128) QE_ASM_INIT("zmm11", 192) \
-    QE_ASM_INIT("zmm12", 0) QE_ASM_INIT("zmm13", 64) QE_ASM_INIT("zmm14", 128) QE_ASM_INIT("zmm15", 192) \
-    QE_ASM_INIT("zmm16", 0) QE_ASM_INIT("zmm17", 64) QE_ASM_INIT("zmm18", 128) QE_ASM_INIT("zmm19", 192) \
-    QE_ASM_INIT("zmm20", 0) QE_ASM_INIT("zmm21", 64) QE_ASM_INIT("zmm22", 128) QE_ASM_INIT("zmm23", 192) \
-    QE_ASM_INIT("zmm24", 0) QE_ASM_INIT("zmm25", 64) QE_ASM_INIT("zmm26", 128) QE_ASM_INIT("zmm27", 192) \
-    QE_ASM_INIT("zmm28", 0) QE_ASM_INIT("zmm29", 64) QE_ASM_INIT("zmm30", 128) QE_ASM_INIT("zmm31", 192)
-
+/* The 24 accumulators of a 6 x 64 tile, their offsets in acc[6][64] and of their vector's
+ * column terms in ct, for X(reg, acc offset, ct offset). */
+#define QE_ASM_ACC_6x64(X)  \
+    X("zmm8", 0, 0) X("zmm9", 64, 64) X("zmm10", 128, 128) X("zmm11", 192, 192) \
+    X("zmm12", 256, 0) X("zmm13", 320, 64) X("zmm14", 384, 128) X("zmm15", 448, 192) \
+    X("zmm16", 512, 0) X("zmm17", 576, 64) X("zmm18", 640, 128) X("zmm19", 704, 192) \
+    X("zmm20", 768, 0) X("zmm21", 832, 64) X("zmm22", 896, 128) X("zmm23", 960, 192) \
+    X("zmm24", 1024, 0) X("zmm25", 1088, 64) X("zmm26", 1152, 128) X("zmm27", 1216, 192) \
+    X("zmm28", 1280, 0) X("zmm29", 1344, 64) X("zmm30", 1408, 128) X("zmm31", 1472, 192)
+#define QE_ASM_INIT_AT(c, off, ct_off) QE_ASM_INIT(c, ct_off)
+#define QE_ASM_LOAD_AT(c, off, ct_off) QE_ASM_LOAD(c, off)
+#define QE_ASM_STORE_AT(c, off, ct_off) QE_ASM_STORE(c, off)
 
 static void dot_6x64_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
                                 const int32_t *ct, int32_t acc[6 * 64]) {
     QE_ASSERT(groups > 0);
     const uint8_t *a3 = a0 + 3 * lda;
-    __asm__ volatile(QE_ASM_INIT_6x64 QE_ASM_LOOP_6x64
-                     QE_ASM_ACC_6x64(QE_ASM_STORE) QE_ASM_OPERANDS);
+    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_INIT_AT) QE_ASM_LOOP_6x64
+                     QE_ASM_ACC_6x64(QE_ASM_STORE_AT) QE_ASM_OPERANDS);
 }
 
 /* The same k loop continuing from the sums in acc (segmented A: one call per segment). */
@@ -227,8 +222,8 @@ static void dot_6x64_acc_avx512vnni(const uint8_t *a0, size_t lda, const int8_t 
                                     size_t groups, const int32_t *ct, int32_t acc[6 * 64]) {
     QE_ASSERT(groups > 0);
     const uint8_t *a3 = a0 + 3 * lda;
-    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_LOAD) QE_ASM_LOOP_6x64
-                     QE_ASM_ACC_6x64(QE_ASM_STORE) QE_ASM_OPERANDS);
+    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_LOAD_AT) QE_ASM_LOOP_6x64
+                     QE_ASM_ACC_6x64(QE_ASM_STORE_AT) QE_ASM_OPERANDS);
 }
 
 static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
