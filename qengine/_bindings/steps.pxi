@@ -218,11 +218,12 @@ cdef int _run_conv(const void *p, char **slots) noexcept nogil:
 def conv_step(str name, ConvPacked p not None, Py_ssize_t batch, Py_ssize_t in_h,
               Py_ssize_t in_w, x, y, x_zp, *, Py_ssize_t ldy=0, w_zp=None, out="u8",
               bias=None, scale=None, zero_point=0, qmin=0, qmax=255, fbias=None,
-              x_zp_from=None, scale_from=None, lut=None):
+              x_zp_from=None, scale_from=None, lut=None, str op="Conv"):
     """NHWC convolution of x = (slot, byte offset) [batch, in_h, in_w, in_c] into y = (slot,
     byte offset) [batch, out_h, out_w] pixels of out_c values, pixel stride ldy (default out_c).
     x_zp_from / scale_from: run-time zero point and f32 scales read from slots (gemm_step).
-    lut: 256 uint8, then y = lut[y] inside the convolution's tasks (a fused lookup region)."""
+    lut: 256 uint8, then y = lut[y] inside the convolution's tasks (a fused lookup region);
+    op: the name profiles show ("Conv+HardSwish")."""
     _check_int(x_zp, "x_zp", 0, 255)
     cdef qe_conv_shape s = p.shape
     s.batch, s.in_h, s.in_w = batch, in_h, in_w
@@ -250,7 +251,7 @@ def conv_step(str name, ConvPacked p not None, Py_ssize_t batch, Py_ssize_t in_h
     cdef RuntimeParams rt
     _bind_runtime(&rt, extents, out, p.out_c, x_zp_from, scale_from)
     ops = 2.0 * pixels * p.out_c * s.kernel_h * s.kernel_w * (s.in_c // s.groups)
-    cdef NativeStep st = _native_step(name, "Conv", _run_conv, sizeof(ConvArgs), keep, extents, ops)
+    cdef NativeStep st = _native_step(name, op, _run_conv, sizeof(ConvArgs), keep, extents, ops)
     cdef ConvArgs *c = <ConvArgs *>st.args
     c.rt = rt
     cdef int32_t[::1] wzv

@@ -243,7 +243,7 @@ def _conv_lower_int8(self, unit):
                                       groups=self.group)
         return cache[key]
 
-    def steps_into(dst, table):
+    def steps_into(dst, table, op):
         def make_steps(ctx):
             shape = ctx.shape(x.name)
             sp = list(shape[2:]) if rank == 4 else [1, shape[2]]
@@ -254,18 +254,18 @@ def _conv_lower_int8(self, unit):
             p = packed((pb[0], pb[1], pe[0], pe[1]), tuple(s), tuple(d))
             return [K.conv_step(self.name, p, shape[0], sp[0], sp[1], ctx.slot(x.name),
                                 ctx.slot(dst), x.zero_point, w_zp=w_zp, bias=bias, lut=table,
-                                **out_args)]
+                                op=op, **out_args)]
         return make_steps
 
-    def kernel(dst, table, label):
-        k = Kernel([x.name], [dst], steps_into(dst, table), layouts={x.name: layout},
-                   out_perm=lambda perms, ctx: layout, label=label, unit=unit,
+    def kernel(dst, table, op):
+        k = Kernel([x.name], [dst], steps_into(dst, table, op), layouts={x.name: layout},
+                   out_perm=lambda perms, ctx: layout, label=op.lower(), unit=unit,
                    nbytes=int(ohwi.nbytes))
         if out_args["out"] == "u8" and table is None:
-            k.with_lut = lambda t, d: kernel(d, t, "conv + lookup")
+            k.with_lut = lambda t, d, ops: kernel(d, t, f"Conv+{ops}")
         return k
 
-    return kernel(y.name, None, "conv")
+    return kernel(y.name, None, "Conv")
 
 
 Conv.lower_int8 = _conv_lower_int8

@@ -213,6 +213,7 @@ class Kernel:
     fused_nodes: list = field(default_factory=list)  # later nodes it also runs (lower_native)
     precision: str = "int8"   # what the kernel computes in: "int8", or "float" (a native float op)
     lut_table: Optional[np.ndarray] = None  # a lookup region (glue.lut): its 256-entry table
-    # with_lut(table, dst): the same kernel writing table[its uint8 output] into tensor dst
-    # (lowering's lookup fusion); None where the kernel cannot apply a table
+    lut_ops: str = ""                       # ... and the ops it runs ("HardSwish", "Mul+Sigmoid")
+    # with_lut(table, dst, ops): the same kernel writing table[its uint8 output] into tensor
+    # dst (lowering's lookup fusion); None where the kernel cannot apply a table
     with_lut: Optional[Callable] = None

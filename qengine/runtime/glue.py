@@ -143,7 +143,8 @@ def lut(g: Graph, nodes: list, x: QTensor, y: QTensor) -> Kernel:
         n = int(np.prod(ctx.shape(y.name)))
         return [K.lut_step(nodes[0].name, n, ctx.slot(x.name), ctx.slot(y.name), table,
                            "+".join(n.op_type for n in nodes))] if n else []
-    return Kernel([x.name], [y.name], make_steps, label=label, node=nodes[0], lut_table=table)
+    return Kernel([x.name], [y.name], make_steps, label=label, node=nodes[0], lut_table=table,
+                  lut_ops="+".join(n.op_type for n in nodes))
 
 
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")

@@ -386,7 +386,7 @@ def _fuse_lookups(items: list, aliases: dict, a: "_Analysis") -> list:
         if j is None or j in fused or items[j].with_lut is None or readers.get(src) != 1 or \
                 src in shared:
             continue
-        fused[j] = items[j].with_lut(k.lut_table, k.writes[0])
+        fused[j] = items[j].with_lut(k.lut_table, k.writes[0], k.lut_ops)
         fused[j].node = items[j].node
         drop.add(i)
     return [fused.get(i, k) for i, k in enumerate(items) if i not in drop]

@@ -33,14 +33,14 @@ def _conv_hardswish(branch: bool):
 
 
 def _compiled(m, calib, feeds, fuse: bool):
-    """(outputs, step names) of the quantized model, compiled with or without the fusion."""
+    """(outputs, {step name: op}) of the quantized model, compiled with or without the fusion."""
     keep = lowering._fuse_lookups
     if not fuse:
         lowering._fuse_lookups = lambda items, aliases, analysis: items
     try:
         q = qengine.quantize(m, calib, progress=False, target_sqnr=None)
         out = q.run(feeds, as_dict=True)
-        names = [s[1] for s in q.run_profiled(feeds)[1]]
+        names = {s[1]: s[0] for s in q.run_profiled(feeds)[1]}   # step name -> op
     finally:
         lowering._fuse_lookups = keep
     return out, names
@@ -60,3 +60,5 @@ def test_lookup_runs_inside_its_conv_with_the_same_bits(threads, branch):
     assert "hswish1" in plain_steps and "sigmoid2" in plain_steps
     assert "sigmoid2" not in fused_steps            # its only reader: the dw conv's tasks
     assert ("hswish1" in fused_steps) == branch     # the Add reads the conv's output too
+    assert fused_steps["dw2"] == "Conv+Sigmoid"     # what profiles show
+    assert fused_steps["conv1"] == ("Conv" if branch else "Conv+HardSwish")
