@@ -48,6 +48,8 @@ typedef struct {
     const int32_t *rowterm; /* [M] rowsum[m] - K * a_zp, when nbzp */
     float lo, hi;           /* U8: clamp bounds qmin - zp, qmax - zp */
     int32_t zp;             /* U8: output zero point */
+    int hi_free;            /* U8: qmax is 255 and every scale < 1, so a tile may leave the top
+                             * clamp to the packs (QE_REQUANT_PACK_U8_INLANE_NOHI) */
 } qe_gemm_epilogue;
 
 /* One register tile: rows x (panel width) outputs over the whole of K, then the output

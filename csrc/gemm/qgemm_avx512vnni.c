@@ -107,12 +107,17 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     (nv > v ? _mm512_mul_ps(_mm512_cvtepi32_ps(QE_TERMS(r, v)),                           \
                             _mm512_load_ps(ep.scale + t->ep_col + 16 * v))                \
             : _mm512_setzero_ps())
-/* The 64 uint8 outputs of row r in column order (the packs work per 128-bit lane). */
-#define QE_REQUANT_ROW(r)                                                                  \
-    _mm512_permutexvar_epi32(                                                              \
-        lane_order, QE_REQUANT_PACK_U8_INLANE(_mm512_, QE_SCALED(r, 0), QE_SCALED(r, 1),    \
-                                              QE_SCALED(r, 2), QE_SCALED(r, 3), u8_hi,      \
-                                              u8_zp16, u8_lo8))
+/* The 64 uint8 outputs of row r in column order (the packs work per 128-bit lane); nohi: a
+ * constant, the epilogue's hi_free. */
+#define QE_REQUANT_ROW(r)                                                                    \
+    _mm512_permutexvar_epi32(                                                                \
+        lane_order,                                                                          \
+        nohi ? QE_REQUANT_PACK_U8_INLANE_NOHI(_mm512_, QE_SCALED(r, 0), QE_SCALED(r, 1),      \
+                                              QE_SCALED(r, 2), QE_SCALED(r, 3), u8_zp16,      \
+                                              u8_lo8)                                         \
+             : QE_REQUANT_PACK_U8_INLANE(_mm512_, QE_SCALED(r, 0), QE_SCALED(r, 1),           \
+                                         QE_SCALED(r, 2), QE_SCALED(r, 3), u8_hi, u8_zp16,    \
+                                         u8_lo8))
 #define QE_STORE_ROW(r)                                                                   \
     if (r < mr) {                                                                         \
         const int32_t rowterm = ep.nbzp ? ep.rowterm[t->row0 + r] : 0;                    \
@@ -125,13 +130,13 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
             _mm512_mask_storeu_epi8(row, cols, QE_REQUANT_ROW(r));                        \
         }                                                                                 \
     }
-#define QE_STORE_KIND(k)                                 \
-    case k: {                                            \
+#define QE_STORE_ROWS(k, nohi_)                           \
+    do {                                                 \
         const qe_out_kind kind = k;                      \
+        const int nohi = nohi_;                          \
         const size_t es = k == QE_OUT_U8 ? 1 : 4;        \
         QE_FOR_ROWS(QE_STORE_ROW)                        \
-        break;                                           \
-    }
+    } while (0)
 /* The output pipeline of a whole tile, one expansion per output kind. The epilogue is copied
  * to a local: stores to C could alias it, and GCC would reload every field after each store. */
 #define QE_STORE_TILE()                                              \
@@ -144,9 +149,14 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
         const __m512i lane_order =                                   \
             _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15); \
         switch (ep.kind) {                                           \
-            QE_STORE_KIND(QE_OUT_I32)                                \
-            QE_STORE_KIND(QE_OUT_F32)                                \
-            QE_STORE_KIND(QE_OUT_U8)                                 \
+        case QE_OUT_I32: QE_STORE_ROWS(QE_OUT_I32, 0); break;        \
+        case QE_OUT_F32: QE_STORE_ROWS(QE_OUT_F32, 0); break;        \
+        case QE_OUT_U8:                                              \
+            if (ep.hi_free)                                          \
+                QE_STORE_ROWS(QE_OUT_U8, 1);                         \
+            else                                                     \
+                QE_STORE_ROWS(QE_OUT_U8, 0);                         \
+            break;                                                   \
         }                                                            \
     } while (0)
 

@@ -38,12 +38,14 @@ static size_t fill_columns(const qe_gemm_packed *p, const qe_output *out, int32_
     int32_t *nbzp = b_zp ? (int32_t *)(buf + 3 * vec) : NULL;
     memset(buf, 0, 4 * vec);
     const int32_t a_mult = uk->a_bias - a_zp;
+    int hi_free = out->kind == QE_OUT_U8 && out->qmax == 255;
     for (size_t n = n_begin; n < n_end; n++) {
         const size_t i = n - base;
         int32_t ct = qe_mul_wrap(a_mult, p->col_sums[n]);
         if (out->bias) ct = qe_add_wrap(ct, out->bias[n]);
         colterm[i] = ct;
         if (out->kind != QE_OUT_I32) scale[i] = out->scale[out->per_channel ? n : 0];
+        hi_free = hi_free && scale[i] < 1.0f;
         if (fbias) fbias[i] = out->fbias[n];
         if (nbzp) nbzp[i] = -b_zp[n];
     }
@@ -55,6 +57,7 @@ static size_t fill_columns(const qe_gemm_packed *p, const qe_output *out, int32_
     ep->zp = out->zero_point;
     ep->lo = (float)(out->qmin - out->zero_point);
     ep->hi = (float)(out->qmax - out->zero_point);
+    ep->hi_free = hi_free;
     return 4 * vec;
 }
 
