@@ -132,6 +132,27 @@ def test_saturating_inputs_are_exact(isa, a_val, b_val, a_zp, b_zp, K):
     assert (got == want).all(), (got.min(), got.max(), want)
 
 
+@pytest.mark.parametrize("scale", [0.9999999, 0.5, 3e-4, 1.0, 1.5])
+@pytest.mark.parametrize("qmax", [255, 254])
+def test_uint8_top_clamp_with_and_without_the_float_min(isa, scale, qmax):
+    """qmax 255 with every scale below 1 leaves the top clamp to the packs (hi_free); scale 1
+    or above, or a lower qmax, keeps the float min. Sums from -2^31 to 2^31 - 1 (extreme
+    bias) and saturating products, at every zero point's edge."""
+    rng = np.random.default_rng(int(scale * 1e7) + qmax)
+    M, N, K = 13, 70, 301
+    a = rng.choice(np.array([0, 255], np.uint8), (M, K))
+    b = rng.choice(np.array([-128, 127], np.int8), (K, N))
+    bias = rng.integers(-2**31, 2**31, N, dtype=np.int64).astype(np.int32)
+    bias[:4] = [2**31 - 1, -2**31, 2**31 - 1 - 255 * 128 * K, 0]
+    scales = np.full(N, scale, np.float32)
+    scales[5] = np.float32(scale) / 2
+    packed = _kernels.GemmPacked(b)
+    for zp in (0, 77, 255):
+        got = run(packed, a, 9, "u8", bias=bias, scale=scales, zero_point=zp, qmax=qmax)
+        want = expected(a, 9, b, "u8", bias=bias, scale=scales, zero_point=zp, qmax=qmax)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_k_above_the_bound_is_rejected():
     with pytest.raises(ValueError, match="exceeds"):
         _kernels.GemmPacked(np.zeros((MAX_K + 1, 2), np.int8))
