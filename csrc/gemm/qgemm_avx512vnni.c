@@ -215,6 +215,14 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     X("zmm20", 768, 0) X("zmm21", 832, 64) X("zmm22", 896, 128) X("zmm23", 960, 192) \
     X("zmm24", 1024, 0) X("zmm25", 1088, 64) X("zmm26", 1152, 128) X("zmm27", 1216, 192) \
     X("zmm28", 1280, 0) X("zmm29", 1344, 64) X("zmm30", 1408, 128) X("zmm31", 1472, 192)
+/* The 18 accumulators of a 6 x 48 tile (rows 256 bytes apart in acc, as for 6 x 64). */
+#define QE_ASM_ACC_6x48(X)  \
+    X("zmm8", 0, 0) X("zmm9", 64, 64) X("zmm10", 128, 128) \
+    X("zmm11", 256, 0) X("zmm12", 320, 64) X("zmm13", 384, 128) \
+    X("zmm14", 512, 0) X("zmm15", 576, 64) X("zmm16", 640, 128) \
+    X("zmm17", 768, 0) X("zmm18", 832, 64) X("zmm19", 896, 128) \
+    X("zmm20", 1024, 0) X("zmm21", 1088, 64) X("zmm22", 1152, 128) \
+    X("zmm23", 1280, 0) X("zmm24", 1344, 64) X("zmm25", 1408, 128)
 #define QE_ASM_INIT_AT(c, off, ct_off) QE_ASM_INIT(c, ct_off)
 #define QE_ASM_LOAD_AT(c, off, ct_off) QE_ASM_LOAD(c, off)
 #define QE_ASM_STORE_AT(c, off, ct_off) QE_ASM_STORE(c, off)
@@ -241,12 +249,7 @@ static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, 
     QE_ASSERT(groups > 0);
     const uint8_t *a3 = a0 + 3 * lda;
     __asm__ volatile(
-        QE_ASM_INIT("zmm8", 0) QE_ASM_INIT("zmm9", 64) QE_ASM_INIT("zmm10", 128)
-        QE_ASM_INIT("zmm11", 0) QE_ASM_INIT("zmm12", 64) QE_ASM_INIT("zmm13", 128)
-        QE_ASM_INIT("zmm14", 0) QE_ASM_INIT("zmm15", 64) QE_ASM_INIT("zmm16", 128)
-        QE_ASM_INIT("zmm17", 0) QE_ASM_INIT("zmm18", 64) QE_ASM_INIT("zmm19", 128)
-        QE_ASM_INIT("zmm20", 0) QE_ASM_INIT("zmm21", 64) QE_ASM_INIT("zmm22", 128)
-        QE_ASM_INIT("zmm23", 0) QE_ASM_INIT("zmm24", 64) QE_ASM_INIT("zmm25", 128)
+        QE_ASM_ACC_6x48(QE_ASM_INIT_AT)
         ".p2align 5\n"
         "1:\n\t"
         "vmovdqa64 (%[b]), %%zmm0\n\t"
@@ -260,12 +263,7 @@ static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, 
         QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT3("zmm4", "zmm20", "zmm21", "zmm22")
         QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT3("zmm5", "zmm23", "zmm24", "zmm25")
         QE_ASM_LOOP_END(192)
-        QE_ASM_STORE("zmm8", 0) QE_ASM_STORE("zmm9", 64) QE_ASM_STORE("zmm10", 128)
-        QE_ASM_STORE("zmm11", 256) QE_ASM_STORE("zmm12", 320) QE_ASM_STORE("zmm13", 384)
-        QE_ASM_STORE("zmm14", 512) QE_ASM_STORE("zmm15", 576) QE_ASM_STORE("zmm16", 640)
-        QE_ASM_STORE("zmm17", 768) QE_ASM_STORE("zmm18", 832) QE_ASM_STORE("zmm19", 896)
-        QE_ASM_STORE("zmm20", 1024) QE_ASM_STORE("zmm21", 1088) QE_ASM_STORE("zmm22", 1152)
-        QE_ASM_STORE("zmm23", 1280) QE_ASM_STORE("zmm24", 1344) QE_ASM_STORE("zmm25", 1408)
+        QE_ASM_ACC_6x48(QE_ASM_STORE_AT)
         QE_ASM_OPERANDS);
 }
 
