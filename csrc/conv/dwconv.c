@@ -179,9 +179,10 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
     const size_t c0 = cb * j->cols_per_task, c1 = QE_MIN(c0 + j->cols_per_task, s->out_w);
     for (size_t r = r0; r < r1; r++) {
         dw_row_span(j, r, c0, c1, chunk, ind);
-        if (j->lut) /* pixels [c0, c1) of row r: C bytes each, ldy apart */
-            qe_lut_rows_inplace(c1 - c0, s->in_c, (uint8_t *)j->y + (r * s->out_w + c0) * j->prm.ldy,
-                                j->prm.ldy, j->lut);
+        if (j->lut) { /* pixels [c0, c1) of row r: C bytes each, ldy apart */
+            uint8_t *row = (uint8_t *)j->y + (r * s->out_w + c0) * j->prm.ldy;
+            qe_lut_rows_inplace(c1 - c0, s->in_c, row, j->prm.ldy, j->lut);
+        }
     }
 }
 

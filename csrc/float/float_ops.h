@@ -45,6 +45,8 @@ static inline float qe_expf_poly(float x) {
  * lane-wise scalar or SSE operations elsewhere -- the same IEEE operations either way. */
 enum { QE_LANES = 8 };
 #if defined(__GNUC__) && !defined(__clang__)
+/* No push/pop: GCC reports -Wpsabi when it expands the functions, past the end of this
+ * header, so the setting has to stay for the including file (the per-ISA float files). */
 #pragma GCC diagnostic ignored "-Wpsabi" /* static inline only: no call crosses an ABI */
 #endif
 typedef float qe_lanes __attribute__((vector_size(QE_LANES * sizeof(float))));

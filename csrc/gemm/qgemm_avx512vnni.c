@@ -165,8 +165,8 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
  * the speed; 6 x 48 loses a third), and asm operands cannot carry 24 of them (GCC allows 30
  * operands, an in/out one counts twice). So the block owns its accumulators: it starts them
  * from the column terms (ct), runs the k loop (zmm0-3 hold B, zmm4/5 alternate as the A
- * broadcast; rows 0-2 address from a0, rows 3-5 from a3) and stores them to acc[6][64]. The C code finishes the tile (tail
- * group, output pipeline). Accumulators: row r, vector v in zmm(8 + nv * r + v). */
+ * broadcast; rows 0-2 address from a0, rows 3-5 from a3) and stores them to acc[6][64]. The
+ * C code finishes the tile (tail group, output pipeline). Accumulators: row r, vector v in zmm(8 + nv * r + v). */
 #define QE_ASM_DOT(reg, b, c) "vpdpbusd %%" b ", %%" reg ", %%" c "\n\t"
 #define QE_ASM_DOT3(reg, c0, c1, c2) \
     QE_ASM_DOT(reg, "zmm0", c0) QE_ASM_DOT(reg, "zmm1", c1) QE_ASM_DOT(reg, "zmm2", c2)

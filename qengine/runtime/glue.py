@@ -137,14 +137,14 @@ def lut(g: Graph, nodes: list, x: QTensor, y: QTensor) -> Kernel:
         return env[out_name]
 
     table = requant_table(region, x, y)
-    label = "lut " + "+".join(n.op_type for n in nodes)
+    ops = "+".join(n.op_type for n in nodes)
 
     def make_steps(ctx):
         n = int(np.prod(ctx.shape(y.name)))
-        return [K.lut_step(nodes[0].name, n, ctx.slot(x.name), ctx.slot(y.name), table,
-                           "+".join(n.op_type for n in nodes))] if n else []
-    return Kernel([x.name], [y.name], make_steps, label=label, node=nodes[0], lut_table=table,
-                  lut_ops="+".join(n.op_type for n in nodes))
+        return [K.lut_step(nodes[0].name, n, ctx.slot(x.name), ctx.slot(y.name), table, ops)] \
+            if n else []
+    return Kernel([x.name], [y.name], make_steps, label="lut " + ops, node=nodes[0],
+                  lut_table=table, lut_ops=ops)
 
 
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
