@@ -37,7 +37,13 @@ typedef enum { QE_CONV_DW = 0, QE_CONV_1X1 = 1, QE_CONV_IM2COL = 2 } qe_conv_met
  * c0 + 16j + 4k + e has position c0 + k * W/4 + 4j + e (qe_dwq_position), and
  *   w[c0 * 4 * nquads + (quad * 4 + k) * W + (4j + e) * 4 + tap % 4]
  * The kernel's accumulators, its init and its per-channel scales follow the positions; two
- * in-lane packs (vpackssdw, vpackuswb) of the four accumulators restore the natural order. */
+ * in-lane packs (vpackssdw, vpackuswb) of the four accumulators restore the natural order.
+ * A 9-tap kernel (3 x 3) also gets the tap triples after the quads, for runs of pixels one
+ * input pixel apart whose taps 3g, 3g+1, 3g+2 address adjacent pixels (qe_dwq_triples): per
+ * triple g and variant v, the same block / k / lane order with the quad bytes
+ *   v = 0: (w[3g], w[3g+1], w[3g+2], 0)      v = 1: (0, w[3g], w[3g+1], w[3g+2])
+ * at w3[c0 * 24 + ((g * 2 + v) * 4 + k) * W + (4j + e) * 4 + byte]: one quad of input pixels
+ * px .. px+3 then serves output pixel px (v = 0) and px + 1 (v = 1). */
 #define QE_DW_TILE 16
 
 typedef enum { QE_DW_PAIRS_S16 = 0, QE_DW_QUADS_S8 = 1 } qe_dw_layout;
@@ -47,6 +53,7 @@ typedef struct {
     size_t ntaps;          /* T, the taps of the kernel window */
     size_t tap_stride;     /* tap pointers per output pixel: T rounded up to the layout's group */
     const void *w;         /* packed in the kernel's layout */
+    const int8_t *w3;      /* QUADS_S8 with 9 taps: the tap triples (above), else NULL */
     const int32_t *init;   /* [round_up(C, 64)], kernel order: bias[c] - x_zp * sum_t w[t][c] */
     const float *scale;    /* QUADS_S8 with per-channel scales: out->scale in kernel order */
     const qe_output *out;  /* output pipeline; its bias is already in init and is ignored */
@@ -133,9 +140,15 @@ static inline size_t qe_dw_tap_group(const qe_dw_ukernel *uk) {
 /* Lay out weights wt[t][c] (taps x C, already w - w_zp; within int8 for QUADS_S8) for `uk`. */
 void qe_dw_pack_weights(const qe_dw_ukernel *uk, size_t taps, size_t channels, const int16_t *wt,
                         void *dst);
+/* QUADS_S8: the bytes of the quads, after which the tap triples of a 9-tap kernel start. */
+static inline size_t qe_dwq_quads_bytes(size_t taps, size_t channels) {
+    return qe_dwq_padded_channels(channels) * QE_DIV_UP(taps, 4) * 4;
+}
+static inline int qe_dwq_has_triples(size_t taps) { return taps == 9; }
 static inline size_t qe_dw_packed_bytes(const qe_dw_ukernel *uk, size_t taps, size_t channels) {
     if (uk->layout == QE_DW_QUADS_S8)
-        return qe_dwq_padded_channels(channels) * QE_DIV_UP(taps, 4) * 4;
+        return qe_dwq_quads_bytes(taps, channels) +
+               (qe_dwq_has_triples(taps) ? qe_dwq_padded_channels(channels) * 24 : 0);
     return QE_ROUND_UP(channels, uk->tile) * QE_DIV_UP(taps, 2) * 2 * sizeof(int16_t);
 }
 

@@ -26,6 +26,7 @@ static void pack_pairs_s16(const qe_dw_ukernel *uk, size_t taps, size_t channels
 
 static void pack_quads_s8(size_t taps, size_t channels, const int16_t *wt, int8_t *dst) {
     const size_t nq = QE_DIV_UP(taps, 4);
+    int8_t *w3 = qe_dwq_has_triples(taps) ? dst + qe_dwq_quads_bytes(taps, channels) : NULL;
     for (size_t c = 0; c < channels; c++) {
         const size_t c0 = c / 64 * 64, W = qe_dwq_block_width(channels, c0), i = c - c0;
         const size_t lane_dword = 4 * (i / 16) + i % 4, k = i % 16 / 4;
@@ -33,6 +34,10 @@ static void pack_quads_s8(size_t taps, size_t channels, const int16_t *wt, int8_
             QE_ASSERT(wt[t * channels + c] >= -128 && wt[t * channels + c] <= 127);
             dst[c0 * 4 * nq + (t / 4 * 4 + k) * W + lane_dword * 4 + t % 4] =
                 (int8_t)wt[t * channels + c];
+            if (w3) /* triple g = t / 3: byte t % 3 of variant 0, byte t % 3 + 1 of variant 1 */
+                for (size_t v = 0; v < 2; v++)
+                    w3[c0 * 24 + ((t / 3 * 2 + v) * 4 + k) * W + lane_dword * 4 + t % 3 + v] =
+                        (int8_t)wt[t * channels + c];
         }
     }
 }
@@ -247,6 +252,9 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     j.ow_hi = ow_hi;
     j.prm = (qe_dw_params){.channels = C, .ntaps = T,
                            .tap_stride = QE_ROUND_UP(T, qe_dw_tap_group(uk)), .w = w,
+                           .w3 = quads && qe_dwq_has_triples(T)
+                                     ? (const int8_t *)w + qe_dwq_quads_bytes(T, C)
+                                     : NULL,
                            .init = init, .scale = perm_scale ? scale : NULL, .out = &o,
                            .ldy = ldy};
     /* About 64K multiply-adds per task, and at least 4 tasks per thread: a map of fewer rows

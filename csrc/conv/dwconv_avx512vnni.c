@@ -175,6 +175,16 @@ static void dwq_output_natural(const dw_out_avx512 *o, const int32_t *acc, size_
         acc##3 = P##dpbusd_epi32(acc##3, P##unpackhi_epi16(h01, h23), w3);                      \
     } while (0)
 
+/* The constants of DWQ_OUTPUT for the block at c0: scales s0..s3 (per channel, in block order,
+ * or the one scale), the top of the float clamp, zero point and qmin. */
+#define DWQ_OUTPUT_CONSTANTS(P, VI, VF)                                                          \
+    const float *sc = p->scale + c0;                                                            \
+    const VF s = P##set1_ps(o->s1f), hi = P##set1_ps(o->hi1);                                   \
+    const VF s0 = p->scale ? P##loadu_ps(sc) : s, s1 = p->scale ? P##loadu_ps(sc + NL) : s;     \
+    const VF s2 = p->scale ? P##loadu_ps(sc + 2 * NL) : s;                                      \
+    const VF s3 = p->scale ? P##loadu_ps(sc + 3 * NL) : s;                                      \
+    const VI zp16 = P##set1_epi16((int16_t)o->zp1), lo8 = P##set1_epi8((char)o->qmin1)
+
 /* The output pipeline of one pixel's accumulators acc##0..3 into dst. */
 #define DWQ_OUTPUT(P, VI, VF, STORE, acc, dst)                                                  \
     do {                                                                                        \
@@ -221,22 +231,21 @@ static void dwq_output_natural(const dw_out_avx512 *o, const int32_t *acc, size_
             if (two) DWQ_QUAD(P, VI, LOAD, b, tpb, offb);                                        \
             if (r <= 4) break;                                                                   \
         }                                                                                        \
-        const float *sc = p->scale + c0;                                                         \
-        const VF s = P##set1_ps(o->s1f), hi = P##set1_ps(o->hi1);                                \
-        const VF s0 = p->scale ? P##loadu_ps(sc) : s, s1 = p->scale ? P##loadu_ps(sc + NL) : s;  \
-        const VF s2 = p->scale ? P##loadu_ps(sc + 2 * NL) : s;                                   \
-        const VF s3 = p->scale ? P##loadu_ps(sc + 3 * NL) : s;                                   \
-        const VI zp16 = P##set1_epi16((int16_t)o->zp1), lo8 = P##set1_epi8((char)o->qmin1);      \
+        DWQ_OUTPUT_CONSTANTS(P, VI, VF);                                                         \
         DWQ_OUTPUT(P, VI, VF, STORE, a, dsta);                                                   \
         if (two) DWQ_OUTPUT(P, VI, VF, STORE, b, dstb);                                          \
     }
 
-DWQ_BLOCK(dwq_block_512, __m512i, __m512, __mmask64, _mm512_, DWQ_LOAD512, DWQ_STORE512,
-          _mm512_setzero_si512(), 4)
-DWQ_BLOCK(dwq_block_256, __m256i, __m256, __mmask32, _mm256_, DWQ_LOAD256, DWQ_STORE256,
-          _mm256_setzero_si256(), 2)
-DWQ_BLOCK(dwq_block_128, __m128i, __m128, __mmask16, _mm_, DWQ_LOAD128, DWQ_STORE128,
+/* A block function in each width: NAME_512 (zmm, 64 channels), NAME_256, NAME_128. */
+#define DWQ_EACH_WIDTH(BLOCK, NAME)                                                             \
+    BLOCK(NAME##_512, __m512i, __m512, __mmask64, _mm512_, DWQ_LOAD512, DWQ_STORE512,          \
+          _mm512_setzero_si512(), 4)                                                            \
+    BLOCK(NAME##_256, __m256i, __m256, __mmask32, _mm256_, DWQ_LOAD256, DWQ_STORE256,          \
+          _mm256_setzero_si256(), 2)                                                            \
+    BLOCK(NAME##_128, __m128i, __m128, __mmask16, _mm_, DWQ_LOAD128, DWQ_STORE128,             \
           _mm_setzero_si128(), 1)
+
+DWQ_EACH_WIDTH(DWQ_BLOCK, dwq_block)
 
 /* Every block of one or two pixels (two and T: compile-time constants after inlining where the
  * caller passes literals). */
@@ -273,6 +282,140 @@ static inline __attribute__((always_inline)) void dwq_run(const qe_dw_params *p,
                    NULL, T, es);
 }
 
+/* ---- QUADS_S8, tap triples over adjacent pixels --------------------------------------------
+ * For a run of output pixels S = 1 or 2 input pixels apart (3 x 3 windows, stride 1 or 2) whose
+ * taps 3g .. 3g+2 address adjacent pixels, output pixel px reads in triple g the input pixels
+ * i .. i + 2 of one row (i = S * px). One quad of input pixels i .. i + 3 (vpunpck{l,h}bw of two
+ * byte pairs, then vpunpck{l,h}wd) serves two outputs:
+ *   S = 1: px with the weights (w0 w1 w2 0) and px + 1 with (0 w0 w1 w2) (the triples, conv.h);
+ *   S = 2: px with (w0 w1 w2 0); the quad i + 2 .. i + 5 serves px + 1 with the same weights.
+ * The byte pairs of the last two input pixels of a pair of outputs begin the next pair's quad:
+ * interleaved once and carried. Per pair of outputs and 64 channels, S = 1 takes 6 input loads
+ * and 18 shuffles, S = 2 12 and 36, against the quads kernel's 18 and 48 (its shuffles bound
+ * it); all take 24 vpdpbusd. Blocks outer, pixels inner, so that the carried pairs, init and
+ * scales stay in registers along the run. */
+#define DWT_BLOCK(NAME, VI, VF, MASK, P, LOAD, STORE, ZERO, LANES)                                \
+    static inline __attribute__((always_inline)) void NAME(                                      \
+        const qe_dw_params *p, const dw_out_avx512 *o, size_t pixels, const uint8_t *const *taps, \
+        const size_t S, char *y, size_t c0, size_t n, MASK m, size_t es) {                       \
+        enum { W = 16 * (LANES), NL = 4 * (LANES), LN = LANES };                               \
+        const size_t C = p->channels, ldy = p->ldy * es;                                         \
+        const int8_t *w = p->w3 + c0 * 24;                                                       \
+        const VI i0 = LOAD(p->init + c0), i1 = LOAD(p->init + c0 + NL);                          \
+        const VI i2 = LOAD(p->init + c0 + 2 * NL), i3 = LOAD(p->init + c0 + 3 * NL);             \
+        DWQ_OUTPUT_CONSTANTS(P, VI, VF);                                                         \
+        const VI z = ZERO;                                                                       \
+        const uint8_t *r0 = taps[0] + c0, *r1 = taps[3] + c0, *r2 = taps[6] + c0;                \
+        /* the carried byte pairs of input pixels (i, i + 1), low and high half, per triple */   \
+        VI l0 = P##unpacklo_epi8(DWQ_LOAD_X(P, LOAD, r0), DWQ_LOAD_X(P, LOAD, r0 + C));          \
+        VI h0 = P##unpackhi_epi8(DWQ_LOAD_X(P, LOAD, r0), DWQ_LOAD_X(P, LOAD, r0 + C));          \
+        VI l1 = P##unpacklo_epi8(DWQ_LOAD_X(P, LOAD, r1), DWQ_LOAD_X(P, LOAD, r1 + C));          \
+        VI h1 = P##unpackhi_epi8(DWQ_LOAD_X(P, LOAD, r1), DWQ_LOAD_X(P, LOAD, r1 + C));          \
+        VI l2 = P##unpacklo_epi8(DWQ_LOAD_X(P, LOAD, r2), DWQ_LOAD_X(P, LOAD, r2 + C));          \
+        VI h2 = P##unpackhi_epi8(DWQ_LOAD_X(P, LOAD, r2), DWQ_LOAD_X(P, LOAD, r2 + C));          \
+        size_t px = 0;                                                                           \
+        /* pairs while every input pixel read is in a window: S = 2 reads i + 5, which is in    \
+         * the window of px + 2 (the carry for it) */                                           \
+        for (; px + 2 + (S - 1) <= pixels; px += 2) {                                            \
+            VI a0 = i0, a1 = i1, a2 = i2, a3 = i3, b0 = i0, b1 = i1, b2 = i2, b3 = i3;           \
+            DWT_TRIPLE(P, VI, LOAD, 0, r0);                                                      \
+            DWT_TRIPLE(P, VI, LOAD, 1, r1);                                                      \
+            DWT_TRIPLE(P, VI, LOAD, 2, r2);                                                      \
+            DWQ_OUTPUT(P, VI, VF, STORE, a, y + px * ldy);                                       \
+            DWQ_OUTPUT(P, VI, VF, STORE, b, y + (px + 1) * ldy);                                 \
+        }                                                                                        \
+        for (; px < pixels; px++) { /* the last pixels alone: their own three input pixels */   \
+            VI a0 = i0, a1 = i1, a2 = i2, a3 = i3;                                               \
+            DWT_SINGLE(P, VI, LOAD, 0, r0);                                                      \
+            DWT_SINGLE(P, VI, LOAD, 1, r1);                                                      \
+            DWT_SINGLE(P, VI, LOAD, 2, r2);                                                      \
+            DWQ_OUTPUT(P, VI, VF, STORE, a, y + px * ldy);                                       \
+        }                                                                                        \
+    }
+
+/* The quad k of a triple: input pixels (i, i+1) from the pairs l / h, (i+2, i+3) from nl / nh. */
+#define DWT_QUADS(P, l, h, nl, nh)                                                               \
+    P##unpacklo_epi16(l, nl), P##unpackhi_epi16(l, nl), P##unpacklo_epi16(h, nh),               \
+        P##unpackhi_epi16(h, nh)
+
+/* Triple g (input row r) of the pair of outputs (px, px + 1). */
+#define DWT_TRIPLE(P, VI, LOAD, g, r)                                                          \
+    do {                                                                                        \
+        const uint8_t *x = r + S * px * C; /* input pixel i */                                  \
+        const VI x2 = DWQ_LOAD_X(P, LOAD, x + 2 * C), x3 = DWQ_LOAD_X(P, LOAD, x + 3 * C);      \
+        const VI nl = P##unpacklo_epi8(x2, x3), nh = P##unpackhi_epi8(x2, x3);                  \
+        const VI q[4] = {DWT_QUADS(P, l##g, h##g, nl, nh)};                                     \
+        const int8_t *wa = w + (g) * 8 * W, *wb = wa + 4 * W;                                   \
+        const VI wa0 = LOAD(wa), wa1 = LOAD(wa + W), wa2 = LOAD(wa + 2 * W);                    \
+        const VI wa3 = LOAD(wa + 3 * W);                                                        \
+        a0 = P##dpbusd_epi32(a0, q[0], wa0);                                                    \
+        a1 = P##dpbusd_epi32(a1, q[1], wa1);                                                    \
+        a2 = P##dpbusd_epi32(a2, q[2], wa2);                                                    \
+        a3 = P##dpbusd_epi32(a3, q[3], wa3);                                                    \
+        if (S == 1) {                                                                           \
+            b0 = P##dpbusd_epi32(b0, q[0], LOAD(wb));                                           \
+            b1 = P##dpbusd_epi32(b1, q[1], LOAD(wb + W));                                       \
+            b2 = P##dpbusd_epi32(b2, q[2], LOAD(wb + 2 * W));                                   \
+            b3 = P##dpbusd_epi32(b3, q[3], LOAD(wb + 3 * W));                                   \
+            l##g = nl;                                                                          \
+            h##g = nh;                                                                          \
+        } else { /* S = 2: px + 1 reads i + 2 .. i + 5 */                                       \
+            const VI x4 = DWQ_LOAD_X(P, LOAD, x + 4 * C), x5 = DWQ_LOAD_X(P, LOAD, x + 5 * C);  \
+            const VI ml = P##unpacklo_epi8(x4, x5), mh = P##unpackhi_epi8(x4, x5);              \
+            const VI q2[4] = {DWT_QUADS(P, nl, nh, ml, mh)};                                    \
+            b0 = P##dpbusd_epi32(b0, q2[0], wa0);                                               \
+            b1 = P##dpbusd_epi32(b1, q2[1], wa1);                                               \
+            b2 = P##dpbusd_epi32(b2, q2[2], wa2);                                               \
+            b3 = P##dpbusd_epi32(b3, q2[3], wa3);                                               \
+            l##g = ml;                                                                          \
+            h##g = mh;                                                                          \
+        }                                                                                       \
+    } while (0)
+
+/* Triple g of output px alone: input pixels i .. i + 2 and a zero for i + 3 (weight 0). */
+#define DWT_SINGLE(P, VI, LOAD, g, r)                                                          \
+    do {                                                                                        \
+        const uint8_t *x = r + S * px * C;                                                      \
+        const VI x0 = DWQ_LOAD_X(P, LOAD, x), x1 = DWQ_LOAD_X(P, LOAD, x + C);                   \
+        const VI x2 = DWQ_LOAD_X(P, LOAD, x + 2 * C);                                            \
+        const VI q[4] = {DWT_QUADS(P, P##unpacklo_epi8(x0, x1), P##unpackhi_epi8(x0, x1),       \
+                                   P##unpacklo_epi8(x2, z), P##unpackhi_epi8(x2, z))};          \
+        const int8_t *wa = w + (g) * 8 * W;                                                     \
+        a0 = P##dpbusd_epi32(a0, q[0], LOAD(wa));                                               \
+        a1 = P##dpbusd_epi32(a1, q[1], LOAD(wa + W));                                           \
+        a2 = P##dpbusd_epi32(a2, q[2], LOAD(wa + 2 * W));                                       \
+        a3 = P##dpbusd_epi32(a3, q[3], LOAD(wa + 3 * W));                                       \
+    } while (0)
+
+DWQ_EACH_WIDTH(DWT_BLOCK, dwt_block)
+
+/* The stride of the triples for this call (1 or 2 input pixels per output), or 0 when they do
+ * not serve it: 9 taps, a stepped run, and each triple's taps on adjacent pixels. */
+static size_t dwt_stride(const qe_dw_params *p, const uint8_t *const *taps, size_t step) {
+    const size_t C = p->channels;
+    if (!p->w3 || p->ntaps != 9 || (step != C && step != 2 * C)) return 0;
+    for (size_t g = 0; g < 3; g++)
+        if (taps[3 * g + 1] != taps[3 * g] + C || taps[3 * g + 2] != taps[3 * g] + 2 * C) return 0;
+    return step / C;
+}
+
+/* Every block (S: a literal, so that each block is compiled per stride). */
+static inline __attribute__((always_inline)) void dwt_run(const qe_dw_params *p,
+                                                         const dw_out_avx512 *o, size_t pixels,
+                                                         const uint8_t *const *taps,
+                                                         const size_t S, void *y, size_t es) {
+    const size_t C = p->channels, c_full = C / 64 * 64, r = C - c_full;
+    for (size_t c0 = 0; c0 < c_full; c0 += 64)
+        dwt_block_512(p, o, pixels, taps, S, y, c0, 64, ~(__mmask64)0, es);
+    if (r > 32)
+        dwt_block_512(p, o, pixels, taps, S, y, c_full, r, ((__mmask64)1 << r) - 1, es);
+    else if (r > 16)
+        dwt_block_256(p, o, pixels, taps, S, y, c_full, r, (__mmask32)(((uint64_t)1 << r) - 1),
+                      es);
+    else if (r > 0)
+        dwt_block_128(p, o, pixels, taps, S, y, c_full, r, (__mmask16)((1u << r) - 1), es);
+}
+
 void qe_dwconv_u8s8_up64c4__avx512vnni(const qe_dw_params *p, size_t pixels,
                                        const uint8_t *const *taps, size_t step, void *y) {
     QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->ntaps > 0 &&
@@ -280,7 +423,12 @@ void qe_dwconv_u8s8_up64c4__avx512vnni(const qe_dw_params *p, size_t pixels,
     QE_ASSERT(p->out->kind == QE_OUT_I32 || !p->out->per_channel || p->scale != NULL);
     const size_t es = qe_output_elem_size(p->out->kind), ts = step ? 0 : p->tap_stride;
     const dw_out_avx512 out = dw_out_setup(p->out);
-    if (p->ntaps == 9) /* 3 x 3: the quad loop unrolled, the tail quad's checks folded */
+    const size_t S = dwt_stride(p, taps, step);
+    if (S == 1)
+        dwt_run(p, &out, pixels, taps, 1, y, es);
+    else if (S == 2)
+        dwt_run(p, &out, pixels, taps, 2, y, es);
+    else if (p->ntaps == 9) /* 3 x 3: the quad loop unrolled, the tail quad's checks folded */
         dwq_run(p, &out, pixels, taps, step, ts, y, 9, es);
     else
         dwq_run(p, &out, pixels, taps, step, ts, y, p->ntaps, es);

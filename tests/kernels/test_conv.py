@@ -163,6 +163,31 @@ def test_depthwise_channel_blocks_and_interior_runs(isa, threads, channels, taps
         assert_same(got, want)
 
 
+@pytest.mark.parametrize("channels", [16, 24, 32, 40, 64, 80, 144])
+@pytest.mark.parametrize("strides, dilations", [((1, 1), (1, 1)), ((2, 2), (1, 1)),
+                                                ((1, 1), (1, 2))])
+def test_depthwise_3x3_tap_triples(isa, channels, strides, dilations):
+    """3 x 3 windows whose taps of a row sit on adjacent pixels: the VNNI kernel interleaves a
+    quad of input pixels once for two outputs (stride 1: weights (w0 w1 w2 0) and (0 w0 w1 w2);
+    stride 2: the next quad, carried) -- runs of odd and even length, so the last pixel alone
+    is taken too, and uint8 (per-tensor and per-channel scales), int32 and float outputs.
+    Dilation 2 puts the taps two pixels apart: the quads kernel then serves the run."""
+    rng = np.random.default_rng(channels + 1000 * strides[0] + 100 * dilations[1])
+    for width in range(3, 13):
+        x = rng.integers(0, 256, (1, 4, width + 2 * dilations[1], channels), dtype=np.uint8)
+        wt = rng.integers(-128, 128, (channels, 3, 3, 1), dtype=np.int8)
+        geom = dict(strides=strides, dilations=dilations, pads=(1, 1, 1, 1), groups=channels)
+        out = ["u8", "u8", "i32", "f32"][width % 4]
+        kw_out = dict(out=out, bias=rng.integers(-2**16, 2**16, channels, dtype=np.int32))
+        if out != "i32":
+            n_scales = channels if width % 3 else 1
+            kw_out["scale"] = (10.0 ** rng.uniform(-4, -2, n_scales)).astype(np.float32)
+        if out == "u8":
+            kw_out.update(zero_point=int(rng.integers(0, 256)))
+        _, got, want = run_both(x, int(rng.integers(0, 256)), wt, None, geom, kw_out)
+        assert_same(got, want)
+
+
 @pytest.mark.parametrize("shape", [(1, 2, 70), (1, 4, 37), (2, 1, 90)])
 @pytest.mark.parametrize("strides", [(1, 1), (2, 1), (1, 2)])
 def test_depthwise_few_rows_split_along_columns(isa, threads, shape, strides):
