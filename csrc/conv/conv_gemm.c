@@ -82,24 +82,31 @@ static inline void fill_run(uint8_t *dst, uint8_t v, size_t n) {
     }
 }
 
-/* The im2col row of an interior window: kernel_h runs of kernel_w * C bytes, each copied with
- * one fixed-size copy of j->copy bytes. A copy runs over into the next run's place, which the
- * next copy overwrites, and the last one into the row's slack past K (lda >= K + 32); a window
- * whose last copy would read past the input takes the exact copies instead. Stems (C = 3) have
- * runs of 9 or 21 bytes, where this halves the im2col time. */
-static inline void im2col_interior(const conv_gemm_job *j, size_t n, size_t oh, size_t ow,
-                                   uint8_t *row) {
+/* The im2col rows of `count` interior windows side by side (output pixels (n, oh, ow ..
+ * ow + count - 1)): kernel_h runs of kernel_w * C bytes each, a window stride_w * C bytes after
+ * the previous. Each run is copied with one fixed-size copy of j->copy bytes: it runs over into
+ * the next run's place, which the next copy overwrites, and the last one into the row's slack
+ * past K (lda >= K + 32). Windows whose last copy would read past the input take exact copies.
+ * Stems (C = 3) have runs of 9 or 21 bytes, where this halves the im2col time; one call per
+ * run of windows (not per row) keeps the loop down to the copies. */
+static void im2col_interior(const conv_gemm_job *j, size_t n, size_t oh, size_t ow, size_t count,
+                            uint8_t *row) {
     const qe_conv_shape *s = j->s;
     const size_t C = s->in_c, run = s->kernel_w * C, step = s->dilation_h * s->in_w * C;
+    const size_t kh = s->kernel_h, adv = s->stride_w * C, lda = j->lda;
     const uint8_t *src = j->x + ((n * s->in_h + oh * s->stride_h - s->pad_top) * s->in_w +
                                  ow * s->stride_w - s->pad_left) * C;
-    if (j->copy == 16 && src + (s->kernel_h - 1) * step + 16 <= j->x_end) {
-        for (size_t ki = 0; ki < s->kernel_h; ki++) memcpy(row + ki * run, src + ki * step, 16);
-    } else if (j->copy == 32 && src + (s->kernel_h - 1) * step + 32 <= j->x_end) {
-        for (size_t ki = 0; ki < s->kernel_h; ki++) memcpy(row + ki * run, src + ki * step, 32);
-    } else {
-        for (size_t ki = 0; ki < s->kernel_h; ki++) copy_run(row + ki * run, src + ki * step, run);
-    }
+    size_t i = 0;
+#define QE_IM2COL_FIXED(COPY)                                                                   \
+    for (; i < count && src + (kh - 1) * step + (COPY) <= j->x_end; i++, src += adv, row += lda) \
+        for (size_t ki = 0; ki < kh; ki++) memcpy(row + ki * run, src + ki * step, (COPY));
+    if (j->copy == 16)
+        QE_IM2COL_FIXED(16)
+    else if (j->copy == 32)
+        QE_IM2COL_FIXED(32)
+#undef QE_IM2COL_FIXED
+    for (; i < count; i++, src += adv, row += lda)
+        for (size_t ki = 0; ki < kh; ki++) copy_run(row + ki * run, src + ki * step, run);
 }
 
 /* The im2col row of a window that reaches outside the input (or of a grouped or dilated
@@ -142,7 +149,7 @@ static void im2col_border(const conv_gemm_job *j, size_t g, size_t n, size_t oh,
 static inline void im2col_row(const conv_gemm_job *j, size_t g, size_t n, size_t oh, size_t ow,
                               uint8_t *row) {
     if (oh >= j->oh_lo && oh < j->oh_hi && ow >= j->ow_lo && ow < j->ow_hi)
-        im2col_interior(j, n, oh, ow, row); /* only set for one group, dilation_w 1 */
+        im2col_interior(j, n, oh, ow, 1, row); /* only set for one group, dilation_w 1 */
     else
         im2col_border(j, g, n, oh, ow, row);
 }
@@ -221,9 +228,17 @@ static void im2col_block(const conv_gemm_job *j, size_t g, size_t m0, size_t row
     QE_ASSERT(a != NULL);
     const qe_conv_shape *s = j->s;
     size_t ow = m0 % s->out_w, oh = (m0 / s->out_w) % s->out_h, n = m0 / (s->out_w * s->out_h);
-    for (size_t r = 0; r < rows; r++) {
-        im2col_row(j, g, n, oh, ow, a + r * j->lda);
-        if (++ow == s->out_w) {
+    for (size_t r = 0; r < rows;) {
+        size_t count = 1; /* rows filled: a run of interior windows, or one other */
+        if (oh >= j->oh_lo && oh < j->oh_hi && ow >= j->ow_lo && ow < j->ow_hi) {
+            count = QE_MIN(j->ow_hi - ow, rows - r);
+            im2col_interior(j, n, oh, ow, count, a + r * j->lda);
+        } else {
+            im2col_border(j, g, n, oh, ow, a + r * j->lda);
+        }
+        r += count;
+        ow += count;
+        if (ow == s->out_w) {
             ow = 0;
             if (++oh == s->out_h) {
                 oh = 0;
