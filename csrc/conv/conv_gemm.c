@@ -23,6 +23,7 @@ enum {
     QE_MAX_BLOCK_ROWS = 1024,
     QE_MIN_BLOCK_COLS = 64,
     QE_MIN_SPLIT_STRIPS = 4, /* a row block split for threads keeps >= 4 tiles of mr rows */
+    QE_SMALL_B_BYTES = 256 * 1024, /* a B this small is split by rows whatever M (see below) */
 };
 
 typedef struct {
@@ -307,12 +308,17 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
     /* Too few tasks for the threads (small maps: late layers, or M = 196 with N = 96): split
      * the dimension whose split re-reads the smaller operand. Another row block streams B
      * (K x N) again; another column block reads A (M x K) again and rebuilds its im2col. Row
-     * blocks stay at least QE_MIN_SPLIT_STRIPS tiles tall; column blocks 64 columns wide. One
+     * blocks stay at least QE_MIN_SPLIT_STRIPS tiles tall; column blocks 64 columns wide. A B
+     * of at most QE_SMALL_B_BYTES (it stays in L2) is split by rows into blocks as small as one
+     * tile, whatever M: MobileNetV2's 1x1 convs on 7 x 7 maps (M = 49, N = 160) had split
+     * their 2.5 panels of columns 2:0.5 between two threads (2 threads: 42 -> 35 us). One
      * thread never splits. No split changes a result. */
     const size_t threads = (size_t)qe_effective_threads();
     const size_t want = 4 * threads;
-    if (threads > 1 && j.M >= p->cout_g && j.row_blocks * s->groups < want) {
-        const size_t most = QE_MAX(1, j.M / (QE_MIN_SPLIT_STRIPS * mr));
+    const int small_b = p->K * p->cout_g <= QE_SMALL_B_BYTES;
+    if (threads > 1 && (j.M >= p->cout_g || small_b) && j.row_blocks * s->groups < want) {
+        const size_t tiles = small_b ? 1 : QE_MIN_SPLIT_STRIPS;
+        const size_t most = QE_MAX(1, j.M / (tiles * mr));
         j.row_blocks = QE_MAX(j.row_blocks, QE_MIN(most, QE_DIV_UP(want, s->groups)));
     }
     /* Blocks of whole tiles (no short tile inside the image), spread evenly (no thin last
