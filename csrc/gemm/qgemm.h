@@ -71,6 +71,9 @@ typedef struct {
      * one segment per kernel row, instead of an im2col copy. */
     const uint8_t *const *seg;
     size_t nseg, seg_len;
+    /* Packed B of the next n-block to prefetch while this tile runs (the asm k loops ask for
+     * 32 bytes per k group from here on), or NULL. */
+    const char *pf;
 } qe_gemm_tile;
 
 typedef void (*qe_gemm_tile_fn)(const qe_gemm_tile *t);

@@ -166,7 +166,10 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
  * operands, an in/out one counts twice). So the block owns its accumulators: it starts them
  * from the column terms (ct), runs the k loop (zmm0-3 hold B, zmm4/5 alternate as the A
  * broadcast; rows 0-2 address from a0, rows 3-5 from a3) and stores them to acc[6][64]. The
- * C code finishes the tile (tail group, output pipeline). Accumulators: row r, vector v in zmm(8 + nv * r + v). */
+ * C code finishes the tile (tail group, output pipeline). Accumulators: row r, vector v in zmm(8 + nv * r + v).
+ * Each k group also prefetches 32 bytes from pf2 (qe_gemm_tile.pf: a slice of the next
+ * n-block's B, or this panel again): late ResNet-18 layers' panels come from DRAM, and with
+ * M = 49 their first strip waited on them (cold B, 7x7 512->512: 790 -> 700 us). */
 #define QE_ASM_DOT(reg, b, c) "vpdpbusd %%" b ", %%" reg ", %%" c "\n\t"
 #define QE_ASM_DOT3(reg, c0, c1, c2) \
     QE_ASM_DOT(reg, "zmm0", c0) QE_ASM_DOT(reg, "zmm1", c1) QE_ASM_DOT(reg, "zmm2", c2)
@@ -176,13 +179,15 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
 #define QE_ASM_INIT(c, ct_off) "vmovdqa64 " #ct_off "(%[ct]), %%" c "\n\t"
 #define QE_ASM_STORE(c, off) "vmovdqa64 %%" c ", " #off "(%[acc])\n\t"
 #define QE_ASM_LOOP_END(bytes)                                                         \
+    "prefetcht0 (%[pf2])\n\t"                                                          \
+    "add $32, %[pf2]\n\t"                                                              \
     "add $4, %[a0]\n\t"                                                                \
     "add $4, %[a3]\n\t"                                                                \
     "add $" #bytes ", %[b]\n\t"                                                        \
     "dec %[n]\n\t"                                                                     \
     "jnz 1b\n\t"
 #define QE_ASM_OPERANDS                                                                 \
-    : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n] "+r"(groups)                       \
+    : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n] "+r"(groups), [pf2] "+r"(pf)       \
     : [lda] "r"(lda), [acc] "r"(acc), [ct] "r"(ct), [pf] "i"(B_PREFETCH)                \
     : "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm8", "zmm9", "zmm10", "zmm11",  \
       "zmm12", "zmm13", "zmm14", "zmm15", "zmm16", "zmm17", "zmm18", "zmm19", "zmm20",   \
@@ -228,7 +233,7 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
 #define QE_ASM_STORE_AT(c, off, ct_off) QE_ASM_STORE(c, off)
 
 static void dot_6x64_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
-                                const int32_t *ct, int32_t acc[6 * 64]) {
+                                const int32_t *ct, int32_t acc[6 * 64], const char *pf) {
     QE_ASSERT(groups > 0);
     const uint8_t *a3 = a0 + 3 * lda;
     __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_INIT_AT) QE_ASM_LOOP_6x64
@@ -237,7 +242,8 @@ static void dot_6x64_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, 
 
 /* The same k loop continuing from the sums in acc (segmented A: one call per segment). */
 static void dot_6x64_acc_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b,
-                                    size_t groups, const int32_t *ct, int32_t acc[6 * 64]) {
+                                    size_t groups, const int32_t *ct, int32_t acc[6 * 64],
+                                    const char *pf) {
     QE_ASSERT(groups > 0);
     const uint8_t *a3 = a0 + 3 * lda;
     __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_LOAD_AT) QE_ASM_LOOP_6x64
@@ -245,7 +251,7 @@ static void dot_6x64_acc_avx512vnni(const uint8_t *a0, size_t lda, const int8_t 
 }
 
 static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
-                                const int32_t *ct, int32_t acc[6 * 64]) {
+                                const int32_t *ct, int32_t acc[6 * 64], const char *pf) {
     QE_ASSERT(groups > 0);
     const uint8_t *a3 = a0 + 3 * lda;
     __asm__ volatile(
@@ -296,7 +302,8 @@ QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
     const int32_t *ct = t->ep->colterm + t->ep_col;
     if (mr == 6 && nv >= 3 && groups >= QE_ASM_MIN_GROUPS) {
         int32_t acc[6 * 64] __attribute__((aligned(64)));
-        (nv == 4 ? dot_6x64_avx512vnni : dot_6x48_avx512vnni)(a0, t->lda, b, groups, ct, acc);
+        (nv == 4 ? dot_6x64_avx512vnni : dot_6x48_avx512vnni)(a0, t->lda, b, groups, ct, acc,
+                                                              t->pf ? t->pf : (const char *)b);
         b += 64 * nv * groups;
         QE_FOR_ROWS(QE_LOAD_ACC_ROW)
     } else {
@@ -330,9 +337,10 @@ static void qe_gemm_u8s8_ukernel_6x64c4_seg__avx512vnni(const qe_gemm_tile *t) {
     const int8_t *b = t->b;
     const size_t groups = t->seg_len / KR;
     const int32_t *ct = t->ep->colterm + t->ep_col;
-    dot_6x64_avx512vnni(t->seg[0], t->lda, b, groups, ct, acc); /* the first starts from ct */
+    dot_6x64_avx512vnni(t->seg[0], t->lda, b, groups, ct, acc, (const char *)b); /* from ct */
     for (size_t s = 1; s < t->nseg; s++)
-        dot_6x64_acc_avx512vnni(t->seg[s], t->lda, b + s * 64 * nv * groups, groups, ct, acc);
+        dot_6x64_acc_avx512vnni(t->seg[s], t->lda, b + s * 64 * nv * groups, groups, ct, acc,
+                                (const char *)b);
     QE_FOR_ROWS(QE_DECLARE_ROW)
     QE_FOR_ROWS(QE_LOAD_ACC_ROW)
     QE_STORE_TILE();

@@ -19,6 +19,10 @@
 /* Packed B bytes one n-block keeps in L2 (a quarter of a 1 MiB L2: room for A, C and the
  * the next panel; 128 KiB to 768 KiB measured within noise of each other). */
 enum { QE_GEMM_L2_BLOCK = 256 * 1024 };
+/* The next n-block is prefetched by the strips of the current one when each strip's share is
+ * at least this (few strips: small M, where B is used a few times and its first strip would
+ * wait on DRAM); with many strips the first strip's wait is spread over all of them. */
+enum { QE_GEMM_PREFETCH_SLICE = 8 * 1024 };
 
 /* Panels per n-block: as many packed panels of B as QE_GEMM_L2_BLOCK holds (at least one). */
 static size_t panels_per_block(const qe_gemm_ukernel *uk, size_t K) {
@@ -107,11 +111,18 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
         QE_ASSERT(prep != NULL);
     }
 
-    const size_t block = panels_per_block(uk, K);
+    const size_t block = panels_per_block(uk, K), strips = QE_DIV_UP(M, mr);
     qe_gemm_tile t = {.K = K, .ep = &ep, .ldc = ldc};
     for (size_t jb = j0; jb < j1; jb += block) {
         const size_t jb_end = QE_MIN(j1, jb + block);
+        /* the next n-block, a slice of it per strip (the tiles of a strip share it) */
+        const char *next = (const char *)p->data + qe_gemm_panel_offset(uk, K, jb_end);
+        const size_t next_bytes = jb_end < j1 ? qe_gemm_panel_offset(uk, K, QE_MIN(j1, jb_end + block)) -
+                                                     qe_gemm_panel_offset(uk, K, jb_end)
+                                               : 0;
+        const size_t slice = QE_DIV_UP(next_bytes, strips);
         for (size_t m0 = 0; m0 < M; m0 += mr) {
+            t.pf = slice >= QE_GEMM_PREFETCH_SLICE ? next + (m0 / mr) * slice : NULL;
             t.rows = QE_MIN(mr, M - m0);
             t.row0 = m0;
             t.a = a + m0 * lda;
