@@ -13,6 +13,16 @@
  * column n0 of the output row. Adds out->bias[n] (int32, wrapping) first. */
 void qe_output_row_ref(const qe_output *out, const int32_t *acc, size_t n0, size_t count, void *dst);
 
+/* The output pipeline of the channels from c0 on: per-channel arrays start at c0 (a group of a
+ * grouped convolution, or a block of channels that one task computes). */
+static inline qe_output qe_output_from_channel(const qe_output *out, size_t c0) {
+    qe_output o = *out;
+    if (o.bias) o.bias += c0;
+    if (o.fbias) o.fbias += c0;
+    if (o.per_channel && o.scale) o.scale += c0;
+    return o;
+}
+
 /* Element size in bytes of an output kind. */
 static inline size_t qe_output_elem_size(qe_out_kind k) { return k == QE_OUT_U8 ? 1 : 4; }
 

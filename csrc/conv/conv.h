@@ -152,6 +152,15 @@ static inline size_t qe_dw_packed_bytes(const qe_dw_ukernel *uk, size_t taps, si
     return QE_ROUND_UP(channels, uk->tile) * QE_DIV_UP(taps, 2) * 2 * sizeof(int16_t);
 }
 
+/* Bytes from the start of packed weights to channel c0, a multiple of 64 (a QUADS_S8 block,
+ * a whole number of PAIRS_S16 tiles): a kernel run over channels [c0, C) reads from there, and
+ * its blocks, init and scales are those of the full run. */
+static inline size_t qe_dw_packed_offset(const qe_dw_ukernel *uk, size_t taps, size_t c0) {
+    QE_ASSERT(c0 % 64 == 0);
+    if (uk->layout == QE_DW_QUADS_S8) return c0 * 4 * QE_DIV_UP(taps, 4);
+    return c0 * QE_DIV_UP(taps, 2) * 2 * sizeof(int16_t);
+}
+
 /* ---- the packed convolution ----------------------------------------------------------------- */
 struct qe_conv_packed {
     qe_conv_shape shape;      /* the fixed part is what counts; spatial sizes as packed */

@@ -155,15 +155,6 @@ static inline void im2col_row(const conv_gemm_job *j, size_t g, size_t n, size_t
         im2col_border(j, g, n, oh, ow, row);
 }
 
-/* The output pipeline of group g: per-channel arrays start at its first output channel. */
-static qe_output group_output(const qe_output *out, size_t c0) {
-    qe_output o = *out;
-    if (o.bias) o.bias += c0;
-    if (o.fbias) o.fbias += c0;
-    if (o.per_channel && o.scale) o.scale += c0;
-    return o;
-}
-
 /* Rows [m0, m0 + rows) of an im2col block, columns [n0, n1), with interior strips read in
  * place: a strip is mr pixels of one output row whose windows lie inside the input; the other
  * pixels (borders, leftovers) are copied by im2col into a compact buffer, multiplied into
@@ -258,7 +249,7 @@ static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
     const size_t m0 = rb * j->block_rows, rows = QE_MIN(j->block_rows, j->M - m0);
     const size_t n0 = cb * j->col_block, n1 = QE_MIN(n0 + j->col_block, p->cout_g);
     const size_t c0 = g * p->cout_g;
-    const qe_output o = group_output(j->out, c0);
+    const qe_output o = qe_output_from_channel(j->out, c0);
     const int32_t *bzp = j->w_zp ? j->w_zp + c0 : NULL;
     void *c = j->y + (m0 * j->ldy + c0) * j->es;
     if (p->method == QE_CONV_1X1) {

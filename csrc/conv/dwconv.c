@@ -95,7 +95,9 @@ typedef struct {
     const uint8_t *lut; /* NULL, or the table each task applies to its outputs */
     char *y;
     size_t es, rows; /* rows: batch * out_h */
-    size_t rows_per_task, col_blocks, cols_per_task; /* the task grid (dw_task) */
+    /* the task grid (dw_task): blocks of rows, of columns, and of channels (64 at least) */
+    size_t rows_per_task, col_blocks, cols_per_task, ch_blocks, ch_per_task;
+    const qe_dw_ukernel *uk;
     size_t ow_lo, ow_hi;            /* output columns whose window is inside the input */
 } dw_job;
 
@@ -171,22 +173,40 @@ static void dw_row_span(const dw_job *j, size_t r, size_t c0, size_t c1, size_t 
     dw_run_indirect(j, r, hi, c1, chunk, ind);
 }
 
-/* A task: a block of output rows, or (maps of few rows) a block of columns of one row. */
+/* A task: a block of output rows, or (maps of few rows) a block of columns of one row, for
+ * every channel or (maps of few pixels) for a block of channels. */
 static void dw_task(void *ctx, size_t task, int thread_index) {
-    const dw_job *j = ctx;
-    const qe_conv_shape *s = j->s;
-    const size_t T2 = j->prm.tap_stride;
+    const dw_job *full = ctx;
+    const qe_conv_shape *s = full->s;
+    const size_t T2 = full->prm.tap_stride;
     const size_t chunk = QE_MAX(1, QE_DW_IND_POINTERS / T2);
     const uint8_t **ind = qe_scratch(2, QE_MIN(chunk, s->out_w) * T2 * sizeof(*ind));
     QE_ASSERT(ind != NULL);
-    const size_t rb = task / j->col_blocks, cb = task % j->col_blocks;
-    const size_t r0 = rb * j->rows_per_task, r1 = QE_MIN(r0 + j->rows_per_task, j->rows);
-    const size_t c0 = cb * j->cols_per_task, c1 = QE_MIN(c0 + j->cols_per_task, s->out_w);
+    const size_t chb = task % full->ch_blocks, cell = task / full->ch_blocks;
+    const size_t rb = cell / full->col_blocks, cb = cell % full->col_blocks;
+    const size_t r0 = rb * full->rows_per_task, r1 = QE_MIN(r0 + full->rows_per_task, full->rows);
+    const size_t c0 = cb * full->cols_per_task, c1 = QE_MIN(c0 + full->cols_per_task, s->out_w);
+    const size_t k0 = chb * full->ch_per_task, k1 = QE_MIN(k0 + full->ch_per_task, s->in_c);
+    /* channels [k0, k1): the same job seen from channel k0 (input and output pointers moved
+     * by k0, the kernel's arrays from its block k0 on; the x_zp rows are x_zp everywhere) */
+    dw_job part = *full;
+    qe_output o = qe_output_from_channel(full->prm.out, k0);
+    if (k0 > 0 || k1 < s->in_c) {
+        part.x += k0;
+        part.y += k0 * full->es;
+        part.prm.channels = k1 - k0;
+        part.prm.w = (const char *)full->prm.w + qe_dw_packed_offset(full->uk, s->kernel_h * s->kernel_w, k0);
+        if (part.prm.w3) part.prm.w3 += k0 * 24;
+        part.prm.init += k0;
+        if (part.prm.scale) part.prm.scale += k0;
+        part.prm.out = &o;
+    }
+    const dw_job *j = &part;
     for (size_t r = r0; r < r1; r++) {
         dw_row_span(j, r, c0, c1, chunk, ind);
-        if (j->lut) { /* pixels [c0, c1) of row r: C bytes each, ldy apart */
+        if (j->lut) { /* pixels [c0, c1) of row r: channels [k0, k1), ldy apart */
             uint8_t *row = (uint8_t *)j->y + (r * s->out_w + c0) * j->prm.ldy;
-            qe_lut_rows_inplace(c1 - c0, s->in_c, row, j->prm.ldy, j->lut);
+            qe_lut_rows_inplace(c1 - c0, k1 - k0, row, j->prm.ldy, j->lut);
         }
     }
 }
@@ -247,7 +267,7 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     qe_output o = *out;
     o.bias = NULL; /* folded into init */
     dw_job j = {.s = s, .x = x, .zp_row = zp_row, .kernel = uk->kernel, .lut = lut, .y = y,
-                .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h};
+                .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h, .uk = uk};
     j.ow_lo = ow_lo;
     j.ow_hi = ow_hi;
     j.prm = (qe_dw_params){.channels = C, .ntaps = T,
@@ -269,6 +289,14 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
         j.col_blocks = QE_MIN(QE_DIV_UP(want, j.rows), QE_MAX(1, s->out_w / QE_DW_MIN_TASK_COLS));
     j.cols_per_task = QE_DIV_UP(s->out_w, j.col_blocks);
     j.col_blocks = QE_DIV_UP(s->out_w, j.cols_per_task);
-    qe_parallel_for(QE_DIV_UP(j.rows, rpt) * j.col_blocks, dw_task, &j);
+    /* Still too few tasks (7 x 7 maps of 960 channels: one row each, 4:3 between two
+     * threads): blocks of 64 channels or more. */
+    const size_t cells = QE_DIV_UP(j.rows, rpt) * j.col_blocks;
+    j.ch_blocks = 1;
+    if (threads > 1 && cells < want)
+        j.ch_blocks = QE_MIN(QE_DIV_UP(want, cells), QE_MAX(1, C / 64));
+    j.ch_per_task = QE_ROUND_UP(QE_DIV_UP(C, j.ch_blocks), 64);
+    j.ch_blocks = QE_DIV_UP(C, j.ch_per_task);
+    qe_parallel_for(cells * j.ch_blocks, dw_task, &j);
     return QE_OK;
 }

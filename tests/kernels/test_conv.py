@@ -206,6 +206,35 @@ def test_depthwise_few_rows_split_along_columns(isa, threads, shape, strides):
     assert_same(got, want)
 
 
+@pytest.mark.parametrize("channels", [128, 144, 200, 960])
+@pytest.mark.parametrize("shape, strides", [((1, 7, 7), (1, 1)), ((1, 14, 14), (2, 2)),
+                                            ((2, 2, 5), (1, 1))])
+def test_depthwise_few_pixels_split_along_channels(isa, threads, channels, shape, strides):
+    """Maps of few rows and columns but many channels (MobileNetV2's 7 x 7 x 960): on 2
+    threads each task takes a block of 64 channels or more, so the kernel runs from channel
+    k0 on (its weights, init and scales from block k0, input, padding and output moved by k0);
+    with and without weight zero points, uint8 with per-channel scales and a fused lookup,
+    int32 and float outputs."""
+    rng = np.random.default_rng(channels + 10 * shape[1] + strides[0])
+    x = rng.integers(0, 256, (*shape, channels), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (channels, 3, 3, 1), dtype=np.int8)
+    geom = dict(strides=strides, pads=(1, 1, 1, 1), groups=channels)
+    table = rng.integers(0, 256, 256, dtype=np.uint8)
+    for w_zp, out in [(None, "u8"), (rng.integers(-128, 128, channels), "u8"), (None, "i32"),
+                      (None, "f32")]:
+        kw_out = dict(out=out, bias=rng.integers(-2**16, 2**16, channels, dtype=np.int32))
+        if out != "i32":
+            kw_out["scale"] = (10.0 ** rng.uniform(-4, -2, channels)).astype(np.float32)
+        if out == "u8":
+            kw_out.update(zero_point=90)
+        p, got, want = run_both(x, 201, wt, w_zp, geom, kw_out)
+        assert p.method == "dwconv"
+        assert_same(got, want)
+        if out == "u8":
+            fused = K.conv_u8s8(p, x, 201, w_zp=w_zp, lut=table, **kw_out)
+            np.testing.assert_array_equal(fused, table[want])
+
+
 @pytest.mark.parametrize("geom, method", [
     (dict(groups=40, pads=1), "dwconv"),
     (dict(), "gemm_1x1"),
