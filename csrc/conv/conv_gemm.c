@@ -320,7 +320,12 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
     j.col_blocks = 1;
     if (threads > 1 && mg_tasks < want) {
         const size_t most = QE_MAX(1, p->cout_g / QE_MIN_BLOCK_COLS);
-        j.col_blocks = QE_MIN(QE_DIV_UP(want, mg_tasks), most);
+        /* im2col: one column block per thread, since each rebuilds the whole A (ResNet-18's
+         * last stage: 226 KB per block) and a block of several panels prefetches its next
+         * panels (qe_gemm_run_blocked); 8 blocks of one panel had those convs at 1.5x on 2
+         * threads, 2 blocks at 1.7x */
+        const size_t col_want = p->method == QE_CONV_IM2COL ? threads : want;
+        j.col_blocks = QE_MIN(QE_DIV_UP(col_want, mg_tasks), most);
     }
     /* Column blocks in whole GEMM tiles, so a split never recomputes part of a tile. */
     j.col_block = QE_ROUND_UP(QE_DIV_UP(p->cout_g, j.col_blocks),
