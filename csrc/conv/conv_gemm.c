@@ -155,6 +155,28 @@ static inline void im2col_row(const conv_gemm_job *j, size_t g, size_t n, size_t
         im2col_border(j, g, n, oh, ow, row);
 }
 
+/* The output pixel (n, oh, ow) of GEMM row m, and the walk along the rows: `count` pixels on
+ * within one output row (count <= out_w - ow), to the next row or image at its end. */
+typedef struct {
+    size_t n, oh, ow;
+} pixel_pos;
+
+static inline pixel_pos pixel_at(const qe_conv_shape *s, size_t m) {
+    return (pixel_pos){.n = m / (s->out_w * s->out_h), .oh = (m / s->out_w) % s->out_h,
+                       .ow = m % s->out_w};
+}
+
+static inline void pixel_advance(const qe_conv_shape *s, pixel_pos *q, size_t count) {
+    q->ow += count;
+    if (q->ow == s->out_w) {
+        q->ow = 0;
+        if (++q->oh == s->out_h) {
+            q->oh = 0;
+            q->n++;
+        }
+    }
+}
+
 /* Rows [m0, m0 + rows) of an im2col block, columns [n0, n1), with interior strips read in
  * place: a strip is mr pixels of one output row whose windows lie inside the input; the other
  * pixels (borders, leftovers) are copied by im2col into a compact buffer, multiplied into
@@ -176,31 +198,25 @@ static void conv_rows_in_place(const conv_gemm_job *j, size_t m0, size_t rows, s
     size_t *row0 = (size_t *)(buf + seg_bytes);
     size_t *other = (size_t *)(buf + seg_bytes + row0_bytes);
     char *tmp = buf + seg_bytes + row0_bytes + other_bytes; /* other rows' outputs, ldc n1 */
-    size_t ow = m0 % s->out_w, oh = (m0 / s->out_w) % s->out_h, n = m0 / (s->out_w * s->out_h);
+    pixel_pos q = pixel_at(s, m0);
     size_t strips = 0, others = 0;
     for (size_t r = 0; r < rows;) {
         size_t step = 1; /* a strip: mr pixels of one row, every window inside the input */
-        if (oh >= j->oh_lo && oh < j->oh_hi && r + mr <= rows && ow >= j->ow_lo &&
-            ow + mr <= j->ow_hi) {
-            const size_t ih0 = oh * s->stride_h - s->pad_top, iw0 = ow * s->stride_w - s->pad_left;
+        if (q.oh >= j->oh_lo && q.oh < j->oh_hi && r + mr <= rows && q.ow >= j->ow_lo &&
+            q.ow + mr <= j->ow_hi) {
+            const size_t ih0 = q.oh * s->stride_h - s->pad_top;
+            const size_t iw0 = q.ow * s->stride_w - s->pad_left;
             for (size_t ki = 0; ki < kh; ki++)
                 seg[strips * kh + ki] =
-                    j->x + ((n * s->in_h + ih0 + ki * s->dilation_h) * s->in_w + iw0) * C;
+                    j->x + ((q.n * s->in_h + ih0 + ki * s->dilation_h) * s->in_w + iw0) * C;
             row0[strips++] = r;
             step = mr;
         } else {
-            im2col_row(j, 0, n, oh, ow, a + others * j->lda);
+            im2col_row(j, 0, q.n, q.oh, q.ow, a + others * j->lda);
             other[others++] = r;
         }
         r += step;
-        ow += step;
-        if (ow == s->out_w) {
-            ow = 0;
-            if (++oh == s->out_h) {
-                oh = 0;
-                n++;
-            }
-        }
+        pixel_advance(s, &q, step);
     }
     if (strips)
         qe_gemm_run_segmented(p->gemm[0], strips, seg, kh, kw * C, s->stride_w * C, row0,
@@ -219,24 +235,17 @@ static void im2col_block(const conv_gemm_job *j, size_t g, size_t m0, size_t row
     uint8_t *a = qe_scratch(2, rows * j->lda);
     QE_ASSERT(a != NULL);
     const qe_conv_shape *s = j->s;
-    size_t ow = m0 % s->out_w, oh = (m0 / s->out_w) % s->out_h, n = m0 / (s->out_w * s->out_h);
+    pixel_pos q = pixel_at(s, m0);
     for (size_t r = 0; r < rows;) {
         size_t count = 1; /* rows filled: a run of interior windows, or one other */
-        if (oh >= j->oh_lo && oh < j->oh_hi && ow >= j->ow_lo && ow < j->ow_hi) {
-            count = QE_MIN(j->ow_hi - ow, rows - r);
-            im2col_interior(j, n, oh, ow, count, a + r * j->lda);
+        if (q.oh >= j->oh_lo && q.oh < j->oh_hi && q.ow >= j->ow_lo && q.ow < j->ow_hi) {
+            count = QE_MIN(j->ow_hi - q.ow, rows - r);
+            im2col_interior(j, q.n, q.oh, q.ow, count, a + r * j->lda);
         } else {
-            im2col_border(j, g, n, oh, ow, a + r * j->lda);
+            im2col_border(j, g, q.n, q.oh, q.ow, a + r * j->lda);
         }
         r += count;
-        ow += count;
-        if (ow == s->out_w) {
-            ow = 0;
-            if (++oh == s->out_h) {
-                oh = 0;
-                n++;
-            }
-        }
+        pixel_advance(s, &q, count);
     }
     qe_gemm_u8s8_serial(p->gemm[g], rows, a, j->lda, j->x_zp, bzp, o, n0, n1, c, j->ldy);
 }
