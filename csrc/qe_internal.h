@@ -22,6 +22,15 @@ void qe_assert_fail(const char *file, int line, const char *cond);
 #define QE_DIV_UP(a, b) (((a) + (b) - 1) / (b))
 #define QE_ROUND_UP(a, b) (QE_DIV_UP(a, b) * (b))
 
+/* Cut `total` items into at most *blocks even blocks whose size is a multiple of `align` (the
+ * last one may be shorter; no block is empty): returns the block size and sets *blocks to the
+ * number of blocks that results. The task grids of the threaded kernels use it. */
+static inline size_t qe_even_blocks(size_t total, size_t *blocks, size_t align) {
+    const size_t size = QE_ROUND_UP(QE_DIV_UP(total, *blocks), align);
+    *blocks = QE_DIV_UP(total, size);
+    return size;
+}
+
 /* Which ISA files this build compiled (set by setup.py per target architecture). */
 #if defined(__x86_64__) || defined(_M_X64)
 #define QE_BUILD_X86 1

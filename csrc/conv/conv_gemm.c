@@ -323,8 +323,7 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
     }
     /* Blocks of whole tiles (no short tile inside the image), spread evenly (no thin last
      * block). */
-    j.block_rows = QE_ROUND_UP(QE_DIV_UP(j.M, j.row_blocks), mr);
-    j.row_blocks = QE_DIV_UP(j.M, j.block_rows);
+    j.block_rows = qe_even_blocks(j.M, &j.row_blocks, mr);
     const size_t mg_tasks = j.row_blocks * s->groups;
     j.col_blocks = 1;
     if (threads > 1 && mg_tasks < want) {
@@ -337,9 +336,7 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
         j.col_blocks = QE_MIN(QE_DIV_UP(col_want, mg_tasks), most);
     }
     /* Column blocks in whole GEMM tiles, so a split never recomputes part of a tile. */
-    j.col_block = QE_ROUND_UP(QE_DIV_UP(p->cout_g, j.col_blocks),
-                              qe_gemm_packed_tile_n(p->gemm[0]));
-    j.col_blocks = QE_DIV_UP(p->cout_g, j.col_block);
+    j.col_block = qe_even_blocks(p->cout_g, &j.col_blocks, qe_gemm_packed_tile_n(p->gemm[0]));
     qe_parallel_for(s->groups * j.row_blocks * j.col_blocks, conv_gemm_task, &j);
     return QE_OK;
 }

@@ -195,7 +195,7 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
         part.x += k0;
         part.y += k0 * full->es;
         part.prm.channels = k1 - k0;
-        part.prm.w = (const char *)full->prm.w + qe_dw_packed_offset(full->uk, s->kernel_h * s->kernel_w, k0);
+        part.prm.w = (const char *)full->prm.w + qe_dw_packed_offset(full->uk, full->prm.ntaps, k0);
         if (part.prm.w3) part.prm.w3 += k0 * 24;
         part.prm.init += k0;
         if (part.prm.scale) part.prm.scale += k0;
@@ -287,16 +287,14 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     j.col_blocks = 1;
     if (threads > 1 && j.rows < want)
         j.col_blocks = QE_MIN(QE_DIV_UP(want, j.rows), QE_MAX(1, s->out_w / QE_DW_MIN_TASK_COLS));
-    j.cols_per_task = QE_DIV_UP(s->out_w, j.col_blocks);
-    j.col_blocks = QE_DIV_UP(s->out_w, j.cols_per_task);
+    j.cols_per_task = qe_even_blocks(s->out_w, &j.col_blocks, 1);
     /* Still too few tasks (7 x 7 maps of 960 channels: one row each, 4:3 between two
      * threads): blocks of 64 channels or more. */
     const size_t cells = QE_DIV_UP(j.rows, rpt) * j.col_blocks;
     j.ch_blocks = 1;
     if (threads > 1 && cells < want)
         j.ch_blocks = QE_MIN(QE_DIV_UP(want, cells), QE_MAX(1, C / 64));
-    j.ch_per_task = QE_ROUND_UP(QE_DIV_UP(C, j.ch_blocks), 64);
-    j.ch_blocks = QE_DIV_UP(C, j.ch_per_task);
+    j.ch_per_task = qe_even_blocks(C, &j.ch_blocks, 64);
     qe_parallel_for(cells * j.ch_blocks, dw_task, &j);
     return QE_OK;
 }

@@ -115,12 +115,15 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
     qe_gemm_tile t = {.K = K, .ep = &ep, .ldc = ldc};
     for (size_t jb = j0; jb < j1; jb += block) {
         const size_t jb_end = QE_MIN(j1, jb + block);
-        /* the next n-block, a slice of it per strip (the tiles of a strip share it) */
-        const char *next = (const char *)p->data + qe_gemm_panel_offset(uk, K, jb_end);
-        const size_t next_bytes = jb_end < j1 ? qe_gemm_panel_offset(uk, K, QE_MIN(j1, jb_end + block)) -
-                                                     qe_gemm_panel_offset(uk, K, jb_end)
-                                               : 0;
-        const size_t slice = QE_DIV_UP(next_bytes, strips);
+        /* the next n-block, if any, and the slice of it each strip prefetches (the tiles of a
+         * strip share it) */
+        const char *next = NULL;
+        size_t slice = 0;
+        if (jb_end < j1) {
+            const size_t lo = qe_gemm_panel_offset(uk, K, jb_end);
+            next = (const char *)p->data + lo;
+            slice = QE_DIV_UP(qe_gemm_panel_offset(uk, K, QE_MIN(j1, jb_end + block)) - lo, strips);
+        }
         for (size_t m0 = 0; m0 < M; m0 += mr) {
             t.pf = slice >= QE_GEMM_PREFETCH_SLICE ? next + (m0 / mr) * slice : NULL;
             t.rows = QE_MIN(mr, M - m0);

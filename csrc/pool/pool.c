@@ -242,8 +242,8 @@ int qe_global_avgpool_u8(size_t batch, size_t hw, size_t channels, const uint8_t
     const size_t threads = (size_t)qe_effective_threads();
     size_t chunks = QE_MAX(1, QE_MIN(QE_DIV_UP(channels, QE_GAVG_CHUNK),
                                      QE_DIV_UP(4 * threads, batch)));
-    j.chunk = QE_ROUND_UP(QE_DIV_UP(channels, chunks), 64);
-    j.chunks = QE_DIV_UP(channels, j.chunk);
+    j.chunk = qe_even_blocks(channels, &chunks, 64);
+    j.chunks = chunks;
     qe_parallel_for(batch * j.chunks, gavg_task, &j);
     return QE_OK;
 }
