@@ -218,14 +218,12 @@ static void conv_rows_in_place(const conv_gemm_job *j, size_t m0, size_t rows, s
         r += step;
         pixel_advance(s, &q, step);
     }
-    if (strips)
-        qe_gemm_run_segmented(p->gemm[0], strips, seg, kh, kw * C, s->stride_w * C, row0,
-                              j->x_zp, o, n0, n1, c, j->ldy);
-    if (others) {
-        qe_gemm_u8s8_serial(p->gemm[0], others, a, j->lda, j->x_zp, NULL, o, n0, n1, tmp, n1);
-        for (size_t i = 0; i < others; i++)
-            memcpy(c + (other[i] * j->ldy + n0) * es, tmp + (i * n1 + n0) * es, (n1 - n0) * es);
-    }
+    const qe_gemm_seg_a sa = {.strips = strips, .seg = seg, .nseg = kh, .seg_len = kw * C,
+                              .seg_lda = s->stride_w * C, .row0 = row0, .rows = others, .a = a,
+                              .lda = j->lda, .c_rows = tmp, .ldc_rows = n1};
+    qe_gemm_run_segmented(p->gemm[0], &sa, j->x_zp, o, n0, n1, c, j->ldy);
+    for (size_t i = 0; i < others; i++)
+        memcpy(c + (other[i] * j->ldy + n0) * es, tmp + (i * n1 + n0) * es, (n1 - n0) * es);
 }
 
 /* The rows of one task through im2col in the thread's scratch, then the GEMM. */

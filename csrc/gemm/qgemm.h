@@ -134,16 +134,30 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
                          int32_t a_zp, const int32_t *b_zp, const qe_output *out, size_t n_begin,
                          size_t n_end, void *c, size_t ldc);
 
-/* Segmented A (a convolution's interior read in place, see qe_gemm_tile.seg): whether
- * p's family can run it with segments of seg_len bytes over columns [n_begin, n_end), and
- * the run itself: `strips` strips of mr rows; strip i has segments seg[i * nseg + s] (row r
- * of segment s at seg[...] + r * lda) and writes its rows at c + row0[i] * ldc. Symmetric
- * weights only (no b_zp). Same results as qe_gemm_u8s8_serial on the materialized rows. */
+/* Segmented A (a convolution's interior read in place, see qe_gemm_tile.seg) and the rows
+ * that could not be (borders, leftovers), materialized: `strips` strips of mr rows, strip i
+ * with segments seg[i * nseg + s] (row r of segment s at seg[...] + r * seg_lda), its rows
+ * written at c + row0[i] * ldc; then `rows` rows at a (stride lda), written at c_rows (stride
+ * ldc_rows, same columns as C). */
+typedef struct {
+    size_t strips;
+    const uint8_t *const *seg;
+    size_t nseg, seg_len, seg_lda;
+    const size_t *row0;
+    size_t rows;
+    const uint8_t *a;
+    size_t lda;
+    void *c_rows;
+    size_t ldc_rows;
+} qe_gemm_seg_a;
+
+/* Whether p's family can run segments of seg_len bytes over columns [n_begin, n_end), and the
+ * run itself, both kinds of rows through each n-block of B in turn. Symmetric weights only
+ * (no b_zp). Same results as qe_gemm_u8s8_serial on the materialized rows. */
 int qe_gemm_segments_ok(const qe_gemm_packed *p, size_t seg_len, size_t n_begin, size_t n_end);
-void qe_gemm_run_segmented(const qe_gemm_packed *p, size_t strips, const uint8_t *const *seg,
-                           size_t nseg, size_t seg_len, size_t lda, const size_t *row0,
-                           int32_t a_zp, const qe_output *out, size_t n_begin, size_t n_end,
-                           void *c, size_t ldc);
+void qe_gemm_run_segmented(const qe_gemm_packed *p, const qe_gemm_seg_a *sa, int32_t a_zp,
+                           const qe_output *out, size_t n_begin, size_t n_end, void *c,
+                           size_t ldc);
 
 /* Column split granularity of a packed object: a column range [n_begin, n_end) whose ends are
  * multiples of this (or N) costs no extra work; other ends recompute the panel they cut. */

@@ -186,15 +186,16 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     "add $" #bytes ", %[b]\n\t"                                                        \
     "dec %[n]\n\t"                                                                     \
     "jnz 1b\n\t"
+#define QE_ASM_CLOBBERS                                                                 \
+    "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm8", "zmm9", "zmm10", "zmm11",    \
+        "zmm12", "zmm13", "zmm14", "zmm15", "zmm16", "zmm17", "zmm18", "zmm19", "zmm20", \
+        "zmm21", "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27", "zmm28", "zmm29", \
+        "zmm30", "zmm31", "memory", "cc"
 #define QE_ASM_OPERANDS                                                                 \
     : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n] "+r"(groups), [pf2] "+r"(pf)       \
     : [lda] "r"(lda), [acc] "r"(acc), [ct] "r"(ct), [pf] "i"(B_PREFETCH)                \
-    : "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm8", "zmm9", "zmm10", "zmm11",  \
-      "zmm12", "zmm13", "zmm14", "zmm15", "zmm16", "zmm17", "zmm18", "zmm19", "zmm20",   \
-      "zmm21", "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27", "zmm28", "zmm29",   \
-      "zmm30", "zmm31", "memory", "cc"
+    : QE_ASM_CLOBBERS
 
-#define QE_ASM_LOAD(c, off) "vmovdqa64 " #off "(%[acc]), %%" c "\n\t"
 #define QE_ASM_LOOP_6x64                                                                              \
     ".p2align 5\n"                                                                                    \
     "1:\n\t"                                                                                          \
@@ -229,7 +230,6 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     X("zmm20", 1024, 0) X("zmm21", 1088, 64) X("zmm22", 1152, 128) \
     X("zmm23", 1280, 0) X("zmm24", 1344, 64) X("zmm25", 1408, 128)
 #define QE_ASM_INIT_AT(c, off, ct_off) QE_ASM_INIT(c, ct_off)
-#define QE_ASM_LOAD_AT(c, off, ct_off) QE_ASM_LOAD(c, off)
 #define QE_ASM_STORE_AT(c, off, ct_off) QE_ASM_STORE(c, off)
 
 static void dot_6x64_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
@@ -240,14 +240,32 @@ static void dot_6x64_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, 
                      QE_ASM_ACC_6x64(QE_ASM_STORE_AT) QE_ASM_OPERANDS);
 }
 
-/* The same k loop continuing from the sums in acc (segmented A: one call per segment). */
-static void dot_6x64_acc_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b,
-                                    size_t groups, const int32_t *ct, int32_t acc[6 * 64],
-                                    const char *pf) {
-    QE_ASSERT(groups > 0);
-    const uint8_t *a3 = a0 + 3 * lda;
-    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_LOAD_AT) QE_ASM_LOOP_6x64
-                     QE_ASM_ACC_6x64(QE_ASM_STORE_AT) QE_ASM_OPERANDS);
+/* The 6 x 64 k loop over segmented A (qe_gemm_tile.seg): nseg segments of `groups` k groups
+ * each, B contiguous across them; the accumulators stay in registers from the column terms
+ * to the final store (a store and reload of the 24 per segment cost 56x56 3x3 convs, K = 576
+ * in three segments, about 3%). */
+static void dot_6x64_seg_avx512vnni(const uint8_t *const *seg, size_t nseg, size_t lda,
+                                    const int8_t *b, size_t groups, const int32_t *ct,
+                                    int32_t acc[6 * 64], const char *pf) {
+    QE_ASSERT(groups > 0 && nseg > 0);
+    const uint8_t *a0, *a3;
+    size_t n;
+    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_INIT_AT)
+                     "2:\n\t"
+                     "mov (%[seg]), %[a0]\n\t"
+                     "lea (%[lda],%[lda],2), %[a3]\n\t"
+                     "add %[a0], %[a3]\n\t"
+                     "mov %[groups], %[n]\n\t"
+                     QE_ASM_LOOP_6x64
+                     "add $8, %[seg]\n\t"
+                     "dec %[nseg]\n\t"
+                     "jnz 2b\n\t"
+                     QE_ASM_ACC_6x64(QE_ASM_STORE_AT)
+                     : [a0] "=&r"(a0), [a3] "=&r"(a3), [b] "+r"(b), [n] "=&r"(n),
+                       [pf2] "+r"(pf), [seg] "+r"(seg), [nseg] "+r"(nseg)
+                     : [lda] "r"(lda), [acc] "r"(acc), [ct] "r"(ct), [groups] "r"(groups),
+                       [pf] "i"(B_PREFETCH)
+                     : QE_ASM_CLOBBERS);
 }
 
 static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
@@ -337,10 +355,9 @@ static void qe_gemm_u8s8_ukernel_6x64c4_seg__avx512vnni(const qe_gemm_tile *t) {
     const int8_t *b = t->b;
     const size_t groups = t->seg_len / KR;
     const int32_t *ct = t->ep->colterm + t->ep_col;
-    dot_6x64_avx512vnni(t->seg[0], t->lda, b, groups, ct, acc, (const char *)b); /* from ct */
-    for (size_t s = 1; s < t->nseg; s++)
-        dot_6x64_acc_avx512vnni(t->seg[s], t->lda, b + s * 64 * nv * groups, groups, ct, acc,
-                                (const char *)b);
+    /* the prefetch slice runs on across the segments (32 bytes per k group) */
+    dot_6x64_seg_avx512vnni(t->seg, t->nseg, t->lda, b, groups, ct, acc,
+                            t->pf ? t->pf : (const char *)b);
     QE_FOR_ROWS(QE_DECLARE_ROW)
     QE_FOR_ROWS(QE_LOAD_ACC_ROW)
     QE_STORE_TILE();

@@ -83,12 +83,44 @@ static void prefetch_rows(const uint8_t *a, size_t lda, size_t rows, size_t K) {
         for (size_t k = 0; k < K; k += 64) __builtin_prefetch(a + r * lda + k, 0, 3);
 }
 
+/* The next n-block after panels [.., jb_end) of [j0, j1), if any: where its packed B starts,
+ * and (in *slice) the share of it each of `strips` strips prefetches -- or NULL when the
+ * shares would be too small to matter. */
+static const char *next_block(const qe_gemm_packed *p, size_t jb_end, size_t j1, size_t block,
+                              size_t strips, size_t *slice) {
+    const qe_gemm_ukernel *uk = p->uk;
+    if (jb_end >= j1) return NULL;
+    const size_t lo = qe_gemm_panel_offset(uk, p->K, jb_end);
+    const size_t hi = qe_gemm_panel_offset(uk, p->K, QE_MIN(j1, jb_end + block));
+    *slice = QE_DIV_UP(hi - lo, strips);
+    return *slice >= QE_GEMM_PREFETCH_SLICE ? (const char *)p->data + lo : NULL;
+}
+
+/* One strip (t->rows rows of A as set in t, C from row `c` on) across panels [jb, jb_end),
+ * columns [n_begin, n_end) stored; segmented tiles when t->seg is set. */
+static void run_strip(const qe_gemm_packed *p, qe_gemm_tile *t, size_t jb, size_t jb_end,
+                      size_t n_begin, size_t n_end, size_t base, char *c, size_t es) {
+    const qe_gemm_ukernel *uk = p->uk;
+    for (size_t j = jb; j < jb_end; j++) {
+        const size_t pbase = j * uk->nr, width = qe_gemm_panel_width(uk, p->N, j);
+        t->b = (const char *)p->data + qe_gemm_panel_offset(uk, p->K, j);
+        t->col_lo = QE_MAX(n_begin, pbase) - pbase;
+        t->col_hi = QE_MIN(n_end, pbase + width) - pbase;
+        t->ep_col = pbase - base;
+        t->c = c + pbase * es;
+        if (t->seg)
+            uk->seg_tile(t);
+        else
+            uk->tiles[(t->rows - 1) * uk->nv_max + width / uk->col_align - 1](t);
+    }
+}
+
 void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, size_t lda,
                          int32_t a_zp, const int32_t *b_zp, const qe_output *out, size_t n_begin,
                          size_t n_end, void *c, size_t ldc) {
     const qe_gemm_ukernel *uk = p->uk;
-    const size_t K = p->K, N = p->N, nr = uk->nr, mr = uk->mr;
-    QE_ASSERT(uk->tiles && n_begin < n_end && n_end <= N && M > 0);
+    const size_t K = p->K, nr = uk->nr, mr = uk->mr;
+    QE_ASSERT(uk->tiles && n_begin < n_end && n_end <= p->N && M > 0);
     const size_t j0 = n_begin / nr, j1 = QE_DIV_UP(n_end, nr);
     const size_t base = j0 * nr, span = (j1 - j0) * nr;
     const size_t es = qe_output_elem_size(out->kind);
@@ -115,17 +147,10 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
     qe_gemm_tile t = {.K = K, .ep = &ep, .ldc = ldc};
     for (size_t jb = j0; jb < j1; jb += block) {
         const size_t jb_end = QE_MIN(j1, jb + block);
-        /* the next n-block, if any, and the slice of it each strip prefetches (the tiles of a
-         * strip share it) */
-        const char *next = NULL;
         size_t slice = 0;
-        if (jb_end < j1) {
-            const size_t lo = qe_gemm_panel_offset(uk, K, jb_end);
-            next = (const char *)p->data + lo;
-            slice = QE_DIV_UP(qe_gemm_panel_offset(uk, K, QE_MIN(j1, jb_end + block)) - lo, strips);
-        }
+        const char *next = next_block(p, jb_end, j1, block, strips, &slice);
         for (size_t m0 = 0; m0 < M; m0 += mr) {
-            t.pf = slice >= QE_GEMM_PREFETCH_SLICE ? next + (m0 / mr) * slice : NULL;
+            t.pf = next ? next + (m0 / mr) * slice : NULL;
             t.rows = QE_MIN(mr, M - m0);
             t.row0 = m0;
             t.a = a + m0 * lda;
@@ -135,16 +160,7 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
                 t.lda = uk->prep_a(t.a, lda, t.rows, K, prep);
                 t.a = prep;
             }
-            for (size_t j = jb; j < jb_end; j++) {
-                const size_t pbase = j * nr, width = qe_gemm_panel_width(uk, N, j);
-                const size_t nv = width / uk->col_align;
-                t.b = (const char *)p->data + qe_gemm_panel_offset(uk, K, j);
-                t.col_lo = QE_MAX(n_begin, pbase) - pbase;
-                t.col_hi = QE_MIN(n_end, pbase + width) - pbase;
-                t.ep_col = pbase - base;
-                t.c = (char *)c + (m0 * ldc + pbase) * es;
-                uk->tiles[(t.rows - 1) * uk->nv_max + nv - 1](&t);
-            }
+            run_strip(p, &t, jb, jb_end, n_begin, n_end, base, (char *)c + m0 * ldc * es, es);
         }
     }
 }
@@ -152,17 +168,18 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
 /* ---- segmented A: a convolution's interior strips read in place ---------------------------- */
 int qe_gemm_segments_ok(const qe_gemm_packed *p, size_t seg_len, size_t n_begin, size_t n_end) {
     const qe_gemm_ukernel *uk = p->uk;
-    return uk->seg_tile != NULL && seg_len > 0 && seg_len % uk->kr == 0 && p->K % seg_len == 0 &&
-           n_begin % uk->nr == 0 && n_end % uk->nr == 0 && n_begin < n_end && n_end <= p->N;
+    return uk->seg_tile != NULL && uk->prep_a == NULL && seg_len > 0 && seg_len % uk->kr == 0 &&
+           p->K % seg_len == 0 && n_begin % uk->nr == 0 && n_end % uk->nr == 0 &&
+           n_begin < n_end && n_end <= p->N;
 }
 
-void qe_gemm_run_segmented(const qe_gemm_packed *p, size_t strips, const uint8_t *const *seg,
-                           size_t nseg, size_t seg_len, size_t lda, const size_t *row0,
-                           int32_t a_zp, const qe_output *out, size_t n_begin, size_t n_end,
-                           void *c, size_t ldc) {
+void qe_gemm_run_segmented(const qe_gemm_packed *p, const qe_gemm_seg_a *sa, int32_t a_zp,
+                           const qe_output *out, size_t n_begin, size_t n_end, void *c,
+                           size_t ldc) {
     const qe_gemm_ukernel *uk = p->uk;
     const size_t K = p->K, nr = uk->nr, mr = uk->mr;
-    QE_ASSERT(qe_gemm_segments_ok(p, seg_len, n_begin, n_end) && nseg * seg_len == K);
+    QE_ASSERT(qe_gemm_segments_ok(p, sa->seg_len, n_begin, n_end) &&
+              sa->nseg * sa->seg_len == K && sa->strips + sa->rows > 0);
     const size_t j0 = n_begin / nr, j1 = n_end / nr, base = j0 * nr, span = (j1 - j0) * nr;
     const size_t es = qe_output_elem_size(out->kind);
     char *buf = qe_scratch(0, 4 * QE_ROUND_UP(span * sizeof(int32_t), 64));
@@ -170,20 +187,36 @@ void qe_gemm_run_segmented(const qe_gemm_packed *p, size_t strips, const uint8_t
     qe_gemm_epilogue ep;
     fill_columns(p, out, a_zp, NULL, n_begin, n_end, base, span, &ep, buf);
     ep.rowterm = NULL;
-    const size_t block = panels_per_block(uk, K);
-    qe_gemm_tile t = {.rows = mr, .K = K, .lda = lda, .ep = &ep, .ldc = ldc, .col_lo = 0,
-                      .col_hi = nr, .nseg = nseg, .seg_len = seg_len};
+    /* Both kinds of strips go through an n-block before the next one starts: the block stays
+     * in L2 for all of them (B of late layers is larger than L2; two passes read it twice). */
+    const size_t block = panels_per_block(uk, K), strips = sa->strips + QE_DIV_UP(sa->rows, mr);
+    qe_gemm_tile t = {.K = K, .ep = &ep};
     for (size_t jb = j0; jb < j1; jb += block) {
         const size_t jb_end = QE_MIN(j1, jb + block);
-        for (size_t i = 0; i < strips; i++) {
-            t.seg = seg + i * nseg;
+        size_t slice = 0, si = 0;
+        const char *next = next_block(p, jb_end, j1, block, strips, &slice);
+        t.rows = mr;
+        t.lda = sa->seg_lda;
+        t.ldc = ldc;
+        t.nseg = sa->nseg;
+        t.seg_len = sa->seg_len;
+        for (size_t i = 0; i < sa->strips; i++, si++) {
+            t.pf = next ? next + si * slice : NULL;
+            t.seg = sa->seg + i * sa->nseg;
             t.a = t.seg[0];
-            for (size_t j = jb; j < jb_end; j++) {
-                t.b = (const char *)p->data + qe_gemm_panel_offset(uk, K, j);
-                t.ep_col = j * nr - base;
-                t.c = (char *)c + (row0[i] * ldc + j * nr) * es;
-                uk->seg_tile(&t);
-            }
+            run_strip(p, &t, jb, jb_end, n_begin, n_end, base, (char *)c + sa->row0[i] * ldc * es,
+                      es);
+        }
+        t.seg = NULL;
+        t.lda = sa->lda;
+        t.ldc = sa->ldc_rows;
+        for (size_t m0 = 0; m0 < sa->rows; m0 += mr, si++) {
+            t.pf = next ? next + si * slice : NULL;
+            t.rows = QE_MIN(mr, sa->rows - m0);
+            t.row0 = m0;
+            t.a = sa->a + m0 * sa->lda;
+            run_strip(p, &t, jb, jb_end, n_begin, n_end, base,
+                      (char *)sa->c_rows + m0 * sa->ldc_rows * es, es);
         }
     }
 }

@@ -130,6 +130,25 @@ def test_interior_read_in_place_matches_numpy(isa, threads, case, into_slice):
     assert_same(got, want)
 
 
+@pytest.mark.parametrize("h, w, cout, stride", [(14, 14, 192, 1), (14, 14, 320, 2),
+                                                 (9, 20, 128, 1), (7, 7, 256, 1)])
+@pytest.mark.parametrize("out", ["u8", "i32"])
+def test_interior_and_border_rows_over_several_blocks_of_b(isa, threads, h, w, cout, stride, out):
+    """Late-layer shapes: K = 2304 puts each 64-column panel of B in an n-block of its own, so
+    in-place strips and the border rows (im2col) take turns in every block; each kind must see
+    every block (a pass that skipped a block for either leaves columns unwritten)."""
+    rng = np.random.default_rng(h * 1000 + cout + stride)
+    x = rng.integers(0, 256, (1, h, w, 256), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (cout, 3, 3, 256), dtype=np.int8)
+    kw_out = dict(out=out, bias=rng.integers(-2**20, 2**20, cout, dtype=np.int32))
+    if out == "u8":
+        kw_out.update(scale=(10.0 ** rng.uniform(-6, -4, cout)).astype(np.float32), zero_point=9)
+    geom = dict(strides=(stride, stride), dilations=(1, 1), pads=(1, 1, 1, 1))
+    p, got, want = run_both(x, 5, wt, None, geom, kw_out)
+    assert p.method == "gemm_im2col"
+    assert_same(got, want)
+
+
 @SETTINGS
 @given(case=conv_case(depthwise=True))
 def test_depthwise_matches_numpy(isa, case):
