@@ -130,16 +130,19 @@ def test_interior_read_in_place_matches_numpy(isa, threads, case, into_slice):
     assert_same(got, want)
 
 
-@pytest.mark.parametrize("h, w, cout, stride", [(14, 14, 192, 1), (14, 14, 320, 2),
-                                                 (9, 20, 128, 1), (7, 7, 256, 1)])
+@pytest.mark.parametrize("n, h, w, cin, cout, stride", [
+    (1, 14, 14, 256, 192, 1), (1, 14, 14, 256, 320, 2), (1, 9, 20, 256, 128, 1),
+    (1, 7, 7, 256, 256, 1), (4, 7, 7, 512, 256, 1)])
 @pytest.mark.parametrize("out", ["u8", "i32"])
-def test_interior_and_border_rows_over_several_blocks_of_b(isa, threads, h, w, cout, stride, out):
-    """Late-layer shapes: K = 2304 puts each 64-column panel of B in an n-block of its own, so
-    in-place strips and the border rows (im2col) take turns in every block; each kind must see
-    every block (a pass that skipped a block for either leaves columns unwritten)."""
-    rng = np.random.default_rng(h * 1000 + cout + stride)
-    x = rng.integers(0, 256, (1, h, w, 256), dtype=np.uint8)
-    wt = rng.integers(-128, 128, (cout, 3, 3, 256), dtype=np.int8)
+def test_interior_and_border_rows_over_several_blocks_of_b(isa, threads, n, h, w, cin, cout,
+                                                           stride, out):
+    """Late-layer shapes: K >= 2304 puts each 64-column panel of B in an n-block of its own,
+    so in-place strips and the border rows (im2col) take turns in every block; each kind must
+    see every block (a pass that skipped a block for either leaves columns unwritten). 4 x 7 x 7
+    with K = 4608 (M = 196) makes 3 row blocks, 4 on 2 threads (whole rounds)."""
+    rng = np.random.default_rng(n * 10000 + h * 1000 + cout + stride)
+    x = rng.integers(0, 256, (n, h, w, cin), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (cout, 3, 3, cin), dtype=np.int8)
     kw_out = dict(out=out, bias=rng.integers(-2**20, 2**20, cout, dtype=np.int32))
     if out == "u8":
         kw_out.update(scale=(10.0 ** rng.uniform(-6, -4, cout)).astype(np.float32), zero_point=9)
