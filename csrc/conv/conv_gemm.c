@@ -36,7 +36,7 @@ typedef struct {
     const uint8_t *lut;            /* NULL, or the table each task applies to its outputs */
     char *y;
     size_t ldy, es;                /* output pixel stride (elements), element size */
-    size_t M, block_rows, row_blocks, col_block, col_blocks;
+    size_t M, mr, strips, row_blocks, col_block, col_blocks;
     size_t lda;                    /* im2col row stride */
     int segmented;                 /* interior strips may be read in place (conv_rows_in_place) */
     /* Interior windows (every tap inside the input) of a contiguous kernel row (one group,
@@ -253,7 +253,9 @@ static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
     const qe_conv_packed *p = j->p;
     const size_t cb = task % j->col_blocks, rb = (task / j->col_blocks) % j->row_blocks;
     const size_t g = task / (j->col_blocks * j->row_blocks);
-    const size_t m0 = rb * j->block_rows, rows = QE_MIN(j->block_rows, j->M - m0);
+    /* block rb: strips [rb * strips / row_blocks, (rb + 1) * strips / row_blocks) */
+    const size_t m0 = rb * j->strips / j->row_blocks * j->mr;
+    const size_t rows = QE_MIN((rb + 1) * j->strips / j->row_blocks * j->mr, j->M) - m0;
     const size_t n0 = cb * j->col_block, n1 = QE_MIN(n0 + j->col_block, p->cout_g);
     const size_t c0 = g * p->cout_g;
     const qe_output o = qe_output_from_channel(j->out, c0);
@@ -319,25 +321,21 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
         const size_t most = QE_MAX(1, j.M / (tiles * mr));
         j.row_blocks = QE_MAX(j.row_blocks, QE_MIN(most, QE_DIV_UP(want, s->groups)));
     }
-    /* Blocks of whole tiles (no short tile inside the image), spread evenly (no thin last
-     * block). */
-    j.block_rows = qe_even_blocks(j.M, &j.row_blocks, mr);
+    /* Row blocks of whole tiles (no short tile inside the image) whose sizes differ by at most
+     * one tile, the larger ones spread out: a thread's range of consecutive tasks gets its
+     * share (blocks of one size and a short last one gave the first thread 408 rows of 784 and
+     * the second 376 on 2 threads; the second waited). */
+    j.mr = mr;
+    j.strips = QE_DIV_UP(j.M, mr);
+    j.row_blocks = QE_MIN(j.row_blocks, j.strips);
     /* Whole rounds: a few blocks that the threads do not divide leave a thread idle in the
      * last round (ResNet-18's last stage at batch 8: 5 row blocks on 2 threads, 3 rounds of
      * work in the time of 2.5). More blocks only stream B once more each, so take the next
      * count, up to twice as many, that gives every thread the same number of tasks. */
-    if (threads > 1 && j.row_blocks > 1 && j.row_blocks * s->groups < 4 * want &&
-        j.row_blocks * s->groups % threads) {
-        const size_t strips = QE_DIV_UP(j.M, mr);
-        for (size_t try = j.row_blocks + 1; try <= QE_MIN(2 * j.row_blocks, strips); try++) {
-            size_t blocks = try;
-            const size_t rows = qe_even_blocks(j.M, &blocks, mr);
-            if (blocks * s->groups % threads == 0) {
-                j.row_blocks = blocks;
-                j.block_rows = rows;
-                break;
-            }
-        }
+    if (threads > 1 && j.row_blocks > 1 && j.row_blocks * s->groups < 4 * want) {
+        size_t blocks = j.row_blocks;
+        while (blocks * s->groups % threads) blocks++;
+        if (blocks <= QE_MIN(2 * j.row_blocks, j.strips)) j.row_blocks = blocks;
     }
     const size_t mg_tasks = j.row_blocks * s->groups;
     j.col_blocks = 1;
