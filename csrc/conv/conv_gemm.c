@@ -36,7 +36,8 @@ typedef struct {
     const uint8_t *lut;            /* NULL, or the table each task applies to its outputs */
     char *y;
     size_t ldy, es;                /* output pixel stride (elements), element size */
-    size_t M, mr, strips, row_blocks, col_block, col_blocks;
+    size_t M, mr, strips, row_blocks;  /* rows: M in strips of mr, cut into row_blocks */
+    size_t nr, panels, col_blocks;      /* columns: cout_g in panels of nr, into col_blocks */
     size_t lda;                    /* im2col row stride */
     int segmented;                 /* interior strips may be read in place (conv_rows_in_place) */
     /* Interior windows (every tap inside the input) of a contiguous kernel row (one group,
@@ -253,10 +254,12 @@ static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
     const qe_conv_packed *p = j->p;
     const size_t cb = task % j->col_blocks, rb = (task / j->col_blocks) % j->row_blocks;
     const size_t g = task / (j->col_blocks * j->row_blocks);
-    /* block rb: strips [rb * strips / row_blocks, (rb + 1) * strips / row_blocks) */
+    /* block rb: strips [rb * strips / row_blocks, (rb + 1) * strips / row_blocks); likewise
+     * the panels of column block cb */
     const size_t m0 = rb * j->strips / j->row_blocks * j->mr;
     const size_t rows = QE_MIN((rb + 1) * j->strips / j->row_blocks * j->mr, j->M) - m0;
-    const size_t n0 = cb * j->col_block, n1 = QE_MIN(n0 + j->col_block, p->cout_g);
+    const size_t n0 = cb * j->panels / j->col_blocks * j->nr;
+    const size_t n1 = QE_MIN((cb + 1) * j->panels / j->col_blocks * j->nr, p->cout_g);
     const size_t c0 = g * p->cout_g;
     const qe_output o = qe_output_from_channel(j->out, c0);
     const int32_t *bzp = j->w_zp ? j->w_zp + c0 : NULL;
@@ -305,51 +308,60 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
     size_t br = block_bytes / j.lda;
     br = QE_MAX(QE_MIN_BLOCK_ROWS, QE_MIN(QE_MAX_BLOCK_ROWS, br / 16 * 16));
     j.row_blocks = QE_DIV_UP(j.M, br);
+    /* Blocks of whole tiles (no short tile inside the image) whose sizes differ by at most one
+     * tile, the larger ones spread out (conv_gemm_task): a thread's range of consecutive tasks
+     * gets its share (blocks of one size and a short last one gave the first thread 408 rows
+     * of 784 and the second 376 on 2 threads; the second waited). */
+    j.mr = mr;
+    j.strips = QE_DIV_UP(j.M, mr);
+    j.nr = qe_gemm_packed_tile_n(p->gemm[0]);
+    j.panels = QE_DIV_UP(p->cout_g, j.nr);
+    j.row_blocks = QE_MIN(j.row_blocks, j.strips);
+    j.col_blocks = 1;
     /* Too few tasks for the threads (small maps: late layers, or M = 196 with N = 96): split
      * the dimension whose split re-reads the smaller operand. Another row block streams B
      * (K x N) again; another column block reads A (M x K) again and rebuilds its im2col. Row
      * blocks stay at least QE_MIN_SPLIT_STRIPS tiles tall; column blocks 64 columns wide. A B
      * of at most QE_SMALL_B_BYTES (it stays in L2) is split by rows into blocks as small as one
-     * tile, whatever M: MobileNetV2's 1x1 convs on 7 x 7 maps (M = 49, N = 160) had split
-     * their 2.5 panels of columns 2:0.5 between two threads (2 threads: 42 -> 35 us). One
-     * thread never splits. No split changes a result. */
+     * tile, whatever M (MobileNetV2's 1x1 convs on 7 x 7 maps, M = 49, N = 160, had split
+     * their 2.5 panels of columns 2:0.5 between two threads; 2 threads: 42 -> 35 us), unless
+     * M < N and its panels share out more evenly than the strips (M = 49, N = 960: 8 of 15
+     * panels per thread against 5 of 9 strips, and each thread reads half of B, not all).
+     * One thread never splits. No split changes a result. */
     const size_t threads = (size_t)qe_effective_threads();
     const size_t want = 4 * threads;
     const int small_b = p->K * p->cout_g <= QE_SMALL_B_BYTES;
-    if (threads > 1 && (j.M >= p->cout_g || small_b) && j.row_blocks * s->groups < want) {
+    const int cols_even = j.M < p->cout_g && QE_DIV_UP(j.panels, threads) * j.strips <
+                                                 QE_DIV_UP(j.strips, threads) * j.panels;
+    if (threads > 1 && (j.M >= p->cout_g || (small_b && !cols_even)) &&
+        j.row_blocks * s->groups < want) {
         const size_t tiles = small_b ? 1 : QE_MIN_SPLIT_STRIPS;
         const size_t most = QE_MAX(1, j.M / (tiles * mr));
         j.row_blocks = QE_MAX(j.row_blocks, QE_MIN(most, QE_DIV_UP(want, s->groups)));
     }
-    /* Row blocks of whole tiles (no short tile inside the image) whose sizes differ by at most
-     * one tile, the larger ones spread out: a thread's range of consecutive tasks gets its
-     * share (blocks of one size and a short last one gave the first thread 408 rows of 784 and
-     * the second 376 on 2 threads; the second waited). */
-    j.mr = mr;
-    j.strips = QE_DIV_UP(j.M, mr);
-    j.row_blocks = QE_MIN(j.row_blocks, j.strips);
-    /* Whole rounds: a few blocks that the threads do not divide leave a thread idle in the
-     * last round (ResNet-18's last stage at batch 8: 5 row blocks on 2 threads, 3 rounds of
-     * work in the time of 2.5). More blocks only stream B once more each, so take the next
-     * count, up to twice as many, that gives every thread the same number of tasks. */
-    if (threads > 1 && j.row_blocks > 1 && j.row_blocks * s->groups < 4 * want) {
-        size_t blocks = j.row_blocks;
-        while (blocks * s->groups % threads) blocks++;
-        if (blocks <= QE_MIN(2 * j.row_blocks, j.strips)) j.row_blocks = blocks;
-    }
-    const size_t mg_tasks = j.row_blocks * s->groups;
-    j.col_blocks = 1;
-    if (threads > 1 && mg_tasks < want) {
-        const size_t most = QE_MAX(1, p->cout_g / QE_MIN_BLOCK_COLS);
+    if (threads > 1 && j.row_blocks * s->groups < want) {
+        const size_t most = QE_MIN(j.panels, QE_MAX(1, p->cout_g / QE_MIN_BLOCK_COLS));
         /* im2col: one column block per thread, since each rebuilds the whole A (ResNet-18's
          * last stage: 226 KB per block) and a block of several panels prefetches its next
          * panels (qe_gemm_run_blocked); 8 blocks of one panel had those convs at 1.5x on 2
          * threads, 2 blocks at 1.7x */
         const size_t col_want = p->method == QE_CONV_IM2COL ? threads : want;
-        j.col_blocks = QE_MIN(QE_DIV_UP(col_want, mg_tasks), most);
+        j.col_blocks = QE_MIN(QE_DIV_UP(col_want, j.row_blocks * s->groups), most);
     }
-    /* Column blocks in whole GEMM tiles, so a split never recomputes part of a tile. */
-    j.col_block = qe_even_blocks(p->cout_g, &j.col_blocks, qe_gemm_packed_tile_n(p->gemm[0]));
+    /* Whole rounds: a few tasks that the threads do not divide leave a thread idle in the last
+     * round (ResNet-18's last stage at batch 8: 5 row blocks on 2 threads, 3 rounds of work in
+     * the time of 2.5). Another block only streams B (rows) or rebuilds A (columns) once more,
+     * so the split dimension takes the next count, up to twice as many, that the threads
+     * divide. */
+    const int by_cols = j.col_blocks > 1;
+    size_t *blocks = by_cols ? &j.col_blocks : &j.row_blocks;
+    const size_t per_block = s->groups * (by_cols ? j.row_blocks : j.col_blocks);
+    if (threads > 1 && *blocks > 1 && per_block * *blocks < 4 * want) {
+        const size_t most = QE_MIN(2 * *blocks, by_cols ? j.panels : j.strips);
+        size_t b = *blocks;
+        while (b < most && per_block * b % threads) b++;
+        if (per_block * b % threads == 0) *blocks = b;
+    }
     qe_parallel_for(s->groups * j.row_blocks * j.col_blocks, conv_gemm_task, &j);
     return QE_OK;
 }

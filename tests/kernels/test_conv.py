@@ -152,6 +152,22 @@ def test_interior_and_border_rows_over_several_blocks_of_b(isa, threads, n, h, w
     assert_same(got, want)
 
 
+@pytest.mark.parametrize("cin, cout, k", [(160, 960, 1), (320, 1280, 1), (96, 320, 1),
+                                          (32, 200, 3)])
+def test_small_maps_split_by_columns(isa, threads, cin, cout, k):
+    """MobileNetV2's last stage: M = 49 rows against hundreds of columns, split on 2 threads
+    by panels (into blocks of 1-3 panels that differ by at most one, rounded to whole
+    rounds), or by rows where the panels share out worse; both must cover every output."""
+    rng = np.random.default_rng(cin + cout + k)
+    x = rng.integers(0, 256, (1, 7, 7, cin), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (cout, k, k, cin), dtype=np.int8)
+    kw_out = dict(out="u8", bias=rng.integers(-2**16, 2**16, cout, dtype=np.int32),
+                  scale=(10.0 ** rng.uniform(-5, -3, cout)).astype(np.float32), zero_point=3)
+    geom = dict(strides=(1, 1), dilations=(1, 1), pads=(k // 2,) * 4)
+    p, got, want = run_both(x, 7, wt, None, geom, kw_out)
+    assert_same(got, want)
+
+
 @SETTINGS
 @given(case=conv_case(depthwise=True))
 def test_depthwise_matches_numpy(isa, case):
