@@ -125,9 +125,14 @@ extern const qe_gemm_ukernel qe_gemm_ukernel_neondot;
 size_t qe_gemm_panels_bytes(const qe_gemm_ukernel *uk, size_t K, size_t N);
 void qe_gemm_pack_panels(qe_gemm_packed *p, const uint8_t *b, ptrdiff_t stride_k,
                          ptrdiff_t stride_n, int xor128);
-/* Byte offset of panel `j` and its width in columns. */
-size_t qe_gemm_panel_offset(const qe_gemm_ukernel *uk, size_t K, size_t j);
-size_t qe_gemm_panel_width(const qe_gemm_ukernel *uk, size_t N, size_t j);
+/* Byte offset of panel `j` and its width in columns (inline: the drivers ask per tile). */
+static inline size_t qe_gemm_panel_offset(const qe_gemm_ukernel *uk, size_t K, size_t j) {
+    return j * QE_ROUND_UP(K, uk->k_pad) * uk->nr * uk->b_elem;
+}
+static inline size_t qe_gemm_panel_width(const qe_gemm_ukernel *uk, size_t N, size_t j) {
+    const size_t left = N - j * uk->nr;
+    return left >= uk->nr ? uk->nr : QE_ROUND_UP(left, uk->col_align);
+}
 
 /* The blocked driver of the SIMD families (qgemm_driver.c). */
 void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, size_t lda,

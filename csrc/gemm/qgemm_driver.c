@@ -40,7 +40,13 @@ static size_t fill_columns(const qe_gemm_packed *p, const qe_output *out, int32_
     float *scale = (float *)(buf + vec);
     float *fbias = (out->kind == QE_OUT_F32 && out->fbias) ? (float *)(buf + 2 * vec) : NULL;
     int32_t *nbzp = b_zp ? (int32_t *)(buf + 3 * vec) : NULL;
-    memset(buf, 0, 4 * vec);
+    /* the tiles read whole vectors: lanes outside [n_begin, n_end) of the arrays in use are 0 */
+    const size_t lo = (n_begin - base) * sizeof(int32_t), hi = (n_end - base) * sizeof(int32_t);
+    for (int a = 0; a < 4; a++) {
+        if ((a == 2 && !fbias) || (a == 3 && !nbzp)) continue;
+        memset(buf + a * vec, 0, lo);
+        memset(buf + a * vec + hi, 0, vec - hi);
+    }
     const int32_t a_mult = uk->a_bias - a_zp;
     int hi_free = out->kind == QE_OUT_U8 && out->qmax == 255;
     for (size_t n = n_begin; n < n_end; n++) {
@@ -48,7 +54,7 @@ static size_t fill_columns(const qe_gemm_packed *p, const qe_output *out, int32_
         int32_t ct = qe_mul_wrap(a_mult, p->col_sums[n]);
         if (out->bias) ct = qe_add_wrap(ct, out->bias[n]);
         colterm[i] = ct;
-        if (out->kind != QE_OUT_I32) scale[i] = out->scale[out->per_channel ? n : 0];
+        scale[i] = out->kind != QE_OUT_I32 ? out->scale[out->per_channel ? n : 0] : 0.0f;
         hi_free = hi_free && scale[i] < 1.0f;
         if (fbias) fbias[i] = out->fbias[n];
         if (nbzp) nbzp[i] = -b_zp[n];
@@ -98,8 +104,9 @@ static const char *next_block(const qe_gemm_packed *p, size_t jb_end, size_t j1,
 
 /* One strip (t->rows rows of A as set in t, C from row `c` on) across panels [jb, jb_end),
  * columns [n_begin, n_end) stored; segmented tiles when t->seg is set. */
-static void run_strip(const qe_gemm_packed *p, qe_gemm_tile *t, size_t jb, size_t jb_end,
-                      size_t n_begin, size_t n_end, size_t base, char *c, size_t es) {
+static inline void run_strip(const qe_gemm_packed *p, qe_gemm_tile *t, size_t jb,
+                             size_t jb_end, size_t n_begin, size_t n_end, size_t base, char *c,
+                             size_t es) {
     const qe_gemm_ukernel *uk = p->uk;
     for (size_t j = jb; j < jb_end; j++) {
         const size_t pbase = j * uk->nr, width = qe_gemm_panel_width(uk, p->N, j);

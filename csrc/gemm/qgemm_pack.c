@@ -7,15 +7,6 @@
 
 static size_t k_padded(const qe_gemm_ukernel *uk, size_t K) { return QE_ROUND_UP(K, uk->k_pad); }
 
-size_t qe_gemm_panel_width(const qe_gemm_ukernel *uk, size_t N, size_t j) {
-    const size_t left = N - j * uk->nr;
-    return left >= uk->nr ? uk->nr : QE_ROUND_UP(left, uk->col_align);
-}
-
-size_t qe_gemm_panel_offset(const qe_gemm_ukernel *uk, size_t K, size_t j) {
-    return j * k_padded(uk, K) * uk->nr * uk->b_elem;
-}
-
 size_t qe_gemm_panels_bytes(const qe_gemm_ukernel *uk, size_t K, size_t N) {
     const size_t panels = QE_DIV_UP(N, uk->nr);
     return qe_gemm_panel_offset(uk, K, panels - 1) +
