@@ -31,6 +31,13 @@ static inline size_t qe_even_blocks(size_t total, size_t *blocks, size_t align) 
     return size;
 }
 
+/* Where share i of `units` cut into `shares` near-equal shares begins (share i is [start(i),
+ * start(i + 1))): sizes differ by at most one unit and the larger ones are spread out, so any
+ * run of consecutive shares -- one thread's range of tasks -- holds its fair part. */
+static inline size_t qe_share_start(size_t units, size_t shares, size_t i) {
+    return i * units / shares;
+}
+
 /* Which ISA files this build compiled (set by setup.py per target architecture). */
 #if defined(__x86_64__) || defined(_M_X64)
 #define QE_BUILD_X86 1

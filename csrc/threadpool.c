@@ -223,9 +223,10 @@ void qe_parallel_for(size_t n_tasks, qe_task_fn fn, void *ctx) {
     p->n_tasks = n_tasks;
     p->n_participating_workers = helpers;
     for (int i = 0; i <= helpers; i++) { /* participant i: tasks [i n / parts, (i+1) n / parts) */
-        atomic_store_explicit(&p->ranges[i].next, n_tasks * (size_t)i / (size_t)(helpers + 1),
+        const size_t parts = (size_t)helpers + 1;
+        atomic_store_explicit(&p->ranges[i].next, qe_share_start(n_tasks, parts, (size_t)i),
                               memory_order_relaxed);
-        p->ranges[i].end = n_tasks * (size_t)(i + 1) / (size_t)(helpers + 1);
+        p->ranges[i].end = qe_share_start(n_tasks, parts, (size_t)i + 1);
     }
     atomic_store_explicit(&p->joined, 0, memory_order_release); /* open the job */
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);

@@ -254,12 +254,11 @@ static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
     const qe_conv_packed *p = j->p;
     const size_t cb = task % j->col_blocks, rb = (task / j->col_blocks) % j->row_blocks;
     const size_t g = task / (j->col_blocks * j->row_blocks);
-    /* block rb: strips [rb * strips / row_blocks, (rb + 1) * strips / row_blocks); likewise
-     * the panels of column block cb */
-    const size_t m0 = rb * j->strips / j->row_blocks * j->mr;
-    const size_t rows = QE_MIN((rb + 1) * j->strips / j->row_blocks * j->mr, j->M) - m0;
-    const size_t n0 = cb * j->panels / j->col_blocks * j->nr;
-    const size_t n1 = QE_MIN((cb + 1) * j->panels / j->col_blocks * j->nr, p->cout_g);
+    /* row block rb: its share of the strips; column block cb: its share of the panels */
+    const size_t m0 = qe_share_start(j->strips, j->row_blocks, rb) * j->mr;
+    const size_t rows = QE_MIN(qe_share_start(j->strips, j->row_blocks, rb + 1) * j->mr, j->M) - m0;
+    const size_t n0 = qe_share_start(j->panels, j->col_blocks, cb) * j->nr;
+    const size_t n1 = QE_MIN(qe_share_start(j->panels, j->col_blocks, cb + 1) * j->nr, p->cout_g);
     const size_t c0 = g * p->cout_g;
     const qe_output o = qe_output_from_channel(j->out, c0);
     const int32_t *bzp = j->w_zp ? j->w_zp + c0 : NULL;
@@ -308,10 +307,9 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
     size_t br = block_bytes / j.lda;
     br = QE_MAX(QE_MIN_BLOCK_ROWS, QE_MIN(QE_MAX_BLOCK_ROWS, br / 16 * 16));
     j.row_blocks = QE_DIV_UP(j.M, br);
-    /* Blocks of whole tiles (no short tile inside the image) whose sizes differ by at most one
-     * tile, the larger ones spread out (conv_gemm_task): a thread's range of consecutive tasks
-     * gets its share (blocks of one size and a short last one gave the first thread 408 rows
-     * of 784 and the second 376 on 2 threads; the second waited). */
+    /* Blocks of whole tiles (no short tile inside the image), shared out by qe_share_start:
+     * blocks of one size and a short last one had given the first of 2 threads 408 rows of 784
+     * and the second 376 (the second waited). */
     j.mr = mr;
     j.strips = QE_DIV_UP(j.M, mr);
     j.nr = qe_gemm_packed_tile_n(p->gemm[0]);

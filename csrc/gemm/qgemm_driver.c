@@ -42,10 +42,11 @@ static size_t fill_columns(const qe_gemm_packed *p, const qe_output *out, int32_
     int32_t *nbzp = b_zp ? (int32_t *)(buf + 3 * vec) : NULL;
     /* the tiles read whole vectors: lanes outside [n_begin, n_end) of the arrays in use are 0 */
     const size_t lo = (n_begin - base) * sizeof(int32_t), hi = (n_end - base) * sizeof(int32_t);
-    for (int a = 0; a < 4; a++) {
-        if ((a == 2 && !fbias) || (a == 3 && !nbzp)) continue;
-        memset(buf + a * vec, 0, lo);
-        memset(buf + a * vec + hi, 0, vec - hi);
+    char *const in_use[4] = {(char *)colterm, (char *)scale, (char *)fbias, (char *)nbzp};
+    for (int i = 0; i < 4; i++) {
+        if (!in_use[i]) continue;
+        memset(in_use[i], 0, lo);
+        memset(in_use[i] + hi, 0, vec - hi);
     }
     const int32_t a_mult = uk->a_bias - a_zp;
     int hi_free = out->kind == QE_OUT_U8 && out->qmax == 255;
