@@ -22,15 +22,6 @@ void qe_assert_fail(const char *file, int line, const char *cond);
 #define QE_DIV_UP(a, b) (((a) + (b) - 1) / (b))
 #define QE_ROUND_UP(a, b) (QE_DIV_UP(a, b) * (b))
 
-/* Cut `total` items into at most *blocks even blocks whose size is a multiple of `align` (the
- * last one may be shorter; no block is empty): returns the block size and sets *blocks to the
- * number of blocks that results. The task grids of the threaded kernels use it. */
-static inline size_t qe_even_blocks(size_t total, size_t *blocks, size_t align) {
-    const size_t size = QE_ROUND_UP(QE_DIV_UP(total, *blocks), align);
-    *blocks = QE_DIV_UP(total, size);
-    return size;
-}
-
 /* Where share i of `units` cut into `shares` near-equal shares begins (share i is [start(i),
  * start(i + 1))): sizes differ by at most one unit and the larger ones are spread out, so any
  * run of consecutive shares -- one thread's range of tasks -- holds its fair part. */

@@ -96,7 +96,7 @@ typedef struct {
     char *y;
     size_t es, rows; /* rows: batch * out_h */
     /* the task grid (dw_task): blocks of rows, of columns, and of channels (64 at least) */
-    size_t rows_per_task, col_blocks, cols_per_task, ch_blocks, ch_per_task;
+    size_t rows_per_task, col_blocks, ch_blocks; /* columns and 64-channel units: shares */
     const qe_dw_ukernel *uk;
     size_t ow_lo, ow_hi;            /* output columns whose window is inside the input */
 } dw_job;
@@ -185,8 +185,11 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
     const size_t chb = task % full->ch_blocks, cell = task / full->ch_blocks;
     const size_t rb = cell / full->col_blocks, cb = cell % full->col_blocks;
     const size_t r0 = rb * full->rows_per_task, r1 = QE_MIN(r0 + full->rows_per_task, full->rows);
-    const size_t c0 = cb * full->cols_per_task, c1 = QE_MIN(c0 + full->cols_per_task, s->out_w);
-    const size_t k0 = chb * full->ch_per_task, k1 = QE_MIN(k0 + full->ch_per_task, s->in_c);
+    const size_t c0 = qe_share_start(s->out_w, full->col_blocks, cb);
+    const size_t c1 = qe_share_start(s->out_w, full->col_blocks, cb + 1);
+    const size_t units = QE_DIV_UP(s->in_c, 64);
+    const size_t k0 = qe_share_start(units, full->ch_blocks, chb) * 64;
+    const size_t k1 = QE_MIN(qe_share_start(units, full->ch_blocks, chb + 1) * 64, s->in_c);
     /* channels [k0, k1): the same job seen from channel k0 (input and output pointers moved
      * by k0, the kernel's arrays from its block k0 on; the x_zp rows are x_zp everywhere) */
     dw_job part = *full;
@@ -287,14 +290,12 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     j.col_blocks = 1;
     if (threads > 1 && j.rows < want)
         j.col_blocks = QE_MIN(QE_DIV_UP(want, j.rows), QE_MAX(1, s->out_w / QE_DW_MIN_TASK_COLS));
-    j.cols_per_task = qe_even_blocks(s->out_w, &j.col_blocks, 1);
     /* Still too few tasks (7 x 7 maps of 960 channels: one row each, 4:3 between two
      * threads): blocks of 64 channels or more. */
     const size_t cells = QE_DIV_UP(j.rows, rpt) * j.col_blocks;
     j.ch_blocks = 1;
     if (threads > 1 && cells < want)
         j.ch_blocks = QE_MIN(QE_DIV_UP(want, cells), QE_MAX(1, C / 64));
-    j.ch_per_task = qe_even_blocks(C, &j.ch_blocks, 64);
     qe_parallel_for(cells * j.ch_blocks, dw_task, &j);
     return QE_OK;
 }

@@ -213,7 +213,7 @@ int qe_avgpool_u8(const qe_pool_shape *s, int count_include_pad, const uint8_t *
 typedef struct {
     const uint8_t *x;
     uint8_t *y;
-    size_t hw, channels, chunk, chunks;
+    size_t hw, channels, chunks; /* channels in shares of 64-channel units */
     float mult;
     qe_pool_requant rq;
     qe_gavgpool_fn kernel;
@@ -221,8 +221,9 @@ typedef struct {
 
 static void gavg_task(void *ctx, size_t task, int thread_index) {
     const gavg_job *j = ctx;
-    const size_t n = task / j->chunks, c0 = (task % j->chunks) * j->chunk;
-    const size_t count = QE_MIN(j->chunk, j->channels - c0);
+    const size_t n = task / j->chunks, i = task % j->chunks, units = QE_DIV_UP(j->channels, 64);
+    const size_t c0 = qe_share_start(units, j->chunks, i) * 64;
+    const size_t count = QE_MIN(qe_share_start(units, j->chunks, i + 1) * 64, j->channels) - c0;
     j->kernel(j->hw, count, j->x + n * j->hw * j->channels + c0, j->channels, j->mult, &j->rq,
               j->y + n * j->channels + c0);
 }
@@ -237,13 +238,11 @@ int qe_global_avgpool_u8(size_t batch, size_t hw, size_t channels, const uint8_t
                   .mult = mult / (float)hw,
                   .rq = {.sub = (int32_t)hw * x_zp, .zp = y_zp, .qmin = qmin, .qmax = qmax},
                   .kernel = QE_PICK(g_pool_kernels, qe_get_isa())->gavg};
-    /* Channel chunks of >= QE_GAVG_CHUNK (a multiple of every vector width), fewer when the
-     * batch alone keeps the threads busy. */
+    /* Channel chunks of about QE_GAVG_CHUNK or more, shares of 64-channel units (a multiple of
+     * every vector width); fewer when the batch alone keeps the threads busy. */
     const size_t threads = (size_t)qe_effective_threads();
-    size_t chunks = QE_MAX(1, QE_MIN(QE_DIV_UP(channels, QE_GAVG_CHUNK),
-                                     QE_DIV_UP(4 * threads, batch)));
-    j.chunk = qe_even_blocks(channels, &chunks, 64);
-    j.chunks = chunks;
+    j.chunks = QE_MAX(1, QE_MIN(QE_DIV_UP(channels, QE_GAVG_CHUNK),
+                                QE_DIV_UP(4 * threads, batch)));
     qe_parallel_for(batch * j.chunks, gavg_task, &j);
     return QE_OK;
 }
