@@ -302,9 +302,20 @@ def reshape_view_perm(in_shape: tuple, in_perm: tuple, out_shape: tuple):
         view = logical_view(probe, tuple(in_perm)).reshape(out_shape, copy=False)
     except (ValueError, TypeError):
         return None
-    # the output's physical order: its axes by decreasing stride (size-1 axes anywhere)
-    order = sorted(range(view.ndim), key=lambda a: (-view.strides[a] if view.shape[a] > 1
-                                                    else 0, a))
+    # the output's physical order: its axes by decreasing stride. A size-1 axis may sit
+    # anywhere; each goes just before the first larger axis that follows it logically, so a
+    # batch of 1 gets the layout a larger batch gets (placed last, YOLO's head at batch 1 had
+    # ended in a layout that only the batch axis told apart from the logical one, and its
+    # float output was copied into the caller's array: 4% of the model)
+    big = sorted((a for a in range(view.ndim) if view.shape[a] > 1),
+                 key=lambda a: (-view.strides[a], a))
+    ones = [a for a in range(view.ndim) if view.shape[a] <= 1]
+    order = []
+    for b in big:
+        while ones and ones[0] < b:
+            order.append(ones.pop(0))
+        order.append(b)
+    order += ones
     phys_view = view.transpose(order)
     expect = 1
     for d, s in zip(reversed(phys_view.shape), reversed(phys_view.strides)):
@@ -314,8 +325,8 @@ def reshape_view_perm(in_shape: tuple, in_perm: tuple, out_shape: tuple):
     return tuple(order)
 
 
-def trivial_layout(shape: tuple, perm: tuple) -> bool:
-    """True when the physical layout orders the elements as the logical one does (the perm
-    only moves size-1 axes), so a reshape of the buffer is a reshape of the tensor."""
-    moved = [p for p in perm if shape[p] != 1]
-    return moved == sorted(moved)
+def same_order(shape: tuple, perm_a: tuple, perm_b: tuple) -> bool:
+    """True when a tensor of `shape` stored with perm_a has the same bytes as stored with
+    perm_b: the perms differ only in where they put size-1 axes (NCHW and NHWC of one channel,
+    or of a batch of one with a moved batch axis). A relayout between them is a relabelling."""
+    return [p for p in perm_a if shape[p] != 1] == [p for p in perm_b if shape[p] != 1]

@@ -197,6 +197,19 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
     relayouts: dict[tuple, str] = {}
     for v in g.inputs:
         ctx.perms[v.name] = identity(len(v.shape))
+
+    def storage_root(name: str) -> str:
+        """The tensor whose storage `name` is (through views), outside any item's remap: a
+        relayout that became a view is its read's remap target, and would lead back to it."""
+        saved, ctx.remap = ctx.remap, {}
+        try:
+            name = ctx.canon(name)
+            while name in views:
+                name = ctx.canon(views[name])
+            return name
+        finally:
+            ctx.remap = saved
+
     for it in lowered.items:
         remap: dict[str, str] = {}
         for r in it.reads:
@@ -210,7 +223,11 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
                     if ctx.canon(r) in lowered.qtensors:
                         lowered.qtensors[new] = lowered.qtensors[ctx.canon(r)]
                     ctx.perms[new] = want
-                    items.append(_relayout(ctx.canon(r), new, have, want))
+                    if glue.same_order(ctx.shape(r), have, want) and \
+                            storage_root(r) not in outputs:
+                        views[new] = ctx.canon(r)   # only size-1 axes move: a relabelling
+                    else:
+                        items.append(_relayout(ctx.canon(r), new, have, want))
                     relayouts[key] = new
                 remap[r] = relayouts[key]
         it.remap = remap
@@ -229,9 +246,7 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
             ctx.perms[ctx.canon(w)] = p
         # a view of a graph output would share the caller's array, bound only to the output's
         # own slot: such an item copies instead
-        src = ctx.canon(remap.get(it.reads[0], it.reads[0])) if it.reads else None
-        while src in views:
-            src = ctx.canon(views[src])
+        src = storage_root(remap.get(it.reads[0], it.reads[0])) if it.reads else None
         is_view = it.alias is not None and len(it.writes) == 1 and \
             it.writes[0] not in outputs and src not in outputs and it.alias(ctx)
         ctx.remap = {}
@@ -244,7 +259,9 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
     for name in g.output_names:
         if any(dst == name for _, dst in tail):
             continue
-        if name not in g.input_names and ctx.perm(name) == identity(len(ctx.shape(name))):
+        if name not in g.input_names and glue.same_order(
+                ctx.shape(name), ctx.perm(name), identity(len(ctx.shape(name)))):
+            ctx.perms[name] = identity(len(ctx.shape(name)))   # the same bytes: no copy
             continue
         if name in g.input_names:
             # an input passed through as an output: the input's slot holds the caller's
@@ -268,27 +285,21 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
         ctx.perms[name] = identity(len(ctx.shape(name)))
 
     # storage roots and lifetimes
-    def root(name: str) -> str:
-        name = ctx.canon(name)
-        while name in views:
-            name = ctx.canon(views[name])
-        return name
-
     external = set(g.input_names) | set(g.output_names) | set(out_slot_name.values())
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for k, it in enumerate(items):
         for w in it.writes:
-            rw = root(it.remap.get(w, w))
+            rw = storage_root(it.remap.get(w, w))
             first.setdefault(rw, k)
             last[rw] = max(last.get(rw, k), k)
         for r in it.reads:
-            rr = root(it.remap.get(r, r))
+            rr = storage_root(it.remap.get(r, r))
             first.setdefault(rr, k)
             last[rr] = k
     sizes = {}
     for name in set(first) | set(views):
-        rn = root(name)
+        rn = storage_root(name)
         if rn in external or rn in g.initializers:
             continue
         nbytes = int(np.prod(ctx.shape(name))) * ctx.dtype(name).itemsize
@@ -308,7 +319,7 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
     arena_slots, input_views = [], []
     in_index = {v.name: i for i, v in enumerate(g.inputs)}
     for name, s in list(ctx.slots.items()):
-        rn = root(name)
+        rn = storage_root(name)
         phys = ctx.physical_shape(name)
         if rn in offsets:
             arena_slots.append((s, offsets[rn], ctx.dtype(name), phys))
