@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "qe_kernels.h"
 
@@ -27,6 +28,30 @@ void qe_assert_fail(const char *file, int line, const char *cond);
  * run of consecutive shares -- one thread's range of tasks -- holds its fair part. */
 static inline size_t qe_share_start(size_t units, size_t shares, size_t i) {
     return i * units / shares;
+}
+
+/* Copy n bytes of a short run (im2col's kernel rows, a permute's channel slices): fixed-size
+ * memcpy calls become plain loads and stores, and two overlapping ones cover any length in a
+ * range, where a libc call per run would dominate (7x7x3 convs copy 21-byte runs; a Split of
+ * 16 channels, 16-byte runs). */
+static inline void qe_copy_run(uint8_t *dst, const uint8_t *src, size_t n) {
+    if (n >= 64) {
+        memcpy(dst, src, n);
+    } else if (n >= 32) {
+        memcpy(dst, src, 32);
+        memcpy(dst + n - 32, src + n - 32, 32);
+    } else if (n >= 16) {
+        memcpy(dst, src, 16);
+        memcpy(dst + n - 16, src + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(dst, src, 4);
+        memcpy(dst + n - 4, src + n - 4, 4);
+    } else {
+        for (size_t i = 0; i < n; i++) dst[i] = src[i];
+    }
 }
 
 /* Which ISA files this build compiled (set by setup.py per target architecture). */

@@ -47,29 +47,7 @@ typedef struct {
     const uint8_t *x_end;          /* one past the input */
 } conv_gemm_job;
 
-/* Copies and fills of the short runs im2col is made of (3..200 bytes): fixed-size memcpy
- * calls become plain loads and stores, and two overlapping ones cover any length in a range,
- * where a libc call per run would dominate (7x7x3 convs copy 21-byte runs). */
-static inline void copy_run(uint8_t *dst, const uint8_t *src, size_t n) {
-    if (n >= 64) {
-        memcpy(dst, src, n);
-    } else if (n >= 32) {
-        memcpy(dst, src, 32);
-        memcpy(dst + n - 32, src + n - 32, 32);
-    } else if (n >= 16) {
-        memcpy(dst, src, 16);
-        memcpy(dst + n - 16, src + n - 16, 16);
-    } else if (n >= 8) {
-        memcpy(dst, src, 8);
-        memcpy(dst + n - 8, src + n - 8, 8);
-    } else if (n >= 4) {
-        memcpy(dst, src, 4);
-        memcpy(dst + n - 4, src + n - 4, 4);
-    } else {
-        for (size_t i = 0; i < n; i++) dst[i] = src[i];
-    }
-}
-
+/* Fills of the short runs im2col is made of (3..200 bytes; the copies: qe_copy_run). */
 static inline void fill_run(uint8_t *dst, uint8_t v, size_t n) {
     if (n >= 16) {
         memset(dst, v, n);
@@ -108,7 +86,7 @@ static void im2col_interior(const conv_gemm_job *j, size_t n, size_t oh, size_t 
         QE_IM2COL_FIXED(32)
 #undef QE_IM2COL_FIXED
     for (; i < count; i++, src += adv, row += lda)
-        for (size_t ki = 0; ki < kh; ki++) copy_run(row + ki * run, src + ki * step, run);
+        for (size_t ki = 0; ki < kh; ki++) qe_copy_run(row + ki * run, src + ki * step, run);
 }
 
 /* The im2col row of a window that reaches outside the input (or of a grouped or dilated
@@ -135,11 +113,11 @@ static void im2col_border(const conv_gemm_job *j, size_t g, size_t n, size_t oh,
         const uint8_t *src = j->x + ((n * s->in_h + (size_t)ih) * s->in_w) * C + g * cin_g;
         fill_run(dst, zp, kj_lo * cin_g);
         if (contiguous) {
-            copy_run(dst + kj_lo * cin_g, src + (size_t)(iw0 + (ptrdiff_t)kj_lo) * C,
+            qe_copy_run(dst + kj_lo * cin_g, src + (size_t)(iw0 + (ptrdiff_t)kj_lo) * C,
                      (kj_hi - kj_lo) * C);
         } else {
             for (size_t kj = kj_lo; kj < kj_hi; kj++)
-                copy_run(dst + kj * cin_g,
+                qe_copy_run(dst + kj * cin_g,
                          src + (size_t)(iw0 + (ptrdiff_t)(kj * s->dilation_w)) * C, cin_g);
         }
         fill_run(dst + kj_hi * cin_g, zp, (kw - kj_hi) * cin_g);

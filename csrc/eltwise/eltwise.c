@@ -37,11 +37,15 @@ static int range_ok(int32_t lo, int32_t hi, int32_t min, int32_t max) {
 
 /* ---- the generic row job --------------------------------------------------------------------
  * rows x cols elements; a task takes rows_per_task rows. Each operation supplies a row
- * function. Flat tensors are one "row" cut into chunks of QE_ELT_CHUNK instead. */
+ * function, and may supply a block function that takes a task's rows in one call (the lookup:
+ * its table is set up once per call). Flat tensors are one "row" cut into chunks of
+ * QE_ELT_CHUNK instead. */
 typedef struct elt_job elt_job;
 typedef void (*elt_row_fn)(const elt_job *j, size_t row, size_t begin, size_t count);
+typedef void (*elt_block_fn)(const elt_job *j, size_t row_begin, size_t row_end);
 struct elt_job {
     elt_row_fn row;
+    elt_block_fn block; /* optional, for row tasks */
     size_t rows, cols, rows_per_task, chunk; /* chunk: 0 for row tasks */
     const qe_eltwise_kernels *k;
     const void *a, *b;
@@ -64,6 +68,10 @@ static void elt_task(void *ctx, size_t task, int thread_index) {
         return;
     }
     const size_t r0 = task * j->rows_per_task, r1 = QE_MIN(r0 + j->rows_per_task, j->rows);
+    if (j->block) {
+        j->block(j, r0, r1);
+        return;
+    }
     for (size_t r = r0; r < r1; r++) j->row(j, r, 0, j->cols);
 }
 
@@ -88,8 +96,13 @@ static void binary_row(const elt_job *j, size_t r, size_t b0, size_t n) {
 }
 
 static void lut_row(const elt_job *j, size_t r, size_t b0, size_t n) {
-    j->k->lut(n, (const uint8_t *)j->a + r * j->lda + b0, j->table,
-              (uint8_t *)j->y + r * j->ldy + b0);
+    j->k->lut(1, n, (const uint8_t *)j->a + r * j->lda + b0, n, j->table,
+              (uint8_t *)j->y + r * j->ldy + b0, n);
+}
+
+static void lut_block(const elt_job *j, size_t r0, size_t r1) {
+    j->k->lut(r1 - r0, j->cols, (const uint8_t *)j->a + r0 * j->lda, j->lda, j->table,
+              (uint8_t *)j->y + r0 * j->ldy, j->ldy);
 }
 
 static int binary(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b,
@@ -136,8 +149,8 @@ int qe_requantize_u8(size_t rows, size_t cols, const uint8_t *x, size_t ldx, int
         return QE_ERR_ARG;
     if (rows == 0 || cols == 0) return QE_OK;
     if (!x || !y || ldx < cols || ldy < cols) return QE_ERR_ARG;
-    elt_job j = {.row = lut_row, .rows = rows, .cols = cols, .k = kernels(), .a = x, .y = y,
-                 .lda = ldx, .ldy = ldy};
+    elt_job j = {.row = lut_row, .block = lut_block, .rows = rows, .cols = cols, .k = kernels(),
+                 .a = x, .y = y, .lda = ldx, .ldy = ldy};
     for (int v = 0; v < 256; v++) j.table[v] = (uint8_t)qe_requant_one(v - x_zp, mult, y_zp, qmin, qmax);
     elt_run(&j, ldx == cols && ldy == cols);
     return QE_OK;
@@ -145,12 +158,11 @@ int qe_requantize_u8(size_t rows, size_t cols, const uint8_t *x, size_t ldx, int
 
 void qe_lut_rows_inplace(size_t rows, size_t cols, uint8_t *y, size_t ldy,
                          const uint8_t table[256]) {
-    const qe_eltwise_kernels *k = kernels();
     if (ldy == cols) {
-        k->lut(rows * cols, y, table, y);
-        return;
+        cols *= rows;
+        rows = 1;
     }
-    for (size_t r = 0; r < rows; r++) k->lut(cols, y + r * ldy, table, y + r * ldy);
+    kernels()->lut(rows, cols, y, ldy, table, y, ldy);
 }
 
 int qe_lut_u8(size_t n, const uint8_t *x, const uint8_t table[256], uint8_t *y) {

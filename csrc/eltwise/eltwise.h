@@ -15,8 +15,11 @@
 /* y[i] = op(a[i], b[i]) for i < n (qe_binary_params semantics). y may equal a or b. */
 typedef void (*qe_binary_fn)(size_t n, const uint8_t *a, const uint8_t *b,
                              const qe_binary_params *p, uint8_t *y);
-/* y[i] = table[x[i]]; y may equal x. */
-typedef void (*qe_lut_fn)(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y);
+/* y[r][i] = table[x[r][i]] for rows x cols bytes (row strides ldx, ldy); y may equal x. The
+ * table is set up once per call: narrow strided rows (a Concat's 16-channel slices, a conv
+ * task's columns) would otherwise pay that setup per row. */
+typedef void (*qe_lut_fn)(size_t rows, size_t cols, const uint8_t *x, size_t ldx,
+                          const uint8_t *table, uint8_t *y, size_t ldy);
 /* y[i] = clamp(rint(nan0(x[i] / s)) + z, qmin, qmax) stored as a byte (uint8 or int8 bits),
  * with s, z = scale[i], zp[i] when per_elem, else scale[0], zp[0]. */
 typedef void (*qe_quantize_fn)(size_t n, const float *x, const float *scale, const int32_t *zp,

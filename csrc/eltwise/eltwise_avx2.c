@@ -81,22 +81,25 @@ static inline __m256i lut32(__m256i v, const __m256i *d) {
     return r;
 }
 
-static void lut_avx2(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
+static void lut_avx2(size_t rows, size_t cols, const uint8_t *x, size_t ldx,
+                     const uint8_t *table, uint8_t *y, size_t ldy) {
     __m256i d[16];
     for (int i = 0; i < 16; i++) {
         __m128i s = _mm_loadu_si128((const __m128i *)(table + 16 * i));
         if (i % 8) s = _mm_xor_si128(s, _mm_loadu_si128((const __m128i *)(table + 16 * (i - 1))));
         d[i] = _mm256_broadcastsi128_si256(s);
     }
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32)
-        _mm256_storeu_si256((__m256i *)(y + i),
-                            lut32(_mm256_loadu_si256((const __m256i *)(x + i)), d));
-    if (i < n) {
-        uint8_t t[32] = {0};
-        memcpy(t, x + i, n - i);
-        _mm256_storeu_si256((__m256i *)t, lut32(_mm256_loadu_si256((const __m256i *)t), d));
-        memcpy(y + i, t, n - i);
+    for (size_t r = 0; r < rows; r++, x += ldx, y += ldy) {
+        size_t i = 0;
+        for (; i + 32 <= cols; i += 32)
+            _mm256_storeu_si256((__m256i *)(y + i),
+                                lut32(_mm256_loadu_si256((const __m256i *)(x + i)), d));
+        if (i < cols) {
+            uint8_t t[32] = {0};
+            memcpy(t, x + i, cols - i);
+            _mm256_storeu_si256((__m256i *)t, lut32(_mm256_loadu_si256((const __m256i *)t), d));
+            memcpy(y + i, t, cols - i);
+        }
     }
 }
 

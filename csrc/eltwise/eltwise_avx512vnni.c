@@ -65,16 +65,19 @@ QE_BINARY_AVX512(mul_avx512, mul16)
 
 /* ---- table lookup ------------------------------------------------------------------------ */
 __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void lut_vbmi(
-    size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
+    size_t rows, size_t cols, const uint8_t *x, size_t ldx, const uint8_t *table, uint8_t *y,
+    size_t ldy) {
     const __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
     const __m512i t2 = _mm512_loadu_si512(table + 128), t3 = _mm512_loadu_si512(table + 192);
-    for (size_t i = 0; i < n; i += 64) {
-        const __mmask64 m = mask64(n - i);
-        const __m512i v = _mm512_maskz_loadu_epi8(m, x + i);
-        const __m512i lo = _mm512_permutex2var_epi8(t0, v, t1); /* entries 0..127 */
-        const __m512i hi = _mm512_permutex2var_epi8(t2, v, t3); /* entries 128..255 */
-        qe_store_u8x64_avx512(y + i, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi), m);
-    }
+    for (size_t r = 0; r < rows; r++, x += ldx, y += ldy)
+        for (size_t i = 0; i < cols; i += 64) {
+            const __mmask64 m = mask64(cols - i);
+            const __m512i v = _mm512_maskz_loadu_epi8(m, x + i);
+            const __m512i lo = _mm512_permutex2var_epi8(t0, v, t1); /* entries 0..127 */
+            const __m512i hi = _mm512_permutex2var_epi8(t2, v, t3); /* entries 128..255 */
+            qe_store_u8x64_avx512(y + i, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi),
+                                  m);
+        }
 }
 
 /* Without VBMI: slice i of the table (entries 16i..16i+15) is looked up with vpshufb, which
@@ -82,7 +85,8 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void lut_vbmi(
  * (and the low nibble x & 15) exactly when x >= 16i, so the lookups of slices 0..x/16 hit; with
  * slices stored as differences d_i = T_i ^ T_{i-1} their XOR telescopes to T_{x/16}. The upper
  * half does the same on x ^ 0x80, which is negative for x < 128. */
-static void lut_pshufb(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
+static void lut_pshufb(size_t rows, size_t cols, const uint8_t *x, size_t ldx,
+                       const uint8_t *table, uint8_t *y, size_t ldy) {
     __m512i d[16];
     for (int i = 0; i < 16; i++) {
         __m128i s = _mm_loadu_si128((const __m128i *)(table + 16 * i));
@@ -90,26 +94,29 @@ static void lut_pshufb(size_t n, const uint8_t *x, const uint8_t *table, uint8_t
         d[i] = _mm512_broadcast_i32x4(s);
     }
     const __m512i step = _mm512_set1_epi8(16), top = _mm512_set1_epi8((char)0x80);
-    for (size_t i = 0; i < n; i += 64) {
-        const __mmask64 m = mask64(n - i);
-        const __m512i v = _mm512_maskz_loadu_epi8(m, x + i);
-        __m512i lo = v, hi = _mm512_xor_si512(v, top);
-        __m512i r = _mm512_xor_si512(_mm512_shuffle_epi8(d[0], lo), _mm512_shuffle_epi8(d[8], hi));
-        for (int s = 1; s < 8; s++) {
-            lo = _mm512_subs_epi8(lo, step);
-            hi = _mm512_subs_epi8(hi, step);
-            r = _mm512_xor_si512(r, _mm512_xor_si512(_mm512_shuffle_epi8(d[s], lo),
-                                                     _mm512_shuffle_epi8(d[8 + s], hi)));
+    for (size_t row = 0; row < rows; row++, x += ldx, y += ldy)
+        for (size_t i = 0; i < cols; i += 64) {
+            const __mmask64 m = mask64(cols - i);
+            const __m512i v = _mm512_maskz_loadu_epi8(m, x + i);
+            __m512i lo = v, hi = _mm512_xor_si512(v, top);
+            __m512i r =
+                _mm512_xor_si512(_mm512_shuffle_epi8(d[0], lo), _mm512_shuffle_epi8(d[8], hi));
+            for (int s = 1; s < 8; s++) {
+                lo = _mm512_subs_epi8(lo, step);
+                hi = _mm512_subs_epi8(hi, step);
+                r = _mm512_xor_si512(r, _mm512_xor_si512(_mm512_shuffle_epi8(d[s], lo),
+                                                         _mm512_shuffle_epi8(d[8 + s], hi)));
+            }
+            qe_store_u8x64_avx512(y + i, r, m);
         }
-        qe_store_u8x64_avx512(y + i, r, m);
-    }
 }
 
-static void lut_avx512(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
+static void lut_avx512(size_t rows, size_t cols, const uint8_t *x, size_t ldx,
+                       const uint8_t *table, uint8_t *y, size_t ldy) {
     if (!qe_lut_no_vbmi && (qe_cpu_features() & QE_FEAT_AVX512VBMI)) /* a CPU feature, not a path */
-        lut_vbmi(n, x, table, y);
+        lut_vbmi(rows, cols, x, ldx, table, y, ldy);
     else
-        lut_pshufb(n, x, table, y);
+        lut_pshufb(rows, cols, x, ldx, table, y, ldy);
 }
 
 /* ---- quantize / dequantize ---------------------------------------------------------------- */

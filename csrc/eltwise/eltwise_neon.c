@@ -73,16 +73,19 @@ static inline uint8x16_t lut16(uint8x16_t v, const uint8x16x4_t *t) {
     return vqtbx4q_u8(r, t[3], v);
 }
 
-static void lut_neon(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
+static void lut_neon(size_t rows, size_t cols, const uint8_t *x, size_t ldx,
+                     const uint8_t *table, uint8_t *y, size_t ldy) {
     uint8x16x4_t t[4];
     for (int i = 0; i < 4; i++) t[i] = vld1q_u8_x4(table + 64 * i);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) vst1q_u8(y + i, lut16(vld1q_u8(x + i), t));
-    if (i < n) {
-        uint8_t tb[16] = {0};
-        memcpy(tb, x + i, n - i);
-        vst1q_u8(tb, lut16(vld1q_u8(tb), t));
-        memcpy(y + i, tb, n - i);
+    for (size_t r = 0; r < rows; r++, x += ldx, y += ldy) {
+        size_t i = 0;
+        for (; i + 16 <= cols; i += 16) vst1q_u8(y + i, lut16(vld1q_u8(x + i), t));
+        if (i < cols) {
+            uint8_t tb[16] = {0};
+            memcpy(tb, x + i, cols - i);
+            vst1q_u8(tb, lut16(vld1q_u8(tb), t));
+            memcpy(y + i, tb, cols - i);
+        }
     }
 }
 

@@ -14,8 +14,10 @@ static void mul_ref(size_t n, const uint8_t *a, const uint8_t *b, const qe_binar
     for (size_t i = 0; i < n; i++) y[i] = qe_mul_one(a[i], b[i], p);
 }
 
-static void lut_ref(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
-    for (size_t i = 0; i < n; i++) y[i] = table[x[i]];
+static void lut_ref(size_t rows, size_t cols, const uint8_t *x, size_t ldx,
+                    const uint8_t *table, uint8_t *y, size_t ldy) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < cols; i++) y[r * ldy + i] = table[x[r * ldx + i]];
 }
 
 static void quantize_ref(size_t n, const float *x, const float *scale, const int32_t *zp,

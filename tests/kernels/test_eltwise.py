@@ -92,6 +92,25 @@ def test_requantize_into_strided_rows(isa, seed, rows, cols, pad, x_zp, y_zp, me
 
 
 @pytest.mark.parametrize("no_vbmi", [False, True])
+@pytest.mark.parametrize("rows, cols, ldx, ldy", [(6400, 16, 16, 48), (3000, 3, 7, 5),
+                                                  (700, 70, 96, 70), (1, 1000, 1000, 1000)])
+def test_requantize_many_narrow_strided_rows(isa, threads, no_vbmi, rows, cols, ldx, ldy):
+    """A Concat's slices: many rows of a few bytes into a wider output. Each task looks its
+    rows up in one call (the table set up once); every row, every tail, untouched gaps."""
+    rng = np.random.default_rng(rows)
+    big_x = rng.integers(0, 256, (rows, ldx), dtype=np.uint8)
+    big_y = np.full((rows, ldy), 17, np.uint8)
+    K._lut_disable_vbmi(no_vbmi)
+    try:
+        K.requantize_u8(big_x[:, :cols], 3, 0.37, 11, qmin=2, qmax=240, y=big_y[:, :cols])
+    finally:
+        K._lut_disable_vbmi(False)
+    want = npref.requantize(big_x[:, :cols].astype(np.int32) - 3, 0.37, 11, 2, 240)
+    np.testing.assert_array_equal(big_y[:, :cols], want)
+    assert (big_y[:, cols:] == 17).all()
+
+
+@pytest.mark.parametrize("no_vbmi", [False, True])
 @pytest.mark.parametrize("n", [1, 31, 32, 63, 64, 65, 256 * 7 + 5, 100003])
 def test_lut(isa, n, no_vbmi):
     rng = np.random.default_rng(n)

@@ -77,6 +77,22 @@ def test_planes_to_pixels_from_a_wider_buffer(isa):
     np.testing.assert_array_equal(y, v)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("pixels, channels, lo, hi", [(6400, 32, 0, 16), (6400, 32, 16, 32),
+                                                      (4099, 40, 3, 24), (50, 256, 128, 256),
+                                                      (9000, 5, 1, 4)])
+def test_channel_slices_of_many_pixels(threads, dtype, pixels, channels, lo, hi):
+    """A Split or Slice of channels: rows of a contiguous run, a fixed stride apart (the
+    permute's row loop without an odometer), split over tasks that start mid-tensor; runs of
+    3..64 bytes copied as fixed-size pieces."""
+    x = np.random.default_rng(pixels).integers(0, 255, (pixels, channels)).astype(dtype)
+    v = x[:, lo:hi]
+    offset = v.__array_interface__["data"][0] - x.__array_interface__["data"][0]
+    y = np.full(v.shape, 7, dtype)
+    _run(K.strided_copy_step("s", v.shape, v.strides, offset, x.itemsize, (0, 0), (1, 0)), x, y)
+    np.testing.assert_array_equal(y, v)
+
+
 @settings(max_examples=60, deadline=None)
 @given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), seed=st.integers(0, 1000))
 def test_strided_copy_of_slices_with_negative_steps(shape, seed):
