@@ -126,6 +126,11 @@ size_t qe_gemm_packed_nbytes(const qe_gemm_packed *p);
 qe_isa qe_gemm_packed_isa(const qe_gemm_packed *p);
 /* sum_k b[k][n] (after the u8 shift), length N */
 const int32_t *qe_gemm_packed_col_sums(const qe_gemm_packed *p);
+/* A prefetch hint: the packed B a model multiplies by after this one (NULL: none). While a run
+ * of p goes through its last block of B panels, it asks for the first part of next's panels
+ * (the next layer's weights stream from DRAM otherwise: ResNet-18's late layers waited on
+ * theirs). It changes no result; the caller keeps next alive while p may run. */
+void qe_gemm_packed_set_next(qe_gemm_packed *p, const qe_gemm_packed *next);
 
 /* C = output(sum_k (A[m][k] - a_zp) * (B[k][n] - b_zp[n])).
  * A: M rows of K uint8, row stride lda >= K. b_zp: NULL (symmetric weights) or [N] values in
@@ -186,6 +191,8 @@ void qe_conv_packed_free(qe_conv_packed *p);
 size_t qe_conv_packed_nbytes(const qe_conv_packed *p);
 qe_isa qe_conv_packed_isa(const qe_conv_packed *p);
 const char *qe_conv_packed_method(const qe_conv_packed *p); /* one of the names above */
+/* The packed B of group g of a GEMM method (gemm_1x1, gemm_im2col), NULL for dwconv. */
+qe_gemm_packed *qe_conv_packed_gemm(const qe_conv_packed *p, size_t g);
 
 /* y = output(conv(x - x_zp, w - w_zp)); pad positions read as x_zp, so they add nothing.
  * acc[c] = sum over taps and input channels of the group of (x - x_zp) * (w - w_zp[c]) + bias[c]

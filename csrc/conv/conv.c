@@ -169,6 +169,9 @@ qe_conv_packed *qe_conv_pack(const qe_conv_shape *s, const int8_t *w, qe_isa isa
 size_t qe_conv_packed_nbytes(const qe_conv_packed *p) { return p->nbytes; }
 qe_isa qe_conv_packed_isa(const qe_conv_packed *p) { return p->isa; }
 const char *qe_conv_packed_method(const qe_conv_packed *p) { return g_methods[p->method].name; }
+qe_gemm_packed *qe_conv_packed_gemm(const qe_conv_packed *p, size_t g) {
+    return p && p->gemm && g < p->shape.groups ? p->gemm[g] : NULL;
+}
 
 /* The output pipeline's arguments as documented in qe_kernels.h. */
 static int output_ok(const qe_output *o) {

@@ -65,6 +65,10 @@ qe_gemm_packed *qe_gemm_pack(const void *b, size_t K, size_t N, ptrdiff_t stride
     return p;
 }
 
+void qe_gemm_packed_set_next(qe_gemm_packed *p, const qe_gemm_packed *next) {
+    if (p) p->next = next;
+}
+
 void qe_gemm_packed_free(qe_gemm_packed *p) {
     if (!p) return;
     qe_aligned_free(p->data);

@@ -26,6 +26,7 @@ struct qe_gemm_packed {
     void *data;                /* packed B, layout defined by uk */
     size_t data_bytes;
     int32_t *col_sums;         /* [N] sum_k B[k][n] */
+    const qe_gemm_packed *next; /* prefetch hint: the B multiplied next (qe_gemm_packed_set_next) */
 };
 
 /* ---- the blocked families' tile interface --------------------------------------------------

@@ -22,6 +22,7 @@ cdef extern from "qe_kernels.h" nogil:
     size_t qe_conv_packed_nbytes(const qe_conv_packed *p)
     qe_isa qe_conv_packed_isa(const qe_conv_packed *p)
     const char *qe_conv_packed_method(const qe_conv_packed *p)
+    qe_gemm_packed *qe_conv_packed_gemm(const qe_conv_packed *p, size_t g)
     int qe_conv_u8s8(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
                      int32_t x_zp, const int32_t *w_zp, const qe_output *out, void *y, size_t ldy)
     int qe_conv_u8s8_lut(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
@@ -164,6 +165,7 @@ cdef class ConvPacked:
     cdef qe_conv_shape shape
     cdef readonly tuple strides, dilations, pads, kernel
     cdef readonly Py_ssize_t in_c, out_c, groups
+    cdef readonly object prefetch_next  # the weights its prefetch hint names (Program sets it)
 
     def __cinit__(self, w, *, strides=1, dilations=1, pads=0, groups=1, isa=None):
         self.ptr = NULL

@@ -22,6 +22,7 @@ cdef class GemmPacked:
     with its column sums for the kernels of one ISA (the active one by default). The packed
     object always runs the kernels of the ISA it was packed for."""
     cdef qe_gemm_packed *ptr
+    cdef readonly object prefetch_next  # the weights its prefetch hint names (Program sets it)
 
     def __cinit__(self, b, isa=None, b_is_u8=False):
         self.ptr = NULL

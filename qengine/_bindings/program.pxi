@@ -143,6 +143,48 @@ cdef inline double _now() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
+cdef qe_gemm_packed *_first_b(w):
+    """The first packed B that weights w (GemmPacked or ConvPacked) multiply by; NULL for a
+    depthwise convolution."""
+    if isinstance(w, GemmPacked):
+        return (<GemmPacked>w).ptr
+    return qe_conv_packed_gemm((<ConvPacked>w).ptr, 0)
+
+
+cdef void _hint_next(w, nxt, qe_gemm_packed *nb):
+    """w's prefetch hints: a convolution's groups each name the next group's B, its last (or
+    a GEMM's B) names nb, the first B of weights nxt, which w keeps alive."""
+    cdef ConvPacked cp
+    cdef size_t g
+    if isinstance(w, GemmPacked):
+        qe_gemm_packed_set_next((<GemmPacked>w).ptr, nb)
+        (<GemmPacked>w).prefetch_next = nxt
+        return
+    cp = <ConvPacked>w
+    for g in range(<size_t>cp.groups):
+        qe_gemm_packed_set_next(qe_conv_packed_gemm(cp.ptr, g),
+                                qe_conv_packed_gemm(cp.ptr, g + 1) if g + 1 < <size_t>cp.groups
+                                else nb)
+    cp.prefetch_next = nxt
+
+
+cdef _chain_prefetch_hints(list steps):
+    """Each packed B of the program's steps names the one multiplied next (in step order), so
+    a layer's last block of panels prefetches the next layer's first (qe_gemm_packed_set_next).
+    A hint changes no result; a packed object shared with another program keeps the hint of the
+    program built last."""
+    cdef list ws = []
+    for s in steps:
+        if isinstance(s, NativeStep):
+            for k in (<NativeStep>s).keep:
+                if isinstance(k, (GemmPacked, ConvPacked)) and _first_b(k) != NULL:
+                    ws.append(k)
+                    break
+    for i, w in enumerate(ws):
+        nxt = ws[i + 1] if i + 1 < len(ws) else None
+        _hint_next(w, nxt, _first_b(nxt) if nxt is not None else NULL)
+
+
 cdef class Program:
     """A flat list of steps, run in order."""
     cdef readonly list steps
@@ -172,6 +214,7 @@ cdef class Program:
                 self.args[i] = ns.args
             elif not isinstance(s, PyStep):
                 raise TypeError(f"step {i} is not a Step: {s!r}")
+        _chain_prefetch_hints(self.steps)
 
     def __dealloc__(self):
         free(self.fns)
