@@ -129,8 +129,13 @@ const int32_t *qe_gemm_packed_col_sums(const qe_gemm_packed *p);
 /* A prefetch hint: the packed B a model multiplies by after this one (NULL: none). While a run
  * of p goes through its last block of B panels, it asks for the first part of next's panels
  * (the next layer's weights stream from DRAM otherwise: ResNet-18's late layers waited on
- * theirs). It changes no result; the caller keeps next alive while p may run. */
+ * theirs). p records where next's panels lie and nothing else: that memory is only prefetched,
+ * never read, so next may be freed first (a stale hint costs useless prefetches). It changes
+ * no result. qe_gemm_packed_next_data: the address the hint names (NULL: none), and
+ * qe_gemm_packed_data: where p's own panels start (tests). */
 void qe_gemm_packed_set_next(qe_gemm_packed *p, const qe_gemm_packed *next);
+const void *qe_gemm_packed_next_data(const qe_gemm_packed *p);
+const void *qe_gemm_packed_data(const qe_gemm_packed *p);
 
 /* C = output(sum_k (A[m][k] - a_zp) * (B[k][n] - b_zp[n])).
  * A: M rows of K uint8, row stride lda >= K. b_zp: NULL (symmetric weights) or [N] values in

@@ -66,6 +66,8 @@ cdef extern from "qe_kernels.h" nogil:
     qe_isa qe_gemm_packed_isa(const qe_gemm_packed *p)
     const int32_t *qe_gemm_packed_col_sums(const qe_gemm_packed *p)
     void qe_gemm_packed_set_next(qe_gemm_packed *p, const qe_gemm_packed *next)
+    const void *qe_gemm_packed_next_data(const qe_gemm_packed *p)
+    const void *qe_gemm_packed_data(const qe_gemm_packed *p)
     int qe_gemm_u8s8(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda,
                      int32_t a_zp, const int32_t *b_zp, const qe_output *out, void *c, size_t ldc)
     ctypedef struct qe_matmul_shape:

@@ -66,8 +66,12 @@ qe_gemm_packed *qe_gemm_pack(const void *b, size_t K, size_t N, ptrdiff_t stride
 }
 
 void qe_gemm_packed_set_next(qe_gemm_packed *p, const qe_gemm_packed *next) {
-    if (p) p->next = next;
+    if (!p) return;
+    p->next_data = next ? next->data : NULL;
+    p->next_bytes = next ? next->data_bytes : 0;
 }
+const void *qe_gemm_packed_next_data(const qe_gemm_packed *p) { return p->next_data; }
+const void *qe_gemm_packed_data(const qe_gemm_packed *p) { return p->data; }
 
 void qe_gemm_packed_free(qe_gemm_packed *p) {
     if (!p) return;

@@ -26,7 +26,10 @@ struct qe_gemm_packed {
     void *data;                /* packed B, layout defined by uk */
     size_t data_bytes;
     int32_t *col_sums;         /* [N] sum_k B[k][n] */
-    const qe_gemm_packed *next; /* prefetch hint: the B multiplied next (qe_gemm_packed_set_next) */
+    /* prefetch hint (qe_gemm_packed_set_next): where the B multiplied next lies; only
+     * prefetched, never dereferenced, so it may outlive that B */
+    const void *next_data;
+    size_t next_bytes;
 };
 
 /* ---- the blocked families' tile interface --------------------------------------------------

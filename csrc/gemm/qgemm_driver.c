@@ -23,7 +23,7 @@ enum { QE_GEMM_L2_BLOCK = 256 * 1024 };
  * at least this (few strips: small M, where B is used a few times and its first strip would
  * wait on DRAM); with many strips the first strip's wait is spread over all of them. */
 enum { QE_GEMM_PREFETCH_SLICE = 8 * 1024 };
-/* The last n-block prefetches this much of the next GEMM's B (qe_gemm_packed.next), in shares
+/* The last n-block prefetches this much of the next GEMM's B (qe_gemm_packed.next_data), in shares
  * of at least QE_GEMM_PREFETCH_NEXT_SLICE per strip: the next layer's first block, which no
  * block of its own prefetches (ResNet-18, 1 thread: its steps 8.80-8.83 -> 8.65-8.70 ms, the
  * late layers' first panels had come from DRAM). */
@@ -96,16 +96,16 @@ static void prefetch_rows(const uint8_t *a, size_t lda, size_t rows, size_t K) {
 }
 
 /* The next n-block after panels [.., jb_end) of [j0, j1), if any -- after the last one, the
- * start of the next GEMM's B (p->next) --: where its packed B starts, and (in *slice) the
- * share of it each of `strips` strips prefetches; NULL when the shares would be too small to
- * matter. */
+ * start of the next GEMM's B (the hint p->next_data) --: where its packed B starts, and (in
+ * *slice) the share of it each of `strips` strips prefetches; NULL when the shares would be too
+ * small to matter. */
 static const char *next_block(const qe_gemm_packed *p, size_t jb_end, size_t j1, size_t block,
                               size_t strips, size_t *slice) {
     const qe_gemm_ukernel *uk = p->uk;
     if (jb_end >= j1) {
-        if (!p->next) return NULL;
-        *slice = QE_DIV_UP(QE_MIN(p->next->data_bytes, QE_GEMM_PREFETCH_NEXT_BYTES), strips);
-        return *slice >= QE_GEMM_PREFETCH_NEXT_SLICE ? (const char *)p->next->data : NULL;
+        if (!p->next_data) return NULL;
+        *slice = QE_DIV_UP(QE_MIN(p->next_bytes, QE_GEMM_PREFETCH_NEXT_BYTES), strips);
+        return *slice >= QE_GEMM_PREFETCH_NEXT_SLICE ? (const char *)p->next_data : NULL;
     }
     const size_t lo = qe_gemm_panel_offset(uk, p->K, jb_end);
     const size_t hi = qe_gemm_panel_offset(uk, p->K, QE_MIN(j1, jb_end + block));

@@ -165,7 +165,6 @@ cdef class ConvPacked:
     cdef qe_conv_shape shape
     cdef readonly tuple strides, dilations, pads, kernel
     cdef readonly Py_ssize_t in_c, out_c, groups
-    cdef readonly object prefetch_next  # the weights its prefetch hint names (Program sets it)
 
     def __cinit__(self, w, *, strides=1, dilations=1, pads=0, groups=1, isa=None):
         self.ptr = NULL
@@ -218,6 +217,18 @@ cdef class ConvPacked:
     @property
     def nbytes(self):
         return qe_conv_packed_nbytes(self.ptr)
+
+    @property
+    def _b_address(self):
+        """Where its first group's packed B starts, 0 for dwconv (tests of prefetch hints)."""
+        cdef qe_gemm_packed *b = qe_conv_packed_gemm(self.ptr, 0)
+        return <size_t>qe_gemm_packed_data(b) if b != NULL else 0
+
+    @property
+    def _prefetch_address(self):
+        """The packed B its last group's prefetch hint names (Program sets it), 0 if none."""
+        cdef qe_gemm_packed *b = qe_conv_packed_gemm(self.ptr, self.groups - 1)
+        return <size_t>qe_gemm_packed_next_data(b) if b != NULL else 0
 
     def output_shape(self, x_shape):
         """(N, out_h, out_w, out_c) for an NHWC input shape."""

@@ -22,7 +22,6 @@ cdef class GemmPacked:
     with its column sums for the kernels of one ISA (the active one by default). The packed
     object always runs the kernels of the ISA it was packed for."""
     cdef qe_gemm_packed *ptr
-    cdef readonly object prefetch_next  # the weights its prefetch hint names (Program sets it)
 
     def __cinit__(self, b, isa=None, b_is_u8=False):
         self.ptr = NULL
@@ -65,6 +64,16 @@ cdef class GemmPacked:
     @property
     def isa(self):
         return ISA_NAMES[<int>qe_gemm_packed_isa(self.ptr)]
+
+    @property
+    def _b_address(self):
+        """Where its packed B starts (tests of the prefetch hints)."""
+        return <size_t>qe_gemm_packed_data(self.ptr)
+
+    @property
+    def _prefetch_address(self):
+        """The packed B its prefetch hint names (Program sets it), 0 if none."""
+        return <size_t>qe_gemm_packed_next_data(self.ptr)
 
     @property
     def col_sums(self):

@@ -151,28 +151,26 @@ cdef qe_gemm_packed *_first_b(w):
     return qe_conv_packed_gemm((<ConvPacked>w).ptr, 0)
 
 
-cdef void _hint_next(w, nxt, qe_gemm_packed *nb):
+cdef void _hint_next(w, qe_gemm_packed *nb):
     """w's prefetch hints: a convolution's groups each name the next group's B, its last (or
-    a GEMM's B) names nb, the first B of weights nxt, which w keeps alive."""
+    a GEMM's B) names nb."""
     cdef ConvPacked cp
     cdef size_t g
     if isinstance(w, GemmPacked):
         qe_gemm_packed_set_next((<GemmPacked>w).ptr, nb)
-        (<GemmPacked>w).prefetch_next = nxt
         return
     cp = <ConvPacked>w
     for g in range(<size_t>cp.groups):
         qe_gemm_packed_set_next(qe_conv_packed_gemm(cp.ptr, g),
                                 qe_conv_packed_gemm(cp.ptr, g + 1) if g + 1 < <size_t>cp.groups
                                 else nb)
-    cp.prefetch_next = nxt
 
 
 cdef _chain_prefetch_hints(list steps):
     """Each packed B of the program's steps names the one multiplied next (in step order), so
     a layer's last block of panels prefetches the next layer's first (qe_gemm_packed_set_next).
-    A hint changes no result; a packed object shared with another program keeps the hint of the
-    program built last."""
+    A hint changes no result and holds no reference (it is an address that is only prefetched);
+    a packed object shared with another program keeps the hint of the program built last."""
     cdef list ws = []
     for s in steps:
         if isinstance(s, NativeStep):
@@ -181,8 +179,7 @@ cdef _chain_prefetch_hints(list steps):
                     ws.append(k)
                     break
     for i, w in enumerate(ws):
-        nxt = ws[i + 1] if i + 1 < len(ws) else None
-        _hint_next(w, nxt, _first_b(nxt) if nxt is not None else NULL)
+        _hint_next(w, _first_b(ws[i + 1]) if i + 1 < len(ws) else NULL)
 
 
 cdef class Program:
