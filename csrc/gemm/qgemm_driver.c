@@ -25,7 +25,7 @@ enum { QE_GEMM_L2_BLOCK = 256 * 1024 };
 enum { QE_GEMM_PREFETCH_SLICE = 8 * 1024 };
 /* The last n-block prefetches this much of the next GEMM's B (qe_gemm_packed.next_data), in shares
  * of at least QE_GEMM_PREFETCH_NEXT_SLICE per strip: the next layer's first block, which no
- * block of its own prefetches (ResNet-18, 1 thread: its steps 8.80-8.83 -> 8.65-8.70 ms, the
+ * block of its own prefetches (ResNet-18, 1 thread: its steps 8.77-8.83 -> 8.68-8.69 ms, the
  * late layers' first panels had come from DRAM). */
 enum { QE_GEMM_PREFETCH_NEXT_BYTES = QE_GEMM_L2_BLOCK, QE_GEMM_PREFETCH_NEXT_SLICE = 1024 };
 

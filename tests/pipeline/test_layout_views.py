@@ -7,7 +7,7 @@ import pytest
 from onnx import helper
 
 import qengine
-from util import model
+from util import assert_codes_close, model
 
 
 def _relayouts(q, feeds) -> list:
@@ -81,5 +81,4 @@ def test_one_channel_input_and_output_are_read_and_written_in_place(threads, bat
     assert y.shape == (batch, 1, 9, 7)
     np.testing.assert_array_equal(y, y_all[:batch])
     # and the same bits as the float reference of the QDQ graph gives for these codes
-    from util import assert_codes_close
     assert_codes_close(q, feeds, exact=True)
