@@ -25,8 +25,8 @@ enum { QE_GEMM_L2_BLOCK = 256 * 1024 };
 enum { QE_GEMM_PREFETCH_SLICE = 8 * 1024 };
 /* The last n-block prefetches this much of the next GEMM's B (qe_gemm_packed.next_data), in shares
  * of at least QE_GEMM_PREFETCH_NEXT_SLICE per strip: the next layer's first block, which no
- * block of its own prefetches (ResNet-18, 1 thread: its steps 8.77-8.83 -> 8.68-8.69 ms, the
- * late layers' first panels had come from DRAM). */
+ * block of its own prefetches (ResNet-18, 1 thread, `qengine bench resnet18 --profile`: steps
+ * 8.69-8.74 -> 8.60-8.61 ms; the late layers' first panels had come from DRAM). */
 enum { QE_GEMM_PREFETCH_NEXT_BYTES = QE_GEMM_L2_BLOCK, QE_GEMM_PREFETCH_NEXT_SLICE = 1024 };
 
 /* Panels per n-block: as many packed panels of B as QE_GEMM_L2_BLOCK holds (at least one). */
