@@ -113,6 +113,11 @@ struct qe_gemm_ukernel {
     /* Optional: the full tile (mr rows x nr columns) over segmented A (qe_gemm_tile.seg);
      * NULL: the family has none and callers materialize A. */
     qe_gemm_tile_fn seg_tile;
+    /* Nonzero: the (mr - 1)-row tiles compute at the full tile's rate and the 1-3-row ones do
+     * not, so the driver covers a remainder of 1-3 rows with strips of mr - 1 rows
+     * (qgemm_driver.c, short_strips_from). Zero (AVX2: its 5-row tile is slower than a 6-row
+     * one): strips of mr rows and one short last strip. */
+    int short_strips;
 };
 
 extern const qe_gemm_ukernel qe_gemm_ukernel_ref;

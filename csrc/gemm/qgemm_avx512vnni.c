@@ -6,8 +6,8 @@
  * intermediate saturation. The main tile is 6 rows x 64 columns: 24 zmm accumulators, 4 B
  * vectors and one A broadcast fit the 32 registers; per k-group it issues 24 vpdpbusd against
  * 4 loads of B and 6 broadcasts of A, so the multiplier, not memory, is the bottleneck. The k
- * loops of the full-height tiles (6 x 64, 6 x 48) are inline asm (see dot_6x64_avx512vnni)
- * from QE_ASM_MIN_GROUPS k-groups on;
+ * loops of the full-height tiles (6 x 64, 6 x 48) and of 5 x 64 (the driver's short strips)
+ * are inline asm (see dot_6x64_avx512vnni) from QE_ASM_MIN_GROUPS k-groups on;
  * the remainder tiles (fewer rows, narrower panels) are the same C instantiated smaller, and a
  * 1-row tile with two accumulator sets serves M = 1 (memory-bound: more loads in flight).
  * A segmented 6 x 64 tile (seg_tile) reads a convolution's interior pixels in place, one k loop
@@ -196,7 +196,9 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     : [lda] "r"(lda), [acc] "r"(acc), [ct] "r"(ct), [pf] "i"(B_PREFETCH)                \
     : QE_ASM_CLOBBERS
 
-#define QE_ASM_LOOP_6x64                                                                              \
+/* The 64-column k loops: per group, 4 B vectors, then row by row a broadcast of 4 bytes of A
+ * and its 4 multiplies. 6 x 64 is 5 x 64 (the driver's short strips) and a sixth row. */
+#define QE_ASM_LOOP_x64_ROWS_0_4                                                                      \
     ".p2align 5\n"                                                                                    \
     "1:\n\t"                                                                                          \
     "vmovdqa64 (%[b]), %%zmm0\n\t"                                                                    \
@@ -209,17 +211,23 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     QE_ASM_BCAST("(%[a0]", ",%[lda])", "zmm5") QE_ASM_DOT4("zmm5", "zmm12", "zmm13", "zmm14", "zmm15") \
     QE_ASM_BCAST("(%[a0]", ",%[lda],2)", "zmm4") QE_ASM_DOT4("zmm4", "zmm16", "zmm17", "zmm18", "zmm19") \
     QE_ASM_BCAST("(%[a3]", ")", "zmm5") QE_ASM_DOT4("zmm5", "zmm20", "zmm21", "zmm22", "zmm23")        \
-    QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT4("zmm4", "zmm24", "zmm25", "zmm26", "zmm27") \
+    QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT4("zmm4", "zmm24", "zmm25", "zmm26", "zmm27")
+#define QE_ASM_LOOP_5x64 QE_ASM_LOOP_x64_ROWS_0_4 QE_ASM_LOOP_END(256)
+#define QE_ASM_LOOP_6x64                                                                              \
+    QE_ASM_LOOP_x64_ROWS_0_4                                                                          \
     QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT4("zmm5", "zmm28", "zmm29", "zmm30", "zmm31") \
     QE_ASM_LOOP_END(256)
-/* The 24 accumulators of a 6 x 64 tile, their offsets in acc[6][64] and of their vector's
- * column terms in ct, for X(reg, acc offset, ct offset). */
-#define QE_ASM_ACC_6x64(X)  \
+/* The accumulators of a 5 x 64 and a 6 x 64 tile (row r, vector v in zmm(8 + 4r + v)), their
+ * offsets in acc[6][64] and of their vector's column terms in ct, for X(reg, acc offset, ct
+ * offset). */
+#define QE_ASM_ACC_5x64(X)  \
     X("zmm8", 0, 0) X("zmm9", 64, 64) X("zmm10", 128, 128) X("zmm11", 192, 192) \
     X("zmm12", 256, 0) X("zmm13", 320, 64) X("zmm14", 384, 128) X("zmm15", 448, 192) \
     X("zmm16", 512, 0) X("zmm17", 576, 64) X("zmm18", 640, 128) X("zmm19", 704, 192) \
     X("zmm20", 768, 0) X("zmm21", 832, 64) X("zmm22", 896, 128) X("zmm23", 960, 192) \
-    X("zmm24", 1024, 0) X("zmm25", 1088, 64) X("zmm26", 1152, 128) X("zmm27", 1216, 192) \
+    X("zmm24", 1024, 0) X("zmm25", 1088, 64) X("zmm26", 1152, 128) X("zmm27", 1216, 192)
+#define QE_ASM_ACC_6x64(X)  \
+    QE_ASM_ACC_5x64(X)      \
     X("zmm28", 1280, 0) X("zmm29", 1344, 64) X("zmm30", 1408, 128) X("zmm31", 1472, 192)
 /* The 18 accumulators of a 6 x 48 tile (rows 256 bytes apart in acc, as for 6 x 64). */
 #define QE_ASM_ACC_6x48(X)  \
@@ -232,13 +240,16 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
 #define QE_ASM_INIT_AT(c, off, ct_off) QE_ASM_INIT(c, ct_off)
 #define QE_ASM_STORE_AT(c, off, ct_off) QE_ASM_STORE(c, off)
 
-static void dot_6x64_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
-                                const int32_t *ct, int32_t acc[6 * 64], const char *pf) {
-    QE_ASSERT(groups > 0);
-    const uint8_t *a3 = a0 + 3 * lda;
-    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_INIT_AT) QE_ASM_LOOP_6x64
-                     QE_ASM_ACC_6x64(QE_ASM_STORE_AT) QE_ASM_OPERANDS);
-}
+/* A k loop over A rows lda apart: accumulators from the column terms, the loop, stored to acc. */
+#define QE_DEFINE_DOT(name, ACC, LOOP)                                                         \
+    static void name(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,          \
+                     const int32_t *ct, int32_t acc[6 * 64], const char *pf) {                \
+        QE_ASSERT(groups > 0);                                                                \
+        const uint8_t *a3 = a0 + 3 * lda;                                                     \
+        __asm__ volatile(ACC(QE_ASM_INIT_AT) LOOP ACC(QE_ASM_STORE_AT) QE_ASM_OPERANDS);      \
+    }
+QE_DEFINE_DOT(dot_6x64_avx512vnni, QE_ASM_ACC_6x64, QE_ASM_LOOP_6x64)
+QE_DEFINE_DOT(dot_5x64_avx512vnni, QE_ASM_ACC_5x64, QE_ASM_LOOP_5x64)
 
 /* The 6 x 64 k loop over segmented A (qe_gemm_tile.seg): nseg segments of `groups` k groups
  * each, B contiguous across them; the accumulators stay in registers from the column terms
@@ -306,11 +317,13 @@ static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, 
                                           ct2 = nv > 2 ? _mm512_load_si512(ct + 32) : ct0,  \
                                           ct3 = nv > 3 ? _mm512_load_si512(ct + 48) : ct0;
 
-#define QE_LOAD_ACC_ROW(r)                                          \
-    c##r##0 = _mm512_load_si512(acc + 64 * r);                      \
-    c##r##1 = _mm512_load_si512(acc + 64 * r + 16);                 \
-    c##r##2 = _mm512_load_si512(acc + 64 * r + 32);                 \
-    if (nv > 3) c##r##3 = _mm512_load_si512(acc + 64 * r + 48);
+#define QE_LOAD_ACC_ROW(r)                                              \
+    if (r < mr) {                                                       \
+        c##r##0 = _mm512_load_si512(acc + 64 * r);                      \
+        c##r##1 = _mm512_load_si512(acc + 64 * r + 16);                 \
+        c##r##2 = _mm512_load_si512(acc + 64 * r + 32);                 \
+        if (nv > 3) c##r##3 = _mm512_load_si512(acc + 64 * r + 48);     \
+    }
 
 /* The register tile: mr rows x (16 * nv) columns over all of K. */
 QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
@@ -318,10 +331,10 @@ QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
     const int8_t *b = t->b;
     const size_t groups = t->K / KR;
     const int32_t *ct = t->ep->colterm + t->ep_col;
-    if (mr == 6 && nv >= 3 && groups >= QE_ASM_MIN_GROUPS) {
+    if (((mr == 6 && nv >= 3) || (mr == 5 && nv == 4)) && groups >= QE_ASM_MIN_GROUPS) {
         int32_t acc[6 * 64] __attribute__((aligned(64)));
-        (nv == 4 ? dot_6x64_avx512vnni : dot_6x48_avx512vnni)(a0, t->lda, b, groups, ct, acc,
-                                                              t->pf ? t->pf : (const char *)b);
+        (mr == 5 ? dot_5x64_avx512vnni : nv == 4 ? dot_6x64_avx512vnni : dot_6x48_avx512vnni)(
+            a0, t->lda, b, groups, ct, acc, t->pf ? t->pf : (const char *)b);
         b += 64 * nv * groups;
         QE_FOR_ROWS(QE_LOAD_ACC_ROW)
     } else {
@@ -453,4 +466,5 @@ const qe_gemm_ukernel qe_gemm_ukernel_avx512vnni = {
     .nv_max = NV_MAX,
     .tiles = g_tiles,
     .seg_tile = qe_gemm_u8s8_ukernel_6x64c4_seg__avx512vnni,
+    .short_strips = 1, /* 5 x 64 runs at the 6 x 64 rate; 1 x 64 waits on L2 */
 };

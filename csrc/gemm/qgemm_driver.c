@@ -113,6 +113,30 @@ static const char *next_block(const qe_gemm_packed *p, size_t jb_end, size_t j1,
     return *slice >= QE_GEMM_PREFETCH_SLICE ? (const char *)p->data + lo : NULL;
 }
 
+/* Where a GEMM of M rows starts its short strips: strips of mr rows up to the returned row,
+ * of mr - 1 rows from it on. A remainder of 1-3 rows would be a tile of that height across
+ * all of B, whose few multiplies per B load leave it waiting on L2: M = 49 (ResNet-18's last
+ * stage at batch 1) spent as long on its 49th row as on two others (K = 4608, N = 512: 503 us
+ * for 48 rows, 524 for 49). mr - r strips of mr - 1 rows take the rows of the last mr - 1 - r
+ * full strips and the remainder r instead: 49 = 4 x 6 + 5 x 5 (the 5-row tile computes at the
+ * 6-row tile's rate). A remainder of 4 or more rows is left as it is (within noise). Only
+ * families whose (mr - 1)-row tile keeps up (qe_gemm_ukernel.short_strips) take short strips. */
+static size_t short_strips_from(const qe_gemm_ukernel *uk, size_t M) {
+    const size_t mr = uk->mr, r = M % mr, full = M / mr;
+    if (!uk->short_strips || mr < 5 || r == 0 || r > 3 || full < mr - 1 - r) return M;
+    return (full - (mr - 1 - r)) * mr;
+}
+
+/* How many strips cover M rows with short strips from short_from. */
+static inline size_t strip_count(size_t M, size_t mr, size_t short_from) {
+    return QE_DIV_UP(short_from, mr) + (short_from < M ? (M - short_from) / (mr - 1) : 0);
+}
+
+/* The rows of the strip at row m0 (a strip boundary) of M, short strips from `short_from`. */
+static inline size_t strip_rows(size_t M, size_t m0, size_t mr, size_t short_from) {
+    return m0 >= short_from ? mr - 1 : QE_MIN(mr, M - m0);
+}
+
 /* One strip (t->rows rows of A as set in t, C from row `c` on) across panels [jb, jb_end),
  * columns [n_begin, n_end) stored; segmented tiles when t->seg is set. */
 static inline void run_strip(const qe_gemm_packed *p, qe_gemm_tile *t, size_t jb,
@@ -161,19 +185,23 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
         QE_ASSERT(prep != NULL);
     }
 
-    const size_t block = panels_per_block(uk, K), strips = QE_DIV_UP(M, mr);
+    const size_t short_from = short_strips_from(uk, M);
+    const size_t block = panels_per_block(uk, K);
+    const size_t strips = strip_count(M, mr, short_from);
     qe_gemm_tile t = {.K = K, .ep = &ep, .ldc = ldc};
     for (size_t jb = j0; jb < j1; jb += block) {
         const size_t jb_end = QE_MIN(j1, jb + block);
-        size_t slice = 0;
+        size_t slice = 0, si = 0;
         const char *next = next_block(p, jb_end, j1, block, strips, &slice);
-        for (size_t m0 = 0; m0 < M; m0 += mr) {
-            t.pf = next ? next + (m0 / mr) * slice : NULL;
-            t.rows = QE_MIN(mr, M - m0);
+        for (size_t m0 = 0; m0 < M; m0 += t.rows, si++) {
+            t.pf = next ? next + si * slice : NULL;
+            t.rows = strip_rows(M, m0, mr, short_from);
             t.row0 = m0;
             t.a = a + m0 * lda;
             t.lda = lda;
-            if (m0 + mr < M) prefetch_rows(t.a + mr * lda, lda, QE_MIN(mr, M - m0 - mr), K);
+            const size_t m1 = m0 + t.rows;
+            if (m1 < M)
+                prefetch_rows(a + m1 * lda, lda, strip_rows(M, m1, mr, short_from), K);
             if (prep) {
                 t.lda = uk->prep_a(t.a, lda, t.rows, K, prep);
                 t.a = prep;
@@ -207,7 +235,9 @@ void qe_gemm_run_segmented(const qe_gemm_packed *p, const qe_gemm_seg_a *sa, int
     ep.rowterm = NULL;
     /* Both kinds of strips go through an n-block before the next one starts: the block stays
      * in L2 for all of them (B of late layers is larger than L2; two passes read it twice). */
-    const size_t block = panels_per_block(uk, K), strips = sa->strips + QE_DIV_UP(sa->rows, mr);
+    const size_t short_from = short_strips_from(uk, sa->rows);
+    const size_t block = panels_per_block(uk, K);
+    const size_t strips = sa->strips + strip_count(sa->rows, mr, short_from);
     qe_gemm_tile t = {.K = K, .ep = &ep};
     for (size_t jb = j0; jb < j1; jb += block) {
         const size_t jb_end = QE_MIN(j1, jb + block);
@@ -228,9 +258,9 @@ void qe_gemm_run_segmented(const qe_gemm_packed *p, const qe_gemm_seg_a *sa, int
         t.seg = NULL;
         t.lda = sa->lda;
         t.ldc = sa->ldc_rows;
-        for (size_t m0 = 0; m0 < sa->rows; m0 += mr, si++) {
+        for (size_t m0 = 0; m0 < sa->rows; m0 += t.rows, si++) {
             t.pf = next ? next + si * slice : NULL;
-            t.rows = QE_MIN(mr, sa->rows - m0);
+            t.rows = strip_rows(sa->rows, m0, mr, short_from);
             t.row0 = m0;
             t.a = sa->a + m0 * sa->lda;
             run_strip(p, &t, jb, jb_end, n_begin, n_end, base,

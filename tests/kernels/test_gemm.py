@@ -112,6 +112,28 @@ def test_block_boundaries(isa, M, N, K):
                                       expected(a, 77, b, kind, **kw), err_msg=kind)
 
 
+@pytest.mark.parametrize("M", [19, 20, 21, 25, 26, 27, 28, 29, 31, 49, 50, 51, 52, 397])
+def test_remainder_rows_of_every_height(isa, M):
+    """Every M mod 6 past a few strips: where the VNNI driver covers a remainder of 1-3 rows
+    with 5-row strips (49 = 4 x 6 + 5 x 5), each row must still land in its own place, with
+    its own row term (b_zp), whether the kernel's k loop is the asm one (K >= 64) or not."""
+    rng = np.random.default_rng(M)
+    for K, N in [(300, 130), (40, 64)]:
+        a_full = rng.integers(0, 256, (M, K + 5), dtype=np.uint8)
+        a = a_full[:, :K]
+        b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+        scale = (10.0 ** rng.uniform(-6, -4, N)).astype(np.float32)
+        bias = rng.integers(-10**6, 10**6, N).astype(np.int32)
+        packed = _kernels.GemmPacked(b)
+        for kind, kw in [("u8", dict(scale=scale, zero_point=3, bias=bias)),
+                         ("i32", dict(b_zp=rng.integers(-128, 128, N), bias=bias))]:
+            c_full = np.full((M, N + 3), 7, np.uint8 if kind == "u8" else np.int32)
+            got = run(packed, a, 200, kind, c=c_full[:, :N], **kw)
+            np.testing.assert_array_equal(got, expected(a, 200, b, kind, **kw),
+                                          err_msg=f"{kind} K={K}")
+            assert (c_full[:, N:] == 7).all(), "wrote past the last column"
+
+
 # ---- exactness at the extremes --------------------------------------------------------------
 
 @pytest.mark.parametrize("a_val,b_val,a_zp,b_zp", [
