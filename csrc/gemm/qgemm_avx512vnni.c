@@ -7,7 +7,8 @@
  * vectors and one A broadcast fit the 32 registers; per k-group it issues 24 vpdpbusd against
  * 4 loads of B and 6 broadcasts of A, so the multiplier, not memory, is the bottleneck. The k
  * loops of the full-height tiles (6 x 64, 6 x 48) and of 5 x 64 (the driver's short strips)
- * are inline asm (see dot_6x64_avx512vnni) from QE_ASM_MIN_GROUPS k-groups on;
+ * are inline asm (qgemm_avx512vnni_asm.h) from QE_ASM_MIN_GROUPS k-groups on, and the common
+ * uint8 6 x 64 tile runs its output pipeline in the same asm block;
  * the remainder tiles (fewer rows, narrower panels) are the same C instantiated smaller, and a
  * 1-row tile with two accumulator sets serves M = 1 (memory-bound: more loads in flight).
  * A segmented 6 x 64 tile (seg_tile) reads a convolution's interior pixels in place, one k loop
@@ -160,147 +161,7 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
         }                                                            \
     } while (0)
 
-/* The k loop of the full-height tiles 6 x 64 and 6 x 48 in assembly. With 24 accumulators,
- * 4 B vectors and a broadcast live, GCC spills accumulators inside the loop (measured: half
- * the speed; 6 x 48 loses a third), and asm operands cannot carry 24 of them (GCC allows 30
- * operands, an in/out one counts twice). So the block owns its accumulators: it starts them
- * from the column terms (ct), runs the k loop (zmm0-3 hold B, zmm4/5 alternate as the A
- * broadcast; rows 0-2 address from a0, rows 3-5 from a3) and stores them to acc[6][64]. The
- * C code finishes the tile (tail group, output pipeline). Accumulators: row r, vector v in zmm(8 + nv * r + v).
- * Each k group also prefetches 32 bytes from pf2 (qe_gemm_tile.pf: a slice of the next
- * n-block's B, or this panel again): late ResNet-18 layers' panels come from DRAM, and with
- * M = 49 their first strip waited on them (cold B, 7x7 512->512: 790 -> 700 us). */
-#define QE_ASM_DOT(reg, b, c) "vpdpbusd %%" b ", %%" reg ", %%" c "\n\t"
-#define QE_ASM_DOT3(reg, c0, c1, c2) \
-    QE_ASM_DOT(reg, "zmm0", c0) QE_ASM_DOT(reg, "zmm1", c1) QE_ASM_DOT(reg, "zmm2", c2)
-#define QE_ASM_DOT4(reg, c0, c1, c2, c3) QE_ASM_DOT3(reg, c0, c1, c2) QE_ASM_DOT(reg, "zmm3", c3)
-#define QE_ASM_BCAST(base, index, reg) "vpbroadcastd " base index ", %%" reg "\n\t"
-/* Accumulator c starts from the column terms at byte ct_off of ct (its vector's 16 columns). */
-#define QE_ASM_INIT(c, ct_off) "vmovdqa64 " #ct_off "(%[ct]), %%" c "\n\t"
-#define QE_ASM_STORE(c, off) "vmovdqa64 %%" c ", " #off "(%[acc])\n\t"
-#define QE_ASM_LOOP_END(bytes)                                                         \
-    "prefetcht0 (%[pf2])\n\t"                                                          \
-    "add $32, %[pf2]\n\t"                                                              \
-    "add $4, %[a0]\n\t"                                                                \
-    "add $4, %[a3]\n\t"                                                                \
-    "add $" #bytes ", %[b]\n\t"                                                        \
-    "dec %[n]\n\t"                                                                     \
-    "jnz 1b\n\t"
-#define QE_ASM_CLOBBERS                                                                 \
-    "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm8", "zmm9", "zmm10", "zmm11",    \
-        "zmm12", "zmm13", "zmm14", "zmm15", "zmm16", "zmm17", "zmm18", "zmm19", "zmm20", \
-        "zmm21", "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27", "zmm28", "zmm29", \
-        "zmm30", "zmm31", "memory", "cc"
-#define QE_ASM_OPERANDS                                                                 \
-    : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n] "+r"(groups), [pf2] "+r"(pf)       \
-    : [lda] "r"(lda), [acc] "r"(acc), [ct] "r"(ct), [pf] "i"(B_PREFETCH)                \
-    : QE_ASM_CLOBBERS
-
-/* The 64-column k loops: per group, 4 B vectors, then row by row a broadcast of 4 bytes of A
- * and its 4 multiplies. 6 x 64 is 5 x 64 (the driver's short strips) and a sixth row. */
-#define QE_ASM_LOOP_x64_ROWS_0_4                                                                      \
-    ".p2align 5\n"                                                                                    \
-    "1:\n\t"                                                                                          \
-    "vmovdqa64 (%[b]), %%zmm0\n\t"                                                                    \
-    "vmovdqa64 64(%[b]), %%zmm1\n\t"                                                                  \
-    "vmovdqa64 128(%[b]), %%zmm2\n\t"                                                                 \
-    "vmovdqa64 192(%[b]), %%zmm3\n\t"                                                                 \
-    "prefetcht0 %c[pf](%[b])\n\t"                                                                     \
-    "prefetcht0 %c[pf]+128(%[b])\n\t"                                                                 \
-    QE_ASM_BCAST("(%[a0]", ")", "zmm4") QE_ASM_DOT4("zmm4", "zmm8", "zmm9", "zmm10", "zmm11")          \
-    QE_ASM_BCAST("(%[a0]", ",%[lda])", "zmm5") QE_ASM_DOT4("zmm5", "zmm12", "zmm13", "zmm14", "zmm15") \
-    QE_ASM_BCAST("(%[a0]", ",%[lda],2)", "zmm4") QE_ASM_DOT4("zmm4", "zmm16", "zmm17", "zmm18", "zmm19") \
-    QE_ASM_BCAST("(%[a3]", ")", "zmm5") QE_ASM_DOT4("zmm5", "zmm20", "zmm21", "zmm22", "zmm23")        \
-    QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT4("zmm4", "zmm24", "zmm25", "zmm26", "zmm27")
-#define QE_ASM_LOOP_5x64 QE_ASM_LOOP_x64_ROWS_0_4 QE_ASM_LOOP_END(256)
-#define QE_ASM_LOOP_6x64                                                                              \
-    QE_ASM_LOOP_x64_ROWS_0_4                                                                          \
-    QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT4("zmm5", "zmm28", "zmm29", "zmm30", "zmm31") \
-    QE_ASM_LOOP_END(256)
-/* The accumulators of a 5 x 64 and a 6 x 64 tile (row r, vector v in zmm(8 + 4r + v)), their
- * offsets in acc[6][64] and of their vector's column terms in ct, for X(reg, acc offset, ct
- * offset). */
-#define QE_ASM_ACC_5x64(X)  \
-    X("zmm8", 0, 0) X("zmm9", 64, 64) X("zmm10", 128, 128) X("zmm11", 192, 192) \
-    X("zmm12", 256, 0) X("zmm13", 320, 64) X("zmm14", 384, 128) X("zmm15", 448, 192) \
-    X("zmm16", 512, 0) X("zmm17", 576, 64) X("zmm18", 640, 128) X("zmm19", 704, 192) \
-    X("zmm20", 768, 0) X("zmm21", 832, 64) X("zmm22", 896, 128) X("zmm23", 960, 192) \
-    X("zmm24", 1024, 0) X("zmm25", 1088, 64) X("zmm26", 1152, 128) X("zmm27", 1216, 192)
-#define QE_ASM_ACC_6x64(X)  \
-    QE_ASM_ACC_5x64(X)      \
-    X("zmm28", 1280, 0) X("zmm29", 1344, 64) X("zmm30", 1408, 128) X("zmm31", 1472, 192)
-/* The 18 accumulators of a 6 x 48 tile (rows 256 bytes apart in acc, as for 6 x 64). */
-#define QE_ASM_ACC_6x48(X)  \
-    X("zmm8", 0, 0) X("zmm9", 64, 64) X("zmm10", 128, 128) \
-    X("zmm11", 256, 0) X("zmm12", 320, 64) X("zmm13", 384, 128) \
-    X("zmm14", 512, 0) X("zmm15", 576, 64) X("zmm16", 640, 128) \
-    X("zmm17", 768, 0) X("zmm18", 832, 64) X("zmm19", 896, 128) \
-    X("zmm20", 1024, 0) X("zmm21", 1088, 64) X("zmm22", 1152, 128) \
-    X("zmm23", 1280, 0) X("zmm24", 1344, 64) X("zmm25", 1408, 128)
-#define QE_ASM_INIT_AT(c, off, ct_off) QE_ASM_INIT(c, ct_off)
-#define QE_ASM_STORE_AT(c, off, ct_off) QE_ASM_STORE(c, off)
-
-/* A k loop over A rows lda apart: accumulators from the column terms, the loop, stored to acc. */
-#define QE_DEFINE_DOT(name, ACC, LOOP)                                                         \
-    static void name(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,          \
-                     const int32_t *ct, int32_t acc[6 * 64], const char *pf) {                \
-        QE_ASSERT(groups > 0);                                                                \
-        const uint8_t *a3 = a0 + 3 * lda;                                                     \
-        __asm__ volatile(ACC(QE_ASM_INIT_AT) LOOP ACC(QE_ASM_STORE_AT) QE_ASM_OPERANDS);      \
-    }
-QE_DEFINE_DOT(dot_6x64_avx512vnni, QE_ASM_ACC_6x64, QE_ASM_LOOP_6x64)
-QE_DEFINE_DOT(dot_5x64_avx512vnni, QE_ASM_ACC_5x64, QE_ASM_LOOP_5x64)
-
-/* The 6 x 64 k loop over segmented A (qe_gemm_tile.seg): nseg segments of `groups` k groups
- * each, B contiguous across them; the accumulators stay in registers from the column terms
- * to the final store (a store and reload of the 24 per segment cost 56x56 3x3 convs, K = 576
- * in three segments, about 3%). */
-static void dot_6x64_seg_avx512vnni(const uint8_t *const *seg, size_t nseg, size_t lda,
-                                    const int8_t *b, size_t groups, const int32_t *ct,
-                                    int32_t acc[6 * 64], const char *pf) {
-    QE_ASSERT(groups > 0 && nseg > 0);
-    const uint8_t *a0, *a3;
-    size_t n;
-    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_INIT_AT)
-                     "2:\n\t"
-                     "mov (%[seg]), %[a0]\n\t"
-                     "lea (%[lda],%[lda],2), %[a3]\n\t"
-                     "add %[a0], %[a3]\n\t"
-                     "mov %[groups], %[n]\n\t"
-                     QE_ASM_LOOP_6x64
-                     "add $8, %[seg]\n\t"
-                     "dec %[nseg]\n\t"
-                     "jnz 2b\n\t"
-                     QE_ASM_ACC_6x64(QE_ASM_STORE_AT)
-                     : [a0] "=&r"(a0), [a3] "=&r"(a3), [b] "+r"(b), [n] "=&r"(n),
-                       [pf2] "+r"(pf), [seg] "+r"(seg), [nseg] "+r"(nseg)
-                     : [lda] "r"(lda), [acc] "r"(acc), [ct] "r"(ct), [groups] "r"(groups),
-                       [pf] "i"(B_PREFETCH)
-                     : QE_ASM_CLOBBERS);
-}
-
-static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
-                                const int32_t *ct, int32_t acc[6 * 64], const char *pf) {
-    QE_ASSERT(groups > 0);
-    const uint8_t *a3 = a0 + 3 * lda;
-    __asm__ volatile(
-        QE_ASM_ACC_6x48(QE_ASM_INIT_AT)
-        ".p2align 5\n"
-        "1:\n\t"
-        "vmovdqa64 (%[b]), %%zmm0\n\t"
-        "vmovdqa64 64(%[b]), %%zmm1\n\t"
-        "vmovdqa64 128(%[b]), %%zmm2\n\t"
-        "prefetcht0 %c[pf](%[b])\n\t"
-        QE_ASM_BCAST("(%[a0]", ")", "zmm4") QE_ASM_DOT3("zmm4", "zmm8", "zmm9", "zmm10")
-        QE_ASM_BCAST("(%[a0]", ",%[lda])", "zmm5") QE_ASM_DOT3("zmm5", "zmm11", "zmm12", "zmm13")
-        QE_ASM_BCAST("(%[a0]", ",%[lda],2)", "zmm4") QE_ASM_DOT3("zmm4", "zmm14", "zmm15", "zmm16")
-        QE_ASM_BCAST("(%[a3]", ")", "zmm5") QE_ASM_DOT3("zmm5", "zmm17", "zmm18", "zmm19")
-        QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT3("zmm4", "zmm20", "zmm21", "zmm22")
-        QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT3("zmm5", "zmm23", "zmm24", "zmm25")
-        QE_ASM_LOOP_END(192)
-        QE_ASM_ACC_6x48(QE_ASM_STORE_AT)
-        QE_ASM_OPERANDS);
-}
+#include "qgemm_avx512vnni_asm.h"
 
 /* Row r's accumulators start from the column terms of the tile's columns. */
 #define QE_INIT_ROW(r)                 \
@@ -325,12 +186,28 @@ static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, 
         if (nv > 3) c##r##3 = _mm512_load_si512(acc + 64 * r + 48);     \
     }
 
+/* Whether a 6 x 64 tile takes the asm uint8 pipeline (see qe_u8_out), and its output. */
+QE_INLINE int u8_fused(const qe_gemm_tile *t, qe_u8_out *o) {
+    const qe_gemm_epilogue *ep = t->ep;
+    if (ep->kind != QE_OUT_U8 || !ep->hi_free || ep->nbzp || t->col_lo != 0 || t->col_hi != 64)
+        return 0;
+    *o = (qe_u8_out){.scale = ep->scale + t->ep_col, .c = t->c, .ldc = t->ldc,
+                     .zp = (int16_t)ep->zp, .lo = (uint8_t)((int32_t)ep->lo + ep->zp)};
+    return 1;
+}
+
 /* The register tile: mr rows x (16 * nv) columns over all of K. */
 QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
     QE_FOR_ROWS(QE_DECLARE_ROW)
     const int8_t *b = t->b;
     const size_t groups = t->K / KR;
     const int32_t *ct = t->ep->colterm + t->ep_col;
+    qe_u8_out o;
+    if (mr == 6 && nv == 4 && groups >= QE_ASM_MIN_GROUPS && u8_fused(t, &o)) {
+        dot_6x64_u8_avx512vnni(a0, t->lda, b, groups, (__mmask16)((1u << (t->K % KR)) - 1), ct,
+                               &o, t->pf ? t->pf : (const char *)b);
+        return;
+    }
     if (((mr == 6 && nv >= 3) || (mr == 5 && nv == 4)) && groups >= QE_ASM_MIN_GROUPS) {
         int32_t acc[6 * 64] __attribute__((aligned(64)));
         (mr == 5 ? dot_5x64_avx512vnni : nv == 4 ? dot_6x64_avx512vnni : dot_6x48_avx512vnni)(
@@ -369,8 +246,13 @@ static void qe_gemm_u8s8_ukernel_6x64c4_seg__avx512vnni(const qe_gemm_tile *t) {
     const size_t groups = t->seg_len / KR;
     const int32_t *ct = t->ep->colterm + t->ep_col;
     /* the prefetch slice runs on across the segments (32 bytes per k group) */
-    dot_6x64_seg_avx512vnni(t->seg, t->nseg, t->lda, b, groups, ct, acc,
-                            t->pf ? t->pf : (const char *)b);
+    const char *pf = t->pf ? t->pf : (const char *)b;
+    qe_u8_out o;
+    if (u8_fused(t, &o)) {
+        dot_6x64_seg_u8_avx512vnni(t->seg, t->nseg, t->lda, b, groups, ct, &o, pf);
+        return;
+    }
+    dot_6x64_seg_avx512vnni(t->seg, t->nseg, t->lda, b, groups, ct, acc, pf);
     QE_FOR_ROWS(QE_DECLARE_ROW)
     QE_FOR_ROWS(QE_LOAD_ACC_ROW)
     QE_STORE_TILE();

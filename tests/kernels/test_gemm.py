@@ -134,6 +134,34 @@ def test_remainder_rows_of_every_height(isa, M):
             assert (c_full[:, N:] == 7).all(), "wrote past the last column"
 
 
+@pytest.mark.parametrize("K", [64, 65, 66, 67, 147, 579])
+@pytest.mark.parametrize("variant", ["fused", "qmax", "big_scale", "partial_panel", "b_zp"])
+def test_uint8_pipeline_of_every_tile_kind(isa, K, variant):
+    """The VNNI 6 x 64 tile requantizes in its asm block when the output is uint8 with qmax 255,
+    every scale < 1, symmetric weights and a whole panel stored ('fused'), a partial last k
+    group included (K = 147: a 7x7 stem on 3 channels); each other variant leaves that path
+    for the C pipeline. All must give the reference's bytes, saturation at both ends too."""
+    rng = np.random.default_rng(K)
+    M, N = 18, 100 if variant == "partial_panel" else 128
+    a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    lo, hi = (-8, -2) if variant == "big_scale" else (-6, -3)
+    scale = (10.0 ** rng.uniform(lo, hi, N)).astype(np.float32)
+    scale[:4] = [0.999, 1e-9, 0.5, 2.0**-20]   # saturating, vanishing and exact-half scales
+    if variant == "big_scale":
+        scale[4] = 1.5
+    bias = rng.integers(-10**6, 10**6, N).astype(np.int32)
+    kw = dict(scale=scale, zero_point=100, bias=bias, qmin=5,
+              qmax=250 if variant == "qmax" else 255)
+    if variant == "b_zp":
+        kw["b_zp"] = rng.integers(-128, 128, N)
+    packed = _kernels.GemmPacked(b)
+    got = run(packed, a, 90, "u8", **kw)
+    want = expected(a, 90, b, "u8", **kw)
+    np.testing.assert_array_equal(got, want)
+    assert got.min() == 5 and got.max() == (250 if variant == "qmax" else 255)
+
+
 # ---- exactness at the extremes --------------------------------------------------------------
 
 @pytest.mark.parametrize("a_val,b_val,a_zp,b_zp", [
