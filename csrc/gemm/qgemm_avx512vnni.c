@@ -8,7 +8,7 @@
  * 4 loads of B and 6 broadcasts of A, so the multiplier, not memory, is the bottleneck. The k
  * loops of the full-height tiles (6 x 64, 6 x 48) and of 5 x 64 (the driver's short strips)
  * are inline asm (qgemm_avx512vnni_asm.h) from QE_ASM_MIN_GROUPS k-groups on, and the common
- * uint8 6 x 64 tile runs its output pipeline in the same asm block;
+ * uint8 6 x 64 and 5 x 64 tiles run their output pipeline in the same asm block;
  * the remainder tiles (fewer rows, narrower panels) are the same C instantiated smaller, and a
  * 1-row tile with two accumulator sets serves M = 1 (memory-bound: more loads in flight).
  * A segmented 6 x 64 tile (seg_tile) reads a convolution's interior pixels in place, one k loop
@@ -203,9 +203,10 @@ QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
     const size_t groups = t->K / KR;
     const int32_t *ct = t->ep->colterm + t->ep_col;
     qe_u8_out o;
-    if (mr == 6 && nv == 4 && groups >= QE_ASM_MIN_GROUPS && u8_fused(t, &o)) {
-        dot_6x64_u8_avx512vnni(a0, t->lda, b, groups, (__mmask16)((1u << (t->K % KR)) - 1), ct,
-                               &o, t->pf ? t->pf : (const char *)b);
+    if ((mr == 6 || mr == 5) && nv == 4 && groups >= QE_ASM_MIN_GROUPS && u8_fused(t, &o)) {
+        (mr == 6 ? dot_6x64_u8_avx512vnni : dot_5x64_u8_avx512vnni)(
+            a0, t->lda, b, groups, (__mmask16)((1u << (t->K % KR)) - 1), ct, &o,
+            t->pf ? t->pf : (const char *)b);
         return;
     }
     if (((mr == 6 && nv >= 3) || (mr == 5 && nv == 4)) && groups >= QE_ASM_MIN_GROUPS) {

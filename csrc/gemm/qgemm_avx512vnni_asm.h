@@ -13,7 +13,7 @@
  * accumulators: it starts them from the column terms (ct), runs the k loop (zmm0-3 hold B,
  * zmm4/5 alternate as the A broadcast; rows 0-2 address from a0, rows 3-5 from a3) and stores
  * them to acc[6][64], where the C code finishes the tile (tail group, output pipeline) -- or,
- * for the common uint8 tile, finishes it itself (dot_6x64_u8_avx512vnni). Accumulators: row
+ * for the common uint8 tile, finishes it itself (QE_DEFINE_DOT_U8). Accumulators: row
  * r, vector v in zmm(8 + nv * r + v).
  * Each k group also prefetches 32 bytes from pf2 (qe_gemm_tile.pf: a slice of the next
  * n-block's B, or this panel again): late ResNet-18 layers' panels come from DRAM, and with
@@ -149,15 +149,16 @@ typedef struct {
 static const int32_t g_lane_order[16] __attribute__((aligned(64))) = {0, 4, 8, 12, 1, 5, 9, 13,
                                                                       2, 6, 10, 14, 3, 7, 11, 15};
 
-/* X(address of row r, its 4 accumulators) for the 6 rows: rows 0-2 from a0, 3-5 from a3, rows
- * `ld` (lda or ldc) bytes apart. */
-#define QE_ASM_6_ROWS(X, ld)                                                    \
+/* X(address of row r, its 4 accumulators) for the 5 or 6 rows of a tile: rows 0-2 from a0,
+ * 3-5 from a3, rows `ld` (lda or ldc) bytes apart. */
+#define QE_ASM_5_ROWS(X, ld)                                                    \
     X("(%[a0])", "zmm8", "zmm9", "zmm10", "zmm11")                              \
     X("(%[a0],%[" ld "])", "zmm12", "zmm13", "zmm14", "zmm15")                  \
     X("(%[a0],%[" ld "],2)", "zmm16", "zmm17", "zmm18", "zmm19")                \
     X("(%[a3])", "zmm20", "zmm21", "zmm22", "zmm23")                            \
-    X("(%[a3],%[" ld "])", "zmm24", "zmm25", "zmm26", "zmm27")                  \
-    X("(%[a3],%[" ld "],2)", "zmm28", "zmm29", "zmm30", "zmm31")
+    X("(%[a3],%[" ld "])", "zmm24", "zmm25", "zmm26", "zmm27")
+#define QE_ASM_6_ROWS(X, ld) \
+    QE_ASM_5_ROWS(X, ld) X("(%[a3],%[" ld "],2)", "zmm28", "zmm29", "zmm30", "zmm31")
 /* Row r's 4 accumulators -> 64 bytes at dst (zmm5: lane order, zmm6: zp as int16, zmm7: qmin). */
 #define QE_ASM_U8_ROW(dst, z0, z1, z2, z3)                  \
     "vcvtdq2ps %%" z0 ", %%" z0 "\n\t"                      \
@@ -180,15 +181,16 @@ static const int32_t g_lane_order[16] __attribute__((aligned(64))) = {0, 4, 8, 1
     "vpmaxub %%zmm7, %%" z0 ", %%" z0 "\n\t"                \
     "vpermd %%" z0 ", %%zmm5, %%" z0 "\n\t"                 \
     "vmovdqu64 %%" z0 ", " dst "\n\t"
-/* The 6 rows, stored at c, c + ldc, c + 2 ldc (a0 now addresses C) and c + 3 ldc .. (a3). */
-#define QE_ASM_U8_TILE                                                                  \
+/* The tile's ROWS (QE_ASM_5_ROWS or QE_ASM_6_ROWS), stored at c, c + ldc, c + 2 ldc (a0 now
+ * addresses C) and c + 3 ldc .. (a3). */
+#define QE_ASM_U8_TILE(ROWS)                                                            \
     "mov %[c], %[a0]\n\t"                                                              \
     "lea (%[ldc],%[ldc],2), %[a3]\n\t"                                                  \
     "add %[a0], %[a3]\n\t"                                                             \
     "vmovdqa64 %[lanes], %%zmm5\n\t"                                                   \
     "vpbroadcastw %[zp], %%zmm6\n\t"                                                   \
     "vpbroadcastb %[lo], %%zmm7\n\t"                                                   \
-    QE_ASM_6_ROWS(QE_ASM_U8_ROW, "ldc")
+    ROWS(QE_ASM_U8_ROW, "ldc")
 #define QE_ASM_U8_INPUTS(o)                                                              \
     [scale] "r"((o)->scale), [c] "r"((o)->c), [ldc] "r"((o)->ldc),                       \
         [lanes] "m"(*(const int32_t(*)[16])g_lane_order), [zp] "m"((o)->zp), [lo] "m"((o)->lo)
@@ -196,31 +198,32 @@ static const int32_t g_lane_order[16] __attribute__((aligned(64))) = {0, 4, 8, 1
 #define QE_ASM_TAIL_ROW(addr, c0, c1, c2, c3)                                             \
     "vmovdqu8 " addr ", %%xmm4%{%[km]%}%{z%}\n\t"                                        \
     "vpbroadcastd %%xmm4, %%zmm4\n\t" QE_ASM_DOT4("zmm4", c0, c1, c2, c3)
-#define QE_ASM_TAIL_6x64                                                                 \
+#define QE_ASM_TAIL(ROWS)                                                                \
     "kortestw %[km], %[km]\n\t"                                                         \
     "jz 3f\n\t"                                                                         \
     "vmovdqa64 (%[b]), %%zmm0\n\t"                                                      \
     "vmovdqa64 64(%[b]), %%zmm1\n\t"                                                    \
     "vmovdqa64 128(%[b]), %%zmm2\n\t"                                                   \
     "vmovdqa64 192(%[b]), %%zmm3\n\t"                                                   \
-    QE_ASM_6_ROWS(QE_ASM_TAIL_ROW, "lda")                                              \
+    ROWS(QE_ASM_TAIL_ROW, "lda")                                                       \
     "3:\n\t"
 
-/* 6 x 64 over A rows lda apart, `groups` whole k groups and a partial one under km (0: none),
- * then the uint8 pipeline into o. */
-static void dot_6x64_u8_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
-                                   __mmask16 km, const int32_t *ct, const qe_u8_out *o,
-                                   const char *pf) {
-    QE_ASSERT(groups > 0);
-    const uint8_t *a3 = a0 + 3 * lda;
-    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_INIT_AT) QE_ASM_LOOP_6x64 QE_ASM_TAIL_6x64
-                         QE_ASM_U8_TILE
-                     : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n] "+r"(groups),
-                       [pf2] "+r"(pf)
-                     : [lda] "r"(lda), [ct] "r"(ct), [pf] "i"(B_PREFETCH), [km] "Yk"(km),
-                       QE_ASM_U8_INPUTS(o)
-                     : QE_ASM_CLOBBERS);
-}
+/* 6 x 64 and 5 x 64 over A rows lda apart, `groups` whole k groups and a partial one under km
+ * (0: none), then the uint8 pipeline into o. */
+#define QE_DEFINE_DOT_U8(name, ACC, LOOP, ROWS)                                                 \
+    static void name(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,           \
+                     __mmask16 km, const int32_t *ct, const qe_u8_out *o, const char *pf) {    \
+        QE_ASSERT(groups > 0);                                                                 \
+        const uint8_t *a3 = a0 + 3 * lda;                                                      \
+        __asm__ volatile(ACC(QE_ASM_INIT_AT) LOOP QE_ASM_TAIL(ROWS) QE_ASM_U8_TILE(ROWS)       \
+                         : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n] "+r"(groups),       \
+                           [pf2] "+r"(pf)                                                      \
+                         : [lda] "r"(lda), [ct] "r"(ct), [pf] "i"(B_PREFETCH), [km] "Yk"(km), \
+                           QE_ASM_U8_INPUTS(o)                                                 \
+                         : QE_ASM_CLOBBERS);                                                   \
+    }
+QE_DEFINE_DOT_U8(dot_6x64_u8_avx512vnni, QE_ASM_ACC_6x64, QE_ASM_LOOP_6x64, QE_ASM_6_ROWS)
+QE_DEFINE_DOT_U8(dot_5x64_u8_avx512vnni, QE_ASM_ACC_5x64, QE_ASM_LOOP_5x64, QE_ASM_5_ROWS)
 
 /* The segmented 6 x 64 k loop (dot_6x64_seg_avx512vnni), then the uint8 pipeline into o. */
 static void dot_6x64_seg_u8_avx512vnni(const uint8_t *const *seg, size_t nseg, size_t lda,
@@ -229,7 +232,8 @@ static void dot_6x64_seg_u8_avx512vnni(const uint8_t *const *seg, size_t nseg, s
     QE_ASSERT(groups > 0 && nseg > 0);
     const uint8_t *a0, *a3;
     size_t n;
-    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_INIT_AT) QE_ASM_SEG_LOOP_6x64 QE_ASM_U8_TILE
+    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_INIT_AT) QE_ASM_SEG_LOOP_6x64
+                         QE_ASM_U8_TILE(QE_ASM_6_ROWS)
                      : [a0] "=&r"(a0), [a3] "=&r"(a3), [b] "+r"(b), [n] "=&r"(n),
                        [pf2] "+r"(pf), [seg] "+r"(seg), [nseg] "+r"(nseg)
                      : [lda] "r"(lda), [ct] "r"(ct), [groups] "r"(groups),

@@ -137,12 +137,13 @@ def test_remainder_rows_of_every_height(isa, M):
 @pytest.mark.parametrize("K", [64, 65, 66, 67, 147, 579])
 @pytest.mark.parametrize("variant", ["fused", "qmax", "big_scale", "partial_panel", "b_zp"])
 def test_uint8_pipeline_of_every_tile_kind(isa, K, variant):
-    """The VNNI 6 x 64 tile requantizes in its asm block when the output is uint8 with qmax 255,
-    every scale < 1, symmetric weights and a whole panel stored ('fused'), a partial last k
-    group included (K = 147: a 7x7 stem on 3 channels); each other variant leaves that path
-    for the C pipeline. All must give the reference's bytes, saturation at both ends too."""
+    """The VNNI 6 x 64 and 5 x 64 tiles (M = 31: one strip of 6 rows, five of 5) requantize in
+    their asm block when the output is uint8 with qmax 255, every scale < 1, symmetric weights
+    and a whole panel stored ('fused'), a partial last k group included (K = 147: a 7x7 stem
+    on 3 channels); each other variant leaves that path for the C pipeline. All must give the
+    reference's bytes, saturation at both ends too."""
     rng = np.random.default_rng(K)
-    M, N = 18, 100 if variant == "partial_panel" else 128
+    M, N = 31, 100 if variant == "partial_panel" else 128
     a = rng.integers(0, 256, (M, K), dtype=np.uint8)
     b = rng.integers(-128, 128, (K, N), dtype=np.int8)
     lo, hi = (-8, -2) if variant == "big_scale" else (-6, -3)
