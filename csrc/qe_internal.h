@@ -99,6 +99,10 @@ void qe_parallel_for(size_t n_tasks, qe_task_fn fn, void *ctx);
 int qe_effective_threads(void);
 /* 0 clears the limit of the calling thread. */
 void qe_set_thread_limit(int n);
+/* Inside a task: the calling thread's participant index in the job and the job's participant
+ * count (the pool's threads own contiguous task ranges in that order); 0 of 1 outside a job
+ * or in a serial one. Only for hints (what to prefetch): a task never depends on it. */
+void qe_job_participant(int *index, int *count);
 
 /* Per-thread scratch memory, 64-byte aligned, grown (never shrunk) on demand and reused: kernels
  * call it once per task, outside their inner loops. `slot` (0..3) lets one task hold several

@@ -70,10 +70,14 @@ static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER; /* held while a 
 static qe_pool *g_pool;     /* created lazily; guarded by g_pool_lock */
 static atomic_int g_num_threads = 1;
 static _Thread_local int tls_thread_limit;
+/* The calling thread's place in the job it is running (qe_job_participant); 0 of 1 outside. */
+static _Thread_local int tls_participant, tls_participants;
 
 /* Participant `thread_index` runs its own range, then whatever is left of the others'. */
 static void qe_run_tasks(qe_pool *p, int thread_index) {
     const int parts = p->n_participating_workers + 1;
+    tls_participant = thread_index;
+    tls_participants = parts;
     for (int k = 0; k < parts; k++) {
         qe_task_range *r = &p->ranges[(thread_index + k) % parts];
         for (;;) {
@@ -82,6 +86,13 @@ static void qe_run_tasks(qe_pool *p, int thread_index) {
             p->fn(p->ctx, t, thread_index);
         }
     }
+    tls_participant = 0;
+    tls_participants = 0;
+}
+
+void qe_job_participant(int *index, int *count) {
+    *index = tls_participant;
+    *count = tls_participants > 0 ? tls_participants : 1;
 }
 
 typedef struct {

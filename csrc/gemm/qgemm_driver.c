@@ -105,7 +105,19 @@ static const char *next_block(const qe_gemm_packed *p, size_t jb_end, size_t j1,
     if (jb_end >= j1) {
         if (!p->next_data) return NULL;
         *slice = QE_DIV_UP(QE_MIN(p->next_bytes, QE_GEMM_PREFETCH_NEXT_BYTES), strips);
-        return *slice >= QE_GEMM_PREFETCH_NEXT_SLICE ? (const char *)p->next_data : NULL;
+        if (*slice < QE_GEMM_PREFETCH_NEXT_SLICE) return NULL;
+        /* A next B larger than the prefetch is split by columns over the threads (late layers:
+         * few rows, a wide B), each thread starting at its share: participant t of T takes
+         * the bytes from t/T of it on, not the first ones, which only participant 0 reads
+         * first (ResNet-18, 2 threads: the worker's first panel of each late layer had come
+         * cold). */
+        int t, threads;
+        qe_job_participant(&t, &threads);
+        size_t at = 0;
+        if (p->next_bytes > QE_GEMM_PREFETCH_NEXT_BYTES && threads > 1)
+            at = QE_MIN(p->next_bytes / (size_t)threads * (size_t)t,
+                        p->next_bytes - QE_GEMM_PREFETCH_NEXT_BYTES) / 64 * 64;
+        return (const char *)p->next_data + at;
     }
     const size_t lo = qe_gemm_panel_offset(uk, p->K, jb_end);
     const size_t hi = qe_gemm_panel_offset(uk, p->K, QE_MIN(j1, jb_end + block));
