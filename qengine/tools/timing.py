@@ -107,7 +107,11 @@ def time_interleaved(engines: Mapping[str, Callable[[], object]], *, rounds: int
     settle_seconds: an idle pause (untimed) before each engine's block, when there are several
     engines. Multi-threaded engines' pools keep spinning after a call (onnxruntime's for tens
     of milliseconds), and spinning threads of one engine steal the cores of the next: the
-    pause lets them go to sleep, so each engine is timed as if it ran alone.
+    pause lets them go to sleep, so each engine is timed as if it ran alone. The pause also
+    lets the cores idle, and the first call after it runs slower for every engine (the cores
+    wake; docs/bench.md): so after the pause each engine makes one untimed call, and its block
+    times calls back to back from a running start, as at one thread, where no pause precedes
+    a block.
     on_round(i) is called after round i (a progress bar)."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -137,6 +141,7 @@ def time_interleaved(engines: Mapping[str, Callable[[], object]], *, rounds: int
             fn, n = engines[name], out.calls_per_round[name]
             if settle:
                 sleep(settle)
+                fn()        # untimed: the cores' wake from the pause (see settle_seconds)
             c0 = cpu_clock()
             t0 = clock()
             for _ in range(n):

@@ -94,16 +94,27 @@ def test_interleaved_rounds_on_a_fake_clock():
 def test_settle_pauses_before_every_block_untimed():
     clk = FakeClock()
     slept = []
+    woken = {"a": False, "b": False}
 
     def sleep(s):               # idle time passes on the wall clock, outside the samples
         slept.append((s, clk.log[-1] if clk.log else None))
         clk.now += s
-    a, b = clk.engine("a", lambda k: 0.001), clk.engine("b", lambda k: 0.002)
-    t = time_interleaved({"a": a, "b": b}, rounds=3, warmup=1, min_round_seconds=0.0,
+        woken.update(a=True, b=True)
+
+    def after_idle(name, base):     # the first call after a pause is 10x slower
+        def cost(k):
+            slow, woken[name] = woken[name], False
+            return base * (10 if slow else 1)
+        return cost
+    a = clk.engine("a", after_idle("a", 0.001))
+    b = clk.engine("b", after_idle("b", 0.002))
+    t = time_interleaved({"a": a, "b": b}, rounds=3, warmup=1, min_round_seconds=0.0035,
                          clock=clk, cpu_clock=clk.cpu, settle_seconds=0.05, sleep=sleep)
     assert [s for s, _ in slept] == [0.05] * 6             # one pause per engine per round
-    assert t.samples["a"] == pytest.approx([0.001] * 3)    # never counted in a sample
-    assert t.samples["b"] == pytest.approx([0.002] * 3)
+    assert t.samples["a"] == pytest.approx([0.001] * 3)    # neither the pause nor the slow
+    assert t.samples["b"] == pytest.approx([0.002] * 3)    # call after it is in a sample
+    # each pause is followed by one untimed call of the engine, then its timed block
+    assert clk.log[2:] == ["a"] * 5 + ["b"] * 3 + ["b"] * 3 + ["a"] * 5 + ["a"] * 5 + ["b"] * 3
     slept.clear()               # one engine alone: nothing to settle from
     time_interleaved({"a": a}, rounds=2, warmup=1, clock=clk, cpu_clock=clk.cpu,
                      settle_seconds=0.05, sleep=sleep)
