@@ -77,13 +77,18 @@ static void im2col_interior(const conv_gemm_job *j, size_t n, size_t oh, size_t 
     const uint8_t *src = j->x + ((n * s->in_h + oh * s->stride_h - s->pad_top) * s->in_w +
                                  ow * s->stride_w - s->pad_left) * C;
     size_t i = 0;
-#define QE_IM2COL_FIXED(COPY)                                                                   \
-    for (; i < count && src + (kh - 1) * step + (COPY) <= j->x_end; i++, src += adv, row += lda) \
-        for (size_t ki = 0; ki < kh; ki++) memcpy(row + ki * run, src + ki * step, (COPY));
-    if (j->copy == 16)
-        QE_IM2COL_FIXED(16)
+#define QE_IM2COL_FIXED(COPY, KH)                                                               \
+    for (; i < count && src + ((KH) - 1) * step + (COPY) <= j->x_end; i++, src += adv, row += lda) \
+        for (size_t ki = 0; ki < (KH); ki++) memcpy(row + ki * run, src + ki * step, (COPY));
+    /* the stems' shapes (7x7 and 3x3 on 3 channels) with the kernel rows unrolled */
+    if (j->copy == 32 && kh == 7)
+        QE_IM2COL_FIXED(32, 7)
+    else if (j->copy == 16 && kh == 3)
+        QE_IM2COL_FIXED(16, 3)
+    else if (j->copy == 16)
+        QE_IM2COL_FIXED(16, kh)
     else if (j->copy == 32)
-        QE_IM2COL_FIXED(32)
+        QE_IM2COL_FIXED(32, kh)
 #undef QE_IM2COL_FIXED
     for (; i < count; i++, src += adv, row += lda)
         for (size_t ki = 0; ki < kh; ki++) qe_copy_run(row + ki * run, src + ki * step, run);

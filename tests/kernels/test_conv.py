@@ -152,6 +152,26 @@ def test_interior_and_border_rows_over_several_blocks_of_b(isa, threads, n, h, w
     assert_same(got, want)
 
 
+@pytest.mark.parametrize("k, pad, h, w", [(7, 3, 31, 29), (7, 3, 8, 8), (7, 0, 13, 7),
+                                          (3, 1, 30, 33), (3, 0, 5, 17), (3, 1, 2, 2)])
+@pytest.mark.parametrize("out", ["u8", "i32"])
+def test_stems_on_three_channels(isa, threads, k, pad, h, w, out):
+    """7x7 and 3x3 stride-2 stems on 3 channels: their interior rows are copied by fixed-size
+    copies with the kernel rows unrolled (im2col_interior), the windows whose last copy would
+    read past the input by exact ones, the borders by im2col_border; batch 2, so a copy may
+    also run into the next image."""
+    rng = np.random.default_rng(k * 1000 + h * 10 + w)
+    x = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (64, k, k, 3), dtype=np.int8)
+    kw_out = dict(out=out, bias=rng.integers(-2**16, 2**16, 64, dtype=np.int32))
+    if out == "u8":
+        kw_out.update(scale=(10.0 ** rng.uniform(-4, -2, 64)).astype(np.float32), zero_point=4)
+    geom = dict(strides=(2, 2), dilations=(1, 1), pads=(pad,) * 4)
+    p, got, want = run_both(x, 11, wt, None, geom, kw_out)
+    assert p.method == "gemm_im2col"
+    assert_same(got, want)
+
+
 @pytest.mark.parametrize("cin, cout, k", [(160, 960, 1), (320, 1280, 1), (96, 320, 1),
                                           (32, 200, 3)])
 def test_small_maps_split_by_columns(isa, threads, cin, cout, k):
