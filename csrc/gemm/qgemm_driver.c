@@ -3,7 +3,8 @@
  *
  * Cache blocking, GotoBLAS/BLIS style, for prepacked B:
  *   for each n-block of panels (its packed B, K x NC, sized to stay in L2)
- *     for each strip of mr rows of A (mr x K, stays in L1 while the panels go by)
+ *     for each strip of mr rows of A (mr x K, stays in L1 while the panels go by; a
+ *     remainder of 1-3 rows is spread over strips of mr - 1, see short_strips_from)
  *       for each panel of nr columns: one register tile over all of K, output pipeline fused.
  * B is streamed from L2 once per strip; A is read in place (or prepared once per strip by the
  * family's prep_a). K is not split: a tile's accumulators stay in registers from the first k
