@@ -113,22 +113,24 @@ QE_DEFINE_DOT(dot_5x64_avx512vnni, QE_ASM_ACC_5x64, QE_ASM_LOOP_5x64)
 
 /* The 6 x 64 k loop over segmented A (qe_gemm_tile.seg): nseg segments of `groups` k groups
  * each, B contiguous across them; the accumulators stay in registers from the column terms
- * to the final store (a store and reload of the 24 per segment cost 56x56 3x3 convs, K = 576
- * in three segments, about 3%). */
-static void dot_6x64_seg_avx512vnni(const uint8_t *const *seg, size_t nseg, size_t lda,
-                                    const int8_t *b, size_t groups, const int32_t *ct,
-                                    int32_t acc[6 * 64], const char *pf) {
-    QE_ASSERT(groups > 0 && nseg > 0);
-    const uint8_t *a0, *a3;
-    size_t n;
-    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_INIT_AT) QE_ASM_SEG_LOOP_6x64
-                     QE_ASM_ACC_6x64(QE_ASM_STORE_AT)
-                     : [a0] "=&r"(a0), [a3] "=&r"(a3), [b] "+r"(b), [n] "=&r"(n),
-                       [pf2] "+r"(pf), [seg] "+r"(seg), [nseg] "+r"(nseg)
-                     : [lda] "r"(lda), [acc] "r"(acc), [ct] "r"(ct), [groups] "r"(groups),
-                       [pf] "i"(B_PREFETCH)
-                     : QE_ASM_CLOBBERS);
-}
+ * to the end (a store and reload of the 24 per segment cost 56x56 3x3 convs, K = 576 in three
+ * segments, about 3%), where FINISH stores them to acc (dot_6x64_seg_avx512vnni) or runs the
+ * uint8 pipeline into o (dot_6x64_seg_u8_avx512vnni). */
+#define QE_DEFINE_SEG_DOT(name, out_param, FINISH, out_inputs)                                \
+    static void name(const uint8_t *const *seg, size_t nseg, size_t lda, const int8_t *b,    \
+                     size_t groups, const int32_t *ct, out_param, const char *pf) {          \
+        QE_ASSERT(groups > 0 && nseg > 0);                                                    \
+        const uint8_t *a0, *a3;                                                               \
+        size_t n;                                                                             \
+        __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_INIT_AT) QE_ASM_SEG_LOOP_6x64 FINISH           \
+                         : [a0] "=&r"(a0), [a3] "=&r"(a3), [b] "+r"(b), [n] "=&r"(n),         \
+                           [pf2] "+r"(pf), [seg] "+r"(seg), [nseg] "+r"(nseg)                 \
+                         : [lda] "r"(lda), [ct] "r"(ct), [groups] "r"(groups),                 \
+                           [pf] "i"(B_PREFETCH), out_inputs                                    \
+                         : QE_ASM_CLOBBERS);                                                  \
+    }
+QE_DEFINE_SEG_DOT(dot_6x64_seg_avx512vnni, int32_t acc[6 * 64], QE_ASM_ACC_6x64(QE_ASM_STORE_AT),
+                  [acc] "r"(acc))
 
 /* ---- 6 x 64 with the uint8 output pipeline in the same asm block ----------------------------
  * The common tile of a ReLU-fused convolution (uint8 out, qmax 255 and scales < 1 -- hi_free --,
@@ -225,21 +227,8 @@ static const int32_t g_lane_order[16] __attribute__((aligned(64))) = {0, 4, 8, 1
 QE_DEFINE_DOT_U8(dot_6x64_u8_avx512vnni, QE_ASM_ACC_6x64, QE_ASM_LOOP_6x64, QE_ASM_6_ROWS)
 QE_DEFINE_DOT_U8(dot_5x64_u8_avx512vnni, QE_ASM_ACC_5x64, QE_ASM_LOOP_5x64, QE_ASM_5_ROWS)
 
-/* The segmented 6 x 64 k loop (dot_6x64_seg_avx512vnni), then the uint8 pipeline into o. */
-static void dot_6x64_seg_u8_avx512vnni(const uint8_t *const *seg, size_t nseg, size_t lda,
-                                       const int8_t *b, size_t groups, const int32_t *ct,
-                                       const qe_u8_out *o, const char *pf) {
-    QE_ASSERT(groups > 0 && nseg > 0);
-    const uint8_t *a0, *a3;
-    size_t n;
-    __asm__ volatile(QE_ASM_ACC_6x64(QE_ASM_INIT_AT) QE_ASM_SEG_LOOP_6x64
-                         QE_ASM_U8_TILE(QE_ASM_6_ROWS)
-                     : [a0] "=&r"(a0), [a3] "=&r"(a3), [b] "+r"(b), [n] "=&r"(n),
-                       [pf2] "+r"(pf), [seg] "+r"(seg), [nseg] "+r"(nseg)
-                     : [lda] "r"(lda), [ct] "r"(ct), [groups] "r"(groups),
-                       [pf] "i"(B_PREFETCH), QE_ASM_U8_INPUTS(o)
-                     : QE_ASM_CLOBBERS);
-}
+QE_DEFINE_SEG_DOT(dot_6x64_seg_u8_avx512vnni, const qe_u8_out *o, QE_ASM_U8_TILE(QE_ASM_6_ROWS),
+                  QE_ASM_U8_INPUTS(o))
 
 static void dot_6x48_avx512vnni(const uint8_t *a0, size_t lda, const int8_t *b, size_t groups,
                                 const int32_t *ct, int32_t acc[6 * 64], const char *pf) {
