@@ -61,6 +61,11 @@ QE_INLINE __m512 dequant(const qe_gemm_epilogue *ep, size_t col, __m512i acc) {
     return ep->fbias ? _mm512_add_ps(v, _mm512_load_ps(ep->fbias + col)) : v;
 }
 
+/* The packs of the uint8 pipeline work per 128-bit lane; this dword permutation puts the 64
+ * output bytes of a row back in column order (the C pipeline and the asm one both use it). */
+static const int32_t g_lane_order[16] __attribute__((aligned(64))) = {0, 4, 8, 12, 1, 5, 9, 13,
+                                                                      2, 6, 10, 14, 3, 7, 11, 15};
+
 /* Lanes of panel columns [lo, hi), 64 bits for the 4 vectors of a panel. */
 QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     const uint64_t upto_hi = hi >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << hi) - 1);
@@ -108,8 +113,8 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     (nv > v ? _mm512_mul_ps(_mm512_cvtepi32_ps(QE_TERMS(r, v)),                           \
                             _mm512_load_ps(ep.scale + t->ep_col + 16 * v))                \
             : _mm512_setzero_ps())
-/* The 64 uint8 outputs of row r in column order (the packs work per 128-bit lane); nohi: a
- * constant, the epilogue's hi_free. */
+/* The 64 uint8 outputs of row r in column order (g_lane_order); nohi: a constant, the
+ * epilogue's hi_free. */
 #define QE_REQUANT_ROW(r)                                                                    \
     _mm512_permutexvar_epi32(                                                                \
         lane_order,                                                                          \
@@ -147,8 +152,7 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
         const __m512 u8_hi = _mm512_set1_ps(ep.hi);                  \
         const __m512i u8_zp16 = _mm512_set1_epi16((int16_t)ep.zp);   \
         const __m512i u8_lo8 = _mm512_set1_epi8((char)((int32_t)ep.lo + ep.zp)); \
-        const __m512i lane_order =                                   \
-            _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15); \
+        const __m512i lane_order = _mm512_load_si512(g_lane_order);  \
         switch (ep.kind) {                                           \
         case QE_OUT_I32: QE_STORE_ROWS(QE_OUT_I32, 0); break;        \
         case QE_OUT_F32: QE_STORE_ROWS(QE_OUT_F32, 0); break;        \

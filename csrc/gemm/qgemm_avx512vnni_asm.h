@@ -135,8 +135,9 @@ QE_DEFINE_SEG_DOT(dot_6x64_seg_avx512vnni, int32_t acc[6 * 64], QE_ASM_ACC_6x64(
 /* ---- 6 x 64 with the uint8 output pipeline in the same asm block ----------------------------
  * The common tile of a ReLU-fused convolution (uint8 out, qmax 255 and scales < 1 -- hi_free --,
  * symmetric weights, a whole panel stored) requantizes its 24 accumulators where they are,
- * instead of storing them to acc and reloading them in C (with the C pipeline's spills, about
- * 1/6 of the time a 7x7 stem's tile spent outside its k loop). The instructions are those of
+ * instead of storing them to acc and reloading them in C (`python benchmarks/conv_table.py
+ * --only r18.conv1`, the 7x7 stem whose K = 147 gives each tile only 37 k groups: 0.70 ->
+ * 0.66 ms, 1 thread, builds alternated). The instructions are those of
  * QE_REQUANT_PACK_U8_INLANE_NOHI and the lane permutation, in the same order per element, so
  * the bytes are the C pipeline's: float32(acc) * scale, cvtps2dq (round half to even), signed
  * pack, saturating add of the zero point, unsigned pack, max with qmin, lane order, store. */
@@ -148,8 +149,6 @@ typedef struct {
     uint8_t lo;          /* qmin (the byte the max clamps to) */
 } qe_u8_out;
 
-static const int32_t g_lane_order[16] __attribute__((aligned(64))) = {0, 4, 8, 12, 1, 5, 9, 13,
-                                                                      2, 6, 10, 14, 3, 7, 11, 15};
 
 /* X(address of row r, its 4 accumulators) for the 5 or 6 rows of a tile: rows 0-2 from a0,
  * 3-5 from a3, rows `ld` (lda or ldc) bytes apart. */
@@ -161,7 +160,7 @@ static const int32_t g_lane_order[16] __attribute__((aligned(64))) = {0, 4, 8, 1
     X("(%[a3],%[" ld "])", "zmm24", "zmm25", "zmm26", "zmm27")
 #define QE_ASM_6_ROWS(X, ld) \
     QE_ASM_5_ROWS(X, ld) X("(%[a3],%[" ld "],2)", "zmm28", "zmm29", "zmm30", "zmm31")
-/* Row r's 4 accumulators -> 64 bytes at dst (zmm5: lane order, zmm6: zp as int16, zmm7: qmin). */
+/* Row r's 4 accumulators -> 64 bytes at dst (zmm5: g_lane_order, zmm6: zp as int16, zmm7: qmin). */
 #define QE_ASM_U8_ROW(dst, z0, z1, z2, z3)                  \
     "vcvtdq2ps %%" z0 ", %%" z0 "\n\t"                      \
     "vcvtdq2ps %%" z1 ", %%" z1 "\n\t"                      \

@@ -129,8 +129,9 @@ static const char *next_block(const qe_gemm_packed *p, size_t jb_end, size_t j1,
 /* Where a GEMM of M rows starts its short strips: strips of mr rows up to the returned row,
  * of mr - 1 rows from it on. A remainder of 1-3 rows would be a tile of that height across
  * all of B, whose few multiplies per B load leave it waiting on L2: M = 49 (ResNet-18's last
- * stage at batch 1) spent as long on its 49th row as on two others (K = 4608, N = 512: 503 us
- * for 48 rows, 524 for 49). mr - r strips of mr - 1 rows take the rows of the last mr - 1 - r
+ * stage at batch 1) ran at 96.4% of the peak where M = 48 ran at 98.6% (`python
+ * benchmarks/gemm_table.py --shapes 48x512x4608 49x512x4608 --threads 1 --clock cpu`; 98.2%
+ * for 49 rows with short strips). mr - r strips of mr - 1 rows take the rows of the last mr - 1 - r
  * full strips and the remainder r instead: 49 = 4 x 6 + 5 x 5 (the 5-row tile computes at the
  * 6-row tile's rate). A remainder of 4 or more rows is left as it is (within noise). Only
  * families whose (mr - 1)-row tile keeps up (qe_gemm_ukernel.short_strips) take short strips. */
