@@ -258,6 +258,36 @@ def test_cli_json_plot_profile(small_model):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_profile_follows_a_settle_pause(small_model, threads):
+    """At 2+ threads the profiled runs start after the settle pause, as every timed block does:
+    the engine timed last may be another one whose pool still spins (it had taken a core from
+    the profiled runs). At 1 thread nothing pauses."""
+    from qengine.tools.engines import ENGINES, Engine
+    m, path, d = small_model
+    subject = bench.load_subject(str(path), calibration=np.load(d / "calib.npy"),
+                                 warn=lambda *a: None)
+    log = []
+    profiled = subject.model.run_profiled
+    subject.model.run_profiled = lambda feeds: (log.append("profile"), profiled(feeds))[1]
+
+    def build_other(subj, t):
+        return lambda feeds: log.append("other")
+    other = Engine("other", "a spinning pool", (), build_other, lambda subj: None)
+    res = bench.run_config(subject, [ENGINES["qengine"], other], threads, 1, rounds=2, warmup=1,
+                           min_round_seconds=0.0, profile=True, profile_runs=2,
+                           peak_per_core=None, settle_seconds=0.05,
+                           sleep=lambda s: log.append(f"sleep {s}"))
+    assert res["profile"]["runs"] == 2
+    # after the timing, one run_profiled counts the GOPs; the profile is one untimed call and
+    # its 2 runs
+    assert "other" in log
+    if threads == 1:
+        assert not any(e.startswith("sleep") for e in log) and log[-5:] == ["other"] + ["profile"] * 4
+    else:
+        assert log[-5:] == ["profile", "sleep 0.05"] + ["profile"] * 3
+
+
 def test_fidelity_target_follows_the_calibration_data(small_model):
     """Random calibration turns the fidelity target off (int8 everywhere, like
     onnxruntime-int8); an explicit target is passed to quantize and reported."""
