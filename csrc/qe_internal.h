@@ -54,6 +54,21 @@ static inline void qe_copy_run(uint8_t *dst, const uint8_t *src, size_t n) {
     }
 }
 
+/* Fill n bytes of a short run with v (im2col's padding taps), as qe_copy_run copies them. */
+static inline void qe_fill_run(uint8_t *dst, uint8_t v, size_t n) {
+    if (n >= 16) {
+        memset(dst, v, n);
+        return;
+    }
+    const uint64_t pattern = 0x0101010101010101ull * v;
+    if (n >= 8) {
+        memcpy(dst, &pattern, 8);
+        memcpy(dst + n - 8, &pattern, 8);
+    } else {
+        for (size_t i = 0; i < n; i++) dst[i] = v;
+    }
+}
+
 /* Which ISA files this build compiled (set by setup.py per target architecture). */
 #if defined(__x86_64__) || defined(_M_X64)
 #define QE_BUILD_X86 1

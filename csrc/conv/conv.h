@@ -5,7 +5,9 @@
  * Three methods, chosen once at pack time (qe_conv_pack):
  *   gemm_1x1     the input pixels are the rows of the GEMM's A (lda = in_c, group offset g*cin_g);
  *   gemm_im2col  blocks of im2col rows, built in per-thread scratch inside one qe_parallel_for,
- *                feed qe_gemm_u8s8_serial (one packed B per group);
+ *                feed qe_gemm_u8s8_serial (one packed B per group); interior strips of pixels
+ *                are read in place where the family can (conv_gemm.c), and convolutions with
+ *                short kernel rows (the 3-channel stems) take column strips (conv_colstrip.c);
  *   dwconv       a direct depthwise kernel vectorized over channels (groups == in_c == out_c).
  */
 #ifndef QE_CONV_H
@@ -183,6 +185,12 @@ struct qe_conv_packed {
 int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
                      int32_t x_zp, const int32_t *w_zp, const qe_output *out,
                      const uint8_t *lut, void *y, size_t ldy);
+/* Column strips (conv_colstrip.c): qe_conv_run_gemm hands over the calls whose shape
+ * qe_conv_colstrip_ok accepts. */
+int qe_conv_colstrip_ok(const qe_conv_packed *p, const qe_conv_shape *s);
+int qe_conv_run_colstrip(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
+                         int32_t x_zp, const int32_t *w_zp, const qe_output *out,
+                         const uint8_t *lut, void *y, size_t ldy);
 int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
                    int32_t x_zp, const int32_t *w_zp, const qe_output *out, const uint8_t *lut,
                    void *y, size_t ldy);

@@ -47,21 +47,6 @@ typedef struct {
     const uint8_t *x_end;          /* one past the input */
 } conv_gemm_job;
 
-/* Fills of the short runs im2col is made of (3..200 bytes; the copies: qe_copy_run). */
-static inline void fill_run(uint8_t *dst, uint8_t v, size_t n) {
-    if (n >= 16) {
-        memset(dst, v, n);
-        return;
-    }
-    const uint64_t pattern = 0x0101010101010101ull * v;
-    if (n >= 8) {
-        memcpy(dst, &pattern, 8);
-        memcpy(dst + n - 8, &pattern, 8);
-    } else {
-        for (size_t i = 0; i < n; i++) dst[i] = v;
-    }
-}
-
 /* The im2col rows of `count` interior windows side by side (output pixels (n, oh, ow ..
  * ow + count - 1)): kernel_h runs of kernel_w * C bytes each, a window stride_w * C bytes after
  * the previous. Each run is copied with one fixed-size copy of j->copy bytes: it runs over into
@@ -112,11 +97,11 @@ static void im2col_border(const conv_gemm_job *j, size_t g, size_t n, size_t oh,
         uint8_t *dst = row + ki * kw * cin_g;
         const ptrdiff_t ih = (ptrdiff_t)(oh * s->stride_h + ki * s->dilation_h) - (ptrdiff_t)s->pad_top;
         if (ih < 0 || ih >= (ptrdiff_t)s->in_h || kj_lo >= kj_hi) {
-            fill_run(dst, zp, kw * cin_g);
+            qe_fill_run(dst, zp, kw * cin_g);
             continue;
         }
         const uint8_t *src = j->x + ((n * s->in_h + (size_t)ih) * s->in_w) * C + g * cin_g;
-        fill_run(dst, zp, kj_lo * cin_g);
+        qe_fill_run(dst, zp, kj_lo * cin_g);
         if (contiguous) {
             qe_copy_run(dst + kj_lo * cin_g, src + (size_t)(iw0 + (ptrdiff_t)kj_lo) * C,
                      (kj_hi - kj_lo) * C);
@@ -125,7 +110,7 @@ static void im2col_border(const conv_gemm_job *j, size_t g, size_t n, size_t oh,
                 qe_copy_run(dst + kj * cin_g,
                          src + (size_t)(iw0 + (ptrdiff_t)(kj * s->dilation_w)) * C, cin_g);
         }
-        fill_run(dst + kj_hi * cin_g, zp, (kw - kj_hi) * cin_g);
+        qe_fill_run(dst + kj_hi * cin_g, zp, (kw - kj_hi) * cin_g);
     }
 }
 
@@ -261,6 +246,7 @@ static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
 int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
                      int32_t x_zp, const int32_t *w_zp, const qe_output *out,
                      const uint8_t *lut, void *y, size_t ldy) {
+    if (qe_conv_colstrip_ok(p, s)) return qe_conv_run_colstrip(p, s, x, x_zp, w_zp, out, lut, y, ldy);
     conv_gemm_job j = {.p = p, .s = s, .x = x, .x_zp = x_zp, .w_zp = w_zp, .out = out, .lut = lut,
                        .y = y, .ldy = ldy, .es = qe_output_elem_size(out->kind)};
     j.M = s->batch * s->out_h * s->out_w;

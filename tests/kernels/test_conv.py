@@ -159,7 +159,8 @@ def test_stems_on_three_channels(isa, threads, k, pad, h, w, out):
     """7x7 and 3x3 stride-2 stems on 3 channels: their interior rows are copied by fixed-size
     copies with the kernel rows unrolled (im2col_interior), the windows whose last copy would
     read past the input by exact ones, the borders by im2col_border; batch 2, so a copy may
-    also run into the next image."""
+    also run into the next image. (The 7x7 maps of 8 or more output rows take column strips
+    instead, as in test_column_strips.)"""
     rng = np.random.default_rng(k * 1000 + h * 10 + w)
     x = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
     wt = rng.integers(-128, 128, (64, k, k, 3), dtype=np.int8)
@@ -170,6 +171,50 @@ def test_stems_on_three_channels(isa, threads, k, pad, h, w, out):
     p, got, want = run_both(x, 11, wt, None, geom, kw_out)
     assert p.method == "gemm_im2col"
     assert_same(got, want)
+
+
+@pytest.mark.parametrize("cin, k, strides, dil_w, pads, h, w", [
+    (3, (7, 7), (2, 2), 1, (3, 3, 3, 3), 33, 29),   # ResNet's stem
+    (3, (5, 5), (2, 1), 1, (2, 0, 1, 3), 21, 12),   # asymmetric pads and strides
+    (8, (3, 3), (1, 1), 2, (4, 0, 5, 2), 6, 11),    # dilated taps; padding rows > the kernel
+    (4, (4, 8), (1, 3), 1, (0, 7, 0, 7), 13, 5),    # windows wider than the input
+])
+@pytest.mark.parametrize("out, w_zp", [("u8", False), ("u8", True), ("i32", False),
+                                       ("f32", True)])
+def test_column_strips(isa, threads, cin, k, strides, dil_w, pads, h, w, out, w_zp):
+    """Short kernel rows (kernel_w * C <= 32 bytes, K >= 64, >= 8 output rows) run one GEMM per
+    output column over its strip of input rows, rows overlapping (conv_colstrip.c): the strip's
+    padding rows and columns, copies that would read past the input (the last column of the
+    last image), outputs out_w pixels apart into a slice of a wider tensor, a fused table, and
+    3 images over 4 or 8 tasks (task ranges cross images)."""
+    rng = np.random.default_rng(cin * 1000 + k[0] * 100 + h)
+    x = rng.integers(0, 256, (3, h, w, cin), dtype=np.uint8)
+    cout = 40
+    wt = rng.integers(-128, 128, (cout, *k, cin), dtype=np.int8)
+    zp = rng.integers(-128, 128, cout) if w_zp else None
+    kw_out = dict(out=out, bias=rng.integers(-2**16, 2**16, cout, dtype=np.int32))
+    if out != "i32":
+        kw_out["scale"] = (10.0 ** rng.uniform(-4, -2, cout)).astype(np.float32)
+    if out == "u8":
+        kw_out.update(zero_point=30, qmin=10, qmax=250)
+    geom = dict(strides=strides, dilations=(1, dil_w), pads=pads)
+    oh = K.conv_output_size(h, k[0], strides[0], 1, pads[0], pads[2])
+    ow = K.conv_output_size(w, k[1], strides[1], dil_w, pads[1], pads[3])
+    assert oh >= 8 and k[1] * cin <= 32 and k[0] * k[1] * cin >= 64
+    dt = {"u8": np.uint8, "i32": np.int32, "f32": np.float32}[out]
+    big = np.full((3, oh, ow, cout + 9), 77, dt)
+    p, got, want = run_both(x, 201, wt, zp, geom, kw_out, y=big[..., 4:4 + cout])
+    assert p.method == "gemm_im2col"
+    assert_same(got, want)
+    assert (big[..., :4] == 77).all() and (big[..., 4 + cout:] == 77).all()
+    if out == "u8":
+        table = rng.permutation(256).astype(np.uint8)
+        big[...] = 77
+        fused = K.conv_u8s8(p, x, 201, w_zp=zp, lut=table, y=big[..., 4:4 + cout], **kw_out)
+        np.testing.assert_array_equal(fused, table[want])
+        assert (big[..., :4] == 77).all() and (big[..., 4 + cout:] == 77).all()
+        fused = K.conv_u8s8(p, x, 201, w_zp=zp, lut=table, **kw_out)  # pixels abut
+        np.testing.assert_array_equal(fused, table[want])
 
 
 @pytest.mark.parametrize("cin, cout, k", [(160, 960, 1), (320, 1280, 1), (96, 320, 1),
