@@ -233,6 +233,19 @@ typedef struct {
  * in the bottom padding is dropped, as ONNX and PyTorch do (same for w). */
 int qe_pool_shape_check(const qe_pool_shape *s);
 
+/* A convolution and a max pool over its uint8 output in one call (out->kind QE_OUT_U8, with an
+ * optional table applied before the pool): y = maxpool(conv(...)), [batch][pool->out_h]
+ * [pool->out_w] pixels of out_c values, pixel stride ldy >= out_c; the convolution's output is
+ * never stored. pool: batch, in_h, in_w, channels equal to the convolution's output, dilations
+ * 1, a valid pool shape (qe_pool_shape_check); the max as qe_maxpool_u8 computes it. Only the
+ * shapes qe_conv_maxpool_ok accepts (convolutions run by column strips: short kernel rows,
+ * one group); QE_ERR_ARG otherwise. */
+int qe_conv_maxpool_ok(const qe_conv_packed *p, const qe_conv_shape *s);
+int qe_conv_u8s8_maxpool(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
+                         int32_t x_zp, const int32_t *w_zp, const qe_output *out,
+                         const uint8_t table[256], const qe_pool_shape *pool, uint8_t *y,
+                         size_t ldy);
+
 /* y[c] = max of x[c] over the window's taps inside the input (padding never wins). A window
  * with no tap inside the input (only possible with dilation or ceil_mode) gives 0. y is
  * [batch][out_h][out_w][channels], contiguous. */

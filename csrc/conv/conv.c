@@ -192,9 +192,10 @@ int qe_conv_u8s8(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t 
     return qe_conv_u8s8_lut(p, s, x, x_zp, w_zp, out, NULL, y, ldy);
 }
 
-int qe_conv_u8s8_lut(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
-                     int32_t x_zp, const int32_t *w_zp, const qe_output *out,
-                     const uint8_t table[256], void *y, size_t ldy) {
+/* The checks every convolution call passes before its driver runs. */
+static int conv_call_ok(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
+                        int32_t x_zp, const int32_t *w_zp, const qe_output *out,
+                        const uint8_t *table, const void *y, size_t ldy) {
     if (!p || !x || !out || !y || (table && out->kind != QE_OUT_U8)) return QE_ERR_ARG;
     const int rc = qe_conv_shape_check(s);
     if (rc != QE_OK) return rc;
@@ -204,5 +205,32 @@ int qe_conv_u8s8_lut(const qe_conv_packed *p, const qe_conv_shape *s, const uint
     if (w_zp)
         for (size_t c = 0; c < s->out_c; c++)
             if (w_zp[c] < -128 || w_zp[c] > 127) return QE_ERR_ARG;
+    return QE_OK;
+}
+
+int qe_conv_u8s8_lut(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
+                     int32_t x_zp, const int32_t *w_zp, const qe_output *out,
+                     const uint8_t table[256], void *y, size_t ldy) {
+    const int rc = conv_call_ok(p, s, x, x_zp, w_zp, out, table, y, ldy);
+    if (rc != QE_OK) return rc;
     return g_methods[p->method].run(p, s, x, x_zp, w_zp, out, table, y, ldy);
+}
+
+int qe_conv_maxpool_ok(const qe_conv_packed *p, const qe_conv_shape *s) {
+    return p && s && qe_conv_shape_check(s) == QE_OK && fixed_part_equal(s, &p->shape) &&
+           qe_conv_colstrip_ok(p, s);
+}
+
+int qe_conv_u8s8_maxpool(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
+                         int32_t x_zp, const int32_t *w_zp, const qe_output *out,
+                         const uint8_t table[256], const qe_pool_shape *pool, uint8_t *y,
+                         size_t ldy) {
+    const int rc = conv_call_ok(p, s, x, x_zp, w_zp, out, table, y, ldy);
+    if (rc != QE_OK) return rc;
+    if (!pool || out->kind != QE_OUT_U8 || !qe_conv_maxpool_ok(p, s) ||
+        qe_pool_shape_check(pool) != QE_OK || pool->batch != s->batch ||
+        pool->in_h != s->out_h || pool->in_w != s->out_w || pool->channels != s->out_c ||
+        pool->dilation_h != 1 || pool->dilation_w != 1)
+        return QE_ERR_ARG;
+    return qe_conv_run_colstrip_maxpool(p, s, x, x_zp, w_zp, out, table, pool, y, ldy);
 }

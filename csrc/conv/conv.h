@@ -191,6 +191,11 @@ int qe_conv_colstrip_ok(const qe_conv_packed *p, const qe_conv_shape *s);
 int qe_conv_run_colstrip(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
                          int32_t x_zp, const int32_t *w_zp, const qe_output *out,
                          const uint8_t *lut, void *y, size_t ldy);
+/* The same with a max pool over the output (qe_conv_u8s8_maxpool, arguments validated). */
+int qe_conv_run_colstrip_maxpool(const qe_conv_packed *p, const qe_conv_shape *s,
+                                 const uint8_t *x, int32_t x_zp, const int32_t *w_zp,
+                                 const qe_output *out, const uint8_t *lut,
+                                 const qe_pool_shape *pool, uint8_t *y, size_t ldy);
 int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
                    int32_t x_zp, const int32_t *w_zp, const qe_output *out, const uint8_t *lut,
                    void *y, size_t ldy);

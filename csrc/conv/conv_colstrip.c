@@ -13,7 +13,10 @@
  * out_h * kernel_h: a 7x7 stride-2 stem copies 3.4x fewer runs, has no border windows (the
  * strip's padding is filled once) and its A stays in L1 while the GEMM reads it.
  */
+#include <string.h>
+
 #include "../eltwise/eltwise.h"
+#include "../pool/pool.h"
 #include "conv.h"
 
 enum {
@@ -37,8 +40,9 @@ typedef struct {
     size_t run;           /* kernel_w * C: the bytes of one strip row */
     size_t rows;          /* strip rows: (out_h - 1) * stride_h + kernel_h */
     size_t ow_lo, ow_hi;  /* output columns whose kernel rows lie inside the input row */
-    size_t columns;       /* batch * out_w output columns, shared out over `tasks` */
+    size_t columns;       /* batch * out_w output columns (pooled: batch * pool->out_w) */
     size_t tasks;
+    const qe_pool_shape *pool;  /* NULL, or the max pool fused after (colstrip_pool_task) */
 } colstrip_job;
 
 int qe_conv_colstrip_ok(const qe_conv_packed *p, const qe_conv_shape *s) {
@@ -108,6 +112,16 @@ static void colstrip_lut(const colstrip_job *j, size_t n, size_t ow0, size_t ow1
                             j->lut);
 }
 
+/* Output column ow of image n (and its table) into c, rows ldc elements apart; g is the packed
+ * B to use (the quiet copy, or the one whose last block prefetches the next layer's B). */
+static void colstrip_column(const colstrip_job *j, const qe_gemm_packed *g, size_t n, size_t ow,
+                            uint8_t *strip, char *c, size_t ldc) {
+    const qe_conv_shape *s = j->s;
+    build_strip(j, n, ow, strip);
+    qe_gemm_u8s8_serial(g, s->out_h, strip, s->stride_h * j->run, j->x_zp, j->w_zp, j->out, 0,
+                        s->out_c, c, ldc);
+}
+
 /* Output columns [q0, q1) of the flattened (image, column) range: each column's strip, then its
  * GEMM of out_h rows (lda = stride_h * run) into outputs out_w pixels apart. */
 static void colstrip_task(void *ctx, size_t task, int thread_index) {
@@ -126,16 +140,67 @@ static void colstrip_task(void *ctx, size_t task, int thread_index) {
     size_t lut_from = q0; /* columns done but not yet looked up, within one image */
     for (size_t q = q0; q < q1; q++) {
         const size_t n = q / s->out_w, ow = q % s->out_w;
-        build_strip(j, n, ow, strip);
         char *c = j->y + (n * s->out_h * s->out_w + ow) * j->ldy * j->es;
+        colstrip_column(j, q + 1 < q1 ? &quiet : j->p->gemm[0], n, ow, strip, c, ldc);
         if (q + 1 < q1) prefetch_column(j, c + j->ldy * j->es, ldc * j->es);
-        qe_gemm_u8s8_serial(q + 1 < q1 ? &quiet : j->p->gemm[0], s->out_h, strip,
-                            s->stride_h * j->run, j->x_zp, j->w_zp, j->out, 0, s->out_c, c, ldc);
         if (j->lut && (q + 1 == q1 || ow + 1 == s->out_w)) {
             colstrip_lut(j, n, lut_from % s->out_w, ow + 1);
             lut_from = q + 1;
         }
     }
+}
+
+/* ---- the fused max pool ------------------------------------------------------------------ */
+/* Pooled columns [q0, q1) of the flattened (image, pooled column) range. Each needs the
+ * convolution's columns [jp * stride_w - pad_left, + kernel_w) inside [0, out_w): those not yet
+ * computed for this image go into ring slot (column % kernel_w) -- a window of kernel_w
+ * columns never holds two columns of one slot --, then the ISA's pooled-column kernel takes
+ * the maximum over the window's columns and rows. Neighbouring tasks recompute the columns
+ * their windows share (one per task for a 3 x 3, stride-2 pool). */
+static void colstrip_pool_task(void *ctx, size_t task, int thread_index) {
+    (void)thread_index;
+    const colstrip_job *j = ctx;
+    const qe_conv_shape *s = j->s;
+    const qe_pool_shape *ps = j->pool;
+    const size_t C = s->out_c, col_bytes = s->out_h * C, ldp = ps->out_w * j->ldy;
+    const size_t q0 = qe_share_start(j->columns, j->tasks, task);
+    const size_t q1 = qe_share_start(j->columns, j->tasks, task + 1);
+    const qe_maxpool_column_fn pool_column = qe_maxpool_column_for(j->p->isa);
+    uint8_t *strip = qe_scratch(2, j->rows * j->run + QE_COLSTRIP_SLACK);
+    uint8_t *ring = qe_scratch(3, ps->kernel_w * (col_bytes + sizeof(uint8_t *)));
+    QE_ASSERT(strip != NULL && ring != NULL);
+    const uint8_t **cols = (const uint8_t **)(ring + ps->kernel_w * col_bytes);
+    qe_gemm_packed quiet = *j->p->gemm[0];
+    quiet.next_data = NULL;
+    size_t image = (size_t)-1, next = 0; /* columns [0, next) of `image` are in the ring */
+    for (size_t q = q0; q < q1; q++) {
+        const size_t n = q / ps->out_w, jp = q % ps->out_w;
+        if (n != image) image = n, next = 0;
+        size_t lo, hi; /* the window's columns inside the convolution's output */
+        qe_pool_window_rows(jp, ps->kernel_w, ps->stride_w, ps->pad_left, s->out_w, &lo, &hi);
+        for (size_t ow = QE_MAX(lo, next); ow < hi; ow++) {
+            uint8_t *col = ring + (ow % ps->kernel_w) * col_bytes;
+            const int last = q + 1 == q1 && ow + 1 == hi;
+            colstrip_column(j, last ? j->p->gemm[0] : &quiet, n, ow, strip, (char *)col, C);
+            if (j->lut) qe_lut_rows_inplace(s->out_h, C, col, C, j->lut);
+        }
+        next = QE_MAX(next, hi);
+        for (size_t ow = lo; ow < hi; ow++) cols[ow - lo] = ring + (ow % ps->kernel_w) * col_bytes;
+        uint8_t *y = (uint8_t *)j->y + (n * ps->out_h * ps->out_w + jp) * j->ldy;
+        if (q + 1 < q1) /* pooled columns are out_w pixels apart, as in colstrip_task */
+            for (size_t i = 0; i < ps->out_h; i++)
+                for (size_t b = 0; b < C; b += 64) __builtin_prefetch(y + j->ldy + i * ldp + b, 1, 3);
+        pool_column(ps->out_h, C, cols, hi - lo, s->out_h, ps->kernel_h, ps->stride_h,
+                    ps->pad_top, y, ldp);
+    }
+}
+
+static void colstrip_setup(colstrip_job *j, const qe_conv_shape *s, const uint8_t *x) {
+    j->x_end = x + s->batch * s->in_h * s->in_w * s->in_c;
+    j->run = s->kernel_w * s->in_c;
+    j->rows = (s->out_h - 1) * s->stride_h + s->kernel_h;
+    qe_window_interior(s->in_w, s->pad_left, s->kernel_w, 1, s->stride_w, s->out_w, &j->ow_lo,
+                       &j->ow_hi);
 }
 
 int qe_conv_run_colstrip(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
@@ -144,16 +209,29 @@ int qe_conv_run_colstrip(const qe_conv_packed *p, const qe_conv_shape *s, const 
     QE_ASSERT(qe_conv_colstrip_ok(p, s));
     colstrip_job j = {.p = p, .s = s, .x = x, .x_zp = x_zp, .w_zp = w_zp, .out = out, .lut = lut,
                       .y = y, .ldy = ldy, .es = qe_output_elem_size(out->kind)};
-    j.x_end = x + s->batch * s->in_h * s->in_w * s->in_c;
-    j.run = s->kernel_w * s->in_c;
-    j.rows = (s->out_h - 1) * s->stride_h + s->kernel_h;
-    qe_window_interior(s->in_w, s->pad_left, s->kernel_w, 1, s->stride_w, s->out_w, &j.ow_lo,
-                       &j.ow_hi);
+    colstrip_setup(&j, s, x);
     j.columns = s->batch * s->out_w;
     /* one task per thread would leave the threads waiting on the slowest; a few each evens
      * them out (a column is out_h GEMM rows: a few microseconds) */
     const size_t threads = (size_t)qe_effective_threads();
     j.tasks = threads == 1 ? 1 : QE_MIN(j.columns, 4 * threads);
     qe_parallel_for(j.tasks, colstrip_task, &j);
+    return QE_OK;
+}
+
+int qe_conv_run_colstrip_maxpool(const qe_conv_packed *p, const qe_conv_shape *s,
+                                 const uint8_t *x, int32_t x_zp, const int32_t *w_zp,
+                                 const qe_output *out, const uint8_t *lut,
+                                 const qe_pool_shape *pool, uint8_t *y, size_t ldy) {
+    QE_ASSERT(qe_conv_colstrip_ok(p, s) && out->kind == QE_OUT_U8 && pool->batch == s->batch &&
+              pool->in_h == s->out_h && pool->in_w == s->out_w && pool->channels == s->out_c);
+    colstrip_job j = {.p = p, .s = s, .x = x, .x_zp = x_zp, .w_zp = w_zp, .out = out, .lut = lut,
+                      .y = (char *)y, .ldy = ldy, .es = 1, .pool = pool};
+    colstrip_setup(&j, s, x);
+    j.columns = s->batch * pool->out_w;
+    /* one task per thread: each task boundary inside an image recomputes the columns the two
+     * windows share */
+    j.tasks = QE_MIN(j.columns, (size_t)qe_effective_threads());
+    qe_parallel_for(j.tasks, colstrip_pool_task, &j);
     return QE_OK;
 }

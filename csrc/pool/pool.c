@@ -10,19 +10,22 @@ typedef struct {
     qe_maxpool_fn max;
     qe_avgpool_fn avg;
     qe_gavgpool_fn gavg;
+    qe_maxpool_column_fn max_column;
 } qe_pool_kernels;
 
 /* The kernels of each ISA (a NULL entry: the reference). */
-static const qe_pool_kernels g_ref = {qe_maxpool_u8_ref, qe_avgpool_u8_ref, qe_gavgpool_u8_ref};
+static const qe_pool_kernels g_ref = {qe_maxpool_u8_ref, qe_avgpool_u8_ref, qe_gavgpool_u8_ref,
+                                      qe_maxpool_column_u8_ref};
 #if defined(QE_BUILD_X86)
 static const qe_pool_kernels g_avx2 = {qe_maxpool_u8_c32__avx2, qe_avgpool_u8_c16__avx2,
-                                       qe_gavgpool_u8_c16__avx2};
+                                       qe_gavgpool_u8_c16__avx2, qe_maxpool_column_u8_c32__avx2};
 static const qe_pool_kernels g_avx512 = {qe_maxpool_u8_c64__avx512, qe_avgpool_u8_c32__avx512,
-                                         qe_gavgpool_u8_c32__avx512};
+                                         qe_gavgpool_u8_c32__avx512,
+                                         qe_maxpool_column_u8_c64__avx512};
 #endif
 #if defined(QE_BUILD_ARM64)
 static const qe_pool_kernels g_neon = {qe_maxpool_u8_c16__neon, qe_avgpool_u8_c16__neon,
-                                       qe_gavgpool_u8_c16__neon};
+                                       qe_gavgpool_u8_c16__neon, qe_maxpool_column_u8_c16__neon};
 #endif
 static const qe_pool_kernels *const g_pool_kernels[QE_ISA_COUNT] = {
     [QE_ISA_REF] = &g_ref,
@@ -35,6 +38,10 @@ static const qe_pool_kernels *const g_pool_kernels[QE_ISA_COUNT] = {
     [QE_ISA_NEON_DOTPROD] = &g_neon,
 #endif
 };
+
+qe_maxpool_column_fn qe_maxpool_column_for(qe_isa isa) {
+    return QE_PICK(g_pool_kernels, isa)->max_column;
+}
 
 enum { QE_POOL_MAX_TAPS = 1 << 16, QE_GAVG_MAX_HW = 1 << 23, QE_GAVG_CHUNK = 256 };
 

@@ -31,13 +31,39 @@ typedef void (*qe_avgpool_fn)(size_t pixels, size_t channels, size_t ntaps,
 typedef void (*qe_gavgpool_fn)(size_t rows, size_t channels, const uint8_t *x, size_t ldx,
                                float mult, const qe_pool_requant *rq, uint8_t *y);
 
+/* One output column of a max pool over a map stored by columns (the pool fused into a
+ * convolution, conv_colstrip.c): for i < out_rows and c < channels,
+ *   y[i * ldy + c] = max of cols[k][r * channels + c] over k < ncols and the rows r of
+ *                    [i * stride - pad, i * stride - pad + kernel) inside [0, rows),
+ * 0 where that window holds no row (or ncols == 0), as qe_maxpool_u8 gives it. */
+typedef void (*qe_maxpool_column_fn)(size_t out_rows, size_t channels,
+                                     const uint8_t *const *cols, size_t ncols, size_t rows,
+                                     size_t kernel, size_t stride, size_t pad, uint8_t *y,
+                                     size_t ldy);
+/* The pooled-column kernel of an ISA (the reference where it has none). */
+qe_maxpool_column_fn qe_maxpool_column_for(qe_isa isa);
+
+/* The rows [*r0, *r1) of pooled row i's window inside [0, rows). */
+static inline void qe_pool_window_rows(size_t i, size_t kernel, size_t stride, size_t pad,
+                                       size_t rows, size_t *r0, size_t *r1) {
+    const ptrdiff_t a = (ptrdiff_t)(i * stride) - (ptrdiff_t)pad;
+    *r0 = (size_t)QE_MAX(a, 0);
+    *r1 = (size_t)QE_MAX(QE_MIN(a + (ptrdiff_t)kernel, (ptrdiff_t)rows), (ptrdiff_t)*r0);
+}
+
 void qe_maxpool_u8_ref(size_t, size_t, size_t, const uint8_t *const *, uint8_t *);
+void qe_maxpool_column_u8_ref(size_t, size_t, const uint8_t *const *, size_t, size_t, size_t,
+                              size_t, size_t, uint8_t *, size_t);
 void qe_avgpool_u8_ref(size_t, size_t, size_t, const uint8_t *const *, const float *,
                        const qe_pool_requant *, uint8_t *);
 void qe_gavgpool_u8_ref(size_t, size_t, const uint8_t *, size_t, float, const qe_pool_requant *,
                         uint8_t *);
 #if defined(QE_BUILD_X86)
 void qe_maxpool_u8_c32__avx2(size_t, size_t, size_t, const uint8_t *const *, uint8_t *);
+void qe_maxpool_column_u8_c32__avx2(size_t, size_t, const uint8_t *const *, size_t, size_t,
+                                    size_t, size_t, size_t, uint8_t *, size_t);
+void qe_maxpool_column_u8_c64__avx512(size_t, size_t, const uint8_t *const *, size_t, size_t,
+                                      size_t, size_t, size_t, uint8_t *, size_t);
 void qe_avgpool_u8_c16__avx2(size_t, size_t, size_t, const uint8_t *const *, const float *,
                              const qe_pool_requant *, uint8_t *);
 void qe_gavgpool_u8_c16__avx2(size_t, size_t, const uint8_t *, size_t, float,
@@ -50,6 +76,8 @@ void qe_gavgpool_u8_c32__avx512(size_t, size_t, const uint8_t *, size_t, float,
 #endif
 #if defined(QE_BUILD_ARM64)
 void qe_maxpool_u8_c16__neon(size_t, size_t, size_t, const uint8_t *const *, uint8_t *);
+void qe_maxpool_column_u8_c16__neon(size_t, size_t, const uint8_t *const *, size_t, size_t,
+                                    size_t, size_t, size_t, uint8_t *, size_t);
 void qe_avgpool_u8_c16__neon(size_t, size_t, size_t, const uint8_t *const *, const float *,
                              const qe_pool_requant *, uint8_t *);
 void qe_gavgpool_u8_c16__neon(size_t, size_t, const uint8_t *, size_t, float,

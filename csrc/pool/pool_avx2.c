@@ -41,6 +41,52 @@ void qe_maxpool_u8_c32__avx2(size_t pixels, size_t channels, size_t ntaps,
     }
 }
 
+/* The max over a pooled column's window of the 32 (16) channels at c. */
+static inline __m256i colmax32(const uint8_t *const *cols, size_t ncols, size_t r0, size_t r1,
+                               size_t channels, size_t c) {
+    __m256i v = _mm256_setzero_si256();
+    for (size_t k = 0; k < ncols; k++)
+        for (size_t r = r0; r < r1; r++)
+            v = _mm256_max_epu8(v, _mm256_loadu_si256((const __m256i *)(cols[k] + r * channels + c)));
+    return v;
+}
+
+static inline __m128i colmax16(const uint8_t *const *cols, size_t ncols, size_t r0, size_t r1,
+                               size_t channels, size_t c) {
+    __m128i v = _mm_setzero_si128();
+    for (size_t k = 0; k < ncols; k++)
+        for (size_t r = r0; r < r1; r++)
+            v = _mm_max_epu8(v, _mm_loadu_si128((const __m128i *)(cols[k] + r * channels + c)));
+    return v;
+}
+
+void qe_maxpool_column_u8_c32__avx2(size_t out_rows, size_t channels, const uint8_t *const *cols,
+                                    size_t ncols, size_t rows, size_t kernel, size_t stride,
+                                    size_t pad, uint8_t *y, size_t ldy) {
+    QE_ASSERT(y && (cols || ncols == 0));
+    if (channels < 16) {
+        qe_maxpool_column_u8_ref(out_rows, channels, cols, ncols, rows, kernel, stride, pad, y,
+                                 ldy);
+        return;
+    }
+    for (size_t i = 0; i < out_rows; i++, y += ldy) {
+        size_t r0, r1;
+        qe_pool_window_rows(i, kernel, stride, pad, rows, &r0, &r1);
+        if (channels < 32) { /* two 16-byte vectors, the second ending at the channel count */
+            _mm_storeu_si128((__m128i *)y, colmax16(cols, ncols, r0, r1, channels, 0));
+            _mm_storeu_si128((__m128i *)(y + channels - 16),
+                             colmax16(cols, ncols, r0, r1, channels, channels - 16));
+            continue;
+        }
+        size_t c = 0;
+        for (; c + 32 <= channels; c += 32)
+            _mm256_storeu_si256((__m256i *)(y + c), colmax32(cols, ncols, r0, r1, channels, c));
+        if (c < channels)
+            _mm256_storeu_si256((__m256i *)(y + channels - 32),
+                                colmax32(cols, ncols, r0, r1, channels, channels - 32));
+    }
+}
+
 /* Exact int32 sums of 16 channels: acc[0] channels 0-7, acc[1] 8-15. */
 static inline void flush16(__m256i s16, __m256i *acc) {
     acc[0] = _mm256_add_epi32(acc[0], _mm256_cvtepu16_epi32(_mm256_castsi256_si128(s16)));

@@ -22,6 +22,35 @@ void qe_maxpool_u8_c64__avx512(size_t pixels, size_t channels, size_t ntaps,
         }
 }
 
+void qe_maxpool_column_u8_c64__avx512(size_t out_rows, size_t channels,
+                                      const uint8_t *const *cols, size_t ncols, size_t rows,
+                                      size_t kernel, size_t stride, size_t pad, uint8_t *y,
+                                      size_t ldy) {
+    QE_ASSERT(y && (cols || ncols == 0));
+    for (size_t i = 0; i < out_rows; i++, y += ldy) {
+        size_t r0, r1;
+        qe_pool_window_rows(i, kernel, stride, pad, rows, &r0, &r1);
+        const size_t off = r0 * channels;
+        for (size_t c = 0; c < channels; c += 64) {
+            const __mmask64 m = mask64(channels - c);
+            __m512i v = _mm512_setzero_si512();
+            if (ncols == 3 && r1 - r0 == 3) { /* 3 x 3 windows inside the map: most of them */
+                for (size_t k = 0; k < 3; k++) {
+                    const uint8_t *a = cols[k] + off + c;
+                    v = _mm512_max_epu8(v, _mm512_maskz_loadu_epi8(m, a));
+                    v = _mm512_max_epu8(v, _mm512_maskz_loadu_epi8(m, a + channels));
+                    v = _mm512_max_epu8(v, _mm512_maskz_loadu_epi8(m, a + 2 * channels));
+                }
+            } else {
+                for (size_t k = 0; k < ncols; k++)
+                    for (size_t r = r0; r < r1; r++)
+                        v = _mm512_max_epu8(v, _mm512_maskz_loadu_epi8(m, cols[k] + r * channels + c));
+            }
+            qe_store_u8x64_avx512(y + c, v, m);
+        }
+    }
+}
+
 /* Add the uint16 partial sums of 32 channels into two int32 vectors (channels 0-15, 16-31). */
 static inline void flush16(__m512i s16, __m512i *acc) {
     acc[0] = _mm512_add_epi32(acc[0], _mm512_cvtepu16_epi32(_mm512_castsi512_si256(s16)));

@@ -23,6 +23,29 @@ void qe_maxpool_u8_c16__neon(size_t pixels, size_t channels, size_t ntaps,
         }
 }
 
+void qe_maxpool_column_u8_c16__neon(size_t out_rows, size_t channels, const uint8_t *const *cols,
+                                    size_t ncols, size_t rows, size_t kernel, size_t stride,
+                                    size_t pad, uint8_t *y, size_t ldy) {
+    QE_ASSERT(y && (cols || ncols == 0));
+    if (channels < 16) {
+        qe_maxpool_column_u8_ref(out_rows, channels, cols, ncols, rows, kernel, stride, pad, y,
+                                 ldy);
+        return;
+    }
+    for (size_t i = 0; i < out_rows; i++, y += ldy) {
+        size_t r0, r1;
+        qe_pool_window_rows(i, kernel, stride, pad, rows, &r0, &r1);
+        for (size_t c0 = 0; c0 < channels; c0 += 16) {
+            const size_t c = QE_MIN(c0, channels - 16); /* the last vector ends at channels */
+            uint8x16_t v = vdupq_n_u8(0);
+            for (size_t k = 0; k < ncols; k++)
+                for (size_t r = r0; r < r1; r++)
+                    v = vmaxq_u8(v, vld1q_u8(cols[k] + r * channels + c));
+            vst1q_u8(y + c, v);
+        }
+    }
+}
+
 /* Sum 16 channels at c over n rows (base[i] + c, or x + i * ldx + c), then requantize. */
 static void sum_store16(size_t n, const uint8_t *const *base, const uint8_t *x, size_t ldx,
                         size_t c, float mult, const qe_pool_requant *rq, uint8_t *y) {

@@ -14,6 +14,25 @@ void qe_maxpool_u8_ref(size_t pixels, size_t channels, size_t ntaps, const uint8
         }
 }
 
+void qe_maxpool_column_u8_ref(size_t out_rows, size_t channels, const uint8_t *const *cols,
+                              size_t ncols, size_t rows, size_t kernel, size_t stride, size_t pad,
+                              uint8_t *y, size_t ldy) {
+    QE_ASSERT(y && (cols || ncols == 0));
+    for (size_t i = 0; i < out_rows; i++, y += ldy) {
+        size_t r0, r1;
+        qe_pool_window_rows(i, kernel, stride, pad, rows, &r0, &r1);
+        for (size_t c = 0; c < channels; c++) {
+            uint8_t m = 0; /* an empty window gives 0; 0 never beats a value */
+            for (size_t k = 0; k < ncols; k++)
+                for (size_t r = r0; r < r1; r++) {
+                    const uint8_t v = cols[k][r * channels + c];
+                    m = v > m ? v : m;
+                }
+            y[c] = m;
+        }
+    }
+}
+
 void qe_avgpool_u8_ref(size_t pixels, size_t channels, size_t ntaps, const uint8_t *const *taps,
                        const float *mult, const qe_pool_requant *rq, uint8_t *y) {
     QE_ASSERT(taps && mult && rq && y && ntaps > 0 && ntaps <= 65536);

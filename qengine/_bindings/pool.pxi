@@ -13,6 +13,11 @@ cdef extern from "qe_kernels.h" nogil:
     int qe_global_avgpool_u8(size_t batch, size_t hw, size_t channels, const uint8_t *x,
                              int32_t x_zp, float mult, int32_t y_zp, int32_t qmin, int32_t qmax,
                              uint8_t *y)
+    int qe_conv_maxpool_ok(const qe_conv_packed *p, const qe_conv_shape *s)
+    int qe_conv_u8s8_maxpool(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
+                             int32_t x_zp, const int32_t *w_zp, const qe_output *out,
+                             const uint8_t *table, const qe_pool_shape *pool, uint8_t *y,
+                             size_t ldy)
 
 POOL_MAX_TAPS = 1 << 16
 GLOBAL_POOL_MAX_HW = 1 << 23
@@ -126,4 +131,98 @@ def global_avgpool_u8(x, x_zp, mult, y_zp, *, qmin=0, qmax=255, y=None):
         rc = qe_global_avgpool_u8(nb, hw, ch, &xv[0, 0, 0, 0], xz, m, yz, lo, hi, &yv[0, 0, 0, 0])
     if rc != QE_OK:
         raise ValueError(f"qe_global_avgpool_u8 rejected its arguments (code {rc})")
+    return y
+
+
+# ---- a convolution with the max pool after it, in one call ---------------------------------
+cdef int _conv_pool_shapes(ConvPacked p, Py_ssize_t n, Py_ssize_t h, Py_ssize_t w,
+                           qe_conv_shape *s, qe_pool_shape *ps, kernel, strides, pads,
+                           ceil_mode) except -1:
+    """Fill the convolution's shape for an (n, h, w, in_c) input and the pool's over its output;
+    ValueError when either is invalid."""
+    s[0] = p.shape
+    s.batch, s.in_h, s.in_w = n, h, w
+    s.out_h = _out_len(h, s.kernel_h, s.stride_h, s.dilation_h, s.pad_top, s.pad_bottom)
+    s.out_w = _out_len(w, s.kernel_w, s.stride_w, s.dilation_w, s.pad_left, s.pad_right)
+    if n < 1 or qe_conv_shape_check(s) != QE_OK:
+        raise ValueError(f"invalid convolution input ({n}, {h}, {w}, {p.in_c})")
+    dummy = np.empty((1, 1, 1, 1), np.uint8)
+    _pool_shape(ps, np.broadcast_to(dummy, (n, s.out_h, s.out_w, p.out_c)), kernel, strides,
+                1, pads, ceil_mode)
+    if qe_pool_shape_check(ps) != QE_OK:
+        raise ValueError(f"invalid pooling window for the convolution's output "
+                         f"({n}, {s.out_h}, {s.out_w}, {p.out_c})")
+    return 0
+
+
+def conv_maxpool_supported(ConvPacked p not None, Py_ssize_t in_h, Py_ssize_t in_w):
+    """Whether conv_maxpool_u8 (and a fused conv_step) takes this convolution at this input
+    size: the convolutions run by column strips (short kernel rows, one group)."""
+    cdef qe_conv_shape s = p.shape
+    s.batch, s.in_h, s.in_w = 1, in_h, in_w
+    if in_h < 1 or in_w < 1 or in_h > <Py_ssize_t>QE_MAX_DIM_C or in_w > <Py_ssize_t>QE_MAX_DIM_C:
+        return False
+    s.out_h = _out_len(in_h, s.kernel_h, s.stride_h, s.dilation_h, s.pad_top, s.pad_bottom)
+    s.out_w = _out_len(in_w, s.kernel_w, s.stride_w, s.dilation_w, s.pad_left, s.pad_right)
+    return bool(qe_conv_maxpool_ok(p.ptr, &s))
+
+
+def conv_maxpool_u8(ConvPacked p not None, x, x_zp, kernel, *, strides=1, pads=0,
+                    ceil_mode=False, bias=None, scale=None, zero_point=0, qmin=0, qmax=255,
+                    w_zp=None, lut=None, y=None):
+    """maxpool_u8(conv_u8s8(p, x, x_zp, out='u8', ...), kernel, strides=, pads=, ceil_mode=) in
+    one call: the pool runs inside the convolution's tasks and its input is never stored. For
+    the convolutions conv_maxpool_supported accepts. y: optional preallocated pooled output,
+    possibly a channel slice of a larger NHWC tensor."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
+        x = _nhwc_input(x, "x")
+    elif not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    if c != p.in_c:
+        raise ValueError(f"x has {c} channels, the weights expect {p.in_c}")
+    if h > <Py_ssize_t>QE_MAX_DIM_C or w > <Py_ssize_t>QE_MAX_DIM_C:
+        raise ValueError(f"x shape {x.shape} exceeds the limit of {QE_MAX_DIM_C} per dimension")
+    _check_int(x_zp, "x_zp", 0, 255)
+    if not conv_maxpool_supported(p, h, w):
+        raise ValueError(f"conv_maxpool_u8: this convolution ({p.method}) at {h}x{w} does not run "
+                         f"by column strips; use conv_u8s8 then maxpool_u8")
+    cdef qe_conv_shape s
+    cdef qe_pool_shape ps
+    _conv_pool_shapes(p, n, h, w, &s, &ps, kernel, strides, pads, ceil_mode)
+    cdef list keep = []
+    cdef qe_output o
+    _fill_output(&o, keep, "u8", p.out_c, bias, scale, zero_point, qmin, qmax, None)
+    if scale is not None:
+        _check_positive_array(np.asarray(scale, dtype=np.float32), "scale")
+    cdef const int32_t *wzp_ptr = NULL
+    cdef int32_t[::1] wzp_v
+    if w_zp is not None:
+        wz = np.broadcast_to(_vector(w_zp, np.int32, p.out_c, "w_zp", True), (p.out_c,)).copy()
+        if wz.min() < -128 or wz.max() > 127:
+            raise ValueError("w_zp must be in [-128, 127]")
+        keep.append(wz)
+        wzp_v = wz
+        wzp_ptr = &wzp_v[0]
+    cdef const uint8_t *lut_ptr = NULL
+    cdef const uint8_t[::1] lut_v
+    if lut is not None:
+        lut_a = _lut_table(lut, "u8")
+        keep.append(lut_a)
+        lut_v = lut_a
+        lut_ptr = &lut_v[0]
+    oshape = (n, <Py_ssize_t>ps.out_h, <Py_ssize_t>ps.out_w, p.out_c)
+    cdef Py_ssize_t ldy = p.out_c
+    if y is None:
+        y = np.empty(oshape, dtype=np.uint8)
+    else:
+        ldy = _nhwc_output(y, oshape, np.uint8, "y", x)
+    cdef const uint8_t *xp = <const uint8_t *><uintptr_t>_addr_of(x)
+    cdef uint8_t *yp = <uint8_t *><uintptr_t>_addr_of(y)
+    cdef int32_t xzp = x_zp
+    cdef int rc
+    with nogil:
+        rc = qe_conv_u8s8_maxpool(p.ptr, &s, xp, xzp, wzp_ptr, &o, lut_ptr, &ps, yp, ldy)
+    if rc != QE_OK:
+        raise ValueError(f"qe_conv_u8s8_maxpool rejected its arguments (code {rc})")
     return y

@@ -200,30 +200,41 @@ cdef struct ConvArgs:
     const uint8_t *lut
     size_t ldy
     RuntimeParams rt
+    int has_pool               # a max pool over the output runs inside the call
+    qe_pool_shape pool
+
+
+cdef inline int _conv_call(const ConvArgs *c, char **slots, int32_t x_zp,
+                           const qe_output *out) noexcept nogil:
+    cdef const uint8_t *x = <const uint8_t *>(slots[c.x_slot] + c.x_off)
+    if c.has_pool:
+        return qe_conv_u8s8_maxpool(c.p, &c.s, x, x_zp, c.w_zp, out, c.lut, &c.pool,
+                                    <uint8_t *>(slots[c.y_slot] + c.y_off), c.ldy)
+    return qe_conv_u8s8_lut(c.p, &c.s, x, x_zp, c.w_zp, out, c.lut, slots[c.y_slot] + c.y_off,
+                            c.ldy)
 
 
 cdef int _run_conv(const void *p, char **slots) noexcept nogil:
     cdef const ConvArgs *c = <const ConvArgs *>p
     cdef qe_output out
     if c.rt.zp_slot < 0 and c.rt.scale_slot < 0:
-        return qe_conv_u8s8_lut(c.p, &c.s, <const uint8_t *>(slots[c.x_slot] + c.x_off),
-                                c.x_zp, c.w_zp, &c.out, c.lut, slots[c.y_slot] + c.y_off, c.ldy)
+        return _conv_call(c, slots, c.x_zp, &c.out)
     out = c.out
     _runtime_output(&c.rt, slots, &out)
-    return qe_conv_u8s8_lut(c.p, &c.s, <const uint8_t *>(slots[c.x_slot] + c.x_off),
-                            _runtime_zp(&c.rt, slots, c.x_zp), c.w_zp, &out, c.lut,
-                            slots[c.y_slot] + c.y_off, c.ldy)
+    return _conv_call(c, slots, _runtime_zp(&c.rt, slots, c.x_zp), &out)
 
 
 def conv_step(str name, ConvPacked p not None, Py_ssize_t batch, Py_ssize_t in_h,
               Py_ssize_t in_w, x, y, x_zp, *, Py_ssize_t ldy=0, w_zp=None, out="u8",
               bias=None, scale=None, zero_point=0, qmin=0, qmax=255, fbias=None,
-              x_zp_from=None, scale_from=None, lut=None, str op="Conv"):
+              x_zp_from=None, scale_from=None, lut=None, str op="Conv", maxpool=None):
     """NHWC convolution of x = (slot, byte offset) [batch, in_h, in_w, in_c] into y = (slot,
     byte offset) [batch, out_h, out_w] pixels of out_c values, pixel stride ldy (default out_c).
     x_zp_from / scale_from: run-time zero point and f32 scales read from slots (gemm_step).
     lut: 256 uint8, then y = lut[y] inside the convolution's tasks (a fused lookup region);
-    op: the name profiles show ("Conv+HardSwish")."""
+    op: the name profiles show ("Conv+HardSwish"). maxpool: None, or {kernel, strides, pads,
+    ceil_mode} of a max pool over the (u8) output that runs inside the call: y is then the
+    pooled output (conv_maxpool_u8; only where conv_maxpool_supported)."""
     _check_int(x_zp, "x_zp", 0, 255)
     cdef qe_conv_shape s = p.shape
     s.batch, s.in_h, s.in_w = batch, in_h, in_w
@@ -246,8 +257,18 @@ def conv_step(str name, ConvPacked p not None, Py_ssize_t batch, Py_ssize_t in_h
     x_slot, x_off = x
     y_slot, y_off = y
     cdef Py_ssize_t pixels = batch * s.out_h * s.out_w
+    cdef qe_conv_shape s2
+    cdef qe_pool_shape ps
+    cdef Py_ssize_t out_pixels = pixels
+    if maxpool is not None:
+        if out != "u8" or not conv_maxpool_supported(p, in_h, in_w):
+            raise ValueError(f"convolution {name!r}: a fused max pool needs a uint8 output and "
+                             f"a convolution run by column strips")
+        _conv_pool_shapes(p, batch, in_h, in_w, &s2, &ps, maxpool["kernel"],
+                          maxpool["strides"], maxpool["pads"], maxpool.get("ceil_mode", False))
+        out_pixels = batch * ps.out_h * ps.out_w
     extents = [(x_slot, x_off, x_off + batch * in_h * in_w * s.in_c),
-               (y_slot, y_off, y_off + ((pixels - 1) * ldy + p.out_c) * es)]
+               (y_slot, y_off, y_off + ((out_pixels - 1) * ldy + p.out_c) * es)]
     cdef RuntimeParams rt
     _bind_runtime(&rt, extents, out, p.out_c, x_zp_from, scale_from)
     ops = 2.0 * pixels * p.out_c * s.kernel_h * s.kernel_w * (s.in_c // s.groups)
@@ -268,6 +289,10 @@ def conv_step(str name, ConvPacked p not None, Py_ssize_t batch, Py_ssize_t in_h
     c.x_zp = x_zp
     c.out = o
     c.ldy = ldy
+    c.has_pool = 0
+    if maxpool is not None:
+        c.has_pool = 1
+        c.pool = ps
     c.lut = NULL
     cdef const uint8_t[::1] lut_v
     if lut is not None:

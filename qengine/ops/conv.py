@@ -243,26 +243,45 @@ def _conv_lower_int8(self, unit):
                                       groups=self.group)
         return cache[key]
 
-    def steps_into(dst, table, op):
+    def packed_for(shape):
+        """The packed convolution for an NCHW / NCW input shape and its (h, w) sizes."""
+        sp = list(shape[2:]) if rank == 4 else [1, shape[2]]
+        k, s, d, _ = self.window.resolved(rank - 2, wv.shape[2:])
+        out, pb, pe = forward_geometry(self.window, shape[2:], k)
+        if rank == 3:
+            s, d, pb, pe = [1] + s, [1] + d, [0] + pb, [0] + pe
+        return packed((pb[0], pb[1], pe[0], pe[1]), tuple(s), tuple(d)), sp
+
+    def steps_into(dst, table, op, pool):
         def make_steps(ctx):
             shape = ctx.shape(x.name)
-            sp = list(shape[2:]) if rank == 4 else [1, shape[2]]
-            k, s, d, _ = self.window.resolved(rank - 2, wv.shape[2:])
-            out, pb, pe = forward_geometry(self.window, shape[2:], k)
-            if rank == 3:
-                s, d, pb, pe = [1] + s, [1] + d, [0] + pb, [0] + pe
-            p = packed((pb[0], pb[1], pe[0], pe[1]), tuple(s), tuple(d))
+            p, sp = packed_for(shape)
             return [K.conv_step(self.name, p, shape[0], sp[0], sp[1], ctx.slot(x.name),
                                 ctx.slot(dst), x.zero_point, w_zp=w_zp, bias=bias, lut=table,
-                                op=op, **out_args)]
+                                op=op, maxpool=pool(ctx) if pool else None, **out_args)]
         return make_steps
 
-    def kernel(dst, table, op):
-        k = Kernel([x.name], [dst], steps_into(dst, table, op), layouts={x.name: layout},
+    def with_maxpool(table, op):
+        """The kernel with a max pool after it (lowering's pool fusion), where the input's
+        spatial sizes are known and the convolution runs by column strips; else None."""
+        def fuse(pool, dst):
+            shape = unit.shape(x.name)
+            if rank != 4 or shape is None or not all(isinstance(v, int) for v in shape[2:]):
+                return None
+            p, sp = packed_for(shape)
+            if not K.conv_maxpool_supported(p, sp[0], sp[1]):
+                return None
+            return kernel(dst, table, f"{op}+MaxPool", pool)
+        return fuse
+
+    def kernel(dst, table, op, pool=None):
+        k = Kernel([x.name], [dst], steps_into(dst, table, op, pool), layouts={x.name: layout},
                    out_perm=lambda perms, ctx: layout, label=op.lower(), unit=unit,
                    nbytes=int(ohwi.nbytes))
-        if out_args["out"] == "u8" and table is None:
+        if out_args["out"] == "u8" and table is None and pool is None:
             k.with_lut = lambda t, d, ops: kernel(d, t, f"Conv+{ops}")
+        if out_args["out"] == "u8" and pool is None:
+            k.with_maxpool = with_maxpool(table, op)
         return k
 
     return kernel(y.name, None, "Conv")

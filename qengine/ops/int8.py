@@ -217,3 +217,10 @@ class Kernel:
     # with_lut(table, dst, ops): the same kernel writing table[its uint8 output] into tensor
     # dst (lowering's lookup fusion); None where the kernel cannot apply a table
     with_lut: Optional[Callable] = None
+    # with_maxpool(pool, dst): the same kernel with a max pool over its uint8 output, writing
+    # the pooled tensor dst (lowering's pool fusion; pool = a MaxPool's maxpool_window), or
+    # None where it cannot at this model's shapes; the attribute is None where it never can
+    with_maxpool: Optional[Callable] = None
+    # a MaxPool that only moves bytes (no requantization): maxpool_window(ctx) gives its
+    # window for conv_step(maxpool=...)
+    maxpool_window: Optional[Callable] = None

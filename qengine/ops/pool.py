@@ -175,8 +175,20 @@ def _pool_lower_int8(self, unit):
                             x_zp=x.zero_point, mult=float(mult), y_zp=y.zero_point,
                             qmin=qmin, qmax=qmax)]
 
-    return Kernel([x.name], [y.name], make_steps, layouts={x.name: NHWC},
-                  out_perm=lambda perms, ctx: NHWC, label=f"{kind} pool", unit=unit)
+    k = Kernel([x.name], [y.name], make_steps, layouts={x.name: NHWC},
+               out_perm=lambda perms, ctx: NHWC, label=f"{kind} pool", unit=unit)
+    if kind == "max":
+        def window(ctx):
+            n, c, h, w = ctx.shape(x.name)
+            ks, s, d, _ = self.window.resolved(2)
+            _, pb, pe = forward_geometry(self.window, (h, w))
+            if tuple(d) != (1, 1):
+                raise ValueError(f"{self.name}: a fused max pool takes no dilation")
+            return dict(kernel=tuple(ks), strides=tuple(s), pads=(pb[0], pb[1], pe[0], pe[1]),
+                        ceil_mode=self.window.ceil_mode)
+        if tuple(self.window.resolved(2)[2]) == (1, 1):
+            k.maxpool_window = window
+    return k
 
 
 def _pool_lower_checked(self, unit):

@@ -361,7 +361,36 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
         if id(n) in at and at[id(n)].node is None:
             at[id(n)].node = n
     out.items = _fuse_lookups(out.items, out.aliases, a)
+    out.items = _fuse_maxpools(out.items, out.aliases, a)
     return out
+
+
+def _fuse_into_producer(items: list, aliases: dict, a: "_Analysis", combine) -> list:
+    """Items whose single input only they read, written by a single-output item, run inside
+    that producer: combine(producer, consumer) gives the fused kernel, or None where the pair
+    does not fuse. Aliased and graph-output tensors are never fused away (others see them)."""
+    readers: dict = {}
+    for k in items:
+        for r in k.reads:
+            readers[r] = readers.get(r, 0) + 1
+    shared = set(aliases) | set(aliases.values()) | set(a.outputs)
+    writer = {k.writes[0]: i for i, k in enumerate(items) if len(k.writes) == 1}
+    fused: dict = {}   # index of the producer -> its fused kernel
+    drop: set = set()  # indices of the consumers it absorbed
+    for i, k in enumerate(items):
+        if len(k.reads) != 1:
+            continue
+        src = k.reads[0]
+        j = writer.get(src)
+        if j is None or j in fused or readers.get(src) != 1 or src in shared:
+            continue
+        f = combine(items[j], k)
+        if f is None:
+            continue
+        f.node = items[j].node
+        fused[j] = f
+        drop.add(i)
+    return [fused.get(i, k) for i, k in enumerate(items) if i not in drop]
 
 
 def _fuse_lookups(items: list, aliases: dict, a: "_Analysis") -> list:
@@ -370,26 +399,22 @@ def _fuse_lookups(items: list, aliases: dict, a: "_Analysis") -> list:
     the outputs it has just written, in its core's cache, instead of a step that reads and
     writes the whole tensor again (HardSwish, SiLU after a conv; on 2 threads that step also
     pulled half its input from the other core)."""
-    readers: dict = {}
-    for k in items:
-        for r in k.reads:
-            readers[r] = readers.get(r, 0) + 1
-    shared = set(aliases) | set(aliases.values()) | set(a.outputs)
-    writer = {k.writes[0]: i for i, k in enumerate(items) if len(k.writes) == 1}
-    fused: dict = {}   # index of the producer -> its fused kernel
-    drop: set = set()  # indices of the lookups it absorbed
-    for i, k in enumerate(items):
-        if k.lut_table is None or len(k.reads) != 1:
-            continue
-        src = k.reads[0]
-        j = writer.get(src)
-        if j is None or j in fused or items[j].with_lut is None or readers.get(src) != 1 or \
-                src in shared:
-            continue
-        fused[j] = items[j].with_lut(k.lut_table, k.writes[0], k.lut_ops)
-        fused[j].node = items[j].node
-        drop.add(i)
-    return [fused.get(i, k) for i, k in enumerate(items) if i not in drop]
+    def combine(producer, k):
+        if k.lut_table is None or producer.with_lut is None:
+            return None
+        return producer.with_lut(k.lut_table, k.writes[0], k.lut_ops)
+    return _fuse_into_producer(items, aliases, a, combine)
+
+
+def _fuse_maxpools(items: list, aliases: dict, a: "_Analysis") -> list:
+    """A MaxPool (Kernel.maxpool_window) whose input only it reads, written by a convolution that
+    can pool (Kernel.with_maxpool: ResNet's stem, which runs by column strips), runs inside it:
+    the pool's input -- 800 KB per image for the stem -- is never stored, nor read back."""
+    def combine(producer, k):
+        if k.maxpool_window is None or producer.with_maxpool is None:
+            return None
+        return producer.with_maxpool(k.maxpool_window, k.writes[0])
+    return _fuse_into_producer(items, aliases, a, combine)
 
 
 def _alias_q(out: Lowered, qnodes: list, a: "_Analysis") -> None:

@@ -217,6 +217,62 @@ def test_column_strips(isa, threads, cin, k, strides, dil_w, pads, h, w, out, w_
         np.testing.assert_array_equal(fused, table[want])
 
 
+@pytest.mark.parametrize("k, strides, pads, cout, pool", [
+    ((7, 7), (2, 2), (3, 3, 3, 3), 64, dict(kernel=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1))),
+    ((5, 5), (2, 1), (2, 0, 1, 3), 40, dict(kernel=(3, 2), strides=(2, 2), pads=(1, 0, 1, 1),
+                                            ceil_mode=True)),
+    ((7, 7), (2, 2), (3, 3, 3, 3), 72, dict(kernel=(2, 2), strides=(3, 3), pads=(0, 0, 0, 0))),
+    ((4, 8), (1, 1), (1, 2, 0, 3), 130, dict(kernel=(2, 4), strides=(1, 2), pads=(1, 2, 0, 1),
+                                             ceil_mode=True)),
+    ((7, 7), (2, 2), (3, 3, 3, 3), 20, dict(kernel=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1))),
+])
+@pytest.mark.parametrize("lut, w_zp, into_slice", [(False, False, False), (True, True, True)])
+def test_max_pool_fused_into_column_strips(isa, threads, k, strides, pads, cout, pool, lut,
+                                           w_zp, into_slice):
+    """conv_maxpool_u8 equals maxpool_u8(conv_u8s8()) bit for bit: overlapping windows
+    (columns shared by neighbouring tasks), gaps (stride > kernel), ceil_mode windows that
+    overhang, padding on every side, channel counts off the vector widths (20, 40, 72, 130),
+    a fused table, weight zero points, into a channel slice; 3 images over 1 or 2 tasks (a
+    task range crosses an image)."""
+    rng = np.random.default_rng(cout + k[0] + len(pool))
+    cin = 3 if k[1] > 4 else 4
+    x = rng.integers(0, 256, (3, 29, 23, cin), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (cout, *k, cin), dtype=np.int8)
+    p = K.ConvPacked(wt, strides=strides, pads=pads)
+    assert K.conv_maxpool_supported(p, 29, 23)
+    kw = dict(bias=rng.integers(-2**16, 2**16, cout, dtype=np.int32),
+              scale=(10.0 ** rng.uniform(-4, -2, cout)).astype(np.float32), zero_point=7,
+              qmin=3, qmax=250, w_zp=rng.integers(-128, 128, cout) if w_zp else None)
+    table = rng.permutation(256).astype(np.uint8) if lut else None
+    conv = K.conv_u8s8(p, x, 13, lut=table, **kw)
+    want = K.maxpool_u8(conv, **pool)
+    y = None
+    if into_slice:
+        big = np.full((*want.shape[:3], cout + 9), 77, np.uint8)
+        y = big[..., 4:4 + cout]
+    got = K.conv_maxpool_u8(p, x, 13, lut=table, y=y, **pool, **kw)
+    assert_same(got, want)
+    if into_slice:
+        assert (big[..., :4] == 77).all() and (big[..., 4 + cout:] == 77).all()
+
+
+def test_fused_max_pool_refuses_what_it_cannot_run():
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (1, 16, 16, 64), dtype=np.uint8)
+    p = K.ConvPacked(rng.integers(-128, 128, (32, 3, 3, 64), dtype=np.int8), pads=1)
+    assert not K.conv_maxpool_supported(p, 16, 16)     # read in place, not by column strips
+    with pytest.raises(ValueError, match="column strips"):
+        K.conv_maxpool_u8(p, x, 0, (3, 3), strides=2, scale=0.01)
+    stem = K.ConvPacked(rng.integers(-128, 128, (32, 7, 7, 3), dtype=np.int8), strides=2, pads=3)
+    x3 = rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    assert K.conv_maxpool_supported(stem, 32, 32) and not K.conv_maxpool_supported(stem, 8, 8)
+    with pytest.raises(ValueError, match="smaller than the dilated kernel"):
+        K.conv_maxpool_u8(stem, x3, 0, (20, 20), scale=0.01)   # larger than the 16 x 16 map
+    with pytest.raises(ValueError, match="shape"):
+        K.conv_maxpool_u8(stem, x3, 0, (3, 3), strides=2, pads=1, scale=0.01,
+                          y=np.empty((1, 9, 8, 32), np.uint8))
+
+
 @pytest.mark.parametrize("cin, cout, k", [(160, 960, 1), (320, 1280, 1), (96, 320, 1),
                                           (32, 200, 3)])
 def test_small_maps_split_by_columns(isa, threads, cin, cout, k):

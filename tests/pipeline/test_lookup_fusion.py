@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-import qengine
-import qengine.runtime.lowering as lowering
-from util import model
+from util import compiled_with, model
 
 
 def _conv_hardswish(branch: bool):
@@ -32,28 +30,14 @@ def _conv_hardswish(branch: bool):
                  [("w1", w1), ("w2", w2), ("w3", w3)])
 
 
-def _compiled(m, calib, feeds, fuse: bool):
-    """(outputs, {step name: op}) of the quantized model, compiled with or without the fusion."""
-    keep = lowering._fuse_lookups
-    if not fuse:
-        lowering._fuse_lookups = lambda items, aliases, analysis: items
-    try:
-        q = qengine.quantize(m, calib, progress=False, target_sqnr=None)
-        out = q.run(feeds, as_dict=True)
-        names = {s[1]: s[0] for s in q.run_profiled(feeds)[1]}   # step name -> op
-    finally:
-        lowering._fuse_lookups = keep
-    return out, names
-
-
 @pytest.mark.parametrize("branch", [False, True])
 def test_lookup_runs_inside_its_conv_with_the_same_bits(threads, branch):
     rng = np.random.default_rng(1)
     m = _conv_hardswish(branch)
     calib = [{"x": rng.normal(0, 1, (2, 8, 10, 12)).astype(np.float32)} for _ in range(2)]
     feeds = {"x": rng.normal(0, 1, (2, 8, 10, 12)).astype(np.float32)}
-    fused, fused_steps = _compiled(m, calib, feeds, True)
-    plain, plain_steps = _compiled(m, calib, feeds, False)
+    fused, fused_steps = compiled_with(m, calib, feeds)
+    plain, plain_steps = compiled_with(m, calib, feeds, "_fuse_lookups")
     assert sorted(fused) == sorted(plain) == (["y", "z"] if branch else ["y"])
     for name in plain:
         np.testing.assert_array_equal(fused[name], plain[name])

@@ -56,3 +56,21 @@ def sqnr_db(reference, test) -> float:
 def run_float(m, feeds):
     g = qengine.api.read_model(m.SerializeToString() if isinstance(m, onnx.ModelProto) else m)
     return ReferenceExecutor(g).run(feeds)
+
+
+def compiled_with(m, calib, feeds, disabled: str = ""):
+    """(outputs, {step name: op}) of the quantized model, compiled with lowering's pass of that
+    name (e.g. "_fuse_lookups") turned into a no-op, or with every pass when disabled is "".
+    Compiling is lazy, per input shape: the patch holds while the runs compile."""
+    import qengine.runtime.lowering as lowering
+    keep = getattr(lowering, disabled) if disabled else None
+    if disabled:
+        setattr(lowering, disabled, lambda items, aliases, analysis: items)
+    try:
+        q = qengine.quantize(m, calib, progress=False, target_sqnr=None)
+        out = q.run(feeds, as_dict=True)
+        names = {s[1]: s[0] for s in q.run_profiled(feeds)[1]}   # step name -> op
+    finally:
+        if disabled:
+            setattr(lowering, disabled, keep)
+    return out, names
