@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "qe_kernels.h"
+#include "pool/pool.h"
 
 static uint64_t g_state = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd(void) { /* xorshift64* */
@@ -93,6 +94,23 @@ static int conv_case(qe_isa isa, int depthwise) {
         CHECK(!memcmp(y0, y1, nbytes), "%s differs", what);                                     \
     } while (0)
 
+/* The pooled-column kernel of the fused Conv+MaxPool on `isa` vs the reference. */
+static int pool_column_case(qe_isa isa, size_t channels) {
+    const size_t kernel = rint_in(1, 3), rows = rint_in(kernel, 12), ncols = rint_in(0, 3);
+    const size_t stride = rint_in(1, 2), pad = rint_in(0, kernel - 1);
+    const size_t out_rows = (rows + 2 * pad - kernel) / stride + 1, ldy = channels + rint_in(0, 3);
+    uint8_t *cols = malloc(3 * rows * channels), *y0 = malloc(out_rows * ldy), *y1 = malloc(out_rows * ldy);
+    const uint8_t *colp[3] = {cols, cols + rows * channels, cols + 2 * rows * channels};
+    fill_u8(cols, 3 * rows * channels);
+    memset(y0, 0, out_rows * ldy), memset(y1, 0, out_rows * ldy);
+    qe_maxpool_column_for(QE_ISA_REF)(out_rows, channels, colp, ncols, rows, kernel, stride, pad, y0, ldy);
+    qe_maxpool_column_for(isa)(out_rows, channels, colp, ncols, rows, kernel, stride, pad, y1, ldy);
+    CHECK(!memcmp(y0, y1, out_rows * ldy), "maxpool column C=%zu rows=%zu cols=%zu k=%zu", channels,
+          rows, ncols, kernel);
+    free(cols), free(y0), free(y1);
+    return 1;
+}
+
 static int pool_case(qe_isa isa) {
     static const size_t chans[] = {1, 5, 15, 16, 17, 31, 33, 64, 65, 100};
     qe_pool_shape s = {0};
@@ -114,7 +132,7 @@ static int pool_case(qe_isa isa) {
     BOTH(isa, y0, y1, ng, qe_global_avgpool_u8(s.batch, hw, s.channels, x, xz, mult, yz, 0, 255, Y),
          "global avgpool");
     free(x), free(y0), free(y1);
-    return 1;
+    return pool_column_case(isa, s.channels);
 }
 
 static int eltwise_case(qe_isa isa) {
