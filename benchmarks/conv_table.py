@@ -6,7 +6,8 @@ qengine beside onnxruntime's single-node QLinearConv, timed interleaved in the s
 Columns: median time of each engine, qengine's int8 GOPS (2 * MACs / median time), speed ratio
 (onnxruntime time / qengine time: > 1 means qengine is faster) of the medians and of the
 minimums (the minimum resists bursts of load on a shared machine), and the fraction of the
-machine's peak (460 int8 GOPS per core, vpdpbusd) that qengine reaches. Run from the
+peak that qengine reaches (one core's int8 peak x threads, measured at the start by the kernel
+path's peak probe, csrc/peak). Run from the
 repository root (the in-tree qengine is imported)."""
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from conv_layers import LAYERS, make_data, ort_runner, qengine_runner  # noqa: E402
 
-PEAK_GOPS_PER_CORE = 460.0
 
 
 def interleaved_medians(fns, repeat, min_time=0.002, with_min=False, blocks=False):
@@ -68,6 +68,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from qengine import _kernels as K
+    from qengine.tools.profile import peak_gops_per_core
+    per_core = peak_gops_per_core(K.get_isa()) or float("nan")   # measured before any layer
+    print(f"int8 peak {per_core:.0f} GOPS per core ({K.get_isa()}, measured by its probe)")
     rows = []
     for layer in [l for l in LAYERS if args.only in l.name]:
         x, w, ws, b = make_data(layer)
@@ -79,10 +82,10 @@ def main(argv=None):
                                                      blocks=t > 1)
             gops = 2 * layer.macs / tq / 1e9
             rows.append((layer.name, packed.method, t, tq * 1e3, to * 1e3, gops, to / tq,
-                         mo / mq, gops / (PEAK_GOPS_PER_CORE * t)))
+                         mo / mq, gops / (per_core * t)))
             print(f"{layer.name:18s} {packed.method:12s} t={t} qengine {tq*1e3:8.3f} ms  "
                   f"ort {to*1e3:8.3f} ms  {gops:7.1f} GOPS  ratio {to/tq:5.2f}x  "
-                  f"(of minimums {mo/mq:5.2f}x)  peak {100*gops/(PEAK_GOPS_PER_CORE*t):5.1f}%",
+                  f"(of minimums {mo/mq:5.2f}x)  peak {100*gops/(per_core*t):5.1f}%",
                   flush=True)
     if args.markdown:
         print("\n| layer | method | threads | qengine ms | onnxruntime ms | qengine GOPS | "

@@ -11,12 +11,17 @@ import numpy as np
 
 from qengine import _kernels
 
-PEAK_GOPS_PER_CORE = 460.0  # measured vpdpbusd peak of this machine's cores (Zen 4)
 
 # (M, N, K): square sizes, a vector times a matrix, and a 3x3 conv (64 -> 64 channels on 56x56,
 # im2col M = 3136 pixels, K = 576 = 3*3*64, N = 64 output channels).
 SHAPES = [(128, 128, 128), (256, 256, 256), (512, 512, 512), (1024, 1024, 1024),
           (2048, 2048, 2048), (1, 1024, 1024), (3136, 64, 576)]
+
+
+def peak_gops_per_core() -> float:
+    """One core's int8 peak on the active kernel path, measured by its probe (csrc/peak)."""
+    from qengine.tools.profile import peak_gops_per_core as measured
+    return measured(_kernels.get_isa()) or float("nan")
 
 
 class Problem:

@@ -5,7 +5,8 @@
 
 For each shape (M x N x K) and thread count (1, 2): both engines are warmed up, then timed in
 alternating rounds of calls, and the median call time gives GOPS = 2*M*N*K / time. The ratio
-is qengine / onnxruntime; "% peak" is against 460 GOPS per core (vpdpbusd peak of this CPU).
+is qengine / onnxruntime; "% peak" is against one core's int8 peak x threads, measured at the
+start by the kernel path's peak probe (csrc/peak).
 The outputs of the two engines are compared once per shape (they must be equal).
 
 --clock cpu times the calling thread's CPU time instead of wall time: at one thread both
@@ -26,7 +27,7 @@ import numpy as np  # noqa: E402
 # this checkout's qengine, not another one an editable install may point at
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
-from gemm_common import PEAK_GOPS_PER_CORE, SHAPES, Problem  # noqa: E402
+from gemm_common import SHAPES, Problem, peak_gops_per_core  # noqa: E402
 
 from qengine import _kernels  # noqa: E402
 
@@ -73,6 +74,8 @@ def main():
     print(f"qengine GEMM ({_kernels.get_isa()}, {_kernels.__file__}) vs onnxruntime "
           f"{onnxruntime.__version__} MatMulInteger; int32 output; median of interleaved rounds; "
           f"{args.clock} clock; load average {os.getloadavg()[0]:.1f}")
+    per_core = peak_gops_per_core()   # measured before any GEMM runs
+    print(f"int8 peak {per_core:.0f} GOPS per core (measured by the path's probe)")
     print(f"{'M x N x K':>16} {'thr':>3} {'qengine GOPS':>12} {'ORT GOPS':>9} "
           f"{'ratio':>6} {'% peak':>7}")
     for M, N, K in shapes:
@@ -83,7 +86,7 @@ def main():
                 np.testing.assert_array_equal(engines["qe"](), engines["ort"]())
             t = measure(engines, args.rounds, args.seconds, clock)
             qe, ort = prob.ops / t["qe"] / 1e9, prob.ops / t["ort"] / 1e9
-            peak = 100 * qe / (PEAK_GOPS_PER_CORE * threads)
+            peak = 100 * qe / (per_core * threads)
             print(f"{f'{M} x {N} x {K}':>16} {threads:>3} {qe:>12.1f} {ort:>9.1f} "
                   f"{qe / ort:>6.2f} {peak:>6.1f}%", flush=True)
 

@@ -132,7 +132,7 @@ def machine_line(results: dict) -> str:
     load = f"; 1-minute load average {min(loads):.1f}..{max(loads):.1f} during the run " \
         f"(other sessions share the machine)" if loads else ""
     return (f"Machine: {m['cpu']}, {m['cores']} cores, kernels `{m['isa']}` (int8 peak "
-            f"{m['peak_gops_per_core']:.0f} GOPS per core); qengine {v['qengine']}, "
+            f"{m['peak_gops_per_core']:.0f} GOPS per core, measured); qengine {v['qengine']}, "
             f"onnxruntime {v.get('onnxruntime', '-')}, numpy {v['numpy']}; "
             f"{time.strftime('%Y-%m-%d')}{load}.")
 
@@ -173,8 +173,9 @@ def main(argv=None) -> int:
             "median of per-round ratios, engines interleaved; < 1: qengine is faster); "
             "'same, CPU time' is that ratio with process CPU time instead of wall time (1 "
             "thread only), which does not count the time other processes hold the core. "
-            "qengine GOPS: int8 work / median latency, and its share of the peak (460 GOPS x "
-            "threads); steps GOPS: the same work over the sum of per-step medians of 5 "
+            "qengine GOPS: int8 work / median latency, and its share of the peak (one core's "
+            "int8 peak x threads, measured at the start of each model's run by the kernel "
+            "path's peak probe, csrc/peak); steps GOPS: the same work over the sum of per-step medians of 5 "
             "profiled runs, which leaves out preemption by other processes and the Python "
             "around the steps. Targets: qe / ort int8 <= 0.88 (ResNet-18, also >= 90% of the "
             "int8 peak) or <= 0.7 (the others); qe / ort fp32 <= 0.4 (2.5x) for every model.",

@@ -79,6 +79,11 @@ qe_isa qe_isa_best(void);
 int qe_set_isa(qe_isa isa);
 qe_isa qe_get_isa(void);
 const char *qe_isa_name(qe_isa isa);
+/* The int8 operations (2 per multiply-accumulate) of `iterations` rounds of the path's peak
+ * probe (csrc/peak/peak.h): its GEMM tile's multiply-accumulate instructions with no loads, on
+ * the calling thread; time it to get one core's peak. 0 for the reference path or an ISA this
+ * CPU or build lacks. */
+uint64_t qe_int8_peak_probe(qe_isa isa, uint64_t iterations);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Thread pool (csrc/threadpool.c)                                                            */

@@ -1,5 +1,5 @@
 # C declarations of csrc/qe_kernels.h, shared by qengine/_kernels.pyx and its .pxi parts.
-from libc.stdint cimport int8_t, uint8_t, int32_t
+from libc.stdint cimport int8_t, uint8_t, int32_t, uint64_t
 
 cdef extern from "qe_kernels.h" nogil:
     enum:
@@ -36,6 +36,7 @@ cdef extern from "qe_kernels.h" nogil:
     int qe_set_isa(qe_isa isa)
     qe_isa qe_get_isa()
     const char *qe_isa_name(qe_isa isa)
+    uint64_t qe_int8_peak_probe(qe_isa isa, uint64_t iterations) nogil
 
     int qe_set_num_threads(int n)
     int qe_get_num_threads()

@@ -5,7 +5,7 @@ Every function validates shape, dtype and contiguity of its arguments and raises
 TypeError before any C runs; kernels run with the GIL released. The parts live in
 qengine/_bindings/*.pxi, one per kernel family, included below.
 """
-from libc.stdint cimport int8_t, uint8_t, int32_t, uintptr_t
+from libc.stdint cimport int8_t, uint8_t, int32_t, uint64_t, uintptr_t
 
 import numpy as np
 
@@ -81,6 +81,20 @@ def set_thread_limit(n):
 
 def effective_threads():
     return qe_effective_threads()
+
+
+def int8_peak_probe(name, iterations):
+    """Run `iterations` rounds of path `name`'s peak probe on this thread (GIL released) and
+    return the int8 operations done, 0 where the path has no probe ('ref'). Time the call to get
+    one core's int8 peak (qengine.tools.profile.measured_peak_gops_per_core)."""
+    cdef qe_isa isa = _isa_from_name(name)
+    if not isinstance(iterations, (int, np.integer)) or isinstance(iterations, bool) or \
+            not 0 <= iterations <= 10 ** 12:
+        raise ValueError(f"iterations must be an integer in [0, 1e12], got {iterations!r}")
+    cdef uint64_t n = <uint64_t>iterations, ops
+    with nogil:
+        ops = qe_int8_peak_probe(isa, n)
+    return int(ops)
 
 
 include "_bindings/common.pxi"

@@ -405,7 +405,9 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
             skipped.append({"engine": e.name, "reason": why})
             engines.remove(e)
     info = cpu_info()
+    # measured before any engine runs, while nothing of ours competes for the core
     per_core = peak_gops if peak_gops is not None else peak_gops_per_core(info["isa"])
+    peak_source = "given" if peak_gops is not None else ("probe" if per_core else None)
     configs = [(t, b) for t in threads for b in batch if _batch_ok(subject.model.inputs, b)]
     if not configs:
         raise ValueError(f"nothing to time: the model's inputs have a fixed batch size "
@@ -450,7 +452,8 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
         "command": command,
         "machine": {"cpu": _cpu_name(), "machine": info["machine"], "cores": os.cpu_count(),
                     "isa": info["isa"], "available_isas": info["available_isas"],
-                    "peak_gops_per_core": per_core, "versions": _versions(),
+                    "peak_gops_per_core": per_core, "peak_source": peak_source,
+                    "versions": _versions(),
                     "load_average": [load_start, _loadavg()]},
         "model": {"name": subject.name, "source": subject.source,
                   "inputs": [{"name": t.name, "shape": [d if isinstance(d, int) else str(d)
@@ -509,7 +512,9 @@ def format_result(result: dict) -> str:
     lines.append(_quantization_line(m.get("quantization")))
     peak = mach["peak_gops_per_core"]
     lines.append(f"cpu: {mach['cpu']}, {mach['cores']} cores; kernels {mach['isa']}"
-                 + (f" (int8 peak {peak:.0f} GOPS per core)" if peak else "")
+                 + (f" (int8 peak {peak:.0f} GOPS per core, "
+                    f"{'measured' if mach.get('peak_source') == 'probe' else 'given'})"
+                    if peak else "")
                  + (f"; load average {mach['load_average'][0]} -> {mach['load_average'][1]}"
                     if mach["load_average"][0] is not None else ""))
     s = result["settings"]
@@ -602,7 +607,7 @@ def add_arguments(p) -> None:
                    help="idle before each engine's timed block at more than one thread, so "
                    "the previous engine's spinning pool sleeps (default %(default)s)")
     p.add_argument("--peak-gops", type=float, help="int8 GOPS per core to compare against "
-                   "(default: the documented figure of the active kernel path)")
+                   "(default: measured at start by the active kernel path's peak probe)")
     p.add_argument("--isa", choices=["auto", "avx512vnni", "avx2", "ref", "neon", "neondot"],
                    help="qengine kernel path to time (default: QENGINE_ISA or the best one)")
     p.add_argument("--skip-unavailable", action="store_true",

@@ -4,11 +4,13 @@ A profile comes from ``Model.run_profiled`` (per compiled step: op label, node, 
 arithmetic operations the step performs, 2 per multiply-accumulate). Several profiled runs are
 taken and each step's median kept, so one descheduled step does not distort the table.
 
-Peak: the int8 throughput one core reaches in a tight GEMM loop on the active kernel path,
-measured on the development machine (AMD Zen 4): 460 GOPS with AVX-512 VNNI ``vpdpbusd``, 230
-with AVX2 ``vpmaddubsw``. The fraction of peak of a step is GOPS / (peak per core x threads).
-Paths without a measured figure (the portable reference, NEON) report GOPS only, unless the
-caller passes ``peak_gops_per_core``.
+Peak: the int8 throughput one core reaches on the active kernel path, measured on this CPU at
+first use by the path's peak probe (``_kernels.int8_peak_probe``: its GEMM tile's
+multiply-accumulate instructions back to back, no loads; the best of a few ~20 ms runs). A
+constant from one machine would mislead on another: with the same AVX-512 VNNI path, a Zen 4
+core peaks at about 460 GOPS and a Cascade Lake Xeon core at about 600. The fraction of peak of a
+step is GOPS / (peak per core x threads). The portable reference has no probe and reports GOPS
+only, unless the caller passes ``peak_gops_per_core``.
 """
 from __future__ import annotations
 
@@ -18,17 +20,39 @@ from typing import Optional
 
 from .timing import summarize
 
-__all__ = ["PEAK_GOPS_PER_CORE", "peak_gops_per_core", "profile_model", "aggregate_profile",
+__all__ = ["peak_gops_per_core", "profile_model", "aggregate_profile",
            "format_profile"]
 
-# int8 GOPS per core of each kernel path (see the module doc); None: not measured.
-PEAK_GOPS_PER_CORE: dict = {"avx512vnni": 460.0, "avx2": 230.0, "ref": None, "neon": None,
-                            "neondot": None}
+_MEASURED: dict = {}   # kernel path -> its measured peak per core (GOPS), once per process
 
 
-def peak_gops_per_core(isa: str) -> Optional[float]:
-    """The documented int8 peak per core of a kernel path, or None when unknown."""
-    return PEAK_GOPS_PER_CORE.get(isa)
+def peak_gops_per_core(isa: str, *, runs: int = 5, seconds: float = 0.02) -> Optional[float]:
+    """One core's int8 peak on kernel path `isa` (GOPS), measured on this CPU at first call and
+    kept for the process: the best of `runs` probe runs of about `seconds` each (other load only
+    slows a run down, so the fastest is the truest). None for a path without a probe ('ref')."""
+    if isa in _MEASURED:
+        return _MEASURED[isa]
+    from .. import _kernels
+    n = 1000
+    ops = _kernels.int8_peak_probe(isa, n)
+    if ops == 0:
+        _MEASURED[isa] = None
+        return None
+    while True:   # grow the round count until one run takes a measurable time
+        t0 = time.perf_counter()
+        _kernels.int8_peak_probe(isa, n)
+        dt = time.perf_counter() - t0
+        if dt >= seconds / 4:
+            break
+        n *= 4
+    n = max(1, int(n * seconds / dt))
+    best = 0.0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        ops = _kernels.int8_peak_probe(isa, n)
+        best = max(best, ops / (time.perf_counter() - t0) / 1e9)
+    _MEASURED[isa] = best
+    return best
 
 
 def _fraction(gops: Optional[float], peak: Optional[float]) -> Optional[float]:

@@ -612,15 +612,16 @@ def test_output_size_helpers():
 
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None, reason="no aarch64 cross compiler")
 def test_neon_sources_compile_for_aarch64(tmp_path):
-    """The aarch64 files of conv, pool and eltwise (and what they include) compile with the
+    """The aarch64 files of conv, pool, eltwise and peak (and what they include) compile with the
     cross compiler, with the build's flags (setup.py), warnings as errors."""
     root = Path(__file__).resolve().parents[2]
     flags = ["-std=c11", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unused-parameter",
              "-Werror", "-D_GNU_SOURCE", f"-I{root / 'csrc'}", "-c"]
-    for family in ("conv", "pool", "eltwise"):
+    for family in ("conv", "pool", "eltwise", "peak"):
         for src in sorted((root / "csrc" / family).glob("*.c")):
             if src.name.endswith(("_avx2.c", "_avx512vnni.c")):
                 continue
-            r = subprocess.run(["aarch64-linux-gnu-gcc", *flags, str(src), "-o",
+            extra = ["-march=armv8.2-a+dotprod"] if src.name.endswith("_neondot.c") else []
+            r = subprocess.run(["aarch64-linux-gnu-gcc", *flags, *extra, str(src), "-o",
                                 str(tmp_path / (src.stem + ".o"))], capture_output=True, text=True)
             assert r.returncode == 0, f"{src.name}:\n{r.stderr}"

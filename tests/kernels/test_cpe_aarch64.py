@@ -26,7 +26,7 @@ def _toolchain():
 
 def _sources():
     srcs = [ROOT / "csrc" / n for n in ("dispatch.c", "threadpool.c", "output.c")]
-    for family in ("gemm", "conv", "pool", "eltwise"):
+    for family in ("gemm", "conv", "pool", "eltwise", "peak"):
         srcs += [p for p in sorted((ROOT / "csrc" / family).glob("*.c"))
                  if not p.name.endswith(("_avx2.c", "_avx512vnni.c"))]
     return srcs + [ROOT / "tests" / "kernels" / "c" / "cpe_selftest.c"]
@@ -55,5 +55,7 @@ def test_aarch64_paths_match_reference(tmp_path):
     out = subprocess.run([*runner, str(exe)], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "neon: 900 cases bit-identical" in out.stdout
+    assert "neon: peak probe 96 ops per round" in out.stdout
     if runner:  # under qemu both paths exist; real hardware may lack the dot product
         assert "neondot: 900 cases bit-identical" in out.stdout
+        assert "neondot: peak probe 384 ops per round" in out.stdout

@@ -219,9 +219,11 @@ def test_cli_json_plot_profile(small_model):
     schema = json.loads((ROOT / "docs" / "bench.schema.json").read_text())
     jsonschema.validate(res, schema, cls=jsonschema.Draft202012Validator)
     assert res["settings"]["engines"] == ["qengine", "onnxruntime", "onnxruntime-int8"]
-    if isa:     # the kernel path asked for, and its documented peak
-        assert (res["machine"]["isa"], res["machine"]["peak_gops_per_core"]) == ("avx2", 230)
-        assert res["results"][0]["peak_gops"] == 230
+    if isa:     # the kernel path asked for, and its peak as the probe measured it
+        mach = res["machine"]
+        assert (mach["isa"], mach["peak_source"]) == ("avx2", "probe")
+        assert mach["peak_gops_per_core"] > 0
+        assert res["results"][0]["peak_gops"] == mach["peak_gops_per_core"]
     assert res["model"]["calibration"] == {"source": "file", "batches": 1, "samples": 8}
     quant = res["model"]["quantization"]          # real data: qengine.quantize's defaults
     assert quant["target_sqnr"] == 30.0 and quant["int8_nodes"] > 0

@@ -181,6 +181,9 @@ int main(void) {
         }
         if (g_failed) return 1;
         printf("%s: %d cases bit-identical\n", qe_isa_name(isa), cases);
+        const uint64_t probe = qe_int8_peak_probe(isa, 5);
+        printf("%s: peak probe %llu ops per round\n", qe_isa_name(isa),
+               (unsigned long long)(probe / 5));
     }
     return 0;
 }
