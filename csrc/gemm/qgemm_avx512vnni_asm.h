@@ -45,26 +45,56 @@
     : QE_ASM_CLOBBERS
 
 /* The 64-column k loops: per group, 4 B vectors, then row by row a broadcast of 4 bytes of A
- * and its 4 multiplies. 6 x 64 is 5 x 64 (the driver's short strips) and a sixth row. */
-#define QE_ASM_LOOP_x64_ROWS_0_4                                                                      \
-    ".p2align 5\n"                                                                                    \
-    "1:\n\t"                                                                                          \
-    "vmovdqa64 (%[b]), %%zmm0\n\t"                                                                    \
-    "vmovdqa64 64(%[b]), %%zmm1\n\t"                                                                  \
-    "vmovdqa64 128(%[b]), %%zmm2\n\t"                                                                 \
-    "vmovdqa64 192(%[b]), %%zmm3\n\t"                                                                 \
-    "prefetcht0 %c[pf](%[b])\n\t"                                                                     \
-    "prefetcht0 %c[pf]+128(%[b])\n\t"                                                                 \
-    QE_ASM_BCAST("(%[a0]", ")", "zmm4") QE_ASM_DOT4("zmm4", "zmm8", "zmm9", "zmm10", "zmm11")          \
-    QE_ASM_BCAST("(%[a0]", ",%[lda])", "zmm5") QE_ASM_DOT4("zmm5", "zmm12", "zmm13", "zmm14", "zmm15") \
-    QE_ASM_BCAST("(%[a0]", ",%[lda],2)", "zmm4") QE_ASM_DOT4("zmm4", "zmm16", "zmm17", "zmm18", "zmm19") \
-    QE_ASM_BCAST("(%[a3]", ")", "zmm5") QE_ASM_DOT4("zmm5", "zmm20", "zmm21", "zmm22", "zmm23")        \
-    QE_ASM_BCAST("(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT4("zmm4", "zmm24", "zmm25", "zmm26", "zmm27")
-#define QE_ASM_LOOP_5x64 QE_ASM_LOOP_x64_ROWS_0_4 QE_ASM_LOOP_END(256)
-#define QE_ASM_LOOP_6x64                                                                              \
-    QE_ASM_LOOP_x64_ROWS_0_4                                                                          \
-    QE_ASM_BCAST("(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT4("zmm5", "zmm28", "zmm29", "zmm30", "zmm31") \
-    QE_ASM_LOOP_END(256)
+ * and its 4 multiplies; A displaced by OA bytes and B by OB (strings). 6 x 64 is 5 x 64 (the
+ * driver's short strips) and a sixth row. */
+#define QE_ASM_K_GROUP_5x64(OA, OB)                                                                  \
+    "vmovdqa64 " OB "(%[b]), %%zmm0\n\t"                                                             \
+    "vmovdqa64 " OB "+64(%[b]), %%zmm1\n\t"                                                          \
+    "vmovdqa64 " OB "+128(%[b]), %%zmm2\n\t"                                                         \
+    "vmovdqa64 " OB "+192(%[b]), %%zmm3\n\t"                                                         \
+    "prefetcht0 %c[pf]+" OB "(%[b])\n\t"                                                             \
+    "prefetcht0 %c[pf]+128+" OB "(%[b])\n\t"                                                         \
+    QE_ASM_BCAST(OA "(%[a0]", ")", "zmm4") QE_ASM_DOT4("zmm4", "zmm8", "zmm9", "zmm10", "zmm11")       \
+    QE_ASM_BCAST(OA "(%[a0]", ",%[lda])", "zmm5") QE_ASM_DOT4("zmm5", "zmm12", "zmm13", "zmm14", "zmm15") \
+    QE_ASM_BCAST(OA "(%[a0]", ",%[lda],2)", "zmm4") QE_ASM_DOT4("zmm4", "zmm16", "zmm17", "zmm18", "zmm19") \
+    QE_ASM_BCAST(OA "(%[a3]", ")", "zmm5") QE_ASM_DOT4("zmm5", "zmm20", "zmm21", "zmm22", "zmm23")     \
+    QE_ASM_BCAST(OA "(%[a3]", ",%[lda])", "zmm4") QE_ASM_DOT4("zmm4", "zmm24", "zmm25", "zmm26", "zmm27")
+#define QE_ASM_K_GROUP_6x64(OA, OB)                                                                  \
+    QE_ASM_K_GROUP_5x64(OA, OB)                                                                      \
+    QE_ASM_BCAST(OA "(%[a3]", ",%[lda],2)", "zmm5") QE_ASM_DOT4("zmm5", "zmm28", "zmm29", "zmm30", "zmm31")
+/* The k loop of GROUP, two groups per iteration (an odd first group alone): the pointer
+ * updates and the branch take rename slots that the vpdpbusd need on 4-wide cores (Cascade
+ * Lake, `python benchmarks/gemm_table.py --shapes 1024x1024x1024 --threads 1`, builds
+ * alternated twice: 439-463 -> 486-499 GOPS). Leaves a0, a3, b and pf2 where one group per
+ * iteration would. */
+#define QE_ASM_LOOP_X2(GROUP)                                                                        \
+    "test $1, %[n]\n\t"                                                                              \
+    "jz 5f\n\t"                                                                                      \
+    GROUP("0", "0")                                                                                  \
+    "prefetcht0 (%[pf2])\n\t"                                                                        \
+    "add $32, %[pf2]\n\t"                                                                            \
+    "add $4, %[a0]\n\t"                                                                              \
+    "add $4, %[a3]\n\t"                                                                              \
+    "add $256, %[b]\n\t"                                                                             \
+    "dec %[n]\n\t"                                                                                   \
+    "jz 6f\n"                                                                                        \
+    "5:\n\t"                                                                                         \
+    "shr $1, %[n]\n\t"                                                                               \
+    ".p2align 5\n"                                                                                   \
+    "1:\n\t"                                                                                         \
+    GROUP("0", "0")                                                                                  \
+    "prefetcht0 (%[pf2])\n\t"                                                                        \
+    GROUP("4", "256")                                                                                \
+    "prefetcht0 32(%[pf2])\n\t"                                                                      \
+    "add $64, %[pf2]\n\t"                                                                            \
+    "add $8, %[a0]\n\t"                                                                              \
+    "add $8, %[a3]\n\t"                                                                              \
+    "add $512, %[b]\n\t"                                                                             \
+    "dec %[n]\n\t"                                                                                   \
+    "jnz 1b\n"                                                                                       \
+    "6:\n\t"
+#define QE_ASM_LOOP_5x64 QE_ASM_LOOP_X2(QE_ASM_K_GROUP_5x64)
+#define QE_ASM_LOOP_6x64 QE_ASM_LOOP_X2(QE_ASM_K_GROUP_6x64)
 /* The accumulators of a 5 x 64 and a 6 x 64 tile (row r, vector v in zmm(8 + 4r + v)), their
  * offsets in acc[6][64] and of their vector's column terms in ct, for X(reg, acc offset, ct
  * offset). */
