@@ -6,7 +6,7 @@ taken and each step's median kept, so one descheduled step does not distort the 
 
 Peak: the int8 throughput one core reaches on the active kernel path, measured on this CPU at
 first use by the path's peak probe (``_kernels.int8_peak_probe``: its GEMM tile's
-multiply-accumulate instructions back to back, no loads; the best of a few ~20 ms runs). A
+multiply-accumulate instructions back to back, no loads; the best of ten ~10 ms runs). A
 constant from one machine would mislead on another: with the same AVX-512 VNNI path, a Zen 4
 core peaks at about 460 GOPS and a Cascade Lake Xeon core at about 600. The fraction of peak of a
 step is GOPS / (peak per core x threads). The portable reference has no probe and reports GOPS
@@ -26,10 +26,11 @@ __all__ = ["peak_gops_per_core", "profile_model", "aggregate_profile",
 _MEASURED: dict = {}   # kernel path -> its measured peak per core (GOPS), once per process
 
 
-def peak_gops_per_core(isa: str, *, runs: int = 5, seconds: float = 0.02) -> Optional[float]:
+def peak_gops_per_core(isa: str, *, runs: int = 10, seconds: float = 0.01) -> Optional[float]:
     """One core's int8 peak on kernel path `isa` (GOPS), measured on this CPU at first call and
-    kept for the process: the best of `runs` probe runs of about `seconds` each (other load only
-    slows a run down, so the fastest is the truest). None for a path without a probe ('ref')."""
+    kept for the process: the best of `runs` probe runs of about `seconds` each, timed by the
+    thread's CPU time (time another process holds the core does not count; what load remains
+    only slows a run down, so the fastest is the truest). None for a path without a probe."""
     if isa in _MEASURED:
         return _MEASURED[isa]
     from .. import _kernels
@@ -39,18 +40,18 @@ def peak_gops_per_core(isa: str, *, runs: int = 5, seconds: float = 0.02) -> Opt
         _MEASURED[isa] = None
         return None
     while True:   # grow the round count until one run takes a measurable time
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         _kernels.int8_peak_probe(isa, n)
-        dt = time.perf_counter() - t0
+        dt = time.thread_time() - t0
         if dt >= seconds / 4:
             break
         n *= 4
     n = max(1, int(n * seconds / dt))
     best = 0.0
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         ops = _kernels.int8_peak_probe(isa, n)
-        best = max(best, ops / (time.perf_counter() - t0) / 1e9)
+        best = max(best, ops / max(time.thread_time() - t0, 1e-9) / 1e9)
     _MEASURED[isa] = best
     return best
 
