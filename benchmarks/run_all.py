@@ -183,9 +183,9 @@ def main(argv=None) -> int:
             "'same, CPU time' is that ratio with process CPU time instead of wall time (1 "
             "thread only), which does not count the time other processes hold the core. "
             "qengine GOPS: int8 work / median latency, and its share of the peak (one core's "
-            "int8 peak x threads, measured at the start of each model's run by the kernel "
-            "path's peak probe, csrc/peak); steps GOPS: the same work over the sum of per-step medians of 5 "
-            "profiled runs, which leaves out preemption by other processes and the Python "
+            "int8 peak x threads, measured once, before the first model runs, by the kernel "
+            "path's peak probe, csrc/peak); steps GOPS: the same work over the sum of "
+            "per-step medians of 5 profiled runs, which leaves out preemption by other processes and the Python "
             "around the steps. Targets: qe / ort int8 <= 0.88 (ResNet-18, also >= 90% of the "
             "int8 peak) or <= 0.7 (the others); qe / ort fp32 <= 0.4 (2.5x) for every model.",
             models_table(results),
