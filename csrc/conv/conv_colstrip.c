@@ -167,9 +167,13 @@ static void colstrip_pool_task(void *ctx, size_t task, int thread_index) {
     const size_t q1 = qe_share_start(j->columns, j->tasks, task + 1);
     const qe_maxpool_column_fn pool_column = qe_maxpool_column_for(j->p->isa);
     uint8_t *strip = qe_scratch(2, j->rows * j->run + QE_COLSTRIP_SLACK);
-    uint8_t *ring = qe_scratch(3, ps->kernel_w * (col_bytes + sizeof(uint8_t *)));
-    QE_ASSERT(strip != NULL && ring != NULL);
-    const uint8_t **cols = (const uint8_t **)(ring + ps->kernel_w * col_bytes);
+    /* slot 3: the window's column pointers, then the ring (each column 64-byte aligned) */
+    const size_t ptr_bytes = QE_ROUND_UP(ps->kernel_w * sizeof(uint8_t *), 64);
+    const size_t col_stride = QE_ROUND_UP(col_bytes, 64);
+    char *slot = qe_scratch(3, ptr_bytes + ps->kernel_w * col_stride);
+    QE_ASSERT(strip != NULL && slot != NULL);
+    const uint8_t **cols = (const uint8_t **)slot;
+    uint8_t *ring = (uint8_t *)slot + ptr_bytes;
     qe_gemm_packed quiet = *j->p->gemm[0];
     quiet.next_data = NULL;
     size_t image = (size_t)-1, next = 0; /* columns [0, next) of `image` are in the ring */
@@ -179,13 +183,13 @@ static void colstrip_pool_task(void *ctx, size_t task, int thread_index) {
         size_t lo, hi; /* the window's columns inside the convolution's output */
         qe_pool_window_rows(jp, ps->kernel_w, ps->stride_w, ps->pad_left, s->out_w, &lo, &hi);
         for (size_t ow = QE_MAX(lo, next); ow < hi; ow++) {
-            uint8_t *col = ring + (ow % ps->kernel_w) * col_bytes;
+            uint8_t *col = ring + (ow % ps->kernel_w) * col_stride;
             const int last = q + 1 == q1 && ow + 1 == hi;
             colstrip_column(j, last ? j->p->gemm[0] : &quiet, n, ow, strip, (char *)col, C);
             if (j->lut) qe_lut_rows_inplace(s->out_h, C, col, C, j->lut);
         }
         next = QE_MAX(next, hi);
-        for (size_t ow = lo; ow < hi; ow++) cols[ow - lo] = ring + (ow % ps->kernel_w) * col_bytes;
+        for (size_t ow = lo; ow < hi; ow++) cols[ow - lo] = ring + (ow % ps->kernel_w) * col_stride;
         uint8_t *y = (uint8_t *)j->y + (n * ps->out_h * ps->out_w + jp) * j->ldy;
         if (q + 1 < q1) /* pooled columns are out_w pixels apart, as in colstrip_task */
             for (size_t i = 0; i < ps->out_h; i++)
