@@ -177,17 +177,15 @@ def _pool_lower_int8(self, unit):
 
     k = Kernel([x.name], [y.name], make_steps, layouts={x.name: NHWC},
                out_perm=lambda perms, ctx: NHWC, label=f"{kind} pool", unit=unit)
-    if kind == "max":
+    # a max pool without dilation can run inside the convolution before it (_fuse_maxpools)
+    if kind == "max" and tuple(self.window.resolved(2)[2]) == (1, 1):
+        ks, s = self.window.resolved(2)[:2]
+
         def window(ctx):
-            n, c, h, w = ctx.shape(x.name)
-            ks, s, d, _ = self.window.resolved(2)
-            _, pb, pe = forward_geometry(self.window, (h, w))
-            if tuple(d) != (1, 1):
-                raise ValueError(f"{self.name}: a fused max pool takes no dilation")
+            _, pb, pe = forward_geometry(self.window, ctx.shape(x.name)[2:])
             return dict(kernel=tuple(ks), strides=tuple(s), pads=(pb[0], pb[1], pe[0], pe[1]),
                         ceil_mode=self.window.ceil_mode)
-        if tuple(self.window.resolved(2)[2]) == (1, 1):
-            k.maxpool_window = window
+        k.maxpool_window = window
     return k
 
 
