@@ -106,6 +106,10 @@ class Model:
         order) or a {name: array} dict. Returns the output array (one output), a list of them,
         or {name: array} with as_dict. raw=True returns the quantized outputs (uint8/int8 codes)
         instead of dequantized float32 (see raw_output_params())."""
+        if not (as_dict or raw):
+            outs = self._executor.run_compiled(inputs)
+            if outs is not None:
+                return outs[0] if len(outs) == 1 else outs
         feeds = as_feeds(self.graph.inputs, inputs)
         ex = self._raw_executor() if raw else self._executor
         result = ex.run(feeds)

@@ -223,7 +223,7 @@ cdef class Program:
     def execute(self, RunContext ctx not None, tuple inputs, tuple in_slots, tuple outputs,
                 times=None):
         """Bind `inputs` (arrays, made C-contiguous here) to `in_slots`, allocate one new array
-        per (slot, shape, dtype) of `outputs`, run, and return the outputs as a list. The
+        per (slot, shape, numpy dtype) of `outputs`, run, and return the outputs as a list. The
         caller has checked dtypes and shapes against the plan (qengine.runtime.executor)."""
         cdef Py_ssize_t i, n = len(inputs)
         cdef cnp.ndarray a
@@ -240,9 +240,15 @@ cdef class Program:
                                  f"needs {self.slot_nbytes[in_slots[i]]}")
             ctx._bind_fast(in_slots[i], a)
         cdef list result = []
-        for spec in outputs:
-            slot, shape, dtype = spec
-            a = np.empty(shape, dtype=dtype)
+        cdef cnp.npy_intp dims[32]
+        cdef Py_ssize_t d, nd
+        for slot, shape, dtype in outputs:
+            nd = len(shape)
+            if nd > 32:
+                raise ValueError(f"output of {nd} dimensions (at most 32)")
+            for d in range(nd):
+                dims[d] = shape[d]
+            a = cnp.PyArray_EMPTY(<int>nd, dims, (<cnp.dtype>dtype).type_num, 0)
             ctx._bind_fast(slot, a)
             result.append(a)
         self.run(ctx, times)

@@ -1,5 +1,6 @@
 """execute: run a compiled QDQ graph. One Plan per input shape (built on first use and cached),
-run contexts pooled so several threads can run one model at once (weights are shared)."""
+each wrapped in a K.CompiledPlan that runs one call in compiled code, its run contexts pooled so
+several threads can run one model at once (weights are shared)."""
 from __future__ import annotations
 
 import threading
@@ -14,31 +15,6 @@ from ..graph import Graph, format_shape
 from .plan import Plan, build_plan
 
 __all__ = ["Executor"]
-
-
-class _Compiled:
-    """A plan, what one call binds (precomputed), and a pool of run contexts for it."""
-
-    def __init__(self, plan: Plan):
-        self.plan = plan
-        self.free: list = []
-        self.in_slots = tuple(slot for _, slot, _, _ in plan.inputs)
-        self.out_specs = tuple((slot, shape, dtype) for _, slot, dtype, shape in plan.outputs)
-        self.out_names = [name for name, _, _, _ in plan.outputs]
-
-    def acquire(self) -> "K.RunContext":
-        try:
-            return self.free.pop()      # list.pop / append are atomic: no lock needed
-        except IndexError:
-            pass
-        p = self.plan
-        ctx = K.RunContext(p.program, p.arena_bytes, p.arena_slots)
-        for slot, arr in p.constants:
-            ctx.bind(slot, arr)
-        return ctx
-
-    def release(self, ctx) -> None:
-        self.free.append(ctx)
 
 
 class Executor:
@@ -64,10 +40,11 @@ class Executor:
         self.inputs = list(graph.inputs)
         self._names = [v.name for v in self.inputs]
         self._dtypes = [np.dtype(v.dtype) if v.dtype is not None else None for v in self.inputs]
+        self._single = len(self.inputs) == 1
         self.output_names = graph.output_names
 
     # -- compile -----------------------------------------------------------------------------
-    def plan_for(self, shapes: dict) -> _Compiled:
+    def plan_for(self, shapes: dict) -> K.CompiledPlan:
         key = tuple(shapes[v.name] for v in self.inputs)
         c = self._plans.get(key)
         if c is None:
@@ -80,7 +57,7 @@ class Executor:
                             f"running input shapes {dict(shapes)} needs {plan.arena_bytes:,} "
                             f"bytes of activations, above the memory limit of "
                             f"{self.memory_limit:,}")
-                    c = self._plans[key] = _Compiled(plan)
+                    c = self._plans[key] = K.CompiledPlan(plan)
         return c
 
     # -- run -----------------------------------------------------------------------------------
@@ -146,27 +123,24 @@ class Executor:
     def run(self, feeds: Mapping, times: Optional[np.ndarray] = None) -> dict:
         """{input name: array} -> {output name: array}. `times` receives per-step seconds."""
         compiled, arrays = self._lookup(feeds)
-        plan = compiled.plan
         try:
-            ctx = compiled.acquire()
-        except MemoryError as e:
-            raise _out_of_memory(plan, e) from e
-        try:
-            for slot, i, shape in plan.input_views:
-                ctx.bind(slot, np.require(arrays[i], requirements="CA").reshape(shape))
-            if self.num_threads:
-                K.set_thread_limit(self.num_threads)
-            try:
-                outs = plan.program.execute(ctx, arrays, compiled.in_slots, compiled.out_specs,
-                                            times)
-            except MemoryError as e:      # the outputs (or a float op) did not fit
-                raise _out_of_memory(plan, e) from e
-            finally:
-                if self.num_threads:
-                    K.set_thread_limit(0)
-        finally:
-            compiled.release(ctx)
+            outs = compiled.call(arrays, self.num_threads or 0, times)
+        except MemoryError as e:      # a run context, the outputs or a float op did not fit
+            raise _out_of_memory(compiled.plan, e) from e
         return dict(zip(compiled.out_names, outs))
+
+    def run_compiled(self, x) -> Optional[list]:
+        """The common call Model.run(array) without dicts: the outputs, in order, of a
+        one-input model run on x when x's dtype and shape already have a compiled plan, else
+        None (the caller takes the general path, which checks x and compiles)."""
+        if self._single and type(x) is np.ndarray and x.dtype == self._dtypes[0]:
+            compiled = self._plans.get((x.shape,))
+            if compiled is not None:
+                try:
+                    return compiled.call((x,), self.num_threads or 0)
+                except MemoryError as e:
+                    raise _out_of_memory(compiled.plan, e) from e
+        return None
 
 
 def _compile(graph: Graph, shapes: dict, cache: dict) -> Plan:
