@@ -84,6 +84,10 @@ void qe_conv_packed_free(qe_conv_packed *p) {
     free(p->gemm);
     free(p->dw_w);
     qe_aligned_free(p->dw_packed);
+    if (p->dw_cuts)
+        for (size_t i = 0; i < p->shape.kernel_h * p->shape.kernel_h; i++)
+            qe_aligned_free(p->dw_cuts[i]);
+    free(p->dw_cuts);
     free(p->dw_wsum);
     free(p->dw_pos);
     free(p);
@@ -98,7 +102,10 @@ static int pack_dw(qe_conv_packed *p, const int8_t *w) {
     p->dw_wsum = malloc(C * sizeof(int32_t));
     int16_t *wt = malloc(C * T * sizeof(int16_t));
     p->dw_packed = qe_aligned_alloc(wbytes);
-    if (!p->dw_w || !p->dw_wsum || !wt || !p->dw_packed) {
+    const size_t kh = p->shape.kernel_h;
+    p->dw_cuts = T <= QE_DW_MAX_CUT_TAPS ? calloc(kh * kh, sizeof(void *)) : NULL;
+    if (!p->dw_w || !p->dw_wsum || !wt || !p->dw_packed ||
+        (T <= QE_DW_MAX_CUT_TAPS && !p->dw_cuts)) {
         free(wt);
         return QE_ERR_NOMEM;
     }
@@ -119,7 +126,7 @@ static int pack_dw(qe_conv_packed *p, const int8_t *w) {
         for (size_t c = 0; c < C; c++) p->dw_pos[c] = (uint32_t)qe_dwq_position(C, c);
         p->nbytes += C * sizeof(uint32_t);
     }
-    p->nbytes += C * T + C * sizeof(int32_t) + wbytes;
+    p->nbytes += C * T + C * sizeof(int32_t) + wbytes + (p->dw_cuts ? kh * kh * sizeof(void *) : 0);
     return QE_OK;
 }
 

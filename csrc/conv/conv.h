@@ -163,6 +163,9 @@ static inline size_t qe_dw_packed_offset(const qe_dw_ukernel *uk, size_t taps, s
     return c0 * QE_DIV_UP(taps, 2) * 2 * sizeof(int16_t);
 }
 
+/* Depthwise windows of up to this many taps may be cut at the top and bottom edges (dwconv.c). */
+#define QE_DW_MAX_CUT_TAPS 64
+
 /* ---- the packed convolution ----------------------------------------------------------------- */
 struct qe_conv_packed {
     qe_conv_shape shape;      /* the fixed part is what counts; spatial sizes as packed */
@@ -176,6 +179,10 @@ struct qe_conv_packed {
     int8_t *dw_w;
     void *dw_packed;
     int32_t *dw_wsum;         /* [C] sum over taps of w */
+    /* dwconv cuts (dwconv.c dw_cut_weights): per range of kernel rows [first, first + count),
+     * the weight sums [C] (64-byte padded), then the weights packed with w_zp 0; made at first
+     * use, in slot first * kernel_h + count - 1 (an atomic pointer, NULL until made) */
+    void **dw_cuts;           /* NULL for windows of more than QE_DW_MAX_CUT_TAPS taps */
     uint32_t *dw_pos;         /* QUADS_S8: [C] qe_dwq_position of each channel (else NULL) */
     size_t nbytes;
 };

@@ -7,6 +7,7 @@
  *   sum_t (x_t - x_zp) * w_t = sum_t x_t * w_t - x_zp * sum_t w_t
  * lets them accumulate raw uint8 inputs: the second term, with the bias, is the per-call `init`.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "../eltwise/eltwise.h"
@@ -86,11 +87,25 @@ const qe_dw_ukernel qe_dw_ref = {
     .kernel = qe_dwconv_u8s8_ref, .layout = QE_DW_PAIRS_S16, .tile = QE_DW_TILE};
 
 /* ---- driver ------------------------------------------------------------------------------- */
+/* A cut of the window: its kernel rows [first, first + count), the ones inside the input for
+ * output rows near the top or bottom edge (the others read only the x_zp row). Those output rows
+ * run the kernel on the cut's taps alone, with the cut's weights and init (packed per call), so
+ * that no multiply-add is spent on padding: for the 2- and 4-row maps of an OCR backbone with
+ * 5 x 5 kernels, 60% and 30% of the window. Exact: a padding tap adds (x_zp - x_zp) * w = 0. */
+typedef struct {
+    size_t first, count;
+    qe_dw_params prm;
+} dw_cut;
+enum { QE_DW_MAX_CUTS = 8 };   /* distinct cuts per call (more: the whole window for all) */
+
 typedef struct {
     const qe_conv_shape *s;
     const uint8_t *x;
     const uint8_t *zp_row;
-    qe_dw_params prm;
+    qe_dw_params prm;               /* the whole window (cut[0].prm) */
+    dw_cut cut[1 + QE_DW_MAX_CUTS]; /* [0]: the whole window */
+    size_t ncuts;
+    const uint8_t *row_cut;         /* per output row oh, its entry of cut[] */
     qe_dwconv_fn kernel;
     const uint8_t *lut; /* NULL, or the table each task applies to its outputs */
     char *y;
@@ -106,15 +121,15 @@ static ptrdiff_t dw_window_top(const qe_conv_shape *s, size_t oh) {
     return (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
 }
 
-/* Tap pointers of output pixels (n, oh, ow0 .. ow1-1), tap_stride each, testing every tap
- * against the borders (taps outside read the x_zp row). */
-static void dw_indirection(const dw_job *j, size_t n, size_t oh, size_t ow0, size_t ow1,
-                           const uint8_t **ind) {
+/* Tap pointers of output pixels (n, oh, ow0 .. ow1-1) for the kernel rows of `cut`, its
+ * tap_stride each, testing every tap against the borders (taps outside read the x_zp row). */
+static void dw_indirection(const dw_job *j, const dw_cut *cut, size_t n, size_t oh, size_t ow0,
+                           size_t ow1, const uint8_t **ind) {
     const qe_conv_shape *s = j->s;
-    const size_t T2 = j->prm.tap_stride, T = s->kernel_h * s->kernel_w, C = s->in_c;
-    const ptrdiff_t ih0 = dw_window_top(s, oh);
+    const size_t T2 = cut->prm.tap_stride, T = cut->prm.ntaps, C = s->in_c;
+    const ptrdiff_t ih0 = dw_window_top(s, oh) + (ptrdiff_t)(cut->first * s->dilation_h);
     const qe_window win = {.img = j->x + n * s->in_h * s->in_w * C, .in_h = s->in_h,
-                           .in_w = s->in_w, .C = C, .kernel_h = s->kernel_h,
+                           .in_w = s->in_w, .C = C, .kernel_h = cut->count,
                            .kernel_w = s->kernel_w, .dilation_h = s->dilation_h,
                            .dilation_w = s->dilation_w, .pad = j->zp_row};
     for (size_t ow = ow0; ow < ow1; ow++) {
@@ -131,13 +146,13 @@ enum { QE_DW_IND_POINTERS = 8192 };
 enum { QE_DW_MIN_TASK_COLS = 16 };
 
 /* Output pixels (n, oh, ow0 .. ow1-1) through the indirection, in chunks. */
-static void dw_run_indirect(const dw_job *j, size_t r, size_t ow0, size_t ow1, size_t chunk,
-                            const uint8_t **ind) {
+static void dw_run_indirect(const dw_job *j, const dw_cut *cut, size_t r, size_t ow0,
+                            size_t ow1, size_t chunk, const uint8_t **ind) {
     const qe_conv_shape *s = j->s;
     for (; ow0 < ow1; ow0 += chunk) {
         const size_t ow_end = QE_MIN(ow0 + chunk, ow1);
-        dw_indirection(j, r / s->out_h, r % s->out_h, ow0, ow_end, ind);
-        j->kernel(&j->prm, ow_end - ow0, ind, 0,
+        dw_indirection(j, cut, r / s->out_h, r % s->out_h, ow0, ow_end, ind);
+        j->kernel(&cut->prm, ow_end - ow0, ind, 0,
                   j->y + (r * s->out_w + ow0) * j->prm.ldy * j->es);
     }
 }
@@ -149,18 +164,19 @@ static void dw_run_indirect(const dw_job *j, size_t r, size_t ow0, size_t ow1, s
 static void dw_row_span(const dw_job *j, size_t r, size_t c0, size_t c1, size_t chunk,
                         const uint8_t **ind) {
     const qe_conv_shape *s = j->s;
-    const size_t T2 = j->prm.tap_stride, C = s->in_c;
+    const size_t n = r / s->out_h, oh = r % s->out_h;
+    const dw_cut *cut = &j->cut[j->row_cut ? j->row_cut[oh] : 0];
+    const size_t T2 = cut->prm.tap_stride, C = s->in_c;
     const size_t lo = QE_MIN(QE_MAX(j->ow_lo, c0), c1), hi = QE_MAX(QE_MIN(j->ow_hi, c1), lo);
     if (lo >= hi) {
-        dw_run_indirect(j, r, c0, c1, chunk, ind);
+        dw_run_indirect(j, cut, r, c0, c1, chunk, ind);
         return;
     }
-    dw_run_indirect(j, r, c0, lo, chunk, ind);
-    const size_t n = r / s->out_h, oh = r % s->out_h;
+    dw_run_indirect(j, cut, r, c0, lo, chunk, ind);
     const ptrdiff_t ih0 = dw_window_top(s, oh);
     const size_t iw0 = lo * s->stride_w - s->pad_left;
     size_t t = 0;
-    for (size_t ki = 0; ki < s->kernel_h; ki++) {
+    for (size_t ki = cut->first; ki < cut->first + cut->count; ki++) {
         const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
         const uint8_t *row = ih >= 0 && ih < (ptrdiff_t)s->in_h
                                  ? j->x + ((n * s->in_h + (size_t)ih) * s->in_w + iw0) * C
@@ -168,9 +184,9 @@ static void dw_row_span(const dw_job *j, size_t r, size_t c0, size_t c1, size_t 
         for (size_t kj = 0; kj < s->kernel_w; kj++, t++) ind[t] = row + kj * s->dilation_w * C;
     }
     for (; t < T2; t++) ind[t] = ind[0]; /* dummy taps (weight 0): any pointer that steps */
-    j->kernel(&j->prm, hi - lo, ind, s->stride_w * C,
+    j->kernel(&cut->prm, hi - lo, ind, s->stride_w * C,
               j->y + (r * s->out_w + lo) * j->prm.ldy * j->es);
-    dw_run_indirect(j, r, hi, c1, chunk, ind);
+    dw_run_indirect(j, cut, r, hi, c1, chunk, ind);
 }
 
 /* A task: a block of output rows, or (maps of few rows) a block of columns of one row, for
@@ -197,12 +213,16 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
     if (k0 > 0 || k1 < s->in_c) {
         part.x += k0;
         part.y += k0 * full->es;
-        part.prm.channels = k1 - k0;
-        part.prm.w = (const char *)full->prm.w + qe_dw_packed_offset(full->uk, full->prm.ntaps, k0);
-        if (part.prm.w3) part.prm.w3 += k0 * 24;
-        part.prm.init += k0;
-        if (part.prm.scale) part.prm.scale += k0;
-        part.prm.out = &o;
+        for (size_t i = 0; i < full->ncuts; i++) {
+            qe_dw_params *q = &part.cut[i].prm;
+            q->channels = k1 - k0;
+            q->w = (const char *)q->w + qe_dw_packed_offset(full->uk, q->ntaps, k0);
+            if (q->w3) q->w3 += k0 * 24;
+            q->init += k0;
+            if (q->scale) q->scale += k0;
+            q->out = &o;
+        }
+        part.prm = part.cut[0].prm;
     }
     const dw_job *j = &part;
     for (size_t r = r0; r < r1; r++) {
@@ -214,9 +234,103 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
     }
 }
 
+/* The kernel rows of output row oh's window that lie inside the input: [*first, +*count). */
+static void dw_rows_inside(const qe_conv_shape *s, size_t oh, size_t *first, size_t *count) {
+    const ptrdiff_t ih0 = dw_window_top(s, oh);
+    *first = *count = 0;
+    for (size_t ki = 0; ki < s->kernel_h; ki++) {
+        const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
+        if (ih >= 0 && ih < (ptrdiff_t)s->in_h) {
+            if (*count == 0) *first = ki;
+            ++*count;
+        }
+    }
+}
+
+/* The cuts a call uses (dw_cut): the distinct row ranges of output rows whose window is cut
+ * by the top or bottom edge and whose cut saves kernel groups. Writes (first, count) pairs to
+ * cuts[1..] and returns their number, 0 when no cut pays (or there are too many). */
+static size_t dw_plan_cuts(const qe_conv_packed *p, const qe_conv_shape *s, size_t group,
+                           size_t cuts[][2]) {
+    const size_t T = s->kernel_h * s->kernel_w;
+    if (!p->dw_cuts) return 0;
+    size_t n = 0;
+    for (size_t oh = 0; oh < s->out_h; oh++) {
+        size_t first, count, i;
+        dw_rows_inside(s, oh, &first, &count);
+        if (count == 0 || QE_DIV_UP(count * s->kernel_w, group) >= QE_DIV_UP(T, group))
+            continue;   /* all padding (init alone is right, but rare), or nothing saved */
+        for (i = 1; i <= n && (cuts[i][0] != first || cuts[i][1] != count); i++) {}
+        if (i > n) {
+            if (n == QE_DW_MAX_CUTS) return 0;
+            cuts[++n][0] = first;
+            cuts[n][1] = count;
+        }
+    }
+    return n;
+}
+
+/* The weight sums [C] (w_zp 0; a 64-byte padded block) and then the weights packed for p->dw
+ * of the kernel rows [first, first + count): made at a cut's first use and kept with the packed
+ * convolution (a call of several threads that make one at once keeps the first stored). NULL:
+ * out of memory. */
+static const char *dw_cut_weights(const qe_conv_packed *p, size_t first, size_t count) {
+    const size_t C = p->shape.out_c, T = p->K, kw = p->shape.kernel_w, Tc = count * kw;
+    void **slot = &p->dw_cuts[first * p->shape.kernel_h + count - 1];
+    void *have = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (have) return have;
+    const size_t sum_bytes = QE_ROUND_UP(C * sizeof(int32_t), 64);
+    char *blk = qe_aligned_alloc(sum_bytes + qe_dw_packed_bytes(p->dw, Tc, C));
+    int16_t *wt = malloc(Tc * C * sizeof(int16_t));
+    if (!blk || !wt) {
+        free(wt);
+        qe_aligned_free(blk);
+        return NULL;
+    }
+    int32_t *wsum = (int32_t *)blk;
+    for (size_t c = 0; c < C; c++) {
+        int32_t sum = 0;
+        for (size_t t = 0; t < Tc; t++) {
+            wt[t * C + c] = p->dw_w[c * T + first * kw + t];
+            sum += p->dw_w[c * T + first * kw + t];
+        }
+        wsum[c] = sum;
+    }
+    qe_dw_pack_weights(p->dw, Tc, C, wt, blk + sum_bytes);
+    free(wt);
+    void *expected = NULL;
+    if (!__atomic_compare_exchange_n(slot, &expected, blk, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        qe_aligned_free(blk);   /* another thread stored the same cut first */
+        return expected;
+    }
+    return blk;
+}
+
+/* init in the kernel's channel order (pos, or natural) from the weight sums of `taps` taps:
+ * bias - x_zp * (wsum - taps * w_zp). */
+static void dw_fill_init(const int32_t *wsum, size_t taps, size_t C, int32_t x_zp,
+                         const int32_t *w_zp, const qe_output *out, const uint32_t *pos,
+                         int32_t *init) {
+    for (size_t c = 0; c < C; c++) {
+        const int32_t ws = w_zp ? qe_add_wrap(wsum[c], -(int32_t)taps * w_zp[c]) : wsum[c];
+        const int32_t bias = out->bias ? out->bias[c] : 0;
+        init[pos ? pos[c] : c] = qe_add_wrap(bias, qe_mul_wrap(-x_zp, ws));
+    }
+}
+
+/* The weights w - w_zp of taps [t0, t0 + n) as wt[t][c], for the kernel that takes w_zp. */
+static void dw_weights_minus_zp(const qe_conv_packed *p, size_t t0, size_t n,
+                                const int32_t *w_zp, int16_t *wt) {
+    const size_t C = p->shape.out_c, T = p->K;
+    for (size_t c = 0; c < C; c++)
+        for (size_t t = 0; t < n; t++)
+            wt[t * C + c] = (int16_t)(p->dw_w[c * T + t0 + t] - w_zp[c]);
+}
+
 /* Per call, in the caller's scratch slot 3 (read by every task): the x_zp row, init (and the
- * per-channel scales) in the kernel's channel order, and, with w_zp, the weights repacked as
- * w - w_zp for the kernel that takes them. */
+ * per-channel scales) in the kernel's channel order, with w_zp the weights repacked as
+ * w - w_zp for the kernel that takes them, and the weights and init of every cut (dw_cut). */
 int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
                    int32_t x_zp, const int32_t *w_zp, const qe_output *out, const uint8_t *lut,
                    void *y, size_t ldy) {
@@ -234,38 +348,38 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     const size_t plane = ((s->kernel_w - 1) * s->dilation_w + (run_px - 1) * s->stride_w + 1) * C;
     const size_t zp_bytes = QE_ROUND_UP(QE_MAX(Cp, plane), 64);
     const size_t scale_bytes = perm_scale ? vec_bytes : 0;
+    size_t cuts[1 + QE_DW_MAX_CUTS][2];
+    const size_t group = qe_dw_tap_group(uk), ncuts = dw_plan_cuts(p, s, group, cuts);
+    size_t cut_bytes = ncuts ? QE_ROUND_UP(s->out_h, 64) : 0; /* row_cut, then per cut: init */
+    for (size_t i = 1; i <= ncuts; i++)   /* and, with w_zp, its weights packed for this call */
+        cut_bytes += vec_bytes +
+                     (w_zp ? QE_ROUND_UP(qe_dw_packed_bytes(uk, cuts[i][1] * s->kernel_w, C), 64)
+                           : 0);
     const size_t wt_bytes = w_zp ? QE_ROUND_UP(T * C * sizeof(int16_t), 64) : 0;
     const size_t w_bytes = w_zp ? QE_ROUND_UP(qe_dw_packed_bytes(uk, T, C), 64) : 0;
-    char *buf = qe_scratch(3, zp_bytes + vec_bytes + scale_bytes + wt_bytes + w_bytes);
+    char *buf = qe_scratch(3, zp_bytes + vec_bytes + scale_bytes + wt_bytes + w_bytes + cut_bytes);
     if (!buf) return QE_ERR_NOMEM;
     uint8_t *zp_row = (uint8_t *)buf;
     int32_t *init = (int32_t *)(buf + zp_bytes);
     float *scale = (float *)(buf + zp_bytes + vec_bytes);
-    char *next = buf + zp_bytes + vec_bytes + scale_bytes;
+    int16_t *wt = (int16_t *)(buf + zp_bytes + vec_bytes + scale_bytes); /* taps x C */
+    char *next = (char *)wt + wt_bytes;
     const void *w = p->dw_packed;
     memset(zp_row, x_zp, zp_bytes);
     /* init (and per-channel scales) in the kernel's channel order: p->dw_pos for QUADS_S8 */
     const uint32_t *pos = quads ? p->dw_pos : NULL;
     QE_ASSERT(!quads || pos != NULL);
     memset(init, 0, vec_bytes);
-    for (size_t c = 0; c < C; c++) {
-        const int32_t wsum = w_zp ? qe_add_wrap(p->dw_wsum[c], -(int32_t)T * w_zp[c])
-                                  : p->dw_wsum[c];
-        const int32_t bias = out->bias ? out->bias[c] : 0;
-        init[pos ? pos[c] : c] = qe_add_wrap(bias, qe_mul_wrap(-x_zp, wsum));
-    }
+    dw_fill_init(p->dw_wsum, T, C, x_zp, w_zp, out, pos, init);
     if (perm_scale) {
         memset(scale, 0, scale_bytes);
         for (size_t c = 0; c < C; c++) scale[pos[c]] = out->scale[c];
     }
     if (w_zp) {
-        int16_t *wt = (int16_t *)next;
-        void *wp = next + wt_bytes;
-        for (size_t c = 0; c < C; c++)
-            for (size_t t = 0; t < T; t++)
-                wt[t * C + c] = (int16_t)(p->dw_w[c * T + t] - w_zp[c]);
-        qe_dw_pack_weights(uk, T, C, wt, wp);
-        w = wp;
+        dw_weights_minus_zp(p, 0, T, w_zp, wt);
+        qe_dw_pack_weights(uk, T, C, wt, next);
+        w = next;
+        next += w_bytes;
     }
     qe_output o = *out;
     o.bias = NULL; /* folded into init */
@@ -273,13 +387,50 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
                 .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h, .uk = uk};
     j.ow_lo = ow_lo;
     j.ow_hi = ow_hi;
-    j.prm = (qe_dw_params){.channels = C, .ntaps = T,
-                           .tap_stride = QE_ROUND_UP(T, qe_dw_tap_group(uk)), .w = w,
+    j.prm = (qe_dw_params){.channels = C, .ntaps = T, .tap_stride = QE_ROUND_UP(T, group),
+                           .w = w,
                            .w3 = quads && qe_dwq_has_triples(T)
                                      ? (const int8_t *)w + qe_dwq_quads_bytes(T, C)
                                      : NULL,
                            .init = init, .scale = perm_scale ? scale : NULL, .out = &o,
                            .ldy = ldy};
+    j.cut[0] = (dw_cut){.first = 0, .count = s->kernel_h, .prm = j.prm};
+    j.ncuts = 1 + ncuts;
+    if (ncuts) {
+        uint8_t *row_cut = (uint8_t *)next;
+        next += QE_ROUND_UP(s->out_h, 64);
+        for (size_t i = 1; i <= ncuts; i++) {
+            const size_t Tc = cuts[i][1] * s->kernel_w;
+            const char *kept = dw_cut_weights(p, cuts[i][0], cuts[i][1]);
+            if (!kept) return QE_ERR_NOMEM;
+            int32_t *cinit = (int32_t *)next;
+            const void *cw = kept + QE_ROUND_UP(C * sizeof(int32_t), 64);
+            next += vec_bytes;
+            memset(cinit, 0, vec_bytes);
+            dw_fill_init((const int32_t *)kept, Tc, C, x_zp, w_zp, out, pos, cinit);
+            if (w_zp) {
+                dw_weights_minus_zp(p, cuts[i][0] * s->kernel_w, Tc, w_zp, wt);
+                qe_dw_pack_weights(uk, Tc, C, wt, next);
+                cw = next;
+                next += QE_ROUND_UP(qe_dw_packed_bytes(uk, Tc, C), 64);
+            }
+            dw_cut *c = &j.cut[i];
+            *c = (dw_cut){.first = cuts[i][0], .count = cuts[i][1], .prm = j.prm};
+            c->prm.ntaps = Tc;
+            c->prm.tap_stride = QE_ROUND_UP(Tc, group);
+            c->prm.w = cw;
+            c->prm.w3 = quads && qe_dwq_has_triples(Tc)
+                            ? (const int8_t *)cw + qe_dwq_quads_bytes(Tc, C) : NULL;
+            c->prm.init = cinit;
+        }
+        for (size_t oh = 0; oh < s->out_h; oh++) {
+            size_t first, count, i;
+            dw_rows_inside(s, oh, &first, &count);
+            for (i = ncuts; i > 0 && (cuts[i][0] != first || cuts[i][1] != count); i--) {}
+            row_cut[oh] = (uint8_t)i;   /* 0 (the whole window) when no cut matches */
+        }
+        j.row_cut = row_cut;
+    }
     /* About 64K multiply-adds per task, and at least 4 tasks per thread: a map of fewer rows
      * than that (OCR-style 2 x 160 maps) is cut along its columns too. */
     const size_t row_work = s->out_w * C * T + 1;

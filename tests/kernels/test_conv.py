@@ -365,6 +365,48 @@ def test_depthwise_few_rows_split_along_columns(isa, threads, shape, strides):
     assert_same(got, want)
 
 
+def check_depthwise_outputs(rng, x, wt, geom, f32_w_zp=True):
+    """x (NHWC) through the depthwise conv `wt` against numpy, with and without weight zero
+    points: uint8 with per-channel scales and a fused lookup, int32 and float outputs."""
+    channels = x.shape[-1]
+    table = rng.integers(0, 256, 256, dtype=np.uint8)
+    for w_zp, out in [(None, "u8"), (rng.integers(-128, 128, channels), "u8"), (None, "i32"),
+                      (rng.integers(-128, 128, channels) if f32_w_zp else None, "f32")]:
+        kw_out = dict(out=out, bias=rng.integers(-2**16, 2**16, channels, dtype=np.int32))
+        if out != "i32":
+            kw_out["scale"] = (10.0 ** rng.uniform(-4, -2, channels)).astype(np.float32)
+        if out == "u8":
+            kw_out.update(zero_point=90)
+        p, got, want = run_both(x, 201, wt, w_zp, geom, kw_out)
+        assert p.method == "dwconv"
+        assert_same(got, want)
+        if out == "u8":
+            fused = K.conv_u8s8(p, x, 201, w_zp=w_zp, lut=table, **kw_out)
+            np.testing.assert_array_equal(fused, table[want])
+
+
+@pytest.mark.parametrize("kernel, pads, rows", [
+    ((5, 5), (2, 2, 2, 2), 2),      # OCR: both rows cut, kernel rows (2, 3) and (1, 2)
+    ((5, 5), (2, 2, 2, 2), 4),      # the top and bottom two rows cut, the middle whole
+    ((3, 3), (1, 1, 1, 1), 1),      # one row: its window loses the top and bottom rows
+    ((11, 1), (9, 0, 9, 0), 3),     # more distinct cuts than a call keeps: none taken
+    ((4, 3), (3, 1, 0, 1), 3),      # asymmetric pads, an even kernel
+    ((1, 3), (2, 1, 2, 1), 2),      # output rows whose window lies entirely in the padding
+])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_depthwise_rows_cut_by_the_padding(isa, threads, kernel, pads, rows, dilation):
+    """Output rows whose window has kernel rows in the top or bottom padding run on the rows
+    inside alone (weights and init of that cut, dwconv.c): with and without weight zero points,
+    every output kind, a fused lookup, batch 2, 64+ channels split among threads."""
+    channels = 72
+    rng = np.random.default_rng(kernel[0] * 100 + rows * 10 + dilation)
+    rows = max(rows, (kernel[0] - 1) * dilation + 1 - pads[0] - pads[2])   # one window fits
+    x = rng.integers(0, 256, (2, rows, 19, channels), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (channels, *kernel, 1), dtype=np.int8)
+    geom = dict(strides=(1, 1), dilations=(dilation, 1), pads=pads, groups=channels)
+    check_depthwise_outputs(rng, x, wt, geom)
+
+
 @pytest.mark.parametrize("channels", [128, 144, 200, 960])
 @pytest.mark.parametrize("shape, strides", [((1, 7, 7), (1, 1)), ((1, 14, 14), (2, 2)),
                                             ((2, 2, 5), (1, 1))])
@@ -378,20 +420,7 @@ def test_depthwise_few_pixels_split_along_channels(isa, threads, channels, shape
     x = rng.integers(0, 256, (*shape, channels), dtype=np.uint8)
     wt = rng.integers(-128, 128, (channels, 3, 3, 1), dtype=np.int8)
     geom = dict(strides=strides, pads=(1, 1, 1, 1), groups=channels)
-    table = rng.integers(0, 256, 256, dtype=np.uint8)
-    for w_zp, out in [(None, "u8"), (rng.integers(-128, 128, channels), "u8"), (None, "i32"),
-                      (None, "f32")]:
-        kw_out = dict(out=out, bias=rng.integers(-2**16, 2**16, channels, dtype=np.int32))
-        if out != "i32":
-            kw_out["scale"] = (10.0 ** rng.uniform(-4, -2, channels)).astype(np.float32)
-        if out == "u8":
-            kw_out.update(zero_point=90)
-        p, got, want = run_both(x, 201, wt, w_zp, geom, kw_out)
-        assert p.method == "dwconv"
-        assert_same(got, want)
-        if out == "u8":
-            fused = K.conv_u8s8(p, x, 201, w_zp=w_zp, lut=table, **kw_out)
-            np.testing.assert_array_equal(fused, table[want])
+    check_depthwise_outputs(rng, x, wt, geom, f32_w_zp=False)
 
 
 @pytest.mark.parametrize("geom, method", [
