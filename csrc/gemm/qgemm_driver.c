@@ -152,22 +152,30 @@ static inline size_t strip_rows(size_t M, size_t m0, size_t mr, size_t short_fro
 }
 
 /* One strip (t->rows rows of A as set in t, C from row `c` on) across panels [jb, jb_end),
- * columns [n_begin, n_end) stored; segmented tiles when t->seg is set. */
+ * columns [n_begin, n_end) stored; segmented tiles when t->seg is set. The panel stride and
+ * the tile of a whole panel are found once per strip: their divisions by the ukernel's
+ * (run-time) sizes, three per panel, took half this driver's time in small-K GEMMs. */
 static inline void run_strip(const qe_gemm_packed *p, qe_gemm_tile *t, size_t jb,
                              size_t jb_end, size_t n_begin, size_t n_end, size_t base, char *c,
                              size_t es) {
     const qe_gemm_ukernel *uk = p->uk;
+    const size_t nr = uk->nr, panel_bytes = qe_gemm_panel_offset(uk, p->K, 1);
+    const size_t whole = p->N / nr; /* panels [0, whole) are nr wide */
+    const qe_gemm_tile_fn *row_tiles = t->seg ? NULL : uk->tiles + (t->rows - 1) * uk->nv_max;
+    const qe_gemm_tile_fn whole_tile = row_tiles ? row_tiles[nr / uk->col_align - 1] : NULL;
     for (size_t j = jb; j < jb_end; j++) {
-        const size_t pbase = j * uk->nr, width = qe_gemm_panel_width(uk, p->N, j);
-        t->b = (const char *)p->data + qe_gemm_panel_offset(uk, p->K, j);
+        const size_t pbase = j * nr, width = j < whole ? nr : qe_gemm_panel_width(uk, p->N, j);
+        t->b = (const char *)p->data + j * panel_bytes;
         t->col_lo = QE_MAX(n_begin, pbase) - pbase;
         t->col_hi = QE_MIN(n_end, pbase + width) - pbase;
         t->ep_col = pbase - base;
         t->c = c + pbase * es;
         if (t->seg)
             uk->seg_tile(t);
+        else if (j < whole)
+            whole_tile(t);
         else
-            uk->tiles[(t->rows - 1) * uk->nv_max + width / uk->col_align - 1](t);
+            row_tiles[width / uk->col_align - 1](t);
     }
 }
 
