@@ -151,31 +151,44 @@ static inline size_t strip_rows(size_t M, size_t m0, size_t mr, size_t short_fro
     return m0 >= short_from ? mr - 1 : QE_MIN(mr, M - m0);
 }
 
-/* One strip (t->rows rows of A as set in t, C from row `c` on) across panels [jb, jb_end),
- * columns [n_begin, n_end) stored; segmented tiles when t->seg is set. The panel stride and
- * the tile of a whole panel are found once per strip: their divisions by the ukernel's
- * (run-time) sizes, three per panel, took half this driver's time in small-K GEMMs. */
-static inline void run_strip(const qe_gemm_packed *p, qe_gemm_tile *t, size_t jb,
-                             size_t jb_end, size_t n_begin, size_t n_end, size_t base, char *c,
-                             size_t es) {
+/* How a strip walks the panels of B, found once per call: the panels' stride and tile widths
+ * divide by the ukernel's run-time sizes, and 64-bit divisions per panel or per strip were
+ * half of this driver's perf samples on small-K GEMMs (the OCR model's 1x1 convolutions). */
+typedef struct {
+    size_t panel_bytes; /* from one panel to the next */
+    size_t whole;       /* panels [0, whole) are nr wide */
+    size_t whole_nv;    /* their tile width in col_align units */
+    size_t last_nv;     /* the tile width of panel `whole` (a narrower last panel), if any */
+} panel_walk;
+
+static panel_walk panel_walk_of(const qe_gemm_packed *p) {
     const qe_gemm_ukernel *uk = p->uk;
-    const size_t nr = uk->nr, panel_bytes = qe_gemm_panel_offset(uk, p->K, 1);
-    const size_t whole = p->N / nr; /* panels [0, whole) are nr wide */
+    panel_walk w = {.panel_bytes = qe_gemm_panel_offset(uk, p->K, 1), .whole = p->N / uk->nr,
+                    .whole_nv = uk->nr / uk->col_align};
+    w.last_nv = w.whole * uk->nr < p->N ? qe_gemm_panel_width(uk, p->N, w.whole) / uk->col_align
+                                        : 0;
+    return w;
+}
+
+/* One strip (t->rows rows of A as set in t, C from row `c` on) across panels [jb, jb_end),
+ * columns [n_begin, n_end) stored; segmented tiles when t->seg is set. */
+static inline void run_strip(const qe_gemm_packed *p, const panel_walk *pw, qe_gemm_tile *t,
+                             size_t jb, size_t jb_end, size_t n_begin, size_t n_end, size_t base,
+                             char *c, size_t es) {
+    const qe_gemm_ukernel *uk = p->uk;
+    const size_t nr = uk->nr;
     const qe_gemm_tile_fn *row_tiles = t->seg ? NULL : uk->tiles + (t->rows - 1) * uk->nv_max;
-    const qe_gemm_tile_fn whole_tile = row_tiles ? row_tiles[nr / uk->col_align - 1] : NULL;
     for (size_t j = jb; j < jb_end; j++) {
-        const size_t pbase = j * nr, width = j < whole ? nr : qe_gemm_panel_width(uk, p->N, j);
-        t->b = (const char *)p->data + j * panel_bytes;
+        const size_t pbase = j * nr, nv = j < pw->whole ? pw->whole_nv : pw->last_nv;
+        t->b = (const char *)p->data + j * pw->panel_bytes;
         t->col_lo = QE_MAX(n_begin, pbase) - pbase;
-        t->col_hi = QE_MIN(n_end, pbase + width) - pbase;
+        t->col_hi = QE_MIN(n_end, pbase + nv * uk->col_align) - pbase;
         t->ep_col = pbase - base;
         t->c = c + pbase * es;
         if (t->seg)
             uk->seg_tile(t);
-        else if (j < whole)
-            whole_tile(t);
         else
-            row_tiles[width / uk->col_align - 1](t);
+            row_tiles[nv - 1](t);
     }
 }
 
@@ -209,6 +222,7 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
 
     const size_t short_from = short_strips_from(uk, M);
     const size_t block = panels_per_block(uk, K);
+    const panel_walk pw = panel_walk_of(p);
     const size_t strips = strip_count(M, mr, short_from);
     qe_gemm_tile t = {.K = K, .ep = &ep, .ldc = ldc};
     for (size_t jb = j0; jb < j1; jb += block) {
@@ -228,7 +242,7 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
                 t.lda = uk->prep_a(t.a, lda, t.rows, K, prep);
                 t.a = prep;
             }
-            run_strip(p, &t, jb, jb_end, n_begin, n_end, base, (char *)c + m0 * ldc * es, es);
+            run_strip(p, &pw, &t, jb, jb_end, n_begin, n_end, base, (char *)c + m0 * ldc * es, es);
         }
     }
 }
@@ -259,6 +273,7 @@ void qe_gemm_run_segmented(const qe_gemm_packed *p, const qe_gemm_seg_a *sa, int
      * in L2 for all of them (B of late layers is larger than L2; two passes read it twice). */
     const size_t short_from = short_strips_from(uk, sa->rows);
     const size_t block = panels_per_block(uk, K);
+    const panel_walk pw = panel_walk_of(p);
     const size_t strips = sa->strips + strip_count(sa->rows, mr, short_from);
     qe_gemm_tile t = {.K = K, .ep = &ep};
     for (size_t jb = j0; jb < j1; jb += block) {
@@ -274,8 +289,8 @@ void qe_gemm_run_segmented(const qe_gemm_packed *p, const qe_gemm_seg_a *sa, int
             t.pf = next ? next + si * slice : NULL;
             t.seg = sa->seg + i * sa->nseg;
             t.a = t.seg[0];
-            run_strip(p, &t, jb, jb_end, n_begin, n_end, base, (char *)c + sa->row0[i] * ldc * es,
-                      es);
+            run_strip(p, &pw, &t, jb, jb_end, n_begin, n_end, base,
+                      (char *)c + sa->row0[i] * ldc * es, es);
         }
         t.seg = NULL;
         t.lda = sa->lda;
@@ -285,7 +300,7 @@ void qe_gemm_run_segmented(const qe_gemm_packed *p, const qe_gemm_seg_a *sa, int
             t.rows = strip_rows(sa->rows, m0, mr, short_from);
             t.row0 = m0;
             t.a = sa->a + m0 * sa->lda;
-            run_strip(p, &t, jb, jb_end, n_begin, n_end, base,
+            run_strip(p, &pw, &t, jb, jb_end, n_begin, n_end, base,
                       (char *)sa->c_rows + m0 * sa->ldc_rows * es, es);
         }
     }
