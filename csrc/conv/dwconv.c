@@ -3,7 +3,8 @@
  * packing for every ISA's layout (conv.h), and the portable reference kernel.
  *
  * Like XNNPACK's indirection buffer, each output pixel gets one input pointer per tap; taps in
- * the padding point at a row of x_zp bytes. The kernels then never test borders, and
+ * the padding point at a row of x_zp bytes (except whole kernel rows above or below the input:
+ * those output rows run a cut of the window, dw_cut). The kernels then never test borders, and
  *   sum_t (x_t - x_zp) * w_t = sum_t x_t * w_t - x_zp * sum_t w_t
  * lets them accumulate raw uint8 inputs: the second term, with the bias, is the per-call `init`.
  */
