@@ -407,6 +407,39 @@ def test_depthwise_rows_cut_by_the_padding(isa, threads, kernel, pads, rows, dil
     check_depthwise_outputs(rng, x, wt, geom)
 
 
+def test_depthwise_cuts_made_by_concurrent_first_calls(isa):
+    """A cut's weights are packed at its first use and kept with the packed conv (dwconv.c
+    dw_cut_weights): calls from several Python threads at once (the kernels release the GIL)
+    on a fresh ConvPacked may make the same cut together; every call still gets the numpy
+    result, and the cut one thread stored is the one all later calls use."""
+    import threading
+    channels, workers = 96, 6
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 256, (1, 2, 40, channels), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (channels, 5, 5, 1), dtype=np.int8)
+    geom = dict(strides=(1, 1), pads=(2, 2, 2, 2), groups=channels)
+    kw_out = dict(out="u8", bias=rng.integers(-2**16, 2**16, channels, dtype=np.int32),
+                  scale=(10.0 ** rng.uniform(-4, -2, channels)).astype(np.float32),
+                  zero_point=90)
+    want = npkern.conv(x, 201, wt, **geom, **kw_out)
+    for _ in range(10):
+        p = K.ConvPacked(wt, **geom)
+        barrier = threading.Barrier(workers)
+        got = [None] * workers
+
+        def call(i):
+            barrier.wait()
+            got[i] = K.conv_u8s8(p, x, 201, **kw_out)
+        ts = [threading.Thread(target=call, args=(i,)) for i in range(workers)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for g in got:
+            assert_same(g, want)
+        assert_same(K.conv_u8s8(p, x, 201, **kw_out), want)
+
+
 @pytest.mark.parametrize("channels", [128, 144, 200, 960])
 @pytest.mark.parametrize("shape, strides", [((1, 7, 7), (1, 1)), ((1, 14, 14), (2, 2)),
                                             ((2, 2, 5), (1, 1))])
