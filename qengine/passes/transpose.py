@@ -13,9 +13,10 @@ Three rewrites, repeated to a fixed point:
   with several readers is sunk only when every path below it ends in another Transpose (they
   merge) or in an op where two Transposes meet; one with a single element-wise reader always
   moves below it (Conv -> T -> Relu becomes Conv -> Relu -> T, ready for fusion). So the
-  count of Transposes of real tensors never grows. The one exception is deliberate: a
-  T(perm) may pass a Mul by a per-channel gate (squeeze-excite's (N, 1, 1, C)) by giving
-  the gate an inverse Transpose, which only relabels its C values;
+  count of Transposes of real tensors never grows (optimize_transposes checks, and retries
+  with meetings only where the partner dies, then gives up). The one exception is
+  deliberate: a T(perm) may pass a Mul by a per-channel gate (squeeze-excite's (N, 1, 1, C))
+  by giving the gate an inverse Transpose, which only relabels its C values;
 - dedupe: identical Transposes of one tensor become one.
 
 Graph inputs and outputs keep their names and layouts. Generic over ONNX graphs.
@@ -59,8 +60,9 @@ def _perm(node: Node, graph: Graph) -> Optional[list[int]]:
 
 
 class _Pass:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, strict: bool = False):
         self.g = graph
+        self.strict = strict      # a meeting partner must die with the push (_gone_with)
         self.opset = graph.opset.get("", 17)
         self.outputs = set(graph.output_names)
         self.refresh()
@@ -110,6 +112,8 @@ class _Pass:
             if i == x:
                 continue
             if self.transposed(i, perm):
+                if self.strict and not self._gone_with(i, x):
+                    return None
                 state = MEET if state == PASS else state
             elif i in self.g.initializers:
                 if not self._const_ok(i, r) or (t in _AXIS_OPS and
@@ -121,14 +125,25 @@ class _Pass:
                 return None
         return state
 
+    def _gone_with(self, t_out: str, x: str) -> bool:
+        """True when the Transpose making ``t_out`` dies once the readers of ``x`` take its
+        source: it is no graph output and every other reader is a Transpose (merge() composes
+        those). A meeting partner that stays alive for other readers leaves one Transpose more
+        after the push (two Adds reading T(a) and T(b), T(a) also read by a Concat: both Adds
+        get a Transpose, only T(b) goes) -- usually for a while, as residual chains sink it
+        later, but not always; the strict round refuses such meetings."""
+        if t_out in self.outputs:
+            return False
+        readers = set(map(id, self.cons.get(x, [])))
+        return all(id(c) in readers or (c.op_type == "Transpose" and c.domain == "")
+                   for c in self.cons.get(t_out, []))
+
     def vector_like(self, name: str, rank: int) -> bool:
         """A rank-``rank`` tensor with static dims, at most one of them (past the batch) > 1:
         a per-channel gate such as squeeze-excite's (N, 1, 1, C). Transposing it only
         relabels its elements, so a T(perm) may pass the op that reads it by giving it a
         Transpose of its own."""
-        shape = self.g.value(name).shape
-        return shape is not None and len(shape) == rank and all(
-            isinstance(d, int) for d in shape[1:]) and sum(d > 1 for d in shape[1:]) <= 1
+        return _vector_like(self.g, name, rank)
 
     def upstream(self, name: str, perm: list[int], depth: int = 0) -> bool:
         """True when ``name`` is made from T(perm)s and constants by element-wise ops alone,
@@ -287,10 +302,23 @@ class _Pass:
         return changed
 
 
-def optimize_transposes(graph: Graph, max_rounds: int = 10_000) -> int:
-    """Merge, sink and dedupe Transposes in ``graph`` (in place); returns the number of
-    rewrites. Shapes are re-inferred for the tensors the pass creates."""
-    p = _Pass(graph)
+def _vector_like(graph: Graph, name: str, rank: Optional[int] = None) -> bool:
+    shape = graph.value(name).shape
+    return shape is not None and len(shape) == (len(shape) if rank is None else rank) and all(
+        isinstance(d, int) for d in shape[1:]) and sum(d > 1 for d in shape[1:]) <= 1
+
+
+def _transposes(graph: Graph) -> int:
+    """Transposes of real tensors (a per-channel gate's only relabels its values)."""
+    def gate(name: str) -> bool:
+        shape = graph.value(name).shape
+        return shape is not None and len(shape) >= 3 and _vector_like(graph, name)
+    return sum(n.op_type == "Transpose" and n.domain == "" and not gate(n.inputs[0])
+               for n in graph.nodes)
+
+
+def _rewrite(graph: Graph, max_rounds: int, strict: bool) -> int:
+    p = _Pass(graph, strict)
     total = 0
     for _ in range(max_rounds):
         changed = p.merge() + p.dedupe()
@@ -298,6 +326,25 @@ def optimize_transposes(graph: Graph, max_rounds: int = 10_000) -> int:
         total += changed
         if not changed:
             break
+    return total
+
+
+def optimize_transposes(graph: Graph, max_rounds: int = 10_000) -> int:
+    """Merge, sink and dedupe Transposes in ``graph`` (in place); returns the number of
+    rewrites. Shapes are re-inferred for the tensors the pass creates.
+
+    The graph never ends with more Transposes than it had: a first round lets Transposes
+    meet partners that other readers keep alive (residual chains need that: the partner
+    sinks later); if that leaves more Transposes, a strict round refuses such meetings; if
+    even that does, the graph is left as it was."""
+    start, original = _transposes(graph), graph.copy()
+    total = 0
+    for strict in (False, True):
+        total = _rewrite(graph, max_rounds, strict)
+        if _transposes(graph) <= start:
+            break
+        graph.__dict__.update(original.copy().__dict__)
+        total = 0
     if total:
         declared = set(graph.input_names) | set(graph.output_names)
         infer_shapes(graph, declared=declared)
