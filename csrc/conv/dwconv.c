@@ -103,7 +103,6 @@ typedef struct {
     const qe_conv_shape *s;
     const uint8_t *x;
     const uint8_t *zp_row;
-    qe_dw_params prm;               /* the whole window (cut[0].prm) */
     dw_cut cut[1 + QE_DW_MAX_CUTS]; /* [0]: the whole window */
     size_t ncuts;
     const uint8_t *row_cut;         /* per output row oh, its entry of cut[] */
@@ -154,7 +153,7 @@ static void dw_run_indirect(const dw_job *j, const dw_cut *cut, size_t r, size_t
         const size_t ow_end = QE_MIN(ow0 + chunk, ow1);
         dw_indirection(j, cut, r / s->out_h, r % s->out_h, ow0, ow_end, ind);
         j->kernel(&cut->prm, ow_end - ow0, ind, 0,
-                  j->y + (r * s->out_w + ow0) * j->prm.ldy * j->es);
+                  j->y + (r * s->out_w + ow0) * cut->prm.ldy * j->es);
     }
 }
 
@@ -186,7 +185,7 @@ static void dw_row_span(const dw_job *j, size_t r, size_t c0, size_t c1, size_t 
     }
     for (; t < T2; t++) ind[t] = ind[0]; /* dummy taps (weight 0): any pointer that steps */
     j->kernel(&cut->prm, hi - lo, ind, s->stride_w * C,
-              j->y + (r * s->out_w + lo) * j->prm.ldy * j->es);
+              j->y + (r * s->out_w + lo) * cut->prm.ldy * j->es);
     dw_run_indirect(j, cut, r, hi, c1, chunk, ind);
 }
 
@@ -195,7 +194,7 @@ static void dw_row_span(const dw_job *j, size_t r, size_t c0, size_t c1, size_t 
 static void dw_task(void *ctx, size_t task, int thread_index) {
     const dw_job *full = ctx;
     const qe_conv_shape *s = full->s;
-    const size_t T2 = full->prm.tap_stride;
+    const size_t T2 = full->cut[0].prm.tap_stride; /* the most taps of any cut */
     const size_t chunk = QE_MAX(1, QE_DW_IND_POINTERS / T2);
     const uint8_t **ind = qe_scratch(2, QE_MIN(chunk, s->out_w) * T2 * sizeof(*ind));
     QE_ASSERT(ind != NULL);
@@ -210,7 +209,7 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
     /* channels [k0, k1): the same job seen from channel k0 (input and output pointers moved
      * by k0, the kernel's arrays from its block k0 on; the x_zp rows are x_zp everywhere) */
     dw_job part = *full;
-    qe_output o = qe_output_from_channel(full->prm.out, k0);
+    qe_output o = qe_output_from_channel(full->cut[0].prm.out, k0);
     if (k0 > 0 || k1 < s->in_c) {
         part.x += k0;
         part.y += k0 * full->es;
@@ -223,14 +222,14 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
             if (q->scale) q->scale += k0;
             q->out = &o;
         }
-        part.prm = part.cut[0].prm;
     }
     const dw_job *j = &part;
     for (size_t r = r0; r < r1; r++) {
         dw_row_span(j, r, c0, c1, chunk, ind);
         if (j->lut) { /* pixels [c0, c1) of row r: channels [k0, k1), ldy apart */
-            uint8_t *row = (uint8_t *)j->y + (r * s->out_w + c0) * j->prm.ldy;
-            qe_lut_rows_inplace(c1 - c0, k1 - k0, row, j->prm.ldy, j->lut);
+            const size_t ldy = j->cut[0].prm.ldy;
+            uint8_t *row = (uint8_t *)j->y + (r * s->out_w + c0) * ldy;
+            qe_lut_rows_inplace(c1 - c0, k1 - k0, row, ldy, j->lut);
         }
     }
 }
@@ -388,14 +387,11 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
                 .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h, .uk = uk};
     j.ow_lo = ow_lo;
     j.ow_hi = ow_hi;
-    j.prm = (qe_dw_params){.channels = C, .ntaps = T, .tap_stride = QE_ROUND_UP(T, group),
-                           .w = w,
-                           .w3 = quads && qe_dwq_has_triples(T)
-                                     ? (const int8_t *)w + qe_dwq_quads_bytes(T, C)
-                                     : NULL,
-                           .init = init, .scale = perm_scale ? scale : NULL, .out = &o,
-                           .ldy = ldy};
-    j.cut[0] = (dw_cut){.first = 0, .count = s->kernel_h, .prm = j.prm};
+    const qe_dw_params whole = {
+        .channels = C, .ntaps = T, .tap_stride = QE_ROUND_UP(T, group), .w = w,
+        .w3 = quads && qe_dwq_has_triples(T) ? (const int8_t *)w + qe_dwq_quads_bytes(T, C) : NULL,
+        .init = init, .scale = perm_scale ? scale : NULL, .out = &o, .ldy = ldy};
+    j.cut[0] = (dw_cut){.first = 0, .count = s->kernel_h, .prm = whole};
     j.ncuts = 1 + ncuts;
     if (ncuts) {
         uint8_t *row_cut = (uint8_t *)next;
@@ -416,7 +412,7 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
                 next += QE_ROUND_UP(qe_dw_packed_bytes(uk, Tc, C), 64);
             }
             dw_cut *c = &j.cut[i];
-            *c = (dw_cut){.first = cuts[i][0], .count = cuts[i][1], .prm = j.prm};
+            *c = (dw_cut){.first = cuts[i][0], .count = cuts[i][1], .prm = whole};
             c->prm.ntaps = Tc;
             c->prm.tap_stride = QE_ROUND_UP(Tc, group);
             c->prm.w = cw;

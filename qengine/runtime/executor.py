@@ -33,6 +33,8 @@ class Executor:
         graph.validate()
         self.graph = graph
         self.num_threads = num_threads
+        # the cap handed to each call (0: none); more threads than 1024 is no cap on any CPU
+        self._thread_cap = min(int(num_threads), 1024) if num_threads else 0
         self.memory_limit = memory_limit
         self._cache: dict = {}       # node name -> packed weights, shared by every plan
         self._plans: dict = {}
@@ -124,7 +126,7 @@ class Executor:
         """{input name: array} -> {output name: array}. `times` receives per-step seconds."""
         compiled, arrays = self._lookup(feeds)
         try:
-            outs = compiled.call(arrays, self.num_threads or 0, times)
+            outs = compiled.call(arrays, self._thread_cap, times)
         except MemoryError as e:      # a run context, the outputs or a float op did not fit
             raise _out_of_memory(compiled.plan, e) from e
         return dict(zip(compiled.out_names, outs))
@@ -137,7 +139,7 @@ class Executor:
             compiled = self._plans.get((x.shape,))
             if compiled is not None:
                 try:
-                    return compiled.call((x,), self.num_threads or 0)
+                    return compiled.call((x,), self._thread_cap)
                 except MemoryError as e:
                     raise _out_of_memory(compiled.plan, e) from e
         return None

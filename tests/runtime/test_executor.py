@@ -54,11 +54,13 @@ def test_thread_cap_is_lifted_after_a_call(yolo):
     from qengine import _kernels as K
     capped = qengine.load(yolo.to_onnx().SerializeToString(), num_threads=1)
     x = models.random_input(yolo.to_onnx(), 1, seed=9)["input"]
+    huge = qengine.load(yolo.to_onnx().SerializeToString(), num_threads=10**12)  # no cap
     before = K.effective_threads()
     for _ in range(2):                                 # compile, then the fast path
-        for a, b in zip(capped.run(x), yolo.run(x)):
-            np.testing.assert_array_equal(a, b)
-        assert K.effective_threads() == before
+        for model in (capped, huge):
+            for a, b in zip(model.run(x), yolo.run(x)):
+                np.testing.assert_array_equal(a, b)
+            assert K.effective_threads() == before
 
 
 def test_out_of_memory_on_the_fast_path_is_an_execution_error():
