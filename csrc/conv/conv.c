@@ -110,14 +110,7 @@ static int pack_dw(qe_conv_packed *p, const int8_t *w) {
         return QE_ERR_NOMEM;
     }
     memcpy(p->dw_w, w, C * T);
-    for (size_t c = 0; c < C; c++) {
-        int32_t sum = 0;
-        for (size_t t = 0; t < T; t++) {
-            wt[t * C + c] = w[c * T + t];
-            sum += w[c * T + t];
-        }
-        p->dw_wsum[c] = sum;
-    }
+    qe_dw_taps_by_channel(w, T, C, 0, T, NULL, wt, p->dw_wsum);
     qe_dw_pack_weights(p->dw, T, C, wt, p->dw_packed);
     free(wt);
     if (p->dw->layout == QE_DW_QUADS_S8) { /* the per-call init and scales go in this order */
@@ -126,7 +119,8 @@ static int pack_dw(qe_conv_packed *p, const int8_t *w) {
         for (size_t c = 0; c < C; c++) p->dw_pos[c] = (uint32_t)qe_dwq_position(C, c);
         p->nbytes += C * sizeof(uint32_t);
     }
-    p->nbytes += C * T + C * sizeof(int32_t) + wbytes + (p->dw_cuts ? kh * kh * sizeof(void *) : 0);
+    p->nbytes += C * T + C * sizeof(int32_t) + wbytes;
+    if (p->dw_cuts) p->nbytes += kh * kh * sizeof(void *);
     return QE_OK;
 }
 

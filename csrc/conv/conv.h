@@ -140,6 +140,10 @@ static inline size_t qe_dw_tap_group(const qe_dw_ukernel *uk) {
 }
 
 /* Lay out weights wt[t][c] (taps x C, already w - w_zp; within int8 for QUADS_S8) for `uk`. */
+/* Taps [t0, t0 + n) of int8 weights w[C][T] as wt[t][c] = w - w_zp (w_zp NULL: 0), the layout
+ * qe_dw_pack_weights takes; with wsum, also each channel's sum of those values. */
+void qe_dw_taps_by_channel(const int8_t *w, size_t T, size_t C, size_t t0, size_t n,
+                           const int32_t *w_zp, int16_t *wt, int32_t *wsum);
 void qe_dw_pack_weights(const qe_dw_ukernel *uk, size_t taps, size_t channels, const int16_t *wt,
                         void *dst);
 /* QUADS_S8: the bytes of the quads, after which the tap triples of a 9-tap kernel start. */

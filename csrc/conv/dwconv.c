@@ -44,6 +44,20 @@ static void pack_quads_s8(size_t taps, size_t channels, const int16_t *wt, int8_
     }
 }
 
+void qe_dw_taps_by_channel(const int8_t *w, size_t T, size_t C, size_t t0, size_t n,
+                           const int32_t *w_zp, int16_t *wt, int32_t *wsum) {
+    for (size_t c = 0; c < C; c++) {
+        const int32_t zp = w_zp ? w_zp[c] : 0;
+        int32_t sum = 0;
+        for (size_t t = 0; t < n; t++) {
+            const int32_t v = w[c * T + t0 + t] - zp;
+            wt[t * C + c] = (int16_t)v;
+            sum += v;
+        }
+        if (wsum) wsum[c] = sum;
+    }
+}
+
 void qe_dw_pack_weights(const qe_dw_ukernel *uk, size_t taps, size_t channels, const int16_t *wt,
                         void *dst) {
     memset(dst, 0, qe_dw_packed_bytes(uk, taps, channels));
@@ -287,15 +301,7 @@ static const char *dw_cut_weights(const qe_conv_packed *p, size_t first, size_t 
         qe_aligned_free(blk);
         return NULL;
     }
-    int32_t *wsum = (int32_t *)blk;
-    for (size_t c = 0; c < C; c++) {
-        int32_t sum = 0;
-        for (size_t t = 0; t < Tc; t++) {
-            wt[t * C + c] = p->dw_w[c * T + first * kw + t];
-            sum += p->dw_w[c * T + first * kw + t];
-        }
-        wsum[c] = sum;
-    }
+    qe_dw_taps_by_channel(p->dw_w, T, C, first * kw, Tc, NULL, wt, (int32_t *)blk);
     qe_dw_pack_weights(p->dw, Tc, C, wt, blk + sum_bytes);
     free(wt);
     void *expected = NULL;
@@ -317,15 +323,6 @@ static void dw_fill_init(const int32_t *wsum, size_t taps, size_t C, int32_t x_z
         const int32_t bias = out->bias ? out->bias[c] : 0;
         init[pos ? pos[c] : c] = qe_add_wrap(bias, qe_mul_wrap(-x_zp, ws));
     }
-}
-
-/* The weights w - w_zp of taps [t0, t0 + n) as wt[t][c], for the kernel that takes w_zp. */
-static void dw_weights_minus_zp(const qe_conv_packed *p, size_t t0, size_t n,
-                                const int32_t *w_zp, int16_t *wt) {
-    const size_t C = p->shape.out_c, T = p->K;
-    for (size_t c = 0; c < C; c++)
-        for (size_t t = 0; t < n; t++)
-            wt[t * C + c] = (int16_t)(p->dw_w[c * T + t0 + t] - w_zp[c]);
 }
 
 /* Per call, in the caller's scratch slot 3 (read by every task): the x_zp row, init (and the
@@ -376,7 +373,7 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
         for (size_t c = 0; c < C; c++) scale[pos[c]] = out->scale[c];
     }
     if (w_zp) {
-        dw_weights_minus_zp(p, 0, T, w_zp, wt);
+        qe_dw_taps_by_channel(p->dw_w, T, C, 0, T, w_zp, wt, NULL);
         qe_dw_pack_weights(uk, T, C, wt, next);
         w = next;
         next += w_bytes;
@@ -406,7 +403,8 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
             memset(cinit, 0, vec_bytes);
             dw_fill_init((const int32_t *)kept, Tc, C, x_zp, w_zp, out, pos, cinit);
             if (w_zp) {
-                dw_weights_minus_zp(p, cuts[i][0] * s->kernel_w, Tc, w_zp, wt);
+                qe_dw_taps_by_channel(p->dw_w, T, C, cuts[i][0] * s->kernel_w, Tc, w_zp,
+                                      wt, NULL);
                 qe_dw_pack_weights(uk, Tc, C, wt, next);
                 cw = next;
                 next += QE_ROUND_UP(qe_dw_packed_bytes(uk, Tc, C), 64);
