@@ -45,7 +45,13 @@ typedef enum { QE_CONV_DW = 0, QE_CONV_1X1 = 1, QE_CONV_IM2COL = 2 } qe_conv_met
  * triple g and variant v, the same block / k / lane order with the quad bytes
  *   v = 0: (w[3g], w[3g+1], w[3g+2], 0)      v = 1: (0, w[3g], w[3g+1], w[3g+2])
  * at w3[c0 * 24 + ((g * 2 + v) * 4 + k) * W + (4j + e) * 4 + byte]: one quad of input pixels
- * px .. px+3 then serves output pixel px (v = 0) and px + 1 (v = 1). */
+ * px .. px+3 then serves output pixel px (v = 0) and px + 1 (v = 1).
+ * A window of R rows of 5 taps (5 x 5, or a cut of one: T = 5R <= 25) gets the tap fives after
+ * that, for runs whose output pixels step by one tap (qe_dwq_fives): per row g, output offset
+ * j = 0..3 and half h = 0..1, the quad bytes b = 0..3 weigh tap 4h + b - j of the row (0 outside
+ * 0..4), at w5[c0 * 32 * R + (((g * 4 + j) * 2 + h) * 4 + k) * W + (4j' + e) * 4 + b] (j': the
+ * 128-bit lane): the quads of input pixels i .. i+3 (h = 0) and i+4 .. i+7 (h = 1) then serve
+ * the four output pixels i .. i+3. */
 #define QE_DW_TILE 16
 
 typedef enum { QE_DW_PAIRS_S16 = 0, QE_DW_QUADS_S8 = 1 } qe_dw_layout;
@@ -56,6 +62,7 @@ typedef struct {
     size_t tap_stride;     /* tap pointers per output pixel: T rounded up to the layout's group */
     const void *w;         /* packed in the kernel's layout */
     const int8_t *w3;      /* QUADS_S8 with 9 taps: the tap triples (above), else NULL */
+    const int8_t *w5;      /* QUADS_S8 with 5, 10, .. 25 taps: the tap fives (above), else NULL */
     const int32_t *init;   /* [round_up(C, 64)], kernel order: bias[c] - x_zp * sum_t w[t][c] */
     const float *scale;    /* QUADS_S8 with per-channel scales: out->scale in kernel order */
     const qe_output *out;  /* output pipeline; its bias is already in init and is ignored */
@@ -151,10 +158,15 @@ static inline size_t qe_dwq_quads_bytes(size_t taps, size_t channels) {
     return qe_dwq_padded_channels(channels) * QE_DIV_UP(taps, 4) * 4;
 }
 static inline int qe_dwq_has_triples(size_t taps) { return taps == 9; }
+static inline int qe_dwq_has_fives(size_t taps) { return taps % 5 == 0 && taps <= 25; }
+/* QUADS_S8: the bytes of the triples (9 taps) or the fives (5R taps); they follow the quads. */
+static inline size_t qe_dwq_extra_bytes(size_t taps, size_t channels) {
+    return qe_dwq_padded_channels(channels) *
+           (qe_dwq_has_triples(taps) ? 24 : qe_dwq_has_fives(taps) ? 32 * (taps / 5) : 0);
+}
 static inline size_t qe_dw_packed_bytes(const qe_dw_ukernel *uk, size_t taps, size_t channels) {
     if (uk->layout == QE_DW_QUADS_S8)
-        return qe_dwq_quads_bytes(taps, channels) +
-               (qe_dwq_has_triples(taps) ? qe_dwq_padded_channels(channels) * 24 : 0);
+        return qe_dwq_quads_bytes(taps, channels) + qe_dwq_extra_bytes(taps, channels);
     return QE_ROUND_UP(channels, uk->tile) * QE_DIV_UP(taps, 2) * 2 * sizeof(int16_t);
 }
 

@@ -29,6 +29,7 @@ static void pack_pairs_s16(const qe_dw_ukernel *uk, size_t taps, size_t channels
 static void pack_quads_s8(size_t taps, size_t channels, const int16_t *wt, int8_t *dst) {
     const size_t nq = QE_DIV_UP(taps, 4);
     int8_t *w3 = qe_dwq_has_triples(taps) ? dst + qe_dwq_quads_bytes(taps, channels) : NULL;
+    int8_t *w5 = qe_dwq_has_fives(taps) ? dst + qe_dwq_quads_bytes(taps, channels) : NULL;
     for (size_t c = 0; c < channels; c++) {
         const size_t c0 = c / 64 * 64, W = qe_dwq_block_width(channels, c0), i = c - c0;
         const size_t lane_dword = 4 * (i / 16) + i % 4, k = i % 16 / 4;
@@ -40,6 +41,14 @@ static void pack_quads_s8(size_t taps, size_t channels, const int16_t *wt, int8_
                 for (size_t v = 0; v < 2; v++)
                     w3[c0 * 24 + ((t / 3 * 2 + v) * 4 + k) * W + lane_dword * 4 + t % 3 + v] =
                         (int8_t)wt[t * channels + c];
+            if (w5) /* row g = t / 5: in output offset j's half h, byte t % 5 + j - 4h */
+                for (size_t j = 0; j < 4; j++)
+                    for (size_t h = 0; h < 2; h++) {
+                        const size_t b = t % 5 + j - 4 * h;
+                        if (b < 4) /* (unsigned: a negative b wraps past 4) */
+                            w5[c0 * 32 * (taps / 5) + (((t / 5 * 4 + j) * 2 + h) * 4 + k) * W +
+                               lane_dword * 4 + b] = (int8_t)wt[t * channels + c];
+                    }
         }
     }
 }
@@ -232,6 +241,7 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
             q->channels = k1 - k0;
             q->w = (const char *)q->w + qe_dw_packed_offset(full->uk, q->ntaps, k0);
             if (q->w3) q->w3 += k0 * 24;
+            if (q->w5) q->w5 += k0 * 32 * (q->ntaps / 5);
             q->init += k0;
             if (q->scale) q->scale += k0;
             q->out = &o;
@@ -387,6 +397,7 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     const qe_dw_params whole = {
         .channels = C, .ntaps = T, .tap_stride = QE_ROUND_UP(T, group), .w = w,
         .w3 = quads && qe_dwq_has_triples(T) ? (const int8_t *)w + qe_dwq_quads_bytes(T, C) : NULL,
+        .w5 = quads && qe_dwq_has_fives(T) ? (const int8_t *)w + qe_dwq_quads_bytes(T, C) : NULL,
         .init = init, .scale = perm_scale ? scale : NULL, .out = &o, .ldy = ldy};
     j.cut[0] = (dw_cut){.first = 0, .count = s->kernel_h, .prm = whole};
     j.ncuts = 1 + ncuts;
@@ -415,6 +426,8 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
             c->prm.tap_stride = QE_ROUND_UP(Tc, group);
             c->prm.w = cw;
             c->prm.w3 = quads && qe_dwq_has_triples(Tc)
+                            ? (const int8_t *)cw + qe_dwq_quads_bytes(Tc, C) : NULL;
+            c->prm.w5 = quads && qe_dwq_has_fives(Tc)
                             ? (const int8_t *)cw + qe_dwq_quads_bytes(Tc, C) : NULL;
             c->prm.init = cinit;
         }

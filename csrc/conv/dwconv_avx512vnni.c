@@ -416,6 +416,138 @@ static inline __attribute__((always_inline)) void dwt_run(const qe_dw_params *p,
         dwt_block_128(p, o, pixels, taps, S, y, c_full, r, (__mmask16)((1u << r) - 1), es);
 }
 
+/* ---- QUADS_S8, tap fives over adjacent pixels ----------------------------------------------
+ * For a run of output pixels whose taps 5g .. 5g+4 (row g of R) address pixels one step apart,
+ * the step being the run's own (5-wide windows with stride_w == dilation_w: the OCR backbone's
+ * 5 x 5 convolutions and their cuts), four outputs px .. px+3 read in row g the input pixels
+ * i .. i+7 (i = px). Their two quads, i .. i+3 and i+4 .. i+7, are interleaved once and serve
+ * all four with the row's weights shifted by the output's offset (conv.h w5). Per four outputs,
+ * row and 64 channels: 8 input loads, 16 shuffles and 32 vpdpbusd (with the weights as memory
+ * operands), against the quads kernel's 22 loads, 45 shuffles and 22 vpdpbusd (5.6 quads),
+ * whose shuffles, all on one port, bound it. A last 1-3 outputs take the same quads with input
+ * pixels i+5 .. i+7 zero (their weights are 0), one output at a time. */
+
+/* The four quads q##0..3 of input pixels x, x + u, x + 2u, x + 3u (in the block order). */
+#define DWF_QUADS(P, VI, q, v0, v1, v2, v3)                                                      \
+    const VI q##l01 = P##unpacklo_epi8(v0, v1), q##h01 = P##unpackhi_epi8(v0, v1);              \
+    const VI q##l23 = P##unpacklo_epi8(v2, v3), q##h23 = P##unpackhi_epi8(v2, v3);              \
+    const VI q##0 = P##unpacklo_epi16(q##l01, q##l23), q##1 = P##unpackhi_epi16(q##l01, q##l23); \
+    const VI q##2 = P##unpacklo_epi16(q##h01, q##h23), q##3 = P##unpackhi_epi16(q##h01, q##h23)
+
+/* Output offset j's accumulators acc##0..3 += the quads q##0..3 (half h) times its weights in
+ * row wr. */
+#define DWF_MAC(P, LOAD, acc, j, q, h)                                                           \
+    do {                                                                                        \
+        const int8_t *wj = wr + ((j) * 2 + (h)) * 4 * W;                                        \
+        acc##0 = P##dpbusd_epi32(acc##0, q##0, LOAD(wj));                                       \
+        acc##1 = P##dpbusd_epi32(acc##1, q##1, LOAD(wj + W));                                   \
+        acc##2 = P##dpbusd_epi32(acc##2, q##2, LOAD(wj + 2 * W));                               \
+        acc##3 = P##dpbusd_epi32(acc##3, q##3, LOAD(wj + 3 * W));                               \
+    } while (0)
+
+/* Row g of output px's window: its first input pixel x and its weights wr. */
+#define DWF_ROW()                                                                     \
+    const uint8_t *x = taps[5 * g] + c0 + px * u;                                               \
+    const int8_t *wr = w + g * 32 * W
+
+#define DWF_INIT(VI, LOAD, acc)                                                                  \
+    VI acc##0 = LOAD(p->init + c0), acc##1 = LOAD(p->init + c0 + NL);                            \
+    VI acc##2 = LOAD(p->init + c0 + 2 * NL), acc##3 = LOAD(p->init + c0 + 3 * NL)
+
+/* One block of W = 16 * LANES channels at c0 (n real, byte mask m) over the run; R rows of five
+ * taps, u bytes between input pixels (the run's step). The 16 accumulators of four outputs
+ * leave 16 registers: each half's quads are used up before the next half's are made, and the
+ * output constants are loaded only after the rows. */
+#define DWF_BLOCK(NAME, VI, VF, MASK, P, LOAD, STORE, ZERO, LANES)                                \
+    static inline __attribute__((always_inline)) void NAME(                                      \
+        const qe_dw_params *p, const dw_out_avx512 *o, size_t pixels, const uint8_t *const *taps, \
+        const size_t R, const size_t u, char *y, size_t c0, size_t n, MASK m, size_t es) {       \
+        enum { W = 16 * (LANES), NL = 4 * (LANES), LN = LANES };                               \
+        const size_t ldy = p->ldy * es;                                                          \
+        const int8_t *w = p->w5 + c0 * 32 * R;                                                   \
+        const VI z = ZERO;                                                                       \
+        size_t px = 0;                                                                           \
+        for (; px + 4 <= pixels; px += 4) {                                                      \
+            DWF_INIT(VI, LOAD, a);                                                               \
+            DWF_INIT(VI, LOAD, b);                                                               \
+            DWF_INIT(VI, LOAD, d);                                                               \
+            DWF_INIT(VI, LOAD, e);                                                               \
+            _Pragma("GCC unroll 5") for (size_t g = 0; g < R; g++) {                            \
+                DWF_ROW();                                                            \
+                {                                                                                \
+                    DWF_QUADS(P, VI, q, DWQ_LOAD_X(P, LOAD, x), DWQ_LOAD_X(P, LOAD, x + u),      \
+                              DWQ_LOAD_X(P, LOAD, x + 2 * u), DWQ_LOAD_X(P, LOAD, x + 3 * u));   \
+                    DWF_MAC(P, LOAD, a, 0, q, 0);                                                \
+                    DWF_MAC(P, LOAD, b, 1, q, 0);                                                \
+                    DWF_MAC(P, LOAD, d, 2, q, 0);                                                \
+                    DWF_MAC(P, LOAD, e, 3, q, 0);                                                \
+                }                                                                                \
+                {                                                                                \
+                    DWF_QUADS(P, VI, q, DWQ_LOAD_X(P, LOAD, x + 4 * u),                          \
+                              DWQ_LOAD_X(P, LOAD, x + 5 * u), DWQ_LOAD_X(P, LOAD, x + 6 * u),    \
+                              DWQ_LOAD_X(P, LOAD, x + 7 * u));                                   \
+                    DWF_MAC(P, LOAD, a, 0, q, 1);                                                \
+                    DWF_MAC(P, LOAD, b, 1, q, 1);                                                \
+                    DWF_MAC(P, LOAD, d, 2, q, 1);                                                \
+                    DWF_MAC(P, LOAD, e, 3, q, 1);                                                \
+                }                                                                                \
+            }                                                                                    \
+            DWQ_OUTPUT_CONSTANTS(P, VI, VF);                                                     \
+            char *dst = y + px * ldy;                                                            \
+            DWQ_OUTPUT(P, VI, VF, STORE, a, dst);                                                \
+            DWQ_OUTPUT(P, VI, VF, STORE, b, dst + ldy);                                          \
+            DWQ_OUTPUT(P, VI, VF, STORE, d, dst + 2 * ldy);                                      \
+            DWQ_OUTPUT(P, VI, VF, STORE, e, dst + 3 * ldy);                                      \
+        }                                                                                        \
+        for (; px < pixels; px++) { /* reads i .. i+4 only */                                    \
+            DWF_INIT(VI, LOAD, a);                                                               \
+            for (size_t g = 0; g < R; g++) {                                                     \
+                DWF_ROW();                                                            \
+                {                                                                                \
+                    DWF_QUADS(P, VI, q, DWQ_LOAD_X(P, LOAD, x), DWQ_LOAD_X(P, LOAD, x + u),      \
+                              DWQ_LOAD_X(P, LOAD, x + 2 * u), DWQ_LOAD_X(P, LOAD, x + 3 * u));   \
+                    DWF_MAC(P, LOAD, a, 0, q, 0);                                                \
+                }                                                                                \
+                {                                                                                \
+                    DWF_QUADS(P, VI, q, DWQ_LOAD_X(P, LOAD, x + 4 * u), z, z, z);                \
+                    DWF_MAC(P, LOAD, a, 0, q, 1);                                                \
+                }                                                                                \
+            }                                                                                    \
+            DWQ_OUTPUT_CONSTANTS(P, VI, VF);                                                     \
+            DWQ_OUTPUT(P, VI, VF, STORE, a, y + px * ldy);                                       \
+        }                                                                                        \
+    }
+
+DWQ_EACH_WIDTH(DWF_BLOCK, dwf_block)
+
+/* The rows R of tap fives for this call, or 0 when they do not serve it: a stepped run, a
+ * window of 5R taps with its fives packed, each five on pixels one step apart. */
+static size_t dwf_rows(const qe_dw_params *p, const uint8_t *const *taps, size_t step) {
+    if (!p->w5 || step == 0) return 0;
+    for (size_t g = 0; g < p->ntaps / 5; g++)
+        for (size_t k = 1; k < 5; k++)
+            if (taps[5 * g + k] != taps[5 * g] + k * step) return 0;
+    return p->ntaps / 5;
+}
+
+/* Every block (R: a literal, so that each block is compiled per row count). */
+static inline __attribute__((always_inline)) void dwf_run(const qe_dw_params *p,
+                                                         const dw_out_avx512 *o, size_t pixels,
+                                                         const uint8_t *const *taps,
+                                                         const size_t R, size_t u, void *y,
+                                                         size_t es) {
+    const size_t C = p->channels, c_full = C / 64 * 64, r = C - c_full;
+    for (size_t c0 = 0; c0 < c_full; c0 += 64)
+        dwf_block_512(p, o, pixels, taps, R, u, y, c0, 64, ~(__mmask64)0, es);
+    if (r > 32)
+        dwf_block_512(p, o, pixels, taps, R, u, y, c_full, r, ((__mmask64)1 << r) - 1, es);
+    else if (r > 16)
+        dwf_block_256(p, o, pixels, taps, R, u, y, c_full, r,
+                      (__mmask32)(((uint64_t)1 << r) - 1), es);
+    else if (r > 0)
+        dwf_block_128(p, o, pixels, taps, R, u, y, c_full, r, (__mmask16)((1u << r) - 1), es);
+}
+
 void qe_dwconv_u8s8_up64c4__avx512vnni(const qe_dw_params *p, size_t pixels,
                                        const uint8_t *const *taps, size_t step, void *y) {
     QE_ASSERT(p && taps && y && p->out && p->out->bias == NULL && p->ntaps > 0 &&
@@ -423,8 +555,16 @@ void qe_dwconv_u8s8_up64c4__avx512vnni(const qe_dw_params *p, size_t pixels,
     QE_ASSERT(p->out->kind == QE_OUT_I32 || !p->out->per_channel || p->scale != NULL);
     const size_t es = qe_output_elem_size(p->out->kind), ts = step ? 0 : p->tap_stride;
     const dw_out_avx512 out = dw_out_setup(p->out);
-    const size_t S = dwt_stride(p, taps, step);
-    if (S == 1)
+    const size_t S = dwt_stride(p, taps, step), R = dwf_rows(p, taps, step);
+    if (R == 5)
+        dwf_run(p, &out, pixels, taps, 5, step, y, es);
+    else if (R == 4)
+        dwf_run(p, &out, pixels, taps, 4, step, y, es);
+    else if (R == 3)
+        dwf_run(p, &out, pixels, taps, 3, step, y, es);
+    else if (R > 0)
+        dwf_run(p, &out, pixels, taps, R, step, y, es);
+    else if (S == 1)
         dwt_run(p, &out, pixels, taps, 1, y, es);
     else if (S == 2)
         dwt_run(p, &out, pixels, taps, 2, y, es);

@@ -322,6 +322,19 @@ def test_depthwise_channel_blocks_and_interior_runs(isa, threads, channels, taps
         assert_same(got, want)
 
 
+def output_by_width(rng, width, channels):
+    """Output arguments cycling with a run's width: uint8 (per-channel scales, or one scale
+    when width % 3 == 0), int32, float."""
+    out = ["u8", "u8", "i32", "f32"][width % 4]
+    kw_out = dict(out=out, bias=rng.integers(-2**16, 2**16, channels, dtype=np.int32))
+    if out != "i32":
+        n_scales = channels if width % 3 else 1
+        kw_out["scale"] = (10.0 ** rng.uniform(-4, -2, n_scales)).astype(np.float32)
+    if out == "u8":
+        kw_out.update(zero_point=int(rng.integers(0, 256)))
+    return kw_out
+
+
 @pytest.mark.parametrize("channels", [16, 24, 32, 40, 64, 80, 144])
 @pytest.mark.parametrize("strides, dilations", [((1, 1), (1, 1)), ((2, 2), (1, 1)),
                                                 ((1, 1), (1, 2))])
@@ -336,13 +349,35 @@ def test_depthwise_3x3_tap_triples(isa, channels, strides, dilations):
         x = rng.integers(0, 256, (1, 4, width + 2 * dilations[1], channels), dtype=np.uint8)
         wt = rng.integers(-128, 128, (channels, 3, 3, 1), dtype=np.int8)
         geom = dict(strides=strides, dilations=dilations, pads=(1, 1, 1, 1), groups=channels)
-        out = ["u8", "u8", "i32", "f32"][width % 4]
-        kw_out = dict(out=out, bias=rng.integers(-2**16, 2**16, channels, dtype=np.int32))
-        if out != "i32":
-            n_scales = channels if width % 3 else 1
-            kw_out["scale"] = (10.0 ** rng.uniform(-4, -2, n_scales)).astype(np.float32)
-        if out == "u8":
-            kw_out.update(zero_point=int(rng.integers(0, 256)))
+        kw_out = output_by_width(rng, width, channels)
+        _, got, want = run_both(x, int(rng.integers(0, 256)), wt, None, geom, kw_out)
+        assert_same(got, want)
+
+
+@pytest.mark.parametrize("channels", [16, 40, 64, 100, 240])
+@pytest.mark.parametrize("kernel, strides, dilations", [
+    ((5, 5), (1, 1), (1, 1)),       # the OCR backbone's windows
+    ((1, 5), (1, 1), (1, 1)),       # one row of five
+    ((3, 5), (2, 1), (1, 1)),       # three rows, stride 2 along the height only
+    ((5, 5), (1, 2), (1, 2)),       # stride 2 and dilation 2: taps still one step apart
+    ((5, 5), (1, 1), (1, 2)),       # dilation 2 alone: not adjacent, the quads kernel
+    ((5, 3), (1, 1), (1, 1)),       # 15 taps in rows of three: not fives
+])
+def test_depthwise_tap_fives(isa, threads, channels, kernel, strides, dilations):
+    """Windows in rows of five taps one step apart: the VNNI kernel interleaves two quads of
+    input pixels once per row for four outputs (weights shifted by the output's offset,
+    conv.h w5), and the last 1-3 outputs of a run alone -- runs of every length mod 4, blocks
+    of 64 / 32 / 16 channels, the rows cut by the top and bottom padding (1..5 rows of five),
+    uint8 with per-tensor and per-channel scales, int32 and float outputs, and two threads
+    splitting channels."""
+    rng = np.random.default_rng(channels + 10 * kernel[0] + 100 * kernel[1] + strides[1]
+                                + 7 * dilations[1])
+    for width in range(1, 14):
+        in_w = (width - 1) * strides[1] + (kernel[1] - 1) * dilations[1] + 1 - 4
+        x = rng.integers(0, 256, (1, 1 + width % 5, max(in_w, 1), channels), dtype=np.uint8)
+        wt = rng.integers(-128, 128, (channels, *kernel, 1), dtype=np.int8)
+        geom = dict(strides=strides, dilations=dilations, pads=(2, 2, 2, 2), groups=channels)
+        kw_out = output_by_width(rng, width, channels)
         _, got, want = run_both(x, int(rng.integers(0, 256)), wt, None, geom, kw_out)
         assert_same(got, want)
 
