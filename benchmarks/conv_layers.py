@@ -1,6 +1,7 @@
-"""The convolution layers the benchmarks time: ResNet-18 and MobileNetV2 (depthwise) at 224x224,
-batch 1, with random uint8 activations and int8 per-channel weights, and the same layer as a
-single-node onnxruntime QLinearConv model (NCHW) for the baseline."""
+"""The convolution layers the benchmarks time: ResNet-18 and MobileNetV2 (depthwise) at 224x224
+and the OCR recognizer's 5x5 depthwise layers (models.ocr_recognizer, a 32x320 line), batch 1,
+with random uint8 activations and int8 per-channel weights, and the same layer as a single-node
+onnxruntime QLinearConv model (NCHW) for the baseline."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,19 +14,31 @@ class Layer:
     name: str
     in_c: int
     out_c: int
-    size: int      # input height = width
+    size: int      # input height (and width, unless `width` is given)
     kernel: int
-    stride: int
+    stride: int    # along the height (and the width, unless `stride_w` is given)
     pad: int
     groups: int = 1
+    width: int = 0
+    stride_w: int = 0
 
     @property
-    def out_size(self):
-        return (self.size + 2 * self.pad - self.kernel) // self.stride + 1
+    def in_hw(self):
+        return self.size, self.width or self.size
+
+    @property
+    def strides(self):
+        return self.stride, self.stride_w or self.stride
+
+    @property
+    def out_hw(self):
+        return tuple((n + 2 * self.pad - self.kernel) // st + 1
+                     for n, st in zip(self.in_hw, self.strides))
 
     @property
     def macs(self):
-        return self.out_size ** 2 * self.out_c * self.kernel ** 2 * self.in_c // self.groups
+        oh, ow = self.out_hw
+        return oh * ow * self.out_c * self.kernel ** 2 * self.in_c // self.groups
 
 
 RESNET18 = [
@@ -48,7 +61,13 @@ MOBILENETV2_DW = [
                      (192, 28, 2), (384, 14, 1), (576, 14, 1), (576, 14, 2), (960, 7, 1)]
 ]
 
-LAYERS = RESNET18 + MOBILENETV2_DW
+# The OCR backbone's 5x5 depthwise layers: (channels, input height, stride along the height).
+OCR_DW = [
+    Layer(f"ocr.dw{c}.{h}x160s{st}", c, c, h, 5, st, 2, groups=c, width=160, stride_w=1)
+    for c, h, st in [(96, 8, 2), (240, 4, 1), (120, 4, 1), (144, 4, 1), (288, 4, 2), (576, 2, 1)]
+]
+
+LAYERS = RESNET18 + MOBILENETV2_DW + OCR_DW
 
 X_ZP, X_SCALE, Y_ZP, Y_SCALE = 113, 0.02, 120, 0.05
 
@@ -56,7 +75,7 @@ X_ZP, X_SCALE, Y_ZP, Y_SCALE = 113, 0.02, 120, 0.05
 def make_data(layer: Layer, seed=0):
     """x NHWC uint8, w OHWI int8, per-channel w scales, int32 bias."""
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, (1, layer.size, layer.size, layer.in_c), dtype=np.uint8)
+    x = rng.integers(0, 256, (1, *layer.in_hw, layer.in_c), dtype=np.uint8)
     w = rng.integers(-127, 128, (layer.out_c, layer.kernel, layer.kernel, layer.in_c // layer.groups),
                      dtype=np.int8)
     w_scale = rng.uniform(0.001, 0.01, layer.out_c).astype(np.float32)
@@ -67,7 +86,7 @@ def make_data(layer: Layer, seed=0):
 def qengine_runner(layer: Layer, x, w, w_scale, bias):
     """A no-argument callable running the layer through qengine (output preallocated)."""
     from qengine import _kernels as K
-    p = K.ConvPacked(w, strides=layer.stride, pads=layer.pad, groups=layer.groups)
+    p = K.ConvPacked(w, strides=layer.strides, pads=layer.pad, groups=layer.groups)
     mult = (np.float32(X_SCALE) * w_scale / np.float32(Y_SCALE)).astype(np.float32)
     y = np.empty(p.output_shape(x.shape), np.uint8)
     out = K.ConvOutput(layer.out_c, bias=bias, scale=mult, zero_point=Y_ZP)  # validated once
@@ -98,13 +117,13 @@ def ort_runner(layer: Layer, x, w, w_scale, bias, threads):
     ]
     node = helper.make_node(
         "QLinearConv", ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp", "bias"],
-        ["y"], kernel_shape=[layer.kernel] * 2, strides=[layer.stride] * 2, pads=[layer.pad] * 4,
+        ["y"], kernel_shape=[layer.kernel] * 2, strides=list(layer.strides), pads=[layer.pad] * 4,
         group=layer.groups)
-    o = layer.out_size
     graph = helper.make_graph(
         [node], layer.name,
         [helper.make_tensor_value_info("x", TensorProto.UINT8, list(xn.shape))],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, layer.out_c, o, o])], inits)
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, layer.out_c, *layer.out_hw])],
+        inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     so = ort.SessionOptions()
