@@ -105,6 +105,11 @@ static void lut_block(const elt_job *j, size_t r0, size_t r1) {
               (uint8_t *)j->y + r0 * j->ldy, j->ldy);
 }
 
+static void mul_bcast_block(const elt_job *j, size_t r0, size_t r1) {
+    j->k->mul_rows_bcast(r1 - r0, j->cols, (const uint8_t *)j->a + r0 * j->lda, j->b, j->bp,
+                         (uint8_t *)j->y + r0 * j->ldy);
+}
+
 static int binary(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b,
                   size_t b_row_stride, int b_scalar, const qe_binary_params *p, uint8_t *y,
                   int is_mul) {
@@ -127,6 +132,8 @@ static int binary(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b,
     j.binary = is_mul ? j.k->mul : j.k->add;
     j.row = binary_row;
     j.ldb = b_row_stride;
+    if (is_mul && b_row_stride == 0 && j.k->mul_rows_bcast)
+        j.block = mul_bcast_block;   /* b's row converted once per task, not once per row */
     elt_run(&j, b_row_stride == cols);
     return QE_OK;
 }

@@ -15,6 +15,11 @@
 /* y[i] = op(a[i], b[i]) for i < n (qe_binary_params semantics). y may equal a or b. */
 typedef void (*qe_binary_fn)(size_t n, const uint8_t *a, const uint8_t *b,
                              const qe_binary_params *p, uint8_t *y);
+/* y[r][i] = op(a[r][i], b[i]) for rows x cols bytes, a and y rows cols apart, one row b for
+ * every row (Mul by a per-channel scale: squeeze-excite); y may equal a. Optional (NULL: the
+ * driver runs the qe_binary_fn per row). */
+typedef void (*qe_binary_rows_fn)(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b,
+                                  const qe_binary_params *p, uint8_t *y);
 /* y[r][i] = table[x[r][i]] for rows x cols bytes (row strides ldx, ldy); y may equal x. The
  * table is set up once per call: narrow strided rows (a Concat's 16-channel slices, a conv
  * task's columns) would otherwise pay that setup per row. */
@@ -33,6 +38,7 @@ typedef void (*qe_dequantize32_fn)(size_t n, const int32_t *x, const float *scal
 
 typedef struct {
     qe_binary_fn add, mul;
+    qe_binary_rows_fn mul_rows_bcast;
     qe_lut_fn lut;
     qe_quantize_fn quantize;
     qe_dequantize8_fn dequantize8;

@@ -63,6 +63,53 @@ static inline __m512i mul16(__m128i a, __m128i b, const binary_consts *k) {
 QE_BINARY_AVX512(add_avx512, add16)
 QE_BINARY_AVX512(mul_avx512, mul16)
 
+/* Rows of a times one row b (a per-channel scale): b - b_zp is converted to float once per
+ * chunk of columns, and the float product (a - a_zp) * (b - b_zp) is the integer product
+ * exactly (|.| <= 255 * 255 < 2^24), so every result equals mul16's, with 9 instructions per
+ * 16 elements where mul16 takes 13 (vpmulld alone is two). */
+static void mul_rows_bcast_avx512(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b,
+                                  const qe_binary_params *p, uint8_t *y) {
+    enum { CHUNK = 1024 };
+    float fb[CHUNK] __attribute__((aligned(64)));
+    const binary_consts k = binary_setup(p);
+    for (size_t c0 = 0; c0 < cols; c0 += CHUNK) {
+        const size_t n = QE_MIN(CHUNK, cols - c0);
+        for (size_t i = 0; i < n; i += 16) {
+            const __mmask16 m = mask16(n - i);
+            const __m512i bi = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, b + c0 + i));
+            _mm512_store_ps(fb + i, _mm512_maskz_cvtepi32_ps(m, _mm512_sub_epi32(bi, k.bzp)));
+        }
+        for (size_t r = 0; r < rows; r++) {
+            const uint8_t *ar = a + r * cols + c0;
+            uint8_t *yr = y + r * cols + c0;
+            size_t i = 0;
+            for (; i + 64 <= n; i += 64) {
+                __m512i q[4];
+                for (int t = 0; t < 4; t++) {
+                    const __m512 fa = _mm512_cvtepi32_ps(_mm512_sub_epi32(
+                        _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(ar + i + 16 * t))),
+                        k.azp));
+                    q[t] = qe_requant_ps_avx512(
+                        _mm512_mul_ps(_mm512_mul_ps(fa, _mm512_load_ps(fb + i + 16 * t)), k.am),
+                        k.lo, k.hi, k.yzp);
+                }
+                _mm512_storeu_si512(yr + i, qe_pack64_u8_avx512(q[0], q[1], q[2], q[3]));
+            }
+            for (; i < n; i += 16) {
+                const __mmask16 m = mask16(n - i);
+                const __m512 fa = _mm512_cvtepi32_ps(
+                    _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, ar + i)), k.azp));
+                qe_store_u8x16_avx512(
+                    yr + i,
+                    qe_requant_ps_avx512(_mm512_mul_ps(_mm512_mul_ps(fa, _mm512_load_ps(fb + i)),
+                                                       k.am),
+                                         k.lo, k.hi, k.yzp),
+                    m);
+            }
+        }
+    }
+}
+
 /* ---- table lookup ------------------------------------------------------------------------ */
 __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void lut_vbmi(
     size_t rows, size_t cols, const uint8_t *x, size_t ldx, const uint8_t *table, uint8_t *y,
@@ -189,6 +236,7 @@ static void dequantize32_avx512(size_t n, const int32_t *x, const float *scale, 
 const qe_eltwise_kernels qe_eltwise_avx512 = {
     .add = add_avx512,
     .mul = mul_avx512,
+    .mul_rows_bcast = mul_rows_bcast_avx512,
     .lut = lut_avx512,
     .quantize = quantize_avx512,
     .dequantize8 = dequantize8_avx512,

@@ -53,6 +53,23 @@ def test_add_and_mul_match_numpy(isa, seed, shapes, zps, mexp, clamp, saturate):
     np.testing.assert_array_equal(got, np_mul(a, b, a_zp, b_zp, am, y_zp, qmin, qmax))
 
 
+@pytest.mark.parametrize("cols", [1, 15, 64, 200, 1024, 2100])
+def test_mul_by_a_row_of_scales(isa, threads, cols):
+    """Rows times one row b (squeeze-excite's per-channel scale): the VNNI path converts b once
+    per chunk of 1024 columns and multiplies in float, which must give the integer product's
+    result exactly -- every tail length, several chunks, zero points at both ends, in place."""
+    rng = np.random.default_rng(cols)
+    for a_zp, b_zp, y_zp in [(0, 255, 3), (255, 0, 128), (128, 128, 0)]:
+        a = rng.integers(0, 256, (37, cols), dtype=np.uint8)
+        b = rng.integers(0, 256, (1, cols), dtype=np.uint8)
+        a[0], b[0, : cols // 2] = 255, 0     # the largest products of both signs
+        want = np_mul(a, b, a_zp, b_zp, 1.3e-4, y_zp, 0, 255)
+        np.testing.assert_array_equal(K.mul_u8(a, b, a_zp, b_zp, 1.3e-4, y_zp), want)
+        y = K.mul_u8(a, b, a_zp, b_zp, 1.3e-4, y_zp, y=a)
+        assert y is a
+        np.testing.assert_array_equal(a, want)
+
+
 def test_in_place_add(isa):
     rng = np.random.default_rng(7)
     a = rng.integers(0, 256, (7, 37), dtype=np.uint8)
