@@ -335,6 +335,13 @@ static void dw_fill_init(const int32_t *wsum, size_t taps, size_t C, int32_t x_z
     }
 }
 
+/* Point q's tap triples / fives (QUADS_S8 weights of 9 / 5R taps) past its quads at q->w. */
+static void dw_point_extras(qe_dw_params *q, int quads) {
+    const int8_t *after = (const int8_t *)q->w + qe_dwq_quads_bytes(q->ntaps, q->channels);
+    q->w3 = quads && qe_dwq_has_triples(q->ntaps) ? after : NULL;
+    q->w5 = quads && qe_dwq_has_fives(q->ntaps) ? after : NULL;
+}
+
 /* Per call, in the caller's scratch slot 3 (read by every task): the x_zp row, init (and the
  * per-channel scales) in the kernel's channel order, with w_zp the weights repacked as
  * w - w_zp for the kernel that takes them, and the weights and init of every cut (dw_cut). */
@@ -394,11 +401,10 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
                 .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h, .uk = uk};
     j.ow_lo = ow_lo;
     j.ow_hi = ow_hi;
-    const qe_dw_params whole = {
+    qe_dw_params whole = {
         .channels = C, .ntaps = T, .tap_stride = QE_ROUND_UP(T, group), .w = w,
-        .w3 = quads && qe_dwq_has_triples(T) ? (const int8_t *)w + qe_dwq_quads_bytes(T, C) : NULL,
-        .w5 = quads && qe_dwq_has_fives(T) ? (const int8_t *)w + qe_dwq_quads_bytes(T, C) : NULL,
         .init = init, .scale = perm_scale ? scale : NULL, .out = &o, .ldy = ldy};
+    dw_point_extras(&whole, quads);
     j.cut[0] = (dw_cut){.first = 0, .count = s->kernel_h, .prm = whole};
     j.ncuts = 1 + ncuts;
     if (ncuts) {
@@ -425,10 +431,7 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
             c->prm.ntaps = Tc;
             c->prm.tap_stride = QE_ROUND_UP(Tc, group);
             c->prm.w = cw;
-            c->prm.w3 = quads && qe_dwq_has_triples(Tc)
-                            ? (const int8_t *)cw + qe_dwq_quads_bytes(Tc, C) : NULL;
-            c->prm.w5 = quads && qe_dwq_has_fives(Tc)
-                            ? (const int8_t *)cw + qe_dwq_quads_bytes(Tc, C) : NULL;
+            dw_point_extras(&c->prm, quads);
             c->prm.init = cinit;
         }
         for (size_t oh = 0; oh < s->out_h; oh++) {

@@ -63,6 +63,13 @@ static inline __m512i mul16(__m128i a, __m128i b, const binary_consts *k) {
 QE_BINARY_AVX512(add_avx512, add16)
 QE_BINARY_AVX512(mul_avx512, mul16)
 
+/* 16 results of a times b - b_zp given as floats fb (mul_rows_bcast_avx512), in int32 lanes. */
+static inline __m512i mulf16(__m128i a, const float *fb, const binary_consts *k) {
+    const __m512 fa = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(a), k->azp));
+    return qe_requant_ps_avx512(_mm512_mul_ps(_mm512_mul_ps(fa, _mm512_load_ps(fb)), k->am),
+                                k->lo, k->hi, k->yzp);
+}
+
 /* Rows of a times one row b (a per-channel scale): b - b_zp is converted to float once per
  * chunk of columns, and the float product (a - a_zp) * (b - b_zp) is the integer product
  * exactly (|.| <= 255 * 255 < 2^24), so every result equals mul16's, with 9 instructions per
@@ -85,26 +92,15 @@ static void mul_rows_bcast_avx512(size_t rows, size_t cols, const uint8_t *a, co
             size_t i = 0;
             for (; i + 64 <= n; i += 64) {
                 __m512i q[4];
-                for (int t = 0; t < 4; t++) {
-                    const __m512 fa = _mm512_cvtepi32_ps(_mm512_sub_epi32(
-                        _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(ar + i + 16 * t))),
-                        k.azp));
-                    q[t] = qe_requant_ps_avx512(
-                        _mm512_mul_ps(_mm512_mul_ps(fa, _mm512_load_ps(fb + i + 16 * t)), k.am),
-                        k.lo, k.hi, k.yzp);
-                }
+                for (int t = 0; t < 4; t++)
+                    q[t] = mulf16(_mm_loadu_si128((const __m128i *)(ar + i + 16 * t)),
+                                  fb + i + 16 * t, &k);
                 _mm512_storeu_si512(yr + i, qe_pack64_u8_avx512(q[0], q[1], q[2], q[3]));
             }
             for (; i < n; i += 16) {
                 const __mmask16 m = mask16(n - i);
-                const __m512 fa = _mm512_cvtepi32_ps(
-                    _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, ar + i)), k.azp));
-                qe_store_u8x16_avx512(
-                    yr + i,
-                    qe_requant_ps_avx512(_mm512_mul_ps(_mm512_mul_ps(fa, _mm512_load_ps(fb + i)),
-                                                       k.am),
-                                         k.lo, k.hi, k.yzp),
-                    m);
+                qe_store_u8x16_avx512(yr + i, mulf16(_mm_maskz_loadu_epi8(m, ar + i), fb + i, &k),
+                                      m);
             }
         }
     }
