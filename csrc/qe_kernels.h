@@ -152,13 +152,16 @@ int qe_gemm_u8s8(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda
 /* MatMul of two uint8 activations (attention), batched: for i < batch,
  *   C_i = output(sum_k (A_i[m][k] - a_zp) * (B_i[k][n] - b_zp))
  * with A_i at a + i * a_stride (bytes; 0 repeats one matrix, as a broadcast), rows lda >= K
- * apart; B_i at b + i * b_stride, K rows of N, ldb >= N apart; C_i at c + i * c_stride
- * elements, rows ldc >= N apart. a_zp, b_zp in [0, 255]. B is packed at each call into
- * per-thread scratch. Parallel over the thread pool; the result does not depend on it. */
+ * apart; B_i at b + i * b_stride, K rows of N, ldb >= N apart -- or, with b_trans, N rows of
+ * K (B_i[k][n] at n * ldb + k, ldb >= K: a transposed key matrix read in place); C_i at
+ * c + i * c_stride elements, rows ldc >= N apart. a_zp, b_zp in [0, 255]. B is packed at each
+ * call into per-thread scratch. Parallel over the thread pool; the result does not depend on
+ * it. */
 typedef struct {
     size_t batch, M, K, N;
     size_t lda, ldb, ldc;
     size_t a_stride, b_stride, c_stride;
+    int b_trans;
 } qe_matmul_shape;
 int qe_matmul_u8u8(const qe_matmul_shape *s, const uint8_t *a, int32_t a_zp, const uint8_t *b,
                    int32_t b_zp, const qe_output *out, void *c, qe_isa isa);

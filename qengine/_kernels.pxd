@@ -75,6 +75,7 @@ cdef extern from "qe_kernels.h" nogil:
         size_t batch, M, K, N
         size_t lda, ldb, ldc
         size_t a_stride, b_stride, c_stride
+        int b_trans
     int qe_matmul_u8u8(const qe_matmul_shape *s, const uint8_t *a, int32_t a_zp, const uint8_t *b,
                        int32_t b_zp, const qe_output *out, void *c, qe_isa isa)
 

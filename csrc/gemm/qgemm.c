@@ -32,12 +32,24 @@ static void gemm_pack_into(qe_gemm_packed *p, const void *b, ptrdiff_t stride_k,
     memset(p->data, 0, p->data_bytes);
     const uint8_t *src = b;
     const int xor128 = b_is_u8 != 0;
-    memset(p->col_sums, 0, N * sizeof(int32_t));
-    for (size_t k = 0; k < K; k++) { /* row by row: sequential for the usual row-major B */
-        const uint8_t *row = src + (ptrdiff_t)k * stride_k;
+    const uint8_t flip = xor128 ? 0x80 : 0x00; /* (int8_t)(v ^ 0x80) == v - 128 */
+    int32_t *restrict sums = p->col_sums;
+    memset(sums, 0, N * sizeof(int32_t));
+    if (stride_k == 1 && stride_n != 1) { /* transposed B: each column's K bytes contiguous */
         for (size_t n = 0; n < N; n++) {
-            const uint8_t v = row[(ptrdiff_t)n * stride_n];
-            p->col_sums[n] += xor128 ? (int32_t)v - 128 : (int32_t)(int8_t)v;
+            const uint8_t *col = src + (ptrdiff_t)n * stride_n;
+            int32_t acc = 0;
+            for (size_t k = 0; k < K; k++) acc += (int8_t)(col[k] ^ flip);
+            sums[n] = acc;
+        }
+    } else {
+        for (size_t k = 0; k < K; k++) { /* row by row: sequential for the usual row-major B */
+            const uint8_t *row = src + (ptrdiff_t)k * stride_k;
+            if (stride_n == 1)
+                for (size_t n = 0; n < N; n++) sums[n] += (int8_t)(row[n] ^ flip);
+            else
+                for (size_t n = 0; n < N; n++)
+                    sums[n] += (int8_t)(row[(ptrdiff_t)n * stride_n] ^ flip);
         }
     }
     p->uk->pack(p, src, stride_k, stride_n, xor128);
@@ -185,7 +197,10 @@ static int matmul_one(const matmul_job *j, size_t i) {
         bzp = (int32_t *)(buf + data_room + sums_room);
         for (size_t n = 0; n < s->N; n++) bzp[n] = j->b_zp - 128;
     }
-    gemm_pack_into(&p, j->b + i * s->b_stride, (ptrdiff_t)s->ldb, 1, 1);
+    if (s->b_trans)
+        gemm_pack_into(&p, j->b + i * s->b_stride, 1, (ptrdiff_t)s->ldb, 1);
+    else
+        gemm_pack_into(&p, j->b + i * s->b_stride, (ptrdiff_t)s->ldb, 1, 1);
     const uint8_t *a = j->a + i * s->a_stride;
     char *c = j->c + i * s->c_stride * qe_output_elem_size(j->out->kind);
     if (j->threaded) return qe_gemm_u8s8(&p, s->M, a, s->lda, j->a_zp, bzp, j->out, c, s->ldc);
@@ -201,7 +216,8 @@ static void matmul_task(void *ctx, size_t task, int thread_index) {
 int qe_matmul_u8u8(const qe_matmul_shape *s, const uint8_t *a, int32_t a_zp, const uint8_t *b,
                    int32_t b_zp, const qe_output *out, void *c, qe_isa isa) {
     if (!s || !a || !b || !out || !c || s->K == 0 || s->N == 0 || s->K > QE_MAX_K ||
-        s->lda < s->K || s->ldb < s->N || s->ldc < s->N || a_zp < 0 || a_zp > 255 || b_zp < 0 ||
+        s->lda < s->K || s->ldb < (s->b_trans ? s->K : s->N) || s->ldc < s->N || a_zp < 0 ||
+        a_zp > 255 || b_zp < 0 ||
         b_zp > 255 || (int)isa < 0 || isa >= QE_ISA_COUNT || !qe_isa_available(isa))
         return QE_ERR_ARG;
     if (s->batch == 0 || s->M == 0) return QE_OK;

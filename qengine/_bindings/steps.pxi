@@ -141,17 +141,33 @@ cdef int _run_matmul(const void *p, char **slots) noexcept nogil:
 
 def matmul_u8u8_step(str name, Py_ssize_t batch, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, a,
                      Py_ssize_t a_stride, b, Py_ssize_t b_stride, c, a_zp, b_zp, *, out="u8",
-                     scale=None, zero_point=0, qmin=0, qmax=255, str op="MatMul"):
-    """Batched MatMul of two uint8 activations, row-major and contiguous per matrix:
-    C_i[M, N] = output((A_i - a_zp) x (B_i - b_zp)) for i < batch, A_i at byte a_stride * i of
-    a = (slot, byte offset) (0: the same matrix for every i), B_i [K, N] likewise, C_i at
-    element M * N * i of c. One scale (the product of the operands' scales over the output's)."""
+                     scale=None, zero_point=0, qmin=0, qmax=255, str op="MatMul",
+                     lda=None, ldb=None, ldc=None, c_stride=None, bint b_trans=False):
+    """Batched MatMul of two uint8 activations:
+    C_i[M, N] = output((A_i - a_zp) x (B_i - b_zp)) for i < batch. A_i starts at byte
+    a_stride * i of a = (slot, byte offset) (0: the same matrix for every i), its rows lda
+    bytes apart (default K); B_i likewise at b_stride * i, K rows of N ldb apart (default N),
+    or with b_trans N rows of K (B_i[k][n] at n * ldb + k, default ldb K: a transposed key
+    read in place); C_i at element c_stride * i of c (default M * ldc), rows ldc apart
+    (default N). Strided operands are views of permuted tensors (attention heads interleaved
+    in one row). One scale (the product of the operands' scales over the output's)."""
     if batch < 1 or M < 1 or K < 1 or N < 1:
         raise ValueError(f"matmul sizes must be >= 1, got batch={batch} M={M} K={K} N={N}")
     if K > QE_MAX_K:
         raise ValueError(f"K = {K} exceeds the int32 accumulator bound {QE_MAX_K}")
-    if a_stride not in (0, M * K) or b_stride not in (0, K * N):
-        raise ValueError("matrix strides must be 0 (broadcast) or one whole matrix")
+    cdef Py_ssize_t la = K if lda is None else lda
+    cdef Py_ssize_t lb = (K if b_trans else N) if ldb is None else ldb
+    cdef Py_ssize_t lc = N if ldc is None else ldc
+    cdef Py_ssize_t cs = M * lc if c_stride is None else c_stride
+    if la < K or lb < (K if b_trans else N) or lc < N:
+        raise ValueError(f"row strides too short: lda={la} (K={K}), ldb={lb} "
+                         f"({'K' if b_trans else 'N'}={K if b_trans else N}), ldc={lc} (N={N})")
+    if a_stride < 0 or b_stride < 0 or cs < 0:
+        raise ValueError("matrix strides must be >= 0")
+    # the batch's outputs must not overlap: stacked matrices, or rows interleaved within ldc
+    if batch > 1 and cs < (M - 1) * lc + N and (cs < N or (batch - 1) * cs + N > lc):
+        raise ValueError(f"output matrices overlap: c_stride={cs}, ldc={lc}, M={M}, N={N}, "
+                         f"batch={batch}")
     _check_int(a_zp, "a_zp", 0, 255)
     _check_int(b_zp, "b_zp", 0, 255)
     cdef list keep = []
@@ -163,9 +179,10 @@ def matmul_u8u8_step(str name, Py_ssize_t batch, Py_ssize_t M, Py_ssize_t K, Py_
     a_slot, a_off = a
     b_slot, b_off = b
     c_slot, c_off = c
-    extents = [(a_slot, a_off, a_off + (batch - 1) * a_stride + M * K),
-               (b_slot, b_off, b_off + (batch - 1) * b_stride + K * N),
-               (c_slot, c_off, c_off + batch * M * N * es)]
+    b_reach = (N - 1) * lb + K if b_trans else (K - 1) * lb + N
+    extents = [(a_slot, a_off, a_off + (batch - 1) * a_stride + (M - 1) * la + K),
+               (b_slot, b_off, b_off + (batch - 1) * b_stride + b_reach),
+               (c_slot, c_off, c_off + ((batch - 1) * cs + (M - 1) * lc + N) * es)]
     cdef NativeStep s = _native_step(name, op, _run_matmul, sizeof(MatmulArgs), keep, extents,
                                      2.0 * batch * M * N * K)
     cdef MatmulArgs *g = <MatmulArgs *>s.args
@@ -173,12 +190,13 @@ def matmul_u8u8_step(str name, Py_ssize_t batch, Py_ssize_t M, Py_ssize_t K, Py_
     g.shape.M = M
     g.shape.K = K
     g.shape.N = N
-    g.shape.lda = K
-    g.shape.ldb = N
-    g.shape.ldc = N
+    g.shape.lda = la
+    g.shape.ldb = lb
+    g.shape.ldc = lc
     g.shape.a_stride = a_stride
     g.shape.b_stride = b_stride
-    g.shape.c_stride = M * N
+    g.shape.c_stride = cs
+    g.shape.b_trans = b_trans
     g.a_slot, g.a_off = a_slot, a_off
     g.b_slot, g.b_off = b_slot, b_off
     g.c_slot, g.c_off = c_slot, c_off

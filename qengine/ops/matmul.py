@@ -193,61 +193,122 @@ def _gemm_kernel(unit, a, b_values, b_axis, bias_operand, y, alpha=1.0):
                   label="gemm", unit=unit, nbytes=int(kn.nbytes))
 
 
+# At most this many steps for one activation MatMul whose batch the kernel cannot walk with
+# one stride per operand (one step per index of the outer batch axes); beyond, the numpy loop.
+_MAX_MATMUL_STEPS = 256
+
+
 def _activation_matmul(unit, a, b, y):
     """MatMul of two quantized activations: B's codes are packed at each run (shifted to int8
     with its zero point) and multiplied per batch matrix; the output is requantized, or
-    dequantized (FloatOut) with the scale s_a * s_b."""
+    dequantized (FloatOut) with the scale s_a * s_b. The operands are read in place, in the
+    layout their producers left (attention's heads interleaved in a row, a key matrix before
+    its Transpose), when A's rows and B's rows or columns are contiguous; else they are copied
+    to the logical layout first."""
     from .. import _kernels as K
-    from .int8 import FloatOut, Kernel, output_args
+    from .int8 import Kernel, identity, output_args
 
     out_args = output_args(unit, a.scale, np.array([b.scale], np.float32), y)
     if out_args is None:
         return None
     out_args["scale"] = out_args["scale"][0]
 
+    def layout(name, b_side):
+        def want(ctx, have):
+            _, rows, cols = _operand_strides(ctx.shape(name), have, ctx.shape(y.name))
+            return have if cols == 1 or (b_side and rows == 1) else identity(len(have))
+        return want
+
     def make_steps(ctx):
         sa, sb, so = ctx.shape(a.name), ctx.shape(b.name), ctx.shape(y.name)
         if len(sa) < 2 or len(sb) < 2 or sa[-1] > K.MAX_K:
             raise ValueError("matmul operands must be at least 2-D")
-        batch = int(np.prod(so[:-2], dtype=np.int64))
         M, Kd, N = sa[-2], sa[-1], sb[-1]
-        strides = [_batch_stride(sh, so, sh[-2] * sh[-1]) for sh in (sa, sb)]
-        if batch == 0 or M == 0 or N == 0:
+        if int(np.prod(so, dtype=np.int64)) == 0:
             return []
-        if None not in strides and Kd > 0:
-            return [K.matmul_u8u8_step(unit.name, batch, M, Kd, N, ctx.slot(a.name), strides[0],
-                                       ctx.slot(b.name), strides[1], ctx.slot(y.name),
-                                       a.zero_point, b.zero_point, **out_args)]
+        pa, pb = ctx.perm(a.name), ctx.perm(b.name)
+        wa, lda, _ = _operand_strides(sa, pa, so)
+        wb, rb, cb = _operand_strides(sb, pb, so)
+        wc = _operand_strides(so, identity(len(so)), so)[0]
+        b_trans = cb != 1
+        split = _linear_suffix(so[:-2], (wa, wb, wc))
+        outer = int(np.prod(so[:split], dtype=np.int64))
+        if Kd > 0 and outer <= _MAX_MATMUL_STEPS:
+            inner = int(np.prod(so[split:-2], dtype=np.int64))
+            step = [_inner_stride(so[split:-2], w[split:]) for w in (wa, wb, wc)]
+            (sa_, oa), (sb_, ob), (sc_, oc) = ctx.slot(a.name), ctx.slot(b.name), \
+                ctx.slot(y.name)
+            es = 1 if out_args.get("out", "u8") == "u8" else 4
+            steps = []
+            for idx in np.ndindex(*so[:split]):
+                offs = [sum(i * st for i, st in zip(idx, w[:split])) for w in (wa, wb, wc)]
+                steps.append(K.matmul_u8u8_step(
+                    unit.name, inner, M, Kd, N, (sa_, oa + offs[0]), step[0],
+                    (sb_, ob + offs[1]), step[1], (sc_, oc + offs[2] * es), a.zero_point,
+                    b.zero_point, lda=lda, ldb=cb if b_trans else rb, b_trans=b_trans,
+                    c_stride=step[2], **out_args))
+            return steps
         ia, ib, io = ctx.slot(a.name)[0], ctx.slot(b.name)[0], ctx.slot(y.name)[0]
+        ua, ub = np.argsort(pa), np.argsort(pb)     # physical -> logical axis order
 
         def fn(views):
-            av, bv, ov = views[ia], views[ib], views[io]
+            av, bv, ov = views[ia].transpose(ua), views[ib].transpose(ub), views[io]
             batch = so[:-2]
             A = np.broadcast_to(av, batch + sa[-2:]).reshape(-1, *sa[-2:])
             B = np.broadcast_to(bv, batch + sb[-2:]).reshape(-1, *sb[-2:])
             O = ov.reshape(-1, *so[-2:])
             for i in range(O.shape[0]):
-                packed = K.GemmPacked(B[i], b_is_u8=True)
+                packed = K.GemmPacked(np.ascontiguousarray(B[i]), b_is_u8=True)
                 K.gemm_u8s8(packed, np.ascontiguousarray(A[i]), a.zero_point,
                             b_zp=b.zero_point - 128, c=O[i], **out_args)
         return [K.PyStep(unit.name, "MatMul", fn)]
 
     return Kernel([a.name, b.name], [y.name], make_steps,
-                  layouts={a.name: "identity", b.name: "identity"},
+                  layouts={a.name: layout(a.name, False), b.name: layout(b.name, True)},
                   out_perm=lambda perms, ctx: "identity", label="matmul u8 x u8", unit=unit)
 
 
-def _batch_stride(shape, out_shape, matrix):
-    """Bytes between an operand's consecutive batch matrices when the output's batch is a plain
-    walk over it: its own batch shape equals the output's (matrix), or it has one matrix that
-    every batch item repeats (0); None for partial broadcasts (the per-matrix loop handles
-    those)."""
-    batch, out_batch = tuple(shape[:-2]), tuple(out_shape[:-2])
-    if int(np.prod(batch, dtype=np.int64)) == 1:
-        return 0
-    if (1,) * (len(out_batch) - len(batch)) + batch == out_batch:
-        return matrix
-    return None
+def _operand_strides(shape, perm, out_shape):
+    """(per output batch axis stride, row stride, column stride), in elements, of a MatMul
+    operand of logical shape `shape` stored as logical.transpose(perm); a batch axis the
+    operand broadcasts (absent, or of size 1) has stride 0."""
+    shape, perm = tuple(shape), tuple(perm)
+    step, strides = 1, [0] * len(shape)
+    for k in reversed(range(len(perm))):
+        strides[perm[k]] = step
+        step *= shape[perm[k]]
+    nb = len(out_shape) - 2
+    batch = [0] * (nb - (len(shape) - 2)) + [st if n != 1 else 0 for n, st in
+                                              zip(shape[:-2], strides[:-2])]
+    return batch, strides[-2], strides[-1]
+
+
+def _linear_suffix(out_batch, walks) -> int:
+    """The first output batch axis from which every operand's strides (walks) nest like a C
+    array (size-1 axes aside): the batch from there on is one loop with one stride each."""
+    split = len(out_batch)
+    inner = {i: None for i in range(len(walks))}     # per walk: the stride of the axis inside
+    inner_n = None
+    for d in reversed(range(len(out_batch))):
+        if out_batch[d] == 1:
+            split = d
+            continue
+        for i, w in enumerate(walks):
+            if inner_n is not None and w[d] != inner[i] * inner_n:
+                return split
+        for i, w in enumerate(walks):
+            inner[i] = w[d]
+        inner_n = out_batch[d]
+        split = d
+    return split
+
+
+def _inner_stride(batch, walk) -> int:
+    """The stride of the innermost axis of size > 1 in `batch` (0: a single matrix)."""
+    for n, st in zip(reversed(batch), reversed(walk)):
+        if n != 1:
+            return st
+    return 0
 
 
 def _matmul_lower_int8(self, unit):

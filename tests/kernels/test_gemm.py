@@ -408,10 +408,59 @@ def test_activation_matmul_matches_numpy(isa, threads, batch, M, N, K, bcast, a_
         np.testing.assert_array_equal(c[i], want)
 
 
+@settings(max_examples=60, **FIXTURE_OK)
+@given(batch=st.integers(1, 5), M=st.integers(1, 30), N=st.integers(1, 70),
+       K=st.integers(1, 70), b_trans=st.booleans(), interleaved_c=st.booleans(),
+       a_zp=st.integers(0, 255), b_zp=st.sampled_from([0, 128, 255, 77]),
+       kind=st.sampled_from(["u8", "f32", "i32"]), seed=st.integers(0, 2**32 - 1))
+def test_activation_matmul_strided_operands(isa, threads, batch, M, N, K, b_trans,
+                                            interleaved_c, a_zp, b_zp, kind, seed):
+    """Operands read in place from permuted tensors, as attention lays them out: A as
+    [M, batch, K] (heads interleaved in each row), B as [K, batch, N] or transposed as
+    [N, batch, K] (a key matrix before its Transpose), C as [M, batch, N] or stacked matrices
+    with padded rows; the result is the contiguous MatMul's."""
+    from steps import run_step_slots
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (M, batch, K), dtype=np.uint8)
+    b = rng.integers(0, 256, (N, batch, K) if b_trans else (K, batch, N), dtype=np.uint8)
+    kw = {} if kind == "i32" else dict(scale=np.float32(10.0 ** rng.uniform(-5, -1)))
+    if kind == "u8":
+        kw.update(zero_point=int(rng.integers(0, 256)), qmin=3, qmax=250)
+    dt = {"u8": np.uint8, "i32": np.int32, "f32": np.float32}[kind]
+    if interleaved_c:
+        c = np.zeros((M, batch, N), dt)
+        c_kw = dict(ldc=batch * N, c_stride=N)
+    else:
+        c = np.full((batch, M, N + 3), 7, dt)            # 3 padding columns stay untouched
+        c_kw = dict(ldc=N + 3, c_stride=M * (N + 3))
+    step = _kernels.matmul_u8u8_step("mm", batch, M, K, N, (0, 0), K, (1, 0),
+                                     K if b_trans else N, (2, 0), a_zp, b_zp, out=kind,
+                                     lda=batch * K, ldb=batch * (K if b_trans else N),
+                                     b_trans=b_trans, **c_kw, **kw)
+    run_step_slots(step, a, b, c)
+    for i in range(batch):
+        bi = b[:, i, :].T if b_trans else b[:, i, :]
+        want = expected(np.ascontiguousarray(a[:, i, :]), a_zp, bi.astype(np.int64), kind,
+                        b_zp=np.full(N, b_zp, np.int32), **kw)
+        got = c[:, i, :] if interleaved_c else c[i, :, :N]
+        np.testing.assert_array_equal(got, want)
+    if not interleaved_c:
+        assert (c[:, :, N:] == 7).all()
+
+
 def test_activation_matmul_bad_steps_raise():
-    with pytest.raises(ValueError, match="strides"):
-        _kernels.matmul_u8u8_step("mm", 2, 3, 4, 5, (0, 0), 7, (1, 0), 20, (2, 0), 0, 0,
+    with pytest.raises(ValueError, match="row strides"):
+        _kernels.matmul_u8u8_step("mm", 2, 3, 4, 5, (0, 0), 12, (1, 0), 20, (2, 0), 0, 0,
+                                  scale=np.float32(1), lda=3)
+    with pytest.raises(ValueError, match="row strides"):   # transposed B: rows of K
+        _kernels.matmul_u8u8_step("mm", 2, 3, 4, 5, (0, 0), 12, (1, 0), 20, (2, 0), 0, 0,
+                                  scale=np.float32(1), ldb=3, b_trans=True)
+    with pytest.raises(ValueError, match=">= 0"):
+        _kernels.matmul_u8u8_step("mm", 2, 3, 4, 5, (0, 0), -12, (1, 0), 20, (2, 0), 0, 0,
                                   scale=np.float32(1))
+    with pytest.raises(ValueError, match="overlap"):      # interleaved rows that collide
+        _kernels.matmul_u8u8_step("mm", 2, 3, 4, 5, (0, 0), 12, (1, 0), 20, (2, 0), 0, 0,
+                                  scale=np.float32(1), ldc=9, c_stride=5)
     with pytest.raises(ValueError, match="b_zp"):
         _kernels.matmul_u8u8_step("mm", 2, 3, 4, 5, (0, 0), 12, (1, 0), 20, (2, 0), 0, 256,
                                   scale=np.float32(1))

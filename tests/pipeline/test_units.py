@@ -22,7 +22,29 @@ def conv_model(cin=5, cout=7, k=3, group=1, **attrs):
                  [("w", w(cout, cin // group, k, k)), ("b", w(cout))])
 
 
+def attention_model(tokens=6, dim=8, heads=2):
+    """One multi-head self-attention: Q, K, V projections split into heads by Reshape +
+    Transpose (K transposed to [N, heads, head_dim, tokens]), softmax(Q K^T) V, heads merged
+    back."""
+    hd = dim // heads
+    split = np.array([0, tokens, heads, hd], np.int64)
+    nodes = [helper.make_node("MatMul", ["x", f"w{t}"], [f"{t}p"]) for t in "qkv"]
+    nodes += [helper.make_node("Reshape", [f"{t}p", "split"], [f"{t}s"]) for t in "qkv"]
+    nodes += [helper.make_node("Transpose", ["qs"], ["qh"], perm=[0, 2, 1, 3]),
+              helper.make_node("Transpose", ["ks"], ["kh"], perm=[0, 2, 3, 1]),
+              helper.make_node("Transpose", ["vs"], ["vh"], perm=[0, 2, 1, 3]),
+              helper.make_node("MatMul", ["qh", "kh"], ["sc"]),
+              helper.make_node("Softmax", ["sc"], ["p"], axis=-1),
+              helper.make_node("MatMul", ["p", "vh"], ["o"]),
+              helper.make_node("Transpose", ["o"], ["ot"], perm=[0, 2, 1, 3]),
+              helper.make_node("Reshape", ["ot", "merge"], ["y"])]
+    return model(nodes, [("x", ["N", tokens, dim])], [("y", None)],
+                 [("wq", w(dim, dim)), ("wk", w(dim, dim)), ("wv", w(dim, dim)),
+                  ("split", split), ("merge", np.array([0, tokens, dim], np.int64))])
+
+
 CASES = {
+    "attention_heads": (attention_model(), ["MatMul", "Transpose"]),
     "conv3x3": (conv_model(), ["Conv"]),
     "conv_pads_strides": (conv_model(pads=[1, 0, 2, 1], strides=[2, 1], dilations=[1, 2]), ["Conv"]),
     "conv_same_upper": (conv_model(auto_pad="SAME_UPPER", strides=[2, 2]), ["Conv"]),
@@ -142,3 +164,39 @@ def test_unit_runs_in_int8_and_matches_the_qdq_semantics(name):
         one = q.run(x3[i:i + 1], as_dict=True)
         for k in full:
             np.testing.assert_array_equal(one[k], full[k][i:i + 1])
+
+
+def test_attention_reads_heads_and_transposed_keys_in_place():
+    """The two activation MatMuls of attention_model take Q, K^T and V in the layout their
+    Reshape + Transpose left (strided, K^T read transposed): no relayout copy feeds them."""
+    m = attention_model(tokens=7, dim=12, heads=3)
+    calib = [rng.standard_normal((1, 7, 12)).astype(np.float32) for _ in range(3)]
+    q = qengine.quantize(m, calib, progress=False, target_sqnr=None, output_aware=False)
+    plan = q._executor.plan_for({"x": (2, 7, 12)}).plan
+    labels = [label for _, label in plan.kernels]
+    assert labels.count("matmul u8 x u8") == 2, labels
+    assert "relayout" not in labels[:labels.index("matmul u8 x u8") + 2], labels
+    assert_codes_close(q, {"x": rng.standard_normal((2, 7, 12)).astype(np.float32)})
+
+
+@pytest.mark.parametrize("max_steps", [None, 0])
+@pytest.mark.parametrize("reduce_axis", [0, 1])
+def test_activation_matmul_broadcasts_a_batch_axis(monkeypatch, max_steps, reduce_axis):
+    """B = a mean over one batch axis of A, transposed: the product broadcasts B over that
+    axis, so the batch is no single strided walk; the kernel runs one step per outer index
+    (or, with the step cap at 0, the numpy loop reads the permuted operands)."""
+    from qengine.ops import matmul
+    if max_steps is not None:
+        monkeypatch.setattr(matmul, "_MAX_MATMUL_STEPS", max_steps)
+    m = model([helper.make_node("ReduceMean", ["x"], ["r"], axes=[reduce_axis], keepdims=1),
+               helper.make_node("Transpose", ["r"], ["rt"], perm=[0, 1, 3, 2]),
+               helper.make_node("MatMul", ["x", "rt"], ["y"])],
+              [("x", ["N", 2, 5, 6])], [("y", None)])
+    calib = [rng.standard_normal((3, 2, 5, 6)).astype(np.float32) for _ in range(3)]
+    q = qengine.quantize(m, calib, progress=False, target_sqnr=None, output_aware=False)
+    counts = q.node_counts({"x": (3, 2, 5, 6)})
+    assert "MatMul" in {n.op_type for n in q.graph.nodes if n.name in counts["int8"]}
+    plan = q._executor.plan_for({"x": (3, 2, 5, 6)}).plan
+    steps = [s for s in plan.program.steps if s.op == "MatMul"]
+    assert len(steps) == (1 if max_steps == 0 else 3)
+    assert_codes_close(q, {"x": rng.standard_normal((3, 2, 5, 6)).astype(np.float32)})
