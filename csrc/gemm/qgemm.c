@@ -197,10 +197,8 @@ static int matmul_one(const matmul_job *j, size_t i) {
         bzp = (int32_t *)(buf + data_room + sums_room);
         for (size_t n = 0; n < s->N; n++) bzp[n] = j->b_zp - 128;
     }
-    if (s->b_trans)
-        gemm_pack_into(&p, j->b + i * s->b_stride, 1, (ptrdiff_t)s->ldb, 1);
-    else
-        gemm_pack_into(&p, j->b + i * s->b_stride, (ptrdiff_t)s->ldb, 1, 1);
+    const ptrdiff_t ldb = (ptrdiff_t)s->ldb; /* B[k][n] at k * stride_k + n * stride_n */
+    gemm_pack_into(&p, j->b + i * s->b_stride, s->b_trans ? 1 : ldb, s->b_trans ? ldb : 1, 1);
     const uint8_t *a = j->a + i * s->a_stride;
     char *c = j->c + i * s->c_stride * qe_output_elem_size(j->out->kind);
     if (j->threaded) return qe_gemm_u8s8(&p, s->M, a, s->lda, j->a_zp, bzp, j->out, c, s->ldc);
@@ -217,8 +215,8 @@ int qe_matmul_u8u8(const qe_matmul_shape *s, const uint8_t *a, int32_t a_zp, con
                    int32_t b_zp, const qe_output *out, void *c, qe_isa isa) {
     if (!s || !a || !b || !out || !c || s->K == 0 || s->N == 0 || s->K > QE_MAX_K ||
         s->lda < s->K || s->ldb < (s->b_trans ? s->K : s->N) || s->ldc < s->N || a_zp < 0 ||
-        a_zp > 255 || b_zp < 0 ||
-        b_zp > 255 || (int)isa < 0 || isa >= QE_ISA_COUNT || !qe_isa_available(isa))
+        a_zp > 255 || b_zp < 0 || b_zp > 255 || (int)isa < 0 || isa >= QE_ISA_COUNT ||
+        !qe_isa_available(isa))
         return QE_ERR_ARG;
     if (s->batch == 0 || s->M == 0) return QE_OK;
     matmul_job j = {.s = s, .a = a, .b = b, .a_zp = a_zp, .b_zp = b_zp, .out = out, .c = c,

@@ -7,8 +7,6 @@
  * contiguous), for the two element layouts in use (kr 4 of int8, kr 2 of int16). Everything
  * else, and the partial last group, takes the element-by-element loop.
  */
-#include <string.h>
-
 #include "qgemm.h"
 
 static size_t k_padded(const qe_gemm_ukernel *uk, size_t K) { return QE_ROUND_UP(K, uk->k_pad); }

@@ -236,17 +236,17 @@ def _activation_matmul(unit, a, b, y):
         if Kd > 0 and outer <= _MAX_MATMUL_STEPS:
             inner = int(np.prod(so[split:-2], dtype=np.int64))
             step = [_inner_stride(so[split:-2], w[split:]) for w in (wa, wb, wc)]
-            (sa_, oa), (sb_, ob), (sc_, oc) = ctx.slot(a.name), ctx.slot(b.name), \
-                ctx.slot(y.name)
-            es = 1 if out_args.get("out", "u8") == "u8" else 4
+            slot_a, slot_b, slot_c = ctx.slot(a.name), ctx.slot(b.name), ctx.slot(y.name)
+            elem = 1 if out_args["out"] == "u8" else 4     # C's offsets are in elements
             steps = []
             for idx in np.ndindex(*so[:split]):
                 offs = [sum(i * st for i, st in zip(idx, w[:split])) for w in (wa, wb, wc)]
                 steps.append(K.matmul_u8u8_step(
-                    unit.name, inner, M, Kd, N, (sa_, oa + offs[0]), step[0],
-                    (sb_, ob + offs[1]), step[1], (sc_, oc + offs[2] * es), a.zero_point,
-                    b.zero_point, lda=lda, ldb=cb if b_trans else rb, b_trans=b_trans,
-                    c_stride=step[2], **out_args))
+                    unit.name, inner, M, Kd, N, (slot_a[0], slot_a[1] + offs[0]), step[0],
+                    (slot_b[0], slot_b[1] + offs[1]), step[1],
+                    (slot_c[0], slot_c[1] + offs[2] * elem), a.zero_point, b.zero_point,
+                    lda=lda, ldb=cb if b_trans else rb, b_trans=b_trans, c_stride=step[2],
+                    **out_args))
             return steps
         ia, ib, io = ctx.slot(a.name)[0], ctx.slot(b.name)[0], ctx.slot(y.name)[0]
         ua, ub = np.argsort(pa), np.argsort(pb)     # physical -> logical axis order
