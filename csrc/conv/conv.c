@@ -90,6 +90,7 @@ void qe_conv_packed_free(qe_conv_packed *p) {
     free(p->dw_cuts);
     free(p->dw_wsum);
     free(p->dw_pos);
+    qe_dw_consts_free(p->dw_consts);
     free(p);
 }
 

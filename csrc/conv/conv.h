@@ -183,6 +183,10 @@ static inline size_t qe_dw_packed_offset(const qe_dw_ukernel *uk, size_t taps, s
 #define QE_DW_MAX_CUT_TAPS 64
 
 /* ---- the packed convolution ----------------------------------------------------------------- */
+/* A depthwise call's constants kept with its packed convolution (dwconv.c dw_call_consts). */
+typedef struct qe_dw_consts qe_dw_consts;
+void qe_dw_consts_free(qe_dw_consts *k);
+
 struct qe_conv_packed {
     qe_conv_shape shape;      /* the fixed part is what counts; spatial sizes as packed */
     qe_conv_method method;
@@ -200,6 +204,7 @@ struct qe_conv_packed {
      * use, in slot first * kernel_h + count - 1 (an atomic pointer, NULL until made) */
     void **dw_cuts;           /* NULL for windows of more than QE_DW_MAX_CUT_TAPS taps */
     uint32_t *dw_pos;         /* QUADS_S8: [C] qe_dwq_position of each channel (else NULL) */
+    qe_dw_consts *dw_consts;  /* the first call's constants without w_zp (an atomic pointer) */
     size_t nbytes;
 };
 

@@ -128,7 +128,7 @@ typedef struct {
     const uint8_t *zp_row;
     dw_cut cut[1 + QE_DW_MAX_CUTS]; /* [0]: the whole window */
     size_t ncuts;
-    const uint8_t *row_cut;         /* per output row oh, its entry of cut[] */
+    const size_t (*cuts)[2];        /* cut i's kernel rows (first, count), for i >= 1 */
     qe_dwconv_fn kernel;
     const uint8_t *lut; /* NULL, or the table each task applies to its outputs */
     char *y;
@@ -142,6 +142,25 @@ typedef struct {
 /* The input row of the first kernel row of output row oh (negative: in the padding). */
 static ptrdiff_t dw_window_top(const qe_conv_shape *s, size_t oh) {
     return (ptrdiff_t)(oh * s->stride_h) - (ptrdiff_t)s->pad_top;
+}
+
+/* The kernel rows of output row oh's window that lie inside the input: [*first, +*count). */
+static void dw_rows_inside(const qe_conv_shape *s, size_t oh, size_t *first, size_t *count) {
+    const ptrdiff_t ih0 = dw_window_top(s, oh);
+    *first = *count = 0;
+    for (size_t ki = 0; ki < s->kernel_h; ki++) {
+        const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
+        if (ih >= 0 && ih < (ptrdiff_t)s->in_h) {
+            if (*count == 0) *first = ki;
+            ++*count;
+        }
+    }
+}
+
+/* The cut among cuts[1..n] of the kernel rows [first, first + count), or 0 (the whole window). */
+static size_t dw_cut_index(const size_t cuts[][2], size_t n, size_t first, size_t count) {
+    while (n > 0 && (cuts[n][0] != first || cuts[n][1] != count)) n--;
+    return n;
 }
 
 /* Tap pointers of output pixels (n, oh, ow0 .. ow1-1) for the kernel rows of `cut`, its
@@ -188,7 +207,9 @@ static void dw_row_span(const dw_job *j, size_t r, size_t c0, size_t c1, size_t 
                         const uint8_t **ind) {
     const qe_conv_shape *s = j->s;
     const size_t n = r / s->out_h, oh = r % s->out_h;
-    const dw_cut *cut = &j->cut[j->row_cut ? j->row_cut[oh] : 0];
+    size_t first, count;
+    dw_rows_inside(s, oh, &first, &count);
+    const dw_cut *cut = &j->cut[dw_cut_index(j->cuts, j->ncuts - 1, first, count)];
     const size_t T2 = cut->prm.tap_stride, C = s->in_c;
     const size_t lo = QE_MIN(QE_MAX(j->ow_lo, c0), c1), hi = QE_MAX(QE_MIN(j->ow_hi, c1), lo);
     if (lo >= hi) {
@@ -254,19 +275,6 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
             const size_t ldy = j->cut[0].prm.ldy;
             uint8_t *row = (uint8_t *)j->y + (r * s->out_w + c0) * ldy;
             qe_lut_rows_inplace(c1 - c0, k1 - k0, row, ldy, j->lut);
-        }
-    }
-}
-
-/* The kernel rows of output row oh's window that lie inside the input: [*first, +*count). */
-static void dw_rows_inside(const qe_conv_shape *s, size_t oh, size_t *first, size_t *count) {
-    const ptrdiff_t ih0 = dw_window_top(s, oh);
-    *first = *count = 0;
-    for (size_t ki = 0; ki < s->kernel_h; ki++) {
-        const ptrdiff_t ih = ih0 + (ptrdiff_t)(ki * s->dilation_h);
-        if (ih >= 0 && ih < (ptrdiff_t)s->in_h) {
-            if (*count == 0) *first = ki;
-            ++*count;
         }
     }
 }
@@ -342,105 +350,198 @@ static void dw_point_extras(qe_dw_params *q, int quads) {
     q->w5 = quads && qe_dwq_has_fives(q->ntaps) ? after : NULL;
 }
 
-/* Per call, in the caller's scratch slot 3 (read by every task): the x_zp row, init (and the
- * per-channel scales) in the kernel's channel order, with w_zp the weights repacked as
- * w - w_zp for the kernel that takes them, and the weights and init of every cut (dw_cut). */
+/* ---- per-call constants -------------------------------------------------------------------
+ * What every task of a call reads besides the weights: the x_zp plane (the padding rows), init
+ * and the per-channel scales in the kernel's channel order, and per cut its init and weights.
+ * They depend on x_zp, the bias and the scales, which a compiled model passes unchanged call
+ * after call: so the first call without w_zp builds them on the heap and keeps them with the
+ * packed convolution (p->dw_consts, an atomic pointer, first one stored wins), and a later call
+ * uses them when its key (x_zp, bias and scale values, cuts, plane size) matches. Other calls
+ * (w_zp, whose weights are repacked per call, or another key) build them in scratch slot 3.
+ * Building them took 5-9 us per call for the OCR backbone's 5 x 5 layers, all of it serial. */
+struct qe_dw_consts {
+    /* the key */
+    int32_t x_zp;
+    int has_bias, perm_scale;
+    size_t C, ncuts, cuts[1 + QE_DW_MAX_CUTS][2], zp_bytes;
+    const int32_t *bias_key;   /* copies of out->bias [C] / out->scale [C] (when used) */
+    const float *scale_key;
+    /* the constants */
+    const uint8_t *zp_row;     /* zp_bytes of x_zp */
+    const int32_t *init;       /* the whole window's, kernel order */
+    const float *scale;        /* per-channel scales in kernel order, or NULL */
+    const int32_t *cut_init[1 + QE_DW_MAX_CUTS];
+    const void *w, *cut_w[1 + QE_DW_MAX_CUTS];
+};
+
+void qe_dw_consts_free(qe_dw_consts *k) { qe_aligned_free(k); }
+
+/* Bytes dw_build_consts takes for this key (the struct first, then 64-byte aligned arrays). */
+static size_t dw_consts_bytes(const qe_dw_consts *key, const qe_dw_ukernel *uk, size_t T,
+                              size_t kernel_w, int w_zp, int keep_key) {
+    const size_t C = key->C, vec_bytes = QE_ROUND_UP(QE_ROUND_UP(C, 64) * 4, 64);
+    size_t n = QE_ROUND_UP(sizeof(qe_dw_consts), 64) + key->zp_bytes + vec_bytes;
+    n += key->perm_scale ? vec_bytes : 0;
+    n += key->ncuts * vec_bytes;
+    if (w_zp) {
+        n += QE_ROUND_UP(T * C * sizeof(int16_t), 64) + QE_ROUND_UP(qe_dw_packed_bytes(uk, T, C), 64);
+        for (size_t i = 1; i <= key->ncuts; i++)
+            n += QE_ROUND_UP(qe_dw_packed_bytes(uk, key->cuts[i][1] * kernel_w, C), 64);
+    }
+    if (keep_key) n += 2 * vec_bytes;
+    return n;
+}
+
+/* Build the constants of `key` in mem (dw_consts_bytes of it); the key arrays are copied when
+ * keep_key. Returns the struct at mem, or NULL when a cut's weights cannot be made. */
+static qe_dw_consts *dw_build_consts(const qe_conv_packed *p, const qe_dw_consts *key,
+                                     const qe_dw_ukernel *uk, const int32_t *w_zp,
+                                     const qe_output *out, int keep_key, char *mem) {
+    const size_t C = key->C, T = p->K, kw = p->shape.kernel_w;
+    const size_t vec_bytes = QE_ROUND_UP(QE_ROUND_UP(C, 64) * 4, 64);
+    const uint32_t *pos = uk->layout == QE_DW_QUADS_S8 ? p->dw_pos : NULL;
+    QE_ASSERT(uk->layout != QE_DW_QUADS_S8 || pos != NULL);
+    qe_dw_consts *k = (qe_dw_consts *)mem;
+    *k = *key;
+    char *next = mem + QE_ROUND_UP(sizeof(qe_dw_consts), 64);
+    memset(next, key->x_zp, key->zp_bytes);
+    k->zp_row = (const uint8_t *)next;
+    next += key->zp_bytes;
+    int32_t *init = (int32_t *)next;
+    next += vec_bytes;
+    memset(init, 0, vec_bytes);
+    dw_fill_init(p->dw_wsum, T, C, key->x_zp, w_zp, out, pos, init);
+    k->init = init;
+    k->scale = NULL;
+    if (key->perm_scale) {
+        float *scale = (float *)next;
+        next += vec_bytes;
+        memset(scale, 0, vec_bytes);
+        for (size_t c = 0; c < C; c++) scale[pos[c]] = out->scale[c];
+        k->scale = scale;
+    }
+    int16_t *wt = NULL;
+    k->w = p->dw_packed;
+    if (w_zp) {
+        wt = (int16_t *)next; /* taps x C */
+        next += QE_ROUND_UP(T * C * sizeof(int16_t), 64);
+        qe_dw_taps_by_channel(p->dw_w, T, C, 0, T, w_zp, wt, NULL);
+        qe_dw_pack_weights(uk, T, C, wt, next);
+        k->w = next;
+        next += QE_ROUND_UP(qe_dw_packed_bytes(uk, T, C), 64);
+    }
+    for (size_t i = 1; i <= key->ncuts; i++) {
+        const size_t first = key->cuts[i][0], Tc = key->cuts[i][1] * kw;
+        const char *kept = dw_cut_weights(p, first, key->cuts[i][1]);
+        if (!kept) return NULL;
+        int32_t *cinit = (int32_t *)next;
+        next += vec_bytes;
+        memset(cinit, 0, vec_bytes);
+        dw_fill_init((const int32_t *)kept, Tc, C, key->x_zp, w_zp, out, pos, cinit);
+        k->cut_init[i] = cinit;
+        k->cut_w[i] = kept + QE_ROUND_UP(C * sizeof(int32_t), 64);
+        if (w_zp) {
+            qe_dw_taps_by_channel(p->dw_w, T, C, first * kw, Tc, w_zp, wt, NULL);
+            qe_dw_pack_weights(uk, Tc, C, wt, next);
+            k->cut_w[i] = next;
+            next += QE_ROUND_UP(qe_dw_packed_bytes(uk, Tc, C), 64);
+        }
+    }
+    k->bias_key = NULL;
+    k->scale_key = NULL;
+    if (keep_key) {
+        if (out->bias) k->bias_key = memcpy(next, out->bias, C * sizeof(int32_t));
+        if (key->perm_scale) k->scale_key = memcpy(next + vec_bytes, out->scale, C * sizeof(float));
+    }
+    return k;
+}
+
+/* Whether kept constants k serve a call with this key. */
+static int dw_consts_match(const qe_dw_consts *k, const qe_dw_consts *key, const qe_output *out) {
+    if (k->x_zp != key->x_zp || k->C != key->C || k->has_bias != key->has_bias ||
+        k->perm_scale != key->perm_scale || k->ncuts != key->ncuts || k->zp_bytes < key->zp_bytes)
+        return 0;
+    for (size_t i = 1; i <= key->ncuts; i++)
+        if (k->cuts[i][0] != key->cuts[i][0] || k->cuts[i][1] != key->cuts[i][1]) return 0;
+    if (key->has_bias && memcmp(k->bias_key, out->bias, key->C * sizeof(int32_t))) return 0;
+    if (key->perm_scale && memcmp(k->scale_key, out->scale, key->C * sizeof(float))) return 0;
+    return 1;
+}
+
+/* The constants of this call: the kept ones when they match (made and kept at the first call
+ * without w_zp), else built in scratch slot 3. NULL: out of memory. */
+static const qe_dw_consts *dw_call_consts(const qe_conv_packed *p, const qe_dw_consts *key,
+                                          const qe_dw_ukernel *uk, const int32_t *w_zp,
+                                          const qe_output *out) {
+    const size_t T = p->K, kw = p->shape.kernel_w;
+    if (!w_zp) {
+        qe_dw_consts *have = __atomic_load_n(&p->dw_consts, __ATOMIC_ACQUIRE);
+        if (have && dw_consts_match(have, key, out)) return have;
+        if (!have) {
+            char *mem = qe_aligned_alloc(dw_consts_bytes(key, uk, T, kw, 0, 1));
+            qe_dw_consts *k = mem ? dw_build_consts(p, key, uk, NULL, out, 1, mem) : NULL;
+            qe_dw_consts *expected = NULL;
+            if (k && __atomic_compare_exchange_n(&((qe_conv_packed *)p)->dw_consts, &expected, k,
+                                                 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                return k;
+            qe_aligned_free(mem);   /* out of memory, or another thread kept its own first */
+            if (expected && dw_consts_match(expected, key, out)) return expected;
+        }
+    }
+    char *mem = qe_scratch(3, dw_consts_bytes(key, uk, T, kw, w_zp != NULL, 0));
+    return mem ? dw_build_consts(p, key, uk, w_zp, out, 0, mem) : NULL;
+}
+
+/* Per call: the constants (dw_call_consts), then the task grid. */
 int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_t *x,
                    int32_t x_zp, const int32_t *w_zp, const qe_output *out, const uint8_t *lut,
                    void *y, size_t ldy) {
     const qe_dw_ukernel *uk = w_zp && p->dw->with_w_zp ? p->dw->with_w_zp : p->dw;
     const int quads = uk->layout == QE_DW_QUADS_S8;
-    const int perm_scale = quads && out->kind != QE_OUT_I32 && out->per_channel;
     const size_t C = s->in_c, T = p->K, Cp = QE_ROUND_UP(C, 64); /* any tile or block fits */
-    const size_t vec_bytes = QE_ROUND_UP(Cp * 4, 64);
     size_t ow_lo, ow_hi; /* the columns whose window is inside the input's width */
     qe_window_interior(s->in_w, s->pad_left, s->kernel_w, s->dilation_w, s->stride_w, s->out_w,
                        &ow_lo, &ow_hi);
-    /* the x_zp plane: the padding row of every tap, wide enough for a stepped run of the
-     * interior columns (dw_row_span) */
+    qe_dw_consts key = {.x_zp = x_zp, .has_bias = out->bias != NULL, .C = C,
+                        .perm_scale = quads && out->kind != QE_OUT_I32 && out->per_channel};
+    const size_t group = qe_dw_tap_group(uk);
+    key.ncuts = dw_plan_cuts(p, s, group, key.cuts);
+    int plane = 0;          /* whether a stepped run reads a padding row (not cut away) */
+    for (size_t oh = 0; oh < s->out_h && !plane; oh++) {
+        size_t first, count;
+        dw_rows_inside(s, oh, &first, &count);
+        plane = count < s->kernel_h && dw_cut_index(key.cuts, key.ncuts, first, count) == 0;
+    }
+    /* The x_zp plane: the padding row of every tap; when a stepped run of the interior columns
+     * (dw_row_span) reads a padding row, wide enough for that run. */
     const size_t run_px = ow_hi > ow_lo ? ow_hi - ow_lo : 1;
-    const size_t plane = ((s->kernel_w - 1) * s->dilation_w + (run_px - 1) * s->stride_w + 1) * C;
-    const size_t zp_bytes = QE_ROUND_UP(QE_MAX(Cp, plane), 64);
-    const size_t scale_bytes = perm_scale ? vec_bytes : 0;
-    size_t cuts[1 + QE_DW_MAX_CUTS][2];
-    const size_t group = qe_dw_tap_group(uk), ncuts = dw_plan_cuts(p, s, group, cuts);
-    size_t cut_bytes = ncuts ? QE_ROUND_UP(s->out_h, 64) : 0; /* row_cut, then per cut: init */
-    for (size_t i = 1; i <= ncuts; i++)   /* and, with w_zp, its weights packed for this call */
-        cut_bytes += vec_bytes +
-                     (w_zp ? QE_ROUND_UP(qe_dw_packed_bytes(uk, cuts[i][1] * s->kernel_w, C), 64)
-                           : 0);
-    const size_t wt_bytes = w_zp ? QE_ROUND_UP(T * C * sizeof(int16_t), 64) : 0;
-    const size_t w_bytes = w_zp ? QE_ROUND_UP(qe_dw_packed_bytes(uk, T, C), 64) : 0;
-    char *buf = qe_scratch(3, zp_bytes + vec_bytes + scale_bytes + wt_bytes + w_bytes + cut_bytes);
-    if (!buf) return QE_ERR_NOMEM;
-    uint8_t *zp_row = (uint8_t *)buf;
-    int32_t *init = (int32_t *)(buf + zp_bytes);
-    float *scale = (float *)(buf + zp_bytes + vec_bytes);
-    int16_t *wt = (int16_t *)(buf + zp_bytes + vec_bytes + scale_bytes); /* taps x C */
-    char *next = (char *)wt + wt_bytes;
-    const void *w = p->dw_packed;
-    memset(zp_row, x_zp, zp_bytes);
-    /* init (and per-channel scales) in the kernel's channel order: p->dw_pos for QUADS_S8 */
-    const uint32_t *pos = quads ? p->dw_pos : NULL;
-    QE_ASSERT(!quads || pos != NULL);
-    memset(init, 0, vec_bytes);
-    dw_fill_init(p->dw_wsum, T, C, x_zp, w_zp, out, pos, init);
-    if (perm_scale) {
-        memset(scale, 0, scale_bytes);
-        for (size_t c = 0; c < C; c++) scale[pos[c]] = out->scale[c];
-    }
-    if (w_zp) {
-        qe_dw_taps_by_channel(p->dw_w, T, C, 0, T, w_zp, wt, NULL);
-        qe_dw_pack_weights(uk, T, C, wt, next);
-        w = next;
-        next += w_bytes;
-    }
+    const size_t plane_bytes =
+        plane ? ((s->kernel_w - 1) * s->dilation_w + (run_px - 1) * s->stride_w + 1) * C : 0;
+    key.zp_bytes = QE_ROUND_UP(QE_MAX(Cp, plane_bytes), 64);
+    const qe_dw_consts *k = dw_call_consts(p, &key, uk, w_zp, out);
+    if (!k) return QE_ERR_NOMEM;
     qe_output o = *out;
     o.bias = NULL; /* folded into init */
-    dw_job j = {.s = s, .x = x, .zp_row = zp_row, .kernel = uk->kernel, .lut = lut, .y = y,
+    dw_job j = {.s = s, .x = x, .zp_row = k->zp_row, .kernel = uk->kernel, .lut = lut, .y = y,
                 .es = qe_output_elem_size(out->kind), .rows = s->batch * s->out_h, .uk = uk};
     j.ow_lo = ow_lo;
     j.ow_hi = ow_hi;
     qe_dw_params whole = {
-        .channels = C, .ntaps = T, .tap_stride = QE_ROUND_UP(T, group), .w = w,
-        .init = init, .scale = perm_scale ? scale : NULL, .out = &o, .ldy = ldy};
+        .channels = C, .ntaps = T, .tap_stride = QE_ROUND_UP(T, group), .w = k->w,
+        .init = k->init, .scale = k->scale, .out = &o, .ldy = ldy};
     dw_point_extras(&whole, quads);
     j.cut[0] = (dw_cut){.first = 0, .count = s->kernel_h, .prm = whole};
-    j.ncuts = 1 + ncuts;
-    if (ncuts) {
-        uint8_t *row_cut = (uint8_t *)next;
-        next += QE_ROUND_UP(s->out_h, 64);
-        for (size_t i = 1; i <= ncuts; i++) {
-            const size_t Tc = cuts[i][1] * s->kernel_w;
-            const char *kept = dw_cut_weights(p, cuts[i][0], cuts[i][1]);
-            if (!kept) return QE_ERR_NOMEM;
-            int32_t *cinit = (int32_t *)next;
-            const void *cw = kept + QE_ROUND_UP(C * sizeof(int32_t), 64);
-            next += vec_bytes;
-            memset(cinit, 0, vec_bytes);
-            dw_fill_init((const int32_t *)kept, Tc, C, x_zp, w_zp, out, pos, cinit);
-            if (w_zp) {
-                qe_dw_taps_by_channel(p->dw_w, T, C, cuts[i][0] * s->kernel_w, Tc, w_zp,
-                                      wt, NULL);
-                qe_dw_pack_weights(uk, Tc, C, wt, next);
-                cw = next;
-                next += QE_ROUND_UP(qe_dw_packed_bytes(uk, Tc, C), 64);
-            }
-            dw_cut *c = &j.cut[i];
-            *c = (dw_cut){.first = cuts[i][0], .count = cuts[i][1], .prm = whole};
-            c->prm.ntaps = Tc;
-            c->prm.tap_stride = QE_ROUND_UP(Tc, group);
-            c->prm.w = cw;
-            dw_point_extras(&c->prm, quads);
-            c->prm.init = cinit;
-        }
-        for (size_t oh = 0; oh < s->out_h; oh++) {
-            size_t first, count, i;
-            dw_rows_inside(s, oh, &first, &count);
-            for (i = ncuts; i > 0 && (cuts[i][0] != first || cuts[i][1] != count); i--) {}
-            row_cut[oh] = (uint8_t)i;   /* 0 (the whole window) when no cut matches */
-        }
-        j.row_cut = row_cut;
+    j.ncuts = 1 + key.ncuts;
+    j.cuts = (const size_t(*)[2])key.cuts;
+    for (size_t i = 1; i <= key.ncuts; i++) {
+        const size_t Tc = key.cuts[i][1] * s->kernel_w;
+        dw_cut *c = &j.cut[i];
+        *c = (dw_cut){.first = key.cuts[i][0], .count = key.cuts[i][1], .prm = whole};
+        c->prm.ntaps = Tc;
+        c->prm.tap_stride = QE_ROUND_UP(Tc, group);
+        c->prm.w = k->cut_w[i];
+        dw_point_extras(&c->prm, quads);
+        c->prm.init = k->cut_init[i];
     }
     /* About 64K multiply-adds per task, and at least 4 tasks per thread: a map of fewer rows
      * than that (OCR-style 2 x 160 maps) is cut along its columns too. */

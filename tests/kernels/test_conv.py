@@ -475,6 +475,52 @@ def test_depthwise_cuts_made_by_concurrent_first_calls(isa):
         assert_same(K.conv_u8s8(p, x, 201, **kw_out), want)
 
 
+@pytest.mark.parametrize("kernel, pads, strides", [
+    ((5, 5), (2, 2, 2, 2), (1, 1)),     # every padded row cut
+    ((5, 5), (2, 2, 2, 2), (2, 1)),     # 3 and 4 input rows: two cuts each, not the same ones
+    ((11, 1), (9, 0, 9, 0), (1, 1)),    # no cuts: stepped runs read the x_zp plane
+])
+def test_depthwise_constants_kept_with_the_packing(isa, threads, kernel, pads, strides):
+    """The first call without weight zero points keeps its constants (x_zp plane, init, scales,
+    cut inits) with the packed conv, and later calls use them only when x_zp, the bias and
+    scale values, the cuts and the plane size all match (dwconv.c dw_call_consts): a call that
+    changes any of them, or mutates its bias or scales in place, still gets the numpy result."""
+    channels = 72
+    rng = np.random.default_rng(kernel[0] + pads[0])
+    wt = rng.integers(-128, 128, (channels, *kernel, 1), dtype=np.int8)
+    geom = dict(strides=strides, pads=pads, groups=channels)
+    p = K.ConvPacked(wt, **geom)
+    bias = rng.integers(-2**16, 2**16, channels, dtype=np.int32)
+    scale = (10.0 ** rng.uniform(-3.5, -2.5, channels)).astype(np.float32)  # few saturate
+    x = {w: rng.integers(0, 256, (1, 3, w, channels), dtype=np.uint8) for w in (9, 40)}
+    x[1] = rng.integers(0, 256, (2, 4, 9, channels), dtype=np.uint8)   # other rows: other cuts
+
+    def call(xk, x_zp, w_zp=None, **kw_out):
+        if kw_out.get("out", "u8") == "u8":
+            kw_out.setdefault("zero_point", 90)
+        got = K.conv_u8s8(p, x[xk], x_zp, w_zp=w_zp, **kw_out)
+        assert_same(got, npkern.conv(x[xk], x_zp, wt, w_zp=w_zp, **geom, **kw_out))
+
+    call(9, 201, w_zp=rng.integers(-128, 128, channels), bias=bias, scale=scale)  # nothing kept
+    call(9, 201, bias=bias, scale=scale)      # kept
+    call(9, 201, bias=bias, scale=scale)      # used
+    call(40, 201, bias=bias, scale=scale)     # wider rows (a wider plane when it is used)
+    call(1, 201, bias=bias, scale=scale)      # other rows
+    call(9, 17, bias=bias, scale=scale)       # another x_zp
+    call(9, 201, scale=scale)                 # no bias
+    bias[::3] += 1000
+    call(9, 201, bias=bias, scale=scale)      # the bias changed in place
+    bias[::3] -= 1000
+    call(9, 201, bias=bias, scale=scale)      # the kept constants again
+    scale[::5] *= 2
+    call(9, 201, bias=bias, scale=scale)      # the scales changed in place
+    scale[::5] /= 2
+    call(9, 201, bias=bias, scale=scale)      # the kept constants again
+    call(9, 201, bias=bias, scale=scale[:1])  # one scale
+    call(9, 201, bias=bias, out="i32")
+    call(9, 201, bias=bias, scale=scale)
+
+
 @pytest.mark.parametrize("channels", [128, 144, 200, 960])
 @pytest.mark.parametrize("shape, strides", [((1, 7, 7), (1, 1)), ((1, 14, 14), (2, 2)),
                                             ((2, 2, 5), (1, 1))])
