@@ -63,10 +63,14 @@ static const scalar_fn g_scalar[QE_ISA_COUNT] = {
 #endif
 };
 
-enum { QE_FLOAT_ROWS_PER_TASK = 32, QE_FLOAT_SERIAL_ELEMS = 1 << 14 };
+/* Row jobs: a split among the threads from QE_FLOAT_SPLIT_ELEMS elements on, in a number of
+ * tasks that is a multiple of the thread count, each of about QE_FLOAT_TASK_ELEMS or more (rows
+ * are independent, so no split changes a result). Below 16K elements these ran on one thread:
+ * OCR's LayerNormalizations (80 x 128) and last Softmax (80 x 97) on 2 threads. */
+enum { QE_FLOAT_SPLIT_ELEMS = 4096, QE_FLOAT_TASK_ELEMS = 8192, QE_FLOAT_SERIAL_ELEMS = 1 << 14 };
 
 typedef struct {
-    size_t rows, cols;
+    size_t rows, cols, rows_per_task;
     const float *x, *gamma, *beta;
     float *y;
     float eps;
@@ -85,15 +89,19 @@ static void float_rows(const float_job *j, size_t r0, size_t n) {
 
 static void float_task(void *ctx, size_t task, int thread_index) {
     const float_job *j = ctx;
-    const size_t r0 = task * QE_FLOAT_ROWS_PER_TASK;
-    float_rows(j, r0, QE_MIN(QE_FLOAT_ROWS_PER_TASK, j->rows - r0));
+    const size_t r0 = task * j->rows_per_task;
+    float_rows(j, r0, QE_MIN(j->rows_per_task, j->rows - r0));
 }
 
-static void float_run(const float_job *j) {
-    if (j->rows * j->cols < QE_FLOAT_SERIAL_ELEMS || j->rows <= QE_FLOAT_ROWS_PER_TASK)
+static void float_run(float_job *j) {
+    const size_t threads = (size_t)qe_effective_threads(), elems = j->rows * j->cols;
+    if (threads == 1 || j->rows == 1 || elems < QE_FLOAT_SPLIT_ELEMS) {
         float_rows(j, 0, j->rows);
-    else
-        qe_parallel_for(QE_DIV_UP(j->rows, QE_FLOAT_ROWS_PER_TASK), float_task, (void *)j);
+        return;
+    }
+    const size_t tasks = QE_MIN(j->rows, threads * QE_DIV_UP(elems, threads * QE_FLOAT_TASK_ELEMS));
+    j->rows_per_task = QE_DIV_UP(j->rows, tasks);
+    qe_parallel_for(QE_DIV_UP(j->rows, j->rows_per_task), float_task, j);
 }
 
 int qe_softmax_f32(size_t rows, size_t cols, const float *x, float *y, int log_form) {

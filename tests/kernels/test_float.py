@@ -72,6 +72,35 @@ def test_layernorm_matches_float64_and_is_identical_on_every_isa(rows, cols, wit
     np.testing.assert_allclose(outs[0], ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("rows, cols", [(80, 97), (80, 128), (320, 80), (3, 2000), (1, 9000),
+                                        (50, 81)])
+def test_row_jobs_split_among_threads_give_the_same_bits(isa, rows, cols):
+    """Softmax and LayerNormalization of 4K elements or more split their rows among the
+    threads (csrc/float/softmax.c float_run): 1, 2 and 3 threads give the same bits, close to
+    float64, for tasks of uneven row counts and for a single row."""
+    rng = np.random.default_rng(rows * cols)
+    x = (rng.standard_normal((rows, cols)) * 3 + 1).astype(np.float32)
+    g, b = rng.standard_normal(cols).astype(np.float32), rng.standard_normal(cols).astype(np.float32)
+    steps = {"softmax": lambda: K.softmax_step("s", rows, cols, (0, 0), (1, 0)),
+             "layernorm": lambda: K.layernorm_step("n", rows, cols, (0, 0), (1, 0), g, b, 1e-5)}
+    before = K.get_num_threads()
+    outs = {name: [] for name in steps}
+    try:
+        for n in (1, 2, 3):
+            K.set_num_threads(n)
+            for name, make in steps.items():
+                outs[name].append(_run(make(), x, x.shape))
+    finally:
+        K.set_num_threads(before)
+    for name, o in outs.items():
+        for other in o[1:]:
+            np.testing.assert_array_equal(other, o[0], err_msg=name)
+    np.testing.assert_allclose(outs["softmax"][0], _softmax64(x, False), rtol=1e-5, atol=1e-6)
+    x64 = x.astype(np.float64)
+    ref = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5) * g + b
+    np.testing.assert_allclose(outs["layernorm"][0], ref, rtol=1e-4, atol=1e-4)
+
+
 def test_bad_float_steps_raise():
     with pytest.raises(ValueError):
         K.softmax_step("s", 0, 3, (0, 0), (1, 0))
