@@ -78,24 +78,21 @@ static void elt_task(void *ctx, size_t task, int thread_index) {
 /* As many tasks as QE_ELT_CHUNK gives, with the work shared evenly among them (whole 64-byte
  * vectors of a flat tensor, whole rows): an OCR bias add of 80 x 128 took tasks of 64 and 16
  * rows, so on 2 threads one thread did 4/5 of it. A job of one task divides nothing (a 64-bit
- * division costs tens of cycles, and a one-node model's call is about 3 us). */
+ * division costs tens of cycles, and a one-node model's call is about 3 us). Every caller
+ * returns before this on an empty tensor. */
 static void elt_run(elt_job *j, int flat) {
+    QE_ASSERT(j->rows > 0 && j->cols > 0);
     if (flat) {
         j->cols *= j->rows;
         j->rows = 1;
         const size_t tasks = QE_DIV_UP(j->cols, QE_ELT_CHUNK);
-        j->chunk = tasks <= 1 ? QE_MAX(j->cols, 1) : QE_ROUND_UP(QE_DIV_UP(j->cols, tasks), 64);
-        qe_parallel_for(tasks <= 1 ? tasks : QE_DIV_UP(j->cols, j->chunk), elt_task, j);
+        j->chunk = tasks == 1 ? j->cols : QE_ROUND_UP(QE_DIV_UP(j->cols, tasks), 64);
+        qe_parallel_for(tasks == 1 ? 1 : QE_DIV_UP(j->cols, j->chunk), elt_task, j);
     } else {
         j->chunk = 0;
         const size_t per = QE_MAX(1, QE_ELT_CHUNK / j->cols); /* rows per task at most */
-        if (j->rows <= per) {
-            j->rows_per_task = j->rows;
-            qe_parallel_for(j->rows > 0, elt_task, j);
-            return;
-        }
-        j->rows_per_task = QE_DIV_UP(j->rows, QE_DIV_UP(j->rows, per));
-        qe_parallel_for(QE_DIV_UP(j->rows, j->rows_per_task), elt_task, j);
+        j->rows_per_task = j->rows <= per ? j->rows : QE_DIV_UP(j->rows, QE_DIV_UP(j->rows, per));
+        qe_parallel_for(j->rows <= per ? 1 : QE_DIV_UP(j->rows, j->rows_per_task), elt_task, j);
     }
 }
 

@@ -73,12 +73,9 @@ static size_t fill_columns(const qe_gemm_packed *p, const qe_output *out, int32_
         memcpy(sc, out->scale + n_begin, n * sizeof(float));
     else
         for (size_t i = 0; i < n; i++) sc[i] = out->scale[0];
-    int hi_free = out->kind == QE_OUT_U8 && out->qmax == 255;
-    for (size_t i = 0; i < n && hi_free; i += 256) { /* every scale < 1 (a NaN is not) */
-        int below = 1;
-        for (size_t e = i; e < QE_MIN(n, i + 256); e++) below &= sc[e] < 1.0f;
-        hi_free = below;
-    }
+    int below = 1; /* every scale < 1 (a NaN is not) */
+    for (size_t i = 0; i < n; i++) below &= sc[i] < 1.0f;
+    const int hi_free = out->kind == QE_OUT_U8 && out->qmax == 255 && below;
     if (fbias) memcpy(fbias + i0, out->fbias + n_begin, n * sizeof(float));
     if (nbzp)
         for (size_t i = 0; i < n; i++) nbzp[i0 + i] = -b_zp[n_begin + i];
