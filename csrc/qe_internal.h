@@ -108,6 +108,20 @@ static inline int32_t qe_requant_one(int32_t acc, float mult, int32_t zp, int32_
  * threads at once: a call that finds the pool busy runs its tasks on its own thread. */
 typedef void (*qe_task_fn)(void *ctx, size_t task, int thread_index);
 void qe_parallel_for(size_t n_tasks, qe_task_fn fn, void *ctx);
+/* The same on at most max_threads threads (1: serially on the caller, never touching the
+ * pool): what a driver calls with qe_threads_for_cycles(). */
+void qe_parallel_for_threads(size_t n_tasks, int max_threads, qe_task_fn fn, void *ctx);
+
+/* The least work, in cycles on one thread, worth a second thread: handing a job to a worker
+ * and joining it costs about a microsecond (benchmarks/overhead.py's chain of 100 16-pixel
+ * convolutions on 2 threads: 1.4 us per op when each was split, 0.6 on one thread). The
+ * drivers' estimates are rough (their kernels' best rates), so the bar is low: it keeps the
+ * tiny jobs -- a 16-pixel map, a squeeze-excitation convolution of one pixel -- on the
+ * calling thread and changes nothing for the rest. */
+enum { QE_MIN_PARALLEL_CYCLES = 4096 };
+/* The threads a job of about `cycles` (a driver's single-thread estimate) may use: 1 below
+ * QE_MIN_PARALLEL_CYCLES, else qe_effective_threads(). */
+int qe_threads_for_cycles(double cycles);
 
 /* The thread count the next qe_parallel_for on this thread may use: the per-thread limit set by
  * qe_set_thread_limit() if any (a model with its own thread setting), else the global count. */

@@ -92,6 +92,9 @@ uint64_t qe_int8_peak_probe(qe_isa isa, uint64_t iterations);
  * thread runs them, so outputs are identical for every thread count. */
 int qe_set_num_threads(int n); /* n >= 1; QE_ERR_ARG otherwise */
 int qe_get_num_threads(void);
+/* Jobs handed to the pool's workers since the process started (a job the caller ran alone is
+ * not counted): lets tests check that a tiny kernel call stays on the calling thread. */
+uint64_t qe_pool_jobs_dispatched(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Output pipeline: what a kernel does with its int32 accumulators                            */

@@ -69,6 +69,7 @@ typedef struct {
 static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER; /* held while a job runs */
 static qe_pool *g_pool;     /* created lazily; guarded by g_pool_lock */
 static atomic_int g_num_threads = 1;
+static atomic_uint_fast64_t g_jobs_dispatched; /* qe_pool_jobs_dispatched */
 static _Thread_local int tls_thread_limit;
 /* The calling thread's place in the job it is running (qe_job_participant); 0 of 1 outside. */
 static _Thread_local int tls_participant, tls_participants;
@@ -202,6 +203,10 @@ int qe_set_num_threads(int n) {
 
 int qe_get_num_threads(void) { return atomic_load(&g_num_threads); }
 
+uint64_t qe_pool_jobs_dispatched(void) {
+    return atomic_load_explicit(&g_jobs_dispatched, memory_order_relaxed);
+}
+
 void qe_set_thread_limit(int n) { tls_thread_limit = n > 0 ? n : 0; }
 
 int qe_effective_threads(void) {
@@ -213,9 +218,17 @@ static void qe_run_serial(size_t n_tasks, qe_task_fn fn, void *ctx) {
     for (size_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
 }
 
+int qe_threads_for_cycles(double cycles) {
+    return cycles < (double)QE_MIN_PARALLEL_CYCLES ? 1 : qe_effective_threads();
+}
+
 void qe_parallel_for(size_t n_tasks, qe_task_fn fn, void *ctx) {
+    qe_parallel_for_threads(n_tasks, qe_effective_threads(), fn, ctx);
+}
+
+void qe_parallel_for_threads(size_t n_tasks, int max_threads, qe_task_fn fn, void *ctx) {
     if (n_tasks == 0) return;
-    const int threads = qe_effective_threads();
+    const int threads = QE_MIN(max_threads, qe_effective_threads());
     if (threads <= 1 || n_tasks == 1 || pthread_mutex_trylock(&g_pool_lock) != 0) {
         qe_run_serial(n_tasks, fn, ctx);
         return;
@@ -239,6 +252,7 @@ void qe_parallel_for(size_t n_tasks, qe_task_fn fn, void *ctx) {
                               memory_order_relaxed);
         p->ranges[i].end = qe_share_start(n_tasks, parts, (size_t)i + 1);
     }
+    atomic_fetch_add_explicit(&g_jobs_dispatched, 1, memory_order_relaxed);
     atomic_store_explicit(&p->joined, 0, memory_order_release); /* open the job */
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_mutex_lock(&p->mu);

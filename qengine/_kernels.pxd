@@ -40,6 +40,7 @@ cdef extern from "qe_kernels.h" nogil:
 
     int qe_set_num_threads(int n)
     int qe_get_num_threads()
+    uint64_t qe_pool_jobs_dispatched()
 
     ctypedef enum qe_out_kind:
         QE_OUT_U8

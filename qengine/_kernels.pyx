@@ -72,6 +72,11 @@ def get_num_threads():
     return qe_get_num_threads()
 
 
+def pool_jobs_dispatched():
+    """Jobs the kernels have handed to the thread pool's workers so far (for tests)."""
+    return qe_pool_jobs_dispatched()
+
+
 def set_thread_limit(n):
     """Cap the threads used by kernels called from the calling thread (0 = no cap)."""
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 0 <= n <= 1024:

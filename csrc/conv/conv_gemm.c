@@ -294,8 +294,13 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
      * their 2.5 panels of columns 2:0.5 between two threads; 2 threads: 42 -> 35 us), unless
      * M < N and its panels share out more evenly than the strips (M = 49, N = 960: 8 of 15
      * panels per thread against 5 of 9 strips, and each thread reads half of B, not all).
-     * One thread never splits. No split changes a result. */
-    const size_t threads = (size_t)qe_effective_threads();
+     * One thread never splits, and neither does a job too small to pay for another thread
+     * (the estimate of gemm_partition, qgemm.c: 64 multiply-adds per cycle plus the stream of
+     * B; im2col's copy at 32 bytes per cycle). No split changes a result. */
+    const double cycles = (double)s->groups * (double)p->cout_g * (double)p->K *
+                              ((double)j.M / 64.0 + 1.0 / 32.0) +
+                          (p->method == QE_CONV_1X1 ? 0.0 : (double)s->groups * j.M * p->K / 32.0);
+    const size_t threads = (size_t)qe_threads_for_cycles(cycles);
     const size_t want = 4 * threads;
     const int small_b = p->K * p->cout_g <= QE_SMALL_B_BYTES;
     const int cols_even = j.M < p->cout_g && QE_DIV_UP(j.panels, threads) * j.strips <
@@ -329,6 +334,7 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
         while (b < most && per_block * b % threads) b++;
         if (per_block * b % threads == 0) *blocks = b;
     }
-    qe_parallel_for(s->groups * j.row_blocks * j.col_blocks, conv_gemm_task, &j);
+    qe_parallel_for_threads(s->groups * j.row_blocks * j.col_blocks, (int)threads, conv_gemm_task,
+                            &j);
     return QE_OK;
 }

@@ -221,9 +221,13 @@ int qe_matmul_u8u8(const qe_matmul_shape *s, const uint8_t *a, int32_t a_zp, con
     if (s->batch == 0 || s->M == 0) return QE_OK;
     matmul_job j = {.s = s, .a = a, .b = b, .a_zp = a_zp, .b_zp = b_zp, .out = out, .c = c,
                     .uk = QE_PICK(g_ukernels, isa), .isa = isa};
-    j.threaded = s->batch < (size_t)qe_effective_threads();
+    /* gemm_partition's estimate of the whole job, plus packing B */
+    const double cycles = (double)s->batch * (double)s->N * (double)s->K *
+                          ((double)s->M / 64.0 + 1.0 / 32.0 + 1.0 / 16.0);
+    const int threads = qe_threads_for_cycles(cycles);
+    j.threaded = threads > 1 && s->batch < (size_t)threads;
     if (!j.threaded) {
-        qe_parallel_for(s->batch, matmul_task, &j);
+        qe_parallel_for_threads(s->batch, threads, matmul_task, &j);
         return QE_OK;
     }
     for (size_t i = 0; i < s->batch; i++) {

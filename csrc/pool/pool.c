@@ -187,12 +187,14 @@ static int pool_run(pool_job *j) {
                        &j->ow_lo, &j->ow_hi);
     j->k = QE_PICK(g_pool_kernels, qe_get_isa());
     j->rows = s->batch * s->out_h;
+    /* tasks of about 64K taps, at least 4 per thread; the threads the work pays for at ~32
+     * taps per cycle */
     const size_t row_work = s->out_w * s->channels * T + 1;
-    const size_t threads = (size_t)qe_effective_threads();
+    const size_t threads = (size_t)qe_threads_for_cycles((double)j->rows * (double)row_work / 32.0);
     size_t rpt = QE_MAX(1, (64 * 1024) / row_work);
     rpt = QE_MIN(rpt, QE_MAX(1, j->rows / (4 * threads)));
     j->rows_per_task = rpt;
-    qe_parallel_for(QE_DIV_UP(j->rows, rpt), pool_task, j);
+    qe_parallel_for_threads(QE_DIV_UP(j->rows, rpt), (int)threads, pool_task, j);
     return QE_OK;
 }
 
@@ -246,10 +248,13 @@ int qe_global_avgpool_u8(size_t batch, size_t hw, size_t channels, const uint8_t
                   .rq = {.sub = (int32_t)hw * x_zp, .zp = y_zp, .qmin = qmin, .qmax = qmax},
                   .kernel = QE_PICK(g_pool_kernels, qe_get_isa())->gavg};
     /* Channel chunks of about QE_GAVG_CHUNK or more, shares of 64-channel units (a multiple of
-     * every vector width); fewer when the batch alone keeps the threads busy. */
-    const size_t threads = (size_t)qe_effective_threads();
+     * every vector width); fewer when the batch alone keeps the threads busy. The threads: as
+     * many as the work pays for at ~32 bytes per cycle (a squeeze-excitation pool of OCR,
+     * 320 x 576, ran slower on 2 threads than on 1). */
+    const size_t threads =
+        (size_t)qe_threads_for_cycles((double)batch * (double)hw * (double)channels / 32.0);
     j.chunks = QE_MAX(1, QE_MIN(QE_DIV_UP(channels, QE_GAVG_CHUNK),
                                 QE_DIV_UP(4 * threads, batch)));
-    qe_parallel_for(batch * j.chunks, gavg_task, &j);
+    qe_parallel_for_threads(batch * j.chunks, (int)threads, gavg_task, &j);
     return QE_OK;
 }
