@@ -8,7 +8,7 @@ Two measurements, both through the public API (Model.run with a numpy array, as 
   multiply-adds each, a few nanoseconds).
 onnxruntime (float, the same models) is timed interleaved beside it for scale.
 
-    python benchmarks/overhead.py [--rounds 15] [--json OUT.json]
+    python benchmarks/overhead.py [--rounds 15] [--threads 1,2] [--json OUT.json]
 """
 from __future__ import annotations
 
@@ -90,35 +90,37 @@ def measure(rounds: int = 15, threads: int = 1, with_onnxruntime: bool = True) -
     return out
 
 
-def markdown(res: dict) -> str:
-    q = res["qengine"]
-    rows = ["| measurement | qengine us | onnxruntime fp32 us | target | met |",
-            "|---|---:|---:|---:|:-:|"]
-    o = res.get("onnxruntime", {})
-    for key, label, target in [("one_node_us", "one-node model, per call", TARGET_ONE_NODE_US),
-                               ("per_op_us", "per additional op (chain of 100)",
-                                TARGET_PER_OP_US),
-                               ("chain100_us", "chain of 100 ops, per call", None)]:
-        met = "" if target is None else ("yes" if q[key] <= target else "**no**")
-        rows.append(f"| {label} | {q[key]:.2f} | "
-                    f"{o[key]:.2f} | " if o else f"| {label} | {q[key]:.2f} | - | ")
-        rows[-1] += f"{'' if target is None else f'<= {target:g}'} | {met} |"
+def markdown(results: list) -> str:
+    """One table of the measure() results, one block of rows per thread count."""
+    rows = ["| threads | measurement | qengine us | onnxruntime fp32 us | target | met |",
+            "|---:|---|---:|---:|---:|:-:|"]
+    for res in results:
+        q, o = res["qengine"], res.get("onnxruntime", {})
+        for key, label, target in [("one_node_us", "one-node model, per call",
+                                    TARGET_ONE_NODE_US),
+                                   ("per_op_us", "per additional op (chain of 100)",
+                                    TARGET_PER_OP_US),
+                                   ("chain100_us", "chain of 100 ops, per call", None)]:
+            met = "" if target is None else ("yes" if q[key] <= target else "**no**")
+            ort = f"{o[key]:.2f}" if o else "-"
+            rows.append(f"| {res['threads']} | {label} | {q[key]:.2f} | {ort} | "
+                        f"{'' if target is None else f'<= {target:g}'} | {met} |")
     return "\n".join(rows)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
     p.add_argument("--json")
     a = p.parse_args(argv)
-    res = measure(a.rounds, a.threads)
-    print(markdown(res))
-    print(f"(compiled steps: one node {res['steps']['1']}, chain of 100 conv+relu "
-          f"{res['steps']['100']})")
+    results = [measure(a.rounds, int(t)) for t in a.threads.split(",") if t]
+    print(markdown(results))
+    print(f"(compiled steps: one node {results[0]['steps']['1']}, chain of 100 conv+relu "
+          f"{results[0]['steps']['100']})")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+            json.dump(results, f, indent=1)
     return 0
 
 

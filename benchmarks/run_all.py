@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     batch = [int(b) for b in a.batch.split(",")]
     t0 = time.perf_counter()
     results = run_models(names, a.rounds, threads, batch, progress=not a.no_progress)
-    ov = overhead.measure(rounds=15)
+    ov = [overhead.measure(rounds=15, threads=t) for t in threads]
     elapsed = time.perf_counter() - t0
     cmd = "python benchmarks/run_all.py"
     head = [f"```\n{cmd}\n```",
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
             "around the steps. Targets: qe / ort int8 <= 0.88 (ResNet-18, also >= 90% of the "
             "int8 peak) or <= 0.7 (the others); qe / ort fp32 <= 0.4 (2.5x) for every model.",
             models_table(results),
-            "Calling overhead (`python benchmarks/overhead.py`, 1 thread):",
+            f"Calling overhead (`python benchmarks/overhead.py --threads {a.threads}`):",
             overhead.markdown(ov)]
     models_md = "\n\n".join(head + [largest_items(results), slowest_profile(results)])
     readme_md = "\n\n".join(head + ["Profiles, what misses its target and why: "

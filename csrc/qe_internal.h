@@ -20,14 +20,23 @@ void qe_assert_fail(const char *file, int line, const char *cond);
 
 #define QE_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define QE_MAX(a, b) ((a) > (b) ? (a) : (b))
-#define QE_DIV_UP(a, b) (((a) + (b) - 1) / (b))
-#define QE_ROUND_UP(a, b) (QE_DIV_UP(a, b) * (b))
+/* a / b for sizes, in 32 bits when both fit: a 64-bit DIV costs 35-90 cycles on Skylake-class
+ * cores against ~26 for a 32-bit one, and the drivers divide by run-time tile sizes a dozen
+ * times or more per call (a 16-pixel convolution's call was 700 ns, a third of it dividing). */
+static inline size_t qe_udiv(size_t a, size_t b) {
+    return ((a | b) >> 32) == 0 ? (size_t)((uint32_t)a / (uint32_t)b) : a / b;
+}
+static inline size_t qe_umod(size_t a, size_t b) {
+    return ((a | b) >> 32) == 0 ? (size_t)((uint32_t)a % (uint32_t)b) : a % b;
+}
+#define QE_DIV_UP(a, b) qe_udiv((size_t)(a) + (size_t)(b) - 1, (size_t)(b))
+#define QE_ROUND_UP(a, b) (QE_DIV_UP(a, b) * (size_t)(b))
 
 /* Where share i of `units` cut into `shares` near-equal shares begins (share i is [start(i),
  * start(i + 1))): sizes differ by at most one unit and the larger ones are spread out, so any
  * run of consecutive shares -- one thread's range of tasks -- holds its fair part. */
 static inline size_t qe_share_start(size_t units, size_t shares, size_t i) {
-    return i * units / shares;
+    return qe_udiv(i * units, shares);
 }
 
 /* Copy n bytes of a short run (im2col's kernel rows, a permute's channel slices): fixed-size
@@ -170,7 +179,7 @@ static inline void qe_window_interior(size_t in, size_t pad, size_t kernel, size
                                       size_t stride, size_t out, size_t *lo, size_t *hi) {
     const size_t ext = (kernel - 1) * dilation + 1;
     *lo = QE_DIV_UP(pad, stride);
-    *hi = in + pad >= ext ? QE_MIN((in + pad - ext) / stride + 1, out) : 0;
+    *hi = in + pad >= ext ? QE_MIN(qe_udiv(in + pad - ext, stride) + 1, out) : 0;
 }
 
 /* Aligned allocation for packed weights. */

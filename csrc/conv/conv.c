@@ -43,7 +43,7 @@ static int fixed_part_ok(const qe_conv_shape *s) {
     if (s->pad_top > QE_MAX_DIM || s->pad_left > QE_MAX_DIM || s->pad_bottom > QE_MAX_DIM ||
         s->pad_right > QE_MAX_DIM)
         return 0;
-    return s->in_c % s->groups == 0 && s->out_c % s->groups == 0;
+    return qe_umod(s->in_c, s->groups) == 0 && qe_umod(s->out_c, s->groups) == 0;
 }
 
 static int fixed_part_equal(const qe_conv_shape *a, const qe_conv_shape *b) {
@@ -57,7 +57,7 @@ static int fixed_part_equal(const qe_conv_shape *a, const qe_conv_shape *b) {
 /* Output size along one axis, or 0 when the padded input cannot hold one dilated kernel. */
 static size_t out_size(size_t in, size_t k, size_t stride, size_t dil, size_t pad0, size_t pad1) {
     const size_t extent = dil * (k - 1) + 1, padded = in + pad0 + pad1;
-    return padded < extent ? 0 : (padded - extent) / stride + 1;
+    return padded < extent ? 0 : qe_udiv(padded - extent, stride) + 1;
 }
 
 int qe_conv_shape_check(const qe_conv_shape *s) {
@@ -72,7 +72,7 @@ int qe_conv_shape_check(const qe_conv_shape *s) {
         return QE_ERR_ARG;
     /* kernel sizes <= 2^24 each: the product fits size_t; K bounds the accumulator */
     if (s->kernel_h * s->kernel_w > QE_MAX_K ||
-        s->kernel_h * s->kernel_w * (s->in_c / s->groups) > QE_MAX_K)
+        s->kernel_h * s->kernel_w * qe_udiv(s->in_c, s->groups) > QE_MAX_K)
         return QE_ERR_OVERFLOW;
     return QE_OK;
 }

@@ -131,8 +131,9 @@ typedef struct {
 } pixel_pos;
 
 static inline pixel_pos pixel_at(const qe_conv_shape *s, size_t m) {
-    return (pixel_pos){.n = m / (s->out_w * s->out_h), .oh = (m / s->out_w) % s->out_h,
-                       .ow = m % s->out_w};
+    const size_t row = qe_udiv(m, s->out_w);
+    return (pixel_pos){.n = qe_udiv(row, s->out_h), .oh = qe_umod(row, s->out_h),
+                       .ow = m - row * s->out_w};
 }
 
 static inline void pixel_advance(const qe_conv_shape *s, pixel_pos *q, size_t count) {
@@ -155,7 +156,7 @@ static void conv_rows_in_place(const conv_gemm_job *j, size_t m0, size_t rows, s
     const qe_conv_packed *p = j->p;
     const qe_conv_shape *s = j->s;
     const size_t mr = p->gemm[0]->uk->mr, kh = s->kernel_h, kw = s->kernel_w, C = s->in_c;
-    const size_t es = j->es, max_strips = rows / mr;
+    const size_t es = j->es, max_strips = qe_udiv(rows, mr);
     /* slot 3: segment pointers, strips' first rows, the other rows' indices and outputs */
     const size_t seg_bytes = QE_ROUND_UP(max_strips * kh * sizeof(uint8_t *), 64);
     const size_t row0_bytes = QE_ROUND_UP(max_strips * sizeof(size_t), 64);
@@ -220,8 +221,9 @@ static void im2col_block(const conv_gemm_job *j, size_t g, size_t m0, size_t row
 static void conv_gemm_task(void *ctx, size_t task, int thread_index) {
     const conv_gemm_job *j = ctx;
     const qe_conv_packed *p = j->p;
-    const size_t cb = task % j->col_blocks, rb = (task / j->col_blocks) % j->row_blocks;
-    const size_t g = task / (j->col_blocks * j->row_blocks);
+    const size_t cb = qe_umod(task, j->col_blocks),
+                 rb = qe_umod(qe_udiv(task, j->col_blocks), j->row_blocks);
+    const size_t g = qe_udiv(task, j->col_blocks * j->row_blocks);
     /* row block rb: its share of the strips; column block cb: its share of the panels */
     const size_t m0 = qe_share_start(j->strips, j->row_blocks, rb) * j->mr;
     const size_t rows = QE_MIN(qe_share_start(j->strips, j->row_blocks, rb + 1) * j->mr, j->M) - m0;
@@ -273,7 +275,7 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
         }
     }
     const size_t mr = qe_gemm_packed_tile_m(p->gemm[0]);
-    size_t br = block_bytes / j.lda;
+    size_t br = qe_udiv(block_bytes, j.lda);
     br = QE_MAX(QE_MIN_BLOCK_ROWS, QE_MIN(QE_MAX_BLOCK_ROWS, br / 16 * 16));
     j.row_blocks = QE_DIV_UP(j.M, br);
     /* Blocks of whole tiles (no short tile inside the image), shared out by qe_share_start:
@@ -308,11 +310,11 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
     if (threads > 1 && (j.M >= p->cout_g || (small_b && !cols_even)) &&
         j.row_blocks * s->groups < want) {
         const size_t tiles = small_b ? 1 : QE_MIN_SPLIT_STRIPS;
-        const size_t most = QE_MAX(1, j.M / (tiles * mr));
+        const size_t most = QE_MAX(1, qe_udiv(j.M, tiles * mr));
         j.row_blocks = QE_MAX(j.row_blocks, QE_MIN(most, QE_DIV_UP(want, s->groups)));
     }
     if (threads > 1 && j.row_blocks * s->groups < want) {
-        const size_t most = QE_MIN(j.panels, QE_MAX(1, p->cout_g / QE_MIN_BLOCK_COLS));
+        const size_t most = QE_MIN(j.panels, QE_MAX(1, qe_udiv(p->cout_g, QE_MIN_BLOCK_COLS)));
         /* im2col: one column block per thread, since each rebuilds the whole A (ResNet-18's
          * last stage: 226 KB per block) and a block of several panels prefetches its next
          * panels (qe_gemm_run_blocked); 8 blocks of one panel had those convs at 1.5x on 2
@@ -331,8 +333,8 @@ int qe_conv_run_gemm(const qe_conv_packed *p, const qe_conv_shape *s, const uint
     if (threads > 1 && *blocks > 1 && per_block * *blocks < 4 * want) {
         const size_t most = QE_MIN(2 * *blocks, by_cols ? j.panels : j.strips);
         size_t b = *blocks;
-        while (b < most && per_block * b % threads) b++;
-        if (per_block * b % threads == 0) *blocks = b;
+        while (b < most && qe_umod(per_block * b, threads)) b++;
+        if (qe_umod(per_block * b, threads) == 0) *blocks = b;
     }
     qe_parallel_for_threads(s->groups * j.row_blocks * j.col_blocks, (int)threads, conv_gemm_task,
                             &j);

@@ -33,7 +33,7 @@ enum { QE_GEMM_PREFETCH_NEXT_BYTES = QE_GEMM_L2_BLOCK, QE_GEMM_PREFETCH_NEXT_SLI
 /* Panels per n-block: as many packed panels of B as QE_GEMM_L2_BLOCK holds (at least one). */
 static size_t panels_per_block(const qe_gemm_ukernel *uk, size_t K) {
     const size_t panel_bytes = QE_ROUND_UP(K, uk->k_pad) * uk->nr * uk->b_elem;
-    return QE_MAX(1, QE_GEMM_L2_BLOCK / panel_bytes);
+    return QE_MAX(1, qe_udiv(QE_GEMM_L2_BLOCK, panel_bytes));
 }
 
 /* Per-run column data for panels [j0, j1) into `buf`; returns the bytes used. */
@@ -149,14 +149,14 @@ static const char *next_block(const qe_gemm_packed *p, size_t jb_end, size_t j1,
  * 6-row tile's rate). A remainder of 4 or more rows is left as it is (within noise). Only
  * families whose (mr - 1)-row tile keeps up (qe_gemm_ukernel.short_strips) take short strips. */
 static size_t short_strips_from(const qe_gemm_ukernel *uk, size_t M) {
-    const size_t mr = uk->mr, r = M % mr, full = M / mr;
+    const size_t mr = uk->mr, r = qe_umod(M, mr), full = qe_udiv(M, mr);
     if (!uk->short_strips || mr < 5 || r == 0 || r > 3 || full < mr - 1 - r) return M;
     return (full - (mr - 1 - r)) * mr;
 }
 
 /* How many strips cover M rows with short strips from short_from. */
 static inline size_t strip_count(size_t M, size_t mr, size_t short_from) {
-    return QE_DIV_UP(short_from, mr) + (short_from < M ? (M - short_from) / (mr - 1) : 0);
+    return QE_DIV_UP(short_from, mr) + (short_from < M ? qe_udiv(M - short_from, mr - 1) : 0);
 }
 
 /* The rows of the strip at row m0 (a strip boundary) of M, short strips from `short_from`. */
@@ -176,9 +176,9 @@ typedef struct {
 
 static panel_walk panel_walk_of(const qe_gemm_packed *p) {
     const qe_gemm_ukernel *uk = p->uk;
-    panel_walk w = {.panel_bytes = qe_gemm_panel_offset(uk, p->K, 1), .whole = p->N / uk->nr,
-                    .whole_nv = uk->nr / uk->col_align};
-    w.last_nv = w.whole * uk->nr < p->N ? qe_gemm_panel_width(uk, p->N, w.whole) / uk->col_align
+    panel_walk w = {.panel_bytes = qe_gemm_panel_offset(uk, p->K, 1), .whole = qe_udiv(p->N, uk->nr),
+                    .whole_nv = qe_udiv(uk->nr, uk->col_align)};
+    w.last_nv = w.whole * uk->nr < p->N ? qe_udiv(qe_gemm_panel_width(uk, p->N, w.whole), uk->col_align)
                                         : 0;
     return w;
 }
@@ -211,7 +211,7 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
     const qe_gemm_ukernel *uk = p->uk;
     const size_t K = p->K, nr = uk->nr, mr = uk->mr;
     QE_ASSERT(uk->tiles && n_begin < n_end && n_end <= p->N && M > 0);
-    const size_t j0 = n_begin / nr, j1 = QE_DIV_UP(n_end, nr);
+    const size_t j0 = qe_udiv(n_begin, nr), j1 = QE_DIV_UP(n_end, nr);
     const size_t base = j0 * nr, span = (j1 - j0) * nr;
     const size_t es = qe_output_elem_size(out->kind);
 
@@ -275,7 +275,7 @@ void qe_gemm_run_segmented(const qe_gemm_packed *p, const qe_gemm_seg_a *sa, int
     const size_t K = p->K, nr = uk->nr, mr = uk->mr;
     QE_ASSERT(qe_gemm_segments_ok(p, sa->seg_len, n_begin, n_end) &&
               sa->nseg * sa->seg_len == K && sa->strips + sa->rows > 0);
-    const size_t j0 = n_begin / nr, j1 = n_end / nr, base = j0 * nr, span = (j1 - j0) * nr;
+    const size_t j0 = qe_udiv(n_begin, nr), j1 = qe_udiv(n_end, nr), base = j0 * nr, span = (j1 - j0) * nr;
     const size_t es = qe_output_elem_size(out->kind);
     char *buf = qe_scratch(0, 4 * QE_ROUND_UP(span * sizeof(int32_t), 64));
     QE_ASSERT(buf != NULL);
