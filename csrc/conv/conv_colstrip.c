@@ -139,12 +139,12 @@ static void colstrip_task(void *ctx, size_t task, int thread_index) {
     const size_t ldc = s->out_w * j->ldy;
     size_t lut_from = q0; /* columns done but not yet looked up, within one image */
     for (size_t q = q0; q < q1; q++) {
-        const size_t n = q / s->out_w, ow = q % s->out_w;
+        const size_t n = qe_udiv(q, s->out_w), ow = q - n * s->out_w;
         char *c = j->y + (n * s->out_h * s->out_w + ow) * j->ldy * j->es;
         colstrip_column(j, q + 1 < q1 ? &quiet : j->p->gemm[0], n, ow, strip, c, ldc);
         if (q + 1 < q1) prefetch_column(j, c + j->ldy * j->es, ldc * j->es);
         if (j->lut && (q + 1 == q1 || ow + 1 == s->out_w)) {
-            colstrip_lut(j, n, lut_from % s->out_w, ow + 1);
+            colstrip_lut(j, n, qe_umod(lut_from, s->out_w), ow + 1);
             lut_from = q + 1;
         }
     }
@@ -178,18 +178,18 @@ static void colstrip_pool_task(void *ctx, size_t task, int thread_index) {
     quiet.next_data = NULL;
     size_t image = (size_t)-1, next = 0; /* columns [0, next) of `image` are in the ring */
     for (size_t q = q0; q < q1; q++) {
-        const size_t n = q / ps->out_w, jp = q % ps->out_w;
+        const size_t n = qe_udiv(q, ps->out_w), jp = q - n * ps->out_w;
         if (n != image) image = n, next = 0;
         size_t lo, hi; /* the window's columns inside the convolution's output */
         qe_pool_window_rows(jp, ps->kernel_w, ps->stride_w, ps->pad_left, s->out_w, &lo, &hi);
         for (size_t ow = QE_MAX(lo, next); ow < hi; ow++) {
-            uint8_t *col = ring + (ow % ps->kernel_w) * col_stride;
+            uint8_t *col = ring + qe_umod(ow, ps->kernel_w) * col_stride;
             const int last = q + 1 == q1 && ow + 1 == hi;
             colstrip_column(j, last ? j->p->gemm[0] : &quiet, n, ow, strip, (char *)col, C);
             if (j->lut) qe_lut_rows_inplace(s->out_h, C, col, C, j->lut);
         }
         next = QE_MAX(next, hi);
-        for (size_t ow = lo; ow < hi; ow++) cols[ow - lo] = ring + (ow % ps->kernel_w) * col_stride;
+        for (size_t ow = lo; ow < hi; ow++) cols[ow - lo] = ring + qe_umod(ow, ps->kernel_w) * col_stride;
         uint8_t *y = (uint8_t *)j->y + (n * ps->out_h * ps->out_w + jp) * j->ldy;
         if (q + 1 < q1) /* pooled columns are out_w pixels apart, as in colstrip_task */
             for (size_t i = 0; i < ps->out_h; i++)

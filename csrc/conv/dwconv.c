@@ -193,7 +193,7 @@ static void dw_run_indirect(const dw_job *j, const dw_cut *cut, size_t r, size_t
     const qe_conv_shape *s = j->s;
     for (; ow0 < ow1; ow0 += chunk) {
         const size_t ow_end = QE_MIN(ow0 + chunk, ow1);
-        dw_indirection(j, cut, r / s->out_h, r % s->out_h, ow0, ow_end, ind);
+        dw_indirection(j, cut, qe_udiv(r, s->out_h), qe_umod(r, s->out_h), ow0, ow_end, ind);
         j->kernel(&cut->prm, ow_end - ow0, ind, 0,
                   j->y + (r * s->out_w + ow0) * cut->prm.ldy * j->es);
     }
@@ -206,7 +206,7 @@ static void dw_run_indirect(const dw_job *j, const dw_cut *cut, size_t r, size_t
 static void dw_row_span(const dw_job *j, size_t r, size_t c0, size_t c1, size_t chunk,
                         const uint8_t **ind) {
     const qe_conv_shape *s = j->s;
-    const size_t n = r / s->out_h, oh = r % s->out_h;
+    const size_t n = qe_udiv(r, s->out_h), oh = r - n * s->out_h;
     size_t first, count;
     dw_rows_inside(s, oh, &first, &count);
     const dw_cut *cut = &j->cut[dw_cut_index(j->cuts, j->ncuts - 1, first, count)];
@@ -239,11 +239,11 @@ static void dw_task(void *ctx, size_t task, int thread_index) {
     const dw_job *full = ctx;
     const qe_conv_shape *s = full->s;
     const size_t T2 = full->cut[0].prm.tap_stride; /* the most taps of any cut */
-    const size_t chunk = QE_MAX(1, QE_DW_IND_POINTERS / T2);
+    const size_t chunk = QE_MAX(1, qe_udiv(QE_DW_IND_POINTERS, T2));
     const uint8_t **ind = qe_scratch(2, QE_MIN(chunk, s->out_w) * T2 * sizeof(*ind));
     QE_ASSERT(ind != NULL);
-    const size_t chb = task % full->ch_blocks, cell = task / full->ch_blocks;
-    const size_t rb = cell / full->col_blocks, cb = cell % full->col_blocks;
+    const size_t cell = qe_udiv(task, full->ch_blocks), chb = task - cell * full->ch_blocks;
+    const size_t rb = qe_udiv(cell, full->col_blocks), cb = cell - rb * full->col_blocks;
     const size_t r0 = rb * full->rows_per_task, r1 = QE_MIN(r0 + full->rows_per_task, full->rows);
     const size_t c0 = qe_share_start(s->out_w, full->col_blocks, cb);
     const size_t c1 = qe_share_start(s->out_w, full->col_blocks, cb + 1);
@@ -549,12 +549,12 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     const size_t row_work = s->out_w * C * T + 1;
     const size_t threads = (size_t)qe_threads_for_cycles((double)j.rows * (double)row_work / 16.0);
     const size_t want = 4 * threads;
-    size_t rpt = QE_MAX(1, (64 * 1024) / row_work);
-    rpt = QE_MIN(rpt, QE_MAX(1, j.rows / want));
+    size_t rpt = QE_MAX(1, qe_udiv(64 * 1024, row_work));
+    rpt = QE_MIN(rpt, QE_MAX(1, qe_udiv(j.rows, want)));
     j.rows_per_task = rpt;
     j.col_blocks = 1;
     if (threads > 1 && j.rows < want)
-        j.col_blocks = QE_MIN(QE_DIV_UP(want, j.rows), QE_MAX(1, s->out_w / QE_DW_MIN_TASK_COLS));
+        j.col_blocks = QE_MIN(QE_DIV_UP(want, j.rows), QE_MAX(1, qe_udiv(s->out_w, QE_DW_MIN_TASK_COLS)));
     /* Still too few tasks (7 x 7 maps of 960 channels: one row each, 4:3 between two
      * threads): blocks of 64 channels or more. */
     const size_t cells = QE_DIV_UP(j.rows, rpt) * j.col_blocks;

@@ -209,11 +209,11 @@ static int quantize(size_t n, size_t channels, const float *x, const float *scal
                     const int32_t *zp, int32_t qmin, int32_t qmax, uint8_t *y, int32_t tmin,
                     int32_t tmax) {
     if (channels == 0 || !scale || !zp || !range_ok(qmin, qmax, tmin, tmax) ||
-        !qparams_ok(channels, scale, zp, tmin, tmax) || n % channels)
+        !qparams_ok(channels, scale, zp, tmin, tmax) || qe_umod(n, channels))
         return QE_ERR_ARG;
     if (n == 0) return QE_OK;
     if (!x || !y) return QE_ERR_ARG;
-    elt_job j = {.row = quantize_row, .rows = n / channels, .cols = channels, .k = kernels(),
+    elt_job j = {.row = quantize_row, .rows = qe_udiv(n, channels), .cols = channels, .k = kernels(),
                  .a = x, .y = y, .lda = channels, .ldy = channels, .scale = scale, .zp = zp,
                  .qmin = qmin, .qmax = qmax};
     elt_run(&j, channels == 1);
@@ -244,11 +244,11 @@ static int dequantize(size_t n, size_t channels, const void *x, const float *sca
                       const int32_t *zp, float *y, elt_row_fn row, int is_signed) {
     const int32_t zmin = is_signed ? -128 : 0, zmax = is_signed ? 127 : 255;
     if (channels == 0 || !scale || (row == dequantize8_row && !zp) ||
-        !qparams_ok(channels, scale, zp, zmin, zmax) || n % channels)
+        !qparams_ok(channels, scale, zp, zmin, zmax) || qe_umod(n, channels))
         return QE_ERR_ARG;
     if (n == 0) return QE_OK;
     if (!x || !y) return QE_ERR_ARG;
-    elt_job j = {.row = row, .rows = n / channels, .cols = channels, .k = kernels(), .a = x,
+    elt_job j = {.row = row, .rows = qe_udiv(n, channels), .cols = channels, .k = kernels(), .a = x,
                  .y = y, .lda = channels, .ldy = channels, .scale = scale, .zp = zp,
                  .is_signed = is_signed};
     elt_run(&j, channels == 1);

@@ -120,7 +120,7 @@ typedef struct {
 
 static void gemm_task(void *ctx, size_t task, int thread_index) {
     const gemm_job *j = ctx;
-    const size_t tm = task / j->tiles_n, tn = task % j->tiles_n;
+    const size_t tm = qe_udiv(task, j->tiles_n), tn = task - tm * j->tiles_n;
     const size_t m0 = tm * j->tile_m, rows = QE_MIN(j->tile_m, j->M - m0);
     const size_t n0 = tn * j->tile_n, n1 = QE_MIN(n0 + j->tile_n, j->b->N);
     const size_t es = qe_output_elem_size(j->out->kind);

@@ -49,8 +49,8 @@ static void permute_rows(const permute_job *j, size_t r0, size_t r1) {
     size_t rem = r0;
     const size_t outer = n - 1; /* dims [0, outer) index rows */
     for (size_t k = outer; k-- > 0;) {
-        idx[k] = rem % j->shape[k];
-        rem /= j->shape[k];
+        idx[k] = qe_umod(rem, j->shape[k]);
+        rem = qe_udiv(rem, j->shape[k]);
         off += (ptrdiff_t)idx[k] * j->stride[k];
     }
     char *d = j->dst + r0 * inner2 * inner * elem;
@@ -91,7 +91,7 @@ enum { QE_PERMUTE_BLOCK_BYTES = 4096 }; /* the largest block of short rows taken
 static void permute_task(void *ctx, size_t task, int thread_index) {
     const permute_job *j = ctx;
     const size_t row_bytes = j->inner * QE_MAX(j->inner2, 1) * j->elem;
-    const size_t per = QE_MAX(1, QE_PERMUTE_TASK_BYTES / QE_MAX(row_bytes, 1));
+    const size_t per = QE_MAX(1, qe_udiv(QE_PERMUTE_TASK_BYTES, QE_MAX(row_bytes, 1)));
     const size_t r0 = task * per;
     permute_rows(j, r0, QE_MIN(j->rows, r0 + per));
 }
@@ -107,7 +107,7 @@ typedef struct {
 
 static void interleave_task(void *ctx, size_t task, int thread_index) {
     const interleave_job *j = ctx;
-    const size_t o = task / j->chunks, p0 = (task % j->chunks) * j->chunk;
+    const size_t o = qe_udiv(task, j->chunks), p0 = (task - o * j->chunks) * j->chunk;
     const size_t n = QE_MIN(j->chunk, j->pixels - p0);
     j->fn(j->src + (ptrdiff_t)o * j->outer_stride + (ptrdiff_t)p0, (size_t)j->plane_stride, n,
           j->channels, j->dst + (o * j->pixels + p0) * j->channels);
@@ -127,7 +127,7 @@ static int run_interleave(const permute_job *j) {
                          .plane_stride = j->stride[last], .pixels = j->shape[last - 1],
                          .channels = j->shape[last]};
     const size_t outer = j->ndim == 3 ? j->shape[0] : 1;
-    ij.chunk = QE_ROUND_UP(QE_MAX(1, QE_PERMUTE_TASK_BYTES / ij.channels), 64);
+    ij.chunk = QE_ROUND_UP(QE_MAX(1, qe_udiv(QE_PERMUTE_TASK_BYTES, ij.channels)), 64);
     ij.chunks = QE_DIV_UP(ij.pixels, ij.chunk);
     if (outer * ij.chunks == 1)
         interleave_task(&ij, 0, 0);
@@ -168,13 +168,13 @@ static void tiled_task(void *ctx, size_t task, int thread_index) {
     const tiled_job *t = ctx;
     const permute_job *j = t->j;
     const size_t last = j->ndim - 1, rows = j->shape[last - 1], inner = j->shape[last];
-    const size_t elem = j->elem, o = task / t->tasks_per_outer;
-    const size_t tile0 = (task % t->tasks_per_outer) * t->tiles_per_task;
+    const size_t elem = j->elem, o = qe_udiv(task, t->tasks_per_outer);
+    const size_t tile0 = (task - o * t->tasks_per_outer) * t->tiles_per_task;
     const size_t tile1 = QE_MIN(t->tiles, tile0 + t->tiles_per_task);
     ptrdiff_t off = 0; /* source offset of outer index o: dims [0, last - 1) */
     for (size_t k = last - 1, rem = o; k-- > 0;) {
-        off += (ptrdiff_t)(rem % j->shape[k]) * j->stride[k];
-        rem /= j->shape[k];
+        off += (ptrdiff_t)qe_umod(rem, j->shape[k]) * j->stride[k];
+        rem = qe_udiv(rem, j->shape[k]);
     }
     for (size_t tile = tile0; tile < tile1; tile++) {
         const size_t i0 = tile * QE_PERMUTE_TILE, n = QE_MIN(QE_PERMUTE_TILE, inner - i0);
@@ -197,9 +197,9 @@ static int run_tiled(const permute_job *j, size_t total) {
         return 0;
     tiled_job t = {.j = j, .tiles = QE_DIV_UP(j->shape[last], QE_PERMUTE_TILE)};
     const size_t tile_bytes = QE_PERMUTE_TILE * j->shape[last - 1] * j->elem;
-    t.tiles_per_task = QE_MAX(1, QE_PERMUTE_TASK_BYTES / tile_bytes);
+    t.tiles_per_task = QE_MAX(1, qe_udiv(QE_PERMUTE_TASK_BYTES, tile_bytes));
     t.tasks_per_outer = QE_DIV_UP(t.tiles, t.tiles_per_task);
-    const size_t tasks = total / (j->shape[last] * j->shape[last - 1]) * t.tasks_per_outer;
+    const size_t tasks = qe_udiv(total, j->shape[last] * j->shape[last - 1]) * t.tasks_per_outer;
     if (tasks == 1)
         tiled_task(&t, 0, 0);
     else
@@ -242,9 +242,9 @@ int qe_permute_copy(size_t ndim, const size_t *shape, const ptrdiff_t *src_strid
                 j.shape[j.ndim - 2] * j.inner * elem <= QE_PERMUTE_BLOCK_BYTES)
                    ? j.shape[j.ndim - 2]
                    : 1;
-    j.rows = total / (j.inner * j.inner2);
+    j.rows = qe_udiv(total, j.inner * j.inner2);
     const size_t row_bytes = j.inner * j.inner2 * elem;
-    const size_t per = QE_MAX(1, QE_PERMUTE_TASK_BYTES / QE_MAX(row_bytes, 1));
+    const size_t per = QE_MAX(1, qe_udiv(QE_PERMUTE_TASK_BYTES, QE_MAX(row_bytes, 1)));
     const size_t tasks = QE_DIV_UP(j.rows, per);
     if (tasks <= 1)
         permute_rows(&j, 0, j.rows);
@@ -273,8 +273,8 @@ static void gather_rows(const gather_job *j, size_t r0, size_t r1) {
         size_t rem = r;
         ptrdiff_t off = 0;
         for (size_t k = last; k-- > 0;) {
-            const size_t i = rem % j->shape[k];
-            rem /= j->shape[k];
+            const size_t i = qe_umod(rem, j->shape[k]);
+            rem = qe_udiv(rem, j->shape[k]);
             off += (ptrdiff_t)j->maps[k][i] * j->stride[k];
         }
         const char *s = j->src + off;
@@ -291,7 +291,7 @@ static void gather_rows(const gather_job *j, size_t r0, size_t r1) {
 
 static void gather_task(void *ctx, size_t task, int thread_index) {
     const gather_job *j = ctx;
-    const size_t per = QE_MAX(1, QE_PERMUTE_TASK_BYTES / QE_MAX(j->inner * j->elem, 1));
+    const size_t per = QE_MAX(1, qe_udiv(QE_PERMUTE_TASK_BYTES, QE_MAX(j->inner * j->elem, 1)));
     const size_t r0 = task * per;
     gather_rows(j, r0, QE_MIN(j->rows, r0 + per));
 }
@@ -307,7 +307,7 @@ int qe_gather_axes(size_t ndim, const size_t *shape, const ptrdiff_t *src_stride
     gather_job j = {.ndim = ndim, .elem = elem, .shape = shape, .stride = src_strides,
                     .maps = maps, .src = src, .dst = dst};
     j.inner = shape[ndim - 1];
-    j.rows = total / j.inner;
+    j.rows = qe_udiv(total, j.inner);
     j.inner_contiguous = src_strides[ndim - 1] == (ptrdiff_t)elem;
     for (size_t i = 0; j.inner_contiguous && i < j.inner; i++)
         j.inner_contiguous = maps[ndim - 1][i] == (int32_t)i;

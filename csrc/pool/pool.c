@@ -51,7 +51,7 @@ static int pool_axis_ok(size_t in, size_t k, size_t s, size_t d, size_t p0, size
                         size_t out) {
     const size_t extent = d * (k - 1) + 1, padded = in + p0 + p1;
     if (padded < extent) return 0;
-    const size_t floor_out = (padded - extent) / s + 1;
+    const size_t floor_out = qe_udiv(padded - extent, s) + 1;
     size_t ceil_out = QE_DIV_UP(padded - extent, s) + 1;
     if ((ceil_out - 1) * s >= in + p0) ceil_out--; /* would start in the end padding */
     return out == floor_out || out == ceil_out;
@@ -149,7 +149,7 @@ enum { QE_POOL_IND_POINTERS = 8192 };
 static void pool_task(void *ctx, size_t task, int thread_index) {
     const pool_job *j = ctx;
     const qe_pool_shape *s = j->s;
-    const size_t T = s->kernel_h * s->kernel_w, chunk = QE_MAX(1, QE_POOL_IND_POINTERS / T);
+    const size_t T = s->kernel_h * s->kernel_w, chunk = QE_MAX(1, qe_udiv(QE_POOL_IND_POINTERS, T));
     const size_t px = QE_MIN(chunk, s->out_w), ind_bytes = QE_ROUND_UP(px * T * sizeof(uint8_t *), 64);
     char *buf = qe_scratch(2, ind_bytes + px * sizeof(float));
     QE_ASSERT(buf != NULL);
@@ -159,7 +159,7 @@ static void pool_task(void *ctx, size_t task, int thread_index) {
     for (size_t r = r0; r < r1; r++)
         for (size_t ow0 = 0; ow0 < s->out_w; ow0 += chunk) {
             const size_t ow1 = QE_MIN(ow0 + chunk, s->out_w);
-            pool_row(j, r / s->out_h, r % s->out_h, ow0, ow1, ind, mult);
+            pool_row(j, qe_udiv(r, s->out_h), qe_umod(r, s->out_h), ow0, ow1, ind, mult);
             uint8_t *y = j->y + (r * s->out_w + ow0) * s->channels;
             if (j->avg)
                 j->k->avg(ow1 - ow0, s->channels, T, ind, mult, &j->rq, y);
@@ -191,8 +191,8 @@ static int pool_run(pool_job *j) {
      * taps per cycle */
     const size_t row_work = s->out_w * s->channels * T + 1;
     const size_t threads = (size_t)qe_threads_for_cycles((double)j->rows * (double)row_work / 32.0);
-    size_t rpt = QE_MAX(1, (64 * 1024) / row_work);
-    rpt = QE_MIN(rpt, QE_MAX(1, j->rows / (4 * threads)));
+    size_t rpt = QE_MAX(1, qe_udiv(64 * 1024, row_work));
+    rpt = QE_MIN(rpt, QE_MAX(1, qe_udiv(j->rows, 4 * threads)));
     j->rows_per_task = rpt;
     qe_parallel_for_threads(QE_DIV_UP(j->rows, rpt), (int)threads, pool_task, j);
     return QE_OK;
@@ -230,7 +230,7 @@ typedef struct {
 
 static void gavg_task(void *ctx, size_t task, int thread_index) {
     const gavg_job *j = ctx;
-    const size_t n = task / j->chunks, i = task % j->chunks, units = QE_DIV_UP(j->channels, 64);
+    const size_t n = qe_udiv(task, j->chunks), i = task - n * j->chunks, units = QE_DIV_UP(j->channels, 64);
     const size_t c0 = qe_share_start(units, j->chunks, i) * 64;
     const size_t count = QE_MIN(qe_share_start(units, j->chunks, i + 1) * 64, j->channels) - c0;
     j->kernel(j->hw, count, j->x + n * j->hw * j->channels + c0, j->channels, j->mult, &j->rq,
