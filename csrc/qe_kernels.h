@@ -151,6 +151,15 @@ const void *qe_gemm_packed_data(const qe_gemm_packed *p);
  * Parallel over the thread pool; releases nothing (the caller releases the GIL). */
 int qe_gemm_u8s8(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda,
                  int32_t a_zp, const int32_t *b_zp, const qe_output *out, void *c, size_t ldc);
+/* The same with a uint8 output (out->kind QE_OUT_U8) that then goes through an Add with a row
+ * vector add_b of N values: C = add(C, add_b) as qe_add_u8's channel form computes it (C is
+ * operand a, params add_p, below), in each task on the rows it has just written -- a MatMul's
+ * bias Add run inside it, with the bits of the two steps. */
+struct qe_binary_params;
+int qe_gemm_u8s8_add(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda,
+                     int32_t a_zp, const int32_t *b_zp, const qe_output *out,
+                     const uint8_t *add_b, const struct qe_binary_params *add_p, void *c,
+                     size_t ldc);
 
 /* MatMul of two uint8 activations (attention), batched: for i < batch,
  *   C_i = output(sum_k (A_i[m][k] - a_zp) * (B_i[k][n] - b_zp))
@@ -293,7 +302,7 @@ int qe_global_avgpool_u8(size_t batch, size_t hw, size_t channels, const uint8_t
  *      b_mult is ignored)
  * y = clamp(rint(v) + y_zp, qmin, qmax), the clamp done on v as in qe_requant_one.
  * Every float operation is float32, the add is not fused with the multiplies. */
-typedef struct {
+typedef struct qe_binary_params {
     int32_t a_zp, b_zp, y_zp;
     float a_mult, b_mult;
     int32_t qmin, qmax;

@@ -118,13 +118,22 @@ static void mul_bcast_block(const elt_job *j, size_t r0, size_t r1) {
                          (uint8_t *)j->y + r0 * j->ldy);
 }
 
+int qe_binary_params_ok(const qe_binary_params *p, int is_mul) {
+    return p && u8_ok(p->a_zp) && u8_ok(p->b_zp) && u8_ok(p->y_zp) &&
+           range_ok(p->qmin, p->qmax, 0, 255) && mult_ok(p->a_mult) &&
+           (is_mul || mult_ok(p->b_mult));
+}
+
+void qe_add_rows_inplace(size_t rows, size_t cols, uint8_t *y, size_t ldy, const uint8_t *b,
+                         const qe_binary_params *p) {
+    const qe_eltwise_kernels *k = kernels();
+    for (size_t r = 0; r < rows; r++, y += ldy) k->add(cols, y, b, p, y);
+}
+
 static int binary(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b,
                   size_t b_row_stride, int b_scalar, const qe_binary_params *p, uint8_t *y,
                   int is_mul) {
-    if (!p || !u8_ok(p->a_zp) || !u8_ok(p->b_zp) || !u8_ok(p->y_zp) ||
-        !range_ok(p->qmin, p->qmax, 0, 255) || !mult_ok(p->a_mult) ||
-        (!is_mul && !mult_ok(p->b_mult)))
-        return QE_ERR_ARG;
+    if (!qe_binary_params_ok(p, is_mul)) return QE_ERR_ARG;
     if (rows == 0 || cols == 0) return QE_OK;
     if (!a || !b || !y || (!b_scalar && b_row_stride != cols && b_row_stride != 0))
         return QE_ERR_ARG;

@@ -75,6 +75,14 @@ extern const qe_eltwise_kernels qe_eltwise_avx512;
 void qe_lut_rows_inplace(size_t rows, size_t cols, uint8_t *y, size_t ldy,
                          const uint8_t table[256]);
 
+/* y = add(y, b) over rows x cols uint8 (row stride ldy), b a vector of cols broadcast over the
+ * rows: qe_add_u8's channel form in place, on the calling thread -- a post-op that a GEMM's
+ * task applies to the rows it has just written (a MatMul's bias Add, qe_gemm_u8s8_add). p is
+ * checked by qe_binary_params_ok. */
+void qe_add_rows_inplace(size_t rows, size_t cols, uint8_t *y, size_t ldy, const uint8_t *b,
+                         const qe_binary_params *p);
+int qe_binary_params_ok(const qe_binary_params *p, int is_mul);
+
 extern int qe_lut_no_vbmi;
 void qe_lut_disable_vbmi(int off);
 #if defined(QE_BUILD_ARM64)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../eltwise/eltwise.h"
 #include "qgemm.h"
 
 /* The kernel family of each ISA (NULL: this path falls back to the reference). */
@@ -116,6 +117,8 @@ typedef struct {
     const int32_t *b_zp;
     const qe_output *out;
     void *c;
+    const uint8_t *add_b; /* NULL, or the row vector of a fused Add (qe_gemm_u8s8_add) */
+    const qe_binary_params *add_p;
 } gemm_job;
 
 static void gemm_task(void *ctx, size_t task, int thread_index) {
@@ -124,8 +127,11 @@ static void gemm_task(void *ctx, size_t task, int thread_index) {
     const size_t m0 = tm * j->tile_m, rows = QE_MIN(j->tile_m, j->M - m0);
     const size_t n0 = tn * j->tile_n, n1 = QE_MIN(n0 + j->tile_n, j->b->N);
     const size_t es = qe_output_elem_size(j->out->kind);
-    j->b->uk->run(j->b, rows, j->a + m0 * j->lda, j->lda, j->a_zp, j->b_zp, j->out, n0, n1,
-                  (char *)j->c + m0 * j->ldc * es, j->ldc);
+    char *c = (char *)j->c + m0 * j->ldc * es;
+    j->b->uk->run(j->b, rows, j->a + m0 * j->lda, j->lda, j->a_zp, j->b_zp, j->out, n0, n1, c,
+                  j->ldc);
+    if (j->add_b) qe_add_rows_inplace(rows, n1 - n0, (uint8_t *)c + n0, j->ldc, j->add_b + n0,
+                                      j->add_p);
 }
 
 /* Task grid for `threads` threads: one task per thread, of near-equal size. Estimated cost:
@@ -155,11 +161,18 @@ static void gemm_partition(const qe_gemm_ukernel *uk, size_t M, size_t N, size_t
 
 int qe_gemm_u8s8(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda, int32_t a_zp,
                  const int32_t *b_zp, const qe_output *out, void *c, size_t ldc) {
-    if (!b || !a || !out || !c || lda < b->K || ldc < b->N || a_zp < 0 || a_zp > 255)
+    return qe_gemm_u8s8_add(b, M, a, lda, a_zp, b_zp, out, NULL, NULL, c, ldc);
+}
+
+int qe_gemm_u8s8_add(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda,
+                     int32_t a_zp, const int32_t *b_zp, const qe_output *out,
+                     const uint8_t *add_b, const qe_binary_params *add_p, void *c, size_t ldc) {
+    if (!b || !a || !out || !c || lda < b->K || ldc < b->N || a_zp < 0 || a_zp > 255 ||
+        (add_b && (out->kind != QE_OUT_U8 || !qe_binary_params_ok(add_p, 0))))
         return QE_ERR_ARG;
     if (M == 0) return QE_OK;
     gemm_job j = {.b = b, .M = M, .lda = lda, .ldc = ldc, .a = a, .a_zp = a_zp, .b_zp = b_zp,
-                  .out = out, .c = c};
+                  .out = out, .c = c, .add_b = add_b, .add_p = add_p};
     gemm_partition(b->uk, M, b->N, b->K, qe_effective_threads(), &j.tile_m, &j.tile_n);
     j.tiles_n = QE_DIV_UP(b->N, j.tile_n);
     const size_t tiles_m = QE_DIV_UP(M, j.tile_m);

@@ -48,6 +48,13 @@ cdef int _bind_runtime(RuntimeParams *r, list extents, str out, Py_ssize_t n, zp
     return 0
 
 
+cdef extern from "qe_kernels.h" nogil:
+    int qe_gemm_u8s8_add(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda,
+                         int32_t a_zp, const int32_t *b_zp, const qe_output *out,
+                         const uint8_t *add_b, const qe_binary_params *add_p, void *c,
+                         size_t ldc)
+
+
 cdef struct GemmArgs:
     qe_gemm_packed *b
     size_t M, lda, ldc
@@ -56,11 +63,17 @@ cdef struct GemmArgs:
     const int32_t *b_zp
     qe_output out
     RuntimeParams rt
+    const uint8_t *add_b        # NULL, or a fused row Add (row_add)
+    qe_binary_params add_p
 
 
 cdef int _run_gemm(const void *p, char **slots) noexcept nogil:
     cdef const GemmArgs *g = <const GemmArgs *>p
     cdef qe_output out
+    if g.add_b != NULL:
+        return qe_gemm_u8s8_add(g.b, g.M, <const uint8_t *>(slots[g.a_slot] + g.a_off), g.lda,
+                                g.a_zp, g.b_zp, &g.out, g.add_b, &g.add_p,
+                                slots[g.c_slot] + g.c_off, g.ldc)
     if g.rt.zp_slot < 0 and g.rt.scale_slot < 0:
         return qe_gemm_u8s8(g.b, g.M, <const uint8_t *>(slots[g.a_slot] + g.a_off), g.lda,
                             g.a_zp, g.b_zp, &g.out, slots[g.c_slot] + g.c_off, g.ldc)
@@ -73,12 +86,16 @@ cdef int _run_gemm(const void *p, char **slots) noexcept nogil:
 
 def gemm_step(str name, GemmPacked b not None, Py_ssize_t M, a, c, a_zp, *, Py_ssize_t lda=0,
               Py_ssize_t ldc=0, out="u8", bias=None, scale=None, zero_point=0, qmin=0, qmax=255,
-              fbias=None, b_zp=None, str op="Gemm", a_zp_from=None, scale_from=None):
+              fbias=None, b_zp=None, str op="Gemm", a_zp_from=None, scale_from=None,
+              row_add=None):
     """C[M, N] = output(A[M, K] x B): a = (slot, byte offset), c = (slot, byte offset);
     lda/ldc in elements (default K / N). a_zp_from = (slot, byte offset, signed): read A's zero
     point from a slot at each run (uint8, or int8 + 128 when signed) instead of a_zp.
     scale_from = (slot, byte offset, count): read the f32 output scales (1 or N floats) from a
-    slot at each run; `scale` is then ignored."""
+    slot at each run; `scale` is then ignored. row_add: None, or a dict of a fused Add of a
+    row vector (out 'u8', constant parameters only): values (N uint8), b_zp, y_zp, a_mult,
+    b_mult, qmin, qmax, with C's own zero_point as the Add's a_zp; C is then the Add's output
+    (binary_step's 'channel' form, in the GEMM's tasks)."""
     cdef Py_ssize_t K = b.K, N = b.N
     if M < 1:
         raise ValueError(f"M must be >= 1, got {M}")
@@ -121,6 +138,26 @@ def gemm_step(str name, GemmPacked b not None, Py_ssize_t M, a, c, a_zp, *, Py_s
     g.c_off = c_off
     g.a_zp = a_zp
     g.out = o
+    g.add_b = NULL
+    cdef const uint8_t[::1] addv
+    if row_add is not None:
+        if out != "u8" or a_zp_from is not None or scale_from is not None:
+            raise ValueError("a fused row Add needs a uint8 output and constant parameters")
+        vals = np.ascontiguousarray(row_add["values"])
+        if vals.dtype != np.uint8 or vals.shape != (N,):
+            raise ValueError(f"row_add values must be {N} uint8, got {vals.dtype} {vals.shape}")
+        for k in ("b_zp", "y_zp", "qmin", "qmax"):
+            _check_int(row_add[k], k, 0, 255)
+        am, bm = float(row_add["a_mult"]), float(row_add["b_mult"])
+        if not (np.isfinite(am) and np.isfinite(bm) and am > 0 and bm > 0) or \
+                row_add["qmin"] > row_add["qmax"]:
+            raise ValueError("row_add multipliers must be finite and > 0, qmin <= qmax")
+        keep.append(vals)
+        addv = vals
+        g.add_b = &addv[0]
+        g.add_p.a_zp, g.add_p.b_zp, g.add_p.y_zp = zero_point, row_add["b_zp"], row_add["y_zp"]
+        g.add_p.a_mult, g.add_p.b_mult = am, bm
+        g.add_p.qmin, g.add_p.qmax = row_add["qmin"], row_add["qmax"]
     return s
 
 

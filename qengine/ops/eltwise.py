@@ -323,8 +323,20 @@ def _arith_lower_int8(self, unit):
     layouts = {}
     if len(reads) == 2:
         layouts[reads[1]] = "same_as:" + reads[0]
-    return Kernel(reads, [y.name], make_steps, layouts=layouts, label=self.op_type.lower(),
-                  unit=unit)
+    k = Kernel(reads, [y.name], make_steps, layouts=layouts, label=self.op_type.lower(),
+               unit=unit)
+    if self.op_type == "Add" and len(consts) == 1:
+        # a constant that varies along the last axis only: the 'channel' form wherever the
+        # activation keeps its logical layout, as a GEMM's output does (lowering's bias fusion)
+        x = a if b.name in consts else b
+        z = b if x is a else a
+        zc = consts[z.name]
+        if zc.ndim >= 1 and zc.shape[-1] > 1 and all(d == 1 for d in zc.shape[:-1]):
+            mx, mz = multipliers(x, z)
+            k.row_add = {"values": np.ascontiguousarray(zc.reshape(-1)), "b_zp": z.zero_point,
+                         "y_zp": y.zero_point, "a_mult": float(mx), "b_mult": float(mz),
+                         "qmin": qmin, "qmax": qmax}
+    return k
 
 
 def ctx_shape(ctx, t, consts):

@@ -176,21 +176,35 @@ def _gemm_kernel(unit, a, b_values, b_axis, bias_operand, y, alpha=1.0):
     bias = bias_int32(bias_operand, a.scale, s_w)
     cache = unit.cache
 
-    def make_steps(ctx):
-        key = ("gemm", K.get_isa())
-        if key not in cache:
-            cache[key] = K.GemmPacked(kn)
-        shape = ctx.shape(a.name)
-        rows = int(np.prod(shape[:-1]))
-        if rows == 0:
-            return []
-        return [K.gemm_step(unit.name, cache[key], rows, ctx.slot(a.name), ctx.slot(y.name),
-                            a.zero_point, bias=bias, b_zp=w_zp, op=unit.node.op_type,
-                            **out_args)]
+    def steps_into(dst, op, row_add):
+        def make_steps(ctx):
+            key = ("gemm", K.get_isa())
+            if key not in cache:
+                cache[key] = K.GemmPacked(kn)
+            shape = ctx.shape(a.name)
+            rows = int(np.prod(shape[:-1]))
+            if rows == 0:
+                return []
+            return [K.gemm_step(unit.name, cache[key], rows, ctx.slot(a.name), ctx.slot(dst),
+                                a.zero_point, bias=bias, b_zp=w_zp, op=op, row_add=row_add,
+                                **out_args)]
+        return make_steps
 
-    return Kernel([a.name], [y.name], make_steps,
-                  layouts={a.name: "identity"}, out_perm=lambda perms, ctx: "identity",
-                  label="gemm", unit=unit, nbytes=int(kn.nbytes))
+    def with_row_add(row_add, dst):
+        """This GEMM with a bias Add after it in its tasks (lowering's bias fusion)."""
+        if row_add["values"].shape != (kn.shape[1],):
+            return None
+        return kernel(dst, f"{unit.node.op_type}+Add", row_add)
+
+    def kernel(dst, op, row_add=None):
+        k = Kernel([a.name], [dst], steps_into(dst, op, row_add),
+                   layouts={a.name: "identity"}, out_perm=lambda perms, ctx: "identity",
+                   label="gemm+add" if row_add else "gemm", unit=unit, nbytes=int(kn.nbytes))
+        if out_args["out"] == "u8" and row_add is None:
+            k.with_row_add = with_row_add
+        return k
+
+    return kernel(y.name, unit.node.op_type)
 
 
 # At most this many steps for one activation MatMul whose batch the kernel cannot walk with

@@ -27,7 +27,9 @@ def _toolchain():
 
 
 def _sources():
-    gemm = [p for p in sorted((ROOT / "csrc" / "gemm").glob("*.c"))
+    # the element-wise family too: a GEMM's task can apply a fused bias Add (qe_gemm_u8s8_add)
+    gemm = [p for family in ("gemm", "eltwise")
+            for p in sorted((ROOT / "csrc" / family).glob("*.c"))
             if not p.name.endswith(("_avx2.c", "_avx512vnni.c"))]
     return [ROOT / "csrc" / n for n in ("dispatch.c", "threadpool.c", "output.c")] + gemm + [
         ROOT / "tests" / "kernels" / "c" / "gemm_selftest.c"]
