@@ -189,7 +189,8 @@ static void colstrip_pool_task(void *ctx, size_t task, int thread_index) {
             if (j->lut) qe_lut_rows_inplace(s->out_h, C, col, C, j->lut);
         }
         next = QE_MAX(next, hi);
-        for (size_t ow = lo; ow < hi; ow++) cols[ow - lo] = ring + qe_umod(ow, ps->kernel_w) * col_stride;
+        for (size_t ow = lo; ow < hi; ow++)
+            cols[ow - lo] = ring + qe_umod(ow, ps->kernel_w) * col_stride;
         uint8_t *y = (uint8_t *)j->y + (n * ps->out_h * ps->out_w + jp) * j->ldy;
         if (q + 1 < q1) /* pooled columns are out_w pixels apart, as in colstrip_task */
             for (size_t i = 0; i < ps->out_h; i++)

@@ -554,7 +554,8 @@ int qe_conv_run_dw(const qe_conv_packed *p, const qe_conv_shape *s, const uint8_
     j.rows_per_task = rpt;
     j.col_blocks = 1;
     if (threads > 1 && j.rows < want)
-        j.col_blocks = QE_MIN(QE_DIV_UP(want, j.rows), QE_MAX(1, qe_udiv(s->out_w, QE_DW_MIN_TASK_COLS)));
+        j.col_blocks = QE_MIN(QE_DIV_UP(want, j.rows),
+                              QE_MAX(1, qe_udiv(s->out_w, QE_DW_MIN_TASK_COLS)));
     /* Still too few tasks (7 x 7 maps of 960 channels: one row each, 4:3 between two
      * threads): blocks of 64 channels or more. */
     const size_t cells = QE_DIV_UP(j.rows, rpt) * j.col_blocks;

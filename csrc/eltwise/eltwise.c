@@ -222,9 +222,9 @@ static int quantize(size_t n, size_t channels, const float *x, const float *scal
         return QE_ERR_ARG;
     if (n == 0) return QE_OK;
     if (!x || !y) return QE_ERR_ARG;
-    elt_job j = {.row = quantize_row, .rows = qe_udiv(n, channels), .cols = channels, .k = kernels(),
-                 .a = x, .y = y, .lda = channels, .ldy = channels, .scale = scale, .zp = zp,
-                 .qmin = qmin, .qmax = qmax};
+    elt_job j = {.row = quantize_row, .rows = qe_udiv(n, channels), .cols = channels,
+                 .k = kernels(), .a = x, .y = y, .lda = channels, .ldy = channels,
+                 .scale = scale, .zp = zp, .qmin = qmin, .qmax = qmax};
     elt_run(&j, channels == 1);
     return QE_OK;
 }

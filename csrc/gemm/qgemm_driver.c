@@ -176,10 +176,12 @@ typedef struct {
 
 static panel_walk panel_walk_of(const qe_gemm_packed *p) {
     const qe_gemm_ukernel *uk = p->uk;
-    panel_walk w = {.panel_bytes = qe_gemm_panel_offset(uk, p->K, 1), .whole = qe_udiv(p->N, uk->nr),
+    panel_walk w = {.panel_bytes = qe_gemm_panel_offset(uk, p->K, 1),
+                    .whole = qe_udiv(p->N, uk->nr),
                     .whole_nv = qe_udiv(uk->nr, uk->col_align)};
-    w.last_nv = w.whole * uk->nr < p->N ? qe_udiv(qe_gemm_panel_width(uk, p->N, w.whole), uk->col_align)
-                                        : 0;
+    w.last_nv = w.whole * uk->nr < p->N
+                    ? qe_udiv(qe_gemm_panel_width(uk, p->N, w.whole), uk->col_align)
+                    : 0;
     return w;
 }
 
@@ -275,7 +277,8 @@ void qe_gemm_run_segmented(const qe_gemm_packed *p, const qe_gemm_seg_a *sa, int
     const size_t K = p->K, nr = uk->nr, mr = uk->mr;
     QE_ASSERT(qe_gemm_segments_ok(p, sa->seg_len, n_begin, n_end) &&
               sa->nseg * sa->seg_len == K && sa->strips + sa->rows > 0);
-    const size_t j0 = qe_udiv(n_begin, nr), j1 = qe_udiv(n_end, nr), base = j0 * nr, span = (j1 - j0) * nr;
+    const size_t j0 = qe_udiv(n_begin, nr), j1 = qe_udiv(n_end, nr);
+    const size_t base = j0 * nr, span = (j1 - j0) * nr;
     const size_t es = qe_output_elem_size(out->kind);
     char *buf = qe_scratch(0, 4 * QE_ROUND_UP(span * sizeof(int32_t), 64));
     QE_ASSERT(buf != NULL);

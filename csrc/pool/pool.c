@@ -230,7 +230,8 @@ typedef struct {
 
 static void gavg_task(void *ctx, size_t task, int thread_index) {
     const gavg_job *j = ctx;
-    const size_t n = qe_udiv(task, j->chunks), i = task - n * j->chunks, units = QE_DIV_UP(j->channels, 64);
+    const size_t n = qe_udiv(task, j->chunks), i = task - n * j->chunks;
+    const size_t units = QE_DIV_UP(j->channels, 64);
     const size_t c0 = qe_share_start(units, j->chunks, i) * 64;
     const size_t count = QE_MIN(qe_share_start(units, j->chunks, i + 1) * 64, j->channels) - c0;
     j->kernel(j->hw, count, j->x + n * j->hw * j->channels + c0, j->channels, j->mult, &j->rq,

@@ -93,9 +93,10 @@ def gemm_step(str name, GemmPacked b not None, Py_ssize_t M, a, c, a_zp, *, Py_s
     point from a slot at each run (uint8, or int8 + 128 when signed) instead of a_zp.
     scale_from = (slot, byte offset, count): read the f32 output scales (1 or N floats) from a
     slot at each run; `scale` is then ignored. row_add: None, or a dict of a fused Add of a
-    row vector (out 'u8', constant parameters only): values (N uint8), b_zp, y_zp, a_mult,
-    b_mult, qmin, qmax, with C's own zero_point as the Add's a_zp; C is then the Add's output
-    (binary_step's 'channel' form, in the GEMM's tasks)."""
+    row vector (out 'u8', constant parameters only): values (N uint8), a_zp, b_zp, y_zp,
+    a_mult, b_mult, qmin, qmax as binary_step takes them, with C as operand a (the Add reads
+    C's codes with its own a_zp and a_mult); C is then the Add's output (binary_step's
+    'channel' form, in the GEMM's tasks)."""
     cdef Py_ssize_t K = b.K, N = b.N
     if M < 1:
         raise ValueError(f"M must be >= 1, got {M}")
@@ -146,7 +147,7 @@ def gemm_step(str name, GemmPacked b not None, Py_ssize_t M, a, c, a_zp, *, Py_s
         vals = np.ascontiguousarray(row_add["values"])
         if vals.dtype != np.uint8 or vals.shape != (N,):
             raise ValueError(f"row_add values must be {N} uint8, got {vals.dtype} {vals.shape}")
-        for k in ("b_zp", "y_zp", "qmin", "qmax"):
+        for k in ("a_zp", "b_zp", "y_zp", "qmin", "qmax"):
             _check_int(row_add[k], k, 0, 255)
         am, bm = float(row_add["a_mult"]), float(row_add["b_mult"])
         if not (np.isfinite(am) and np.isfinite(bm) and am > 0 and bm > 0) or \
@@ -155,7 +156,8 @@ def gemm_step(str name, GemmPacked b not None, Py_ssize_t M, a, c, a_zp, *, Py_s
         keep.append(vals)
         addv = vals
         g.add_b = &addv[0]
-        g.add_p.a_zp, g.add_p.b_zp, g.add_p.y_zp = zero_point, row_add["b_zp"], row_add["y_zp"]
+        g.add_p.a_zp, g.add_p.b_zp = row_add["a_zp"], row_add["b_zp"]
+        g.add_p.y_zp = row_add["y_zp"]
         g.add_p.a_mult, g.add_p.b_mult = am, bm
         g.add_p.qmin, g.add_p.qmax = row_add["qmin"], row_add["qmax"]
     return s

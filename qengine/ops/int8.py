@@ -225,7 +225,7 @@ class Kernel:
     # window for conv_step(maxpool=...)
     maxpool_window: Optional[Callable] = None
     # an Add of a constant row vector to its one activation (a bias after a MatMul): the
-    # parameters of gemm_step(row_add=...) but the activation's zero point ("values": N uint8)
+    # parameters of gemm_step(row_add=...), "values" the N uint8 codes of the vector
     row_add: Optional[dict] = None
     # with_row_add(row_add, dst): the same GEMM with that Add in its tasks, writing dst
     # (lowering's bias fusion); None where the kernel cannot

@@ -70,13 +70,64 @@ def test_a_bias_that_varies_along_rows_is_not_fused():
 
 def test_gemm_step_checks_its_row_add():
     b = K.GemmPacked(np.ones((8, 16), np.int8))
-    ok = {"values": np.zeros(16, np.uint8), "b_zp": 3, "y_zp": 4, "a_mult": 0.5,
+    ok = {"values": np.zeros(16, np.uint8), "a_zp": 5, "b_zp": 3, "y_zp": 4, "a_mult": 0.5,
           "b_mult": 0.25, "qmin": 0, "qmax": 255}
     K.gemm_step("g", b, 4, (0, 0), (1, 0), 0, scale=0.1, row_add=ok)
     for bad in ({"values": np.zeros(15, np.uint8)}, {"values": np.zeros(16, np.int32)},
-                {"b_zp": 256}, {"a_mult": 0.0}, {"b_mult": float("nan")},
+                {"b_zp": 256}, {"a_zp": -1}, {"a_mult": 0.0}, {"b_mult": float("nan")},
                 {"qmin": 9, "qmax": 8}):
         with pytest.raises(ValueError):
             K.gemm_step("g", b, 4, (0, 0), (1, 0), 0, scale=0.1, row_add={**ok, **bad})
     with pytest.raises(ValueError):
         K.gemm_step("g", b, 4, (0, 0), (1, 0), 0, out="f32", scale=0.1, row_add=ok)
+
+
+@pytest.mark.parametrize("ds, dz, fuses", [(0.05, 120, True), (0.05, 100, False),
+                                           (0.06, 120, False)])
+def test_a_foreign_qdq_bias_add(threads, ds, dz, fuses):
+    """A QDQ graph written elsewhere: MatMul -> Q (0.05, 120) -> DQ (ds, dz) -> Add(DQ(bias)).
+    Where the DQ repeats the Q's parameters the Add runs inside the GEMM with the bits of the
+    two steps; where it does not, the Add is not an int8 unit and nothing fuses."""
+    import qengine
+    import qengine.runtime.lowering as lowering
+    from onnx import TensorProto, numpy_helper as nh
+
+    rng = np.random.default_rng(4)
+    c = lambda name, v: nh.from_array(np.asarray(v), name)  # noqa: E731
+    inits = [c("xs", np.float32(0.02)), c("xz", np.uint8(128)),
+             c("w", rng.integers(-127, 128, (24, 40), dtype=np.int8)),
+             c("ws", np.full(40, 0.01, np.float32)), c("wz", np.zeros(40, np.int8)),
+             c("ms", np.float32(0.05)), c("mz", np.uint8(120)), c("ds", np.float32(ds)),
+             c("dz", np.uint8(dz)), c("b", rng.integers(0, 256, 40, dtype=np.uint8)),
+             c("bs", np.float32(0.01)), c("bz", np.uint8(128)), c("ys", np.float32(0.08)),
+             c("yz", np.uint8(90))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=1),
+             helper.make_node("MatMul", ["xd", "wd"], ["m"], name="mm"),
+             helper.make_node("QuantizeLinear", ["m", "ms", "mz"], ["mq"]),
+             helper.make_node("DequantizeLinear", ["mq", "ds", "dz"], ["md"]),
+             helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bd"]),
+             helper.make_node("Add", ["md", "bd"], ["a"], name="bias"),
+             helper.make_node("QuantizeLinear", ["a", "ys", "yz"], ["aq"]),
+             helper.make_node("DequantizeLinear", ["aq", "ys", "yz"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     [2, 6, 24])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6, 40])],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    x = rng.normal(0, 1, (2, 6, 24)).astype(np.float32)
+
+    def run(fuse: bool):
+        keep = lowering._fuse_row_adds
+        if not fuse:
+            lowering._fuse_row_adds = lambda items, aliases, analysis: items
+        try:
+            q = qengine.load(m)
+            return q.run(x), {s[1]: s[0] for s in q.run_profiled(x)[1]}
+        finally:
+            lowering._fuse_row_adds = keep
+    fused, steps = run(True)
+    plain, plain_steps = run(False)
+    assert steps["mm"] == ("MatMul+Add" if fuses else "MatMul") and plain_steps["mm"] == "MatMul"
+    np.testing.assert_array_equal(fused, plain)
