@@ -55,6 +55,9 @@ cdef extern from "qe_kernels.h" nogil:
                          size_t ldc)
 
 
+_ROW_ADD_KEYS = frozenset(("values", "a_zp", "b_zp", "y_zp", "a_mult", "b_mult", "qmin", "qmax"))
+
+
 cdef struct GemmArgs:
     qe_gemm_packed *b
     size_t M, lda, ldc
@@ -144,6 +147,9 @@ def gemm_step(str name, GemmPacked b not None, Py_ssize_t M, a, c, a_zp, *, Py_s
     if row_add is not None:
         if out != "u8" or a_zp_from is not None or scale_from is not None:
             raise ValueError("a fused row Add needs a uint8 output and constant parameters")
+        missing = sorted(_ROW_ADD_KEYS - set(row_add))
+        if missing:
+            raise ValueError(f"row_add lacks {missing}")
         vals = np.ascontiguousarray(row_add["values"])
         if vals.dtype != np.uint8 or vals.shape != (N,):
             raise ValueError(f"row_add values must be {N} uint8, got {vals.dtype} {vals.shape}")

@@ -333,10 +333,9 @@ def _arith_lower_int8(self, unit):
         zc = consts[z.name]
         if zc.ndim >= 1 and zc.shape[-1] > 1 and all(d == 1 for d in zc.shape[:-1]):
             mx, mz = multipliers(x, z)
-            k.row_add = {"values": np.ascontiguousarray(zc.reshape(-1)), "a_zp": x.zero_point,
-                         "b_zp": z.zero_point,
-                         "y_zp": y.zero_point, "a_mult": float(mx), "b_mult": float(mz),
-                         "qmin": qmin, "qmax": qmax}
+            k.row_add = {"values": np.ascontiguousarray(zc.reshape(-1)),
+                         "a_zp": x.zero_point, "b_zp": z.zero_point, "y_zp": y.zero_point,
+                         "a_mult": float(mx), "b_mult": float(mz), "qmin": qmin, "qmax": qmax}
     return k
 
 

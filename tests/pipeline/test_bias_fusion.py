@@ -5,7 +5,7 @@ import pytest
 from onnx import helper
 
 from qengine import _kernels as K
-from util import compiled_with, model
+from util import compiled_with, fused_and_plain, model, quantized
 
 
 def _linear_bias(bias_shape, bias_first: bool, branch: bool, lead=(2, 6), k=24, n=40):
@@ -36,11 +36,7 @@ def test_bias_add_runs_inside_its_matmul_with_the_same_bits(isa, threads, bias_s
     m = _linear_bias(bias_shape, bias_first, branch)
     calib = [{"x": rng.normal(0, 1, (2, 6, 24)).astype(np.float32)} for _ in range(2)]
     feeds = {"x": rng.normal(0, 1, (2, 6, 24)).astype(np.float32)}
-    fused, fused_steps = compiled_with(m, calib, feeds)
-    plain, plain_steps = compiled_with(m, calib, feeds, "_fuse_row_adds")
-    assert sorted(fused) == sorted(plain)
-    for name in plain:
-        np.testing.assert_array_equal(fused[name], plain[name])
+    _, fused_steps, plain_steps = fused_and_plain(quantized(m, calib), feeds, "_fuse_row_adds")
     assert "bias1" in plain_steps
     assert ("bias1" in fused_steps) == branch       # another reader keeps the MatMul output
     assert fused_steps["mm1"] == ("MatMul" if branch else "MatMul+Add")   # what profiles show
@@ -53,10 +49,8 @@ def test_a_bias_on_a_gemm_split_by_columns(isa, threads):
     m = _linear_bias((320,), False, False, lead=(1,), k=2048, n=320)
     calib = [{"x": rng.normal(0, 1, (1, 2048)).astype(np.float32)} for _ in range(2)]
     feeds = {"x": rng.normal(0, 1, (1, 2048)).astype(np.float32)}
-    fused, fused_steps = compiled_with(m, calib, feeds)
-    plain, _ = compiled_with(m, calib, feeds, "_fuse_row_adds")
+    _, fused_steps, _ = fused_and_plain(quantized(m, calib), feeds, "_fuse_row_adds")
     assert fused_steps["mm1"] == "MatMul+Add"
-    np.testing.assert_array_equal(fused["y"], plain["y"])
 
 
 def test_a_bias_that_varies_along_rows_is_not_fused():
@@ -80,6 +74,9 @@ def test_gemm_step_checks_its_row_add():
             K.gemm_step("g", b, 4, (0, 0), (1, 0), 0, scale=0.1, row_add={**ok, **bad})
     with pytest.raises(ValueError):
         K.gemm_step("g", b, 4, (0, 0), (1, 0), 0, out="f32", scale=0.1, row_add=ok)
+    with pytest.raises(ValueError, match="lacks"):
+        K.gemm_step("g", b, 4, (0, 0), (1, 0), 0, scale=0.1,
+                    row_add={k: v for k, v in ok.items() if k != "y_zp"})
 
 
 @pytest.mark.parametrize("ds, dz, fuses", [(0.05, 120, True), (0.05, 100, False),
@@ -89,7 +86,6 @@ def test_a_foreign_qdq_bias_add(threads, ds, dz, fuses):
     Where the DQ repeats the Q's parameters the Add runs inside the GEMM with the bits of the
     two steps; where it does not, the Add is not an int8 unit and nothing fuses."""
     import qengine
-    import qengine.runtime.lowering as lowering
     from onnx import TensorProto, numpy_helper as nh
 
     rng = np.random.default_rng(4)
@@ -117,17 +113,5 @@ def test_a_foreign_qdq_bias_add(threads, ds, dz, fuses):
                           inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
     x = rng.normal(0, 1, (2, 6, 24)).astype(np.float32)
-
-    def run(fuse: bool):
-        keep = lowering._fuse_row_adds
-        if not fuse:
-            lowering._fuse_row_adds = lambda items, aliases, analysis: items
-        try:
-            q = qengine.load(m)
-            return q.run(x), {s[1]: s[0] for s in q.run_profiled(x)[1]}
-        finally:
-            lowering._fuse_row_adds = keep
-    fused, steps = run(True)
-    plain, plain_steps = run(False)
+    _, steps, plain_steps = fused_and_plain(lambda: qengine.load(m), {"x": x}, "_fuse_row_adds")
     assert steps["mm"] == ("MatMul+Add" if fuses else "MatMul") and plain_steps["mm"] == "MatMul"
-    np.testing.assert_array_equal(fused, plain)

@@ -58,19 +58,42 @@ def run_float(m, feeds):
     return ReferenceExecutor(g).run(feeds)
 
 
-def compiled_with(m, calib, feeds, disabled: str = ""):
-    """(outputs, {step name: op}) of the quantized model, compiled with lowering's pass of that
-    name (e.g. "_fuse_lookups") turned into a no-op, or with every pass when disabled is "".
-    Compiling is lazy, per input shape: the patch holds while the runs compile."""
+def run_with_pass(make_model, feeds, disabled: str = ""):
+    """(outputs, {step name: op}) of the model make_model() returns (a qengine Model),
+    compiled with lowering's fusion pass of that name (e.g. "_fuse_lookups") turned into a
+    no-op, or with every pass when disabled is "". Compiling is lazy, per input shape: the
+    patch holds while the runs compile."""
     import qengine.runtime.lowering as lowering
     keep = getattr(lowering, disabled) if disabled else None
     if disabled:
         setattr(lowering, disabled, lambda items, aliases, analysis: items)
     try:
-        q = qengine.quantize(m, calib, progress=False, target_sqnr=None)
+        q = make_model()
         out = q.run(feeds, as_dict=True)
         names = {s[1]: s[0] for s in q.run_profiled(feeds)[1]}   # step name -> op
     finally:
         if disabled:
             setattr(lowering, disabled, keep)
     return out, names
+
+
+def compiled_with(m, calib, feeds, disabled: str = ""):
+    """run_with_pass of the float model m quantized on calib (fidelity target off)."""
+    return run_with_pass(lambda: qengine.quantize(m, calib, progress=False, target_sqnr=None),
+                         feeds, disabled)
+
+
+def fused_and_plain(make_model, feeds, fusion: str):
+    """Run with and without lowering's fusion pass `fusion`, check that both give the same
+    outputs bit for bit; return the outputs and the two {step name: op} maps (fused, plain)."""
+    fused, fused_steps = run_with_pass(make_model, feeds)
+    plain, plain_steps = run_with_pass(make_model, feeds, fusion)
+    assert sorted(fused) == sorted(plain)
+    for name in plain:
+        np.testing.assert_array_equal(fused[name], plain[name], err_msg=name)
+    return fused, fused_steps, plain_steps
+
+
+def quantized(m, calib):
+    """A make_model for fused_and_plain: m quantized on calib (fidelity target off)."""
+    return lambda: qengine.quantize(m, calib, progress=False, target_sqnr=None)
