@@ -69,46 +69,70 @@ static inline qe_lanes qe_lanes_max(qe_lanes acc, qe_lanes v) {
     return (qe_lanes)(((qe_lanes_i)v & take) | ((qe_lanes_i)acc & ~take));
 }
 
-static inline float qe_sum_lanes(const float *v, size_t n) {
-    qe_lanes acc = {0};
+/* Blocks of rows: the softmax and layer normalization take their rows QE_ROW_BLOCK at a time,
+ * and each reduction over the block's rows runs interleaved (qe_reduce_rows): one row's sum or
+ * maximum is a chain of dependent operations, ~4 cycles per 8 values, while the block's rows
+ * are independent and overlap (an attention row of 80 values took ~250 cycles alone). */
+enum { QE_ROW_BLOCK = 8 };
+
+/* The lane sums (is_max 0) or maxima (1) of nb <= QE_ROW_BLOCK rows of n values, `stride`
+ * apart, into out[b]. Per row the order is fixed: lane l takes values l, l + 8, ... in turn
+ * (a maximum starts from the row's first value, a sum from 0), the last n % 8 values go to
+ * lanes 0, 1, ..., then the lanes combine (qe_lanes_combine; maxima left to right). Interleaving
+ * the rows changes no row's order, so the result does not depend on the block a row is in.
+ * Always inlined with nb a constant for full blocks, so the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void qe_reduce_rows_n(const float *v, size_t n,
+                                                                   size_t stride, size_t nb,
+                                                                   int is_max, float *out) {
+    qe_lanes acc[QE_ROW_BLOCK];
+    for (size_t b = 0; b < nb; b++)
+        for (size_t l = 0; l < QE_LANES; l++) acc[b][l] = is_max ? v[b * stride] : 0.0f;
     size_t i = 0;
-    for (; i + QE_LANES <= n; i += QE_LANES) acc += qe_lanes_load(v + i);
-    for (size_t l = 0; i < n; i++, l++) acc[l] += v[i];
-    return qe_lanes_combine(acc);
+    for (; i + QE_LANES <= n; i += QE_LANES)
+        for (size_t b = 0; b < nb; b++) {
+            const qe_lanes x = qe_lanes_load(v + b * stride + i);
+            acc[b] = is_max ? qe_lanes_max(acc[b], x) : acc[b] + x;
+        }
+    for (size_t b = 0; b < nb; b++) {
+        const float *r = v + b * stride;
+        for (size_t k = i, l = 0; k < n; k++, l++)
+            acc[b][l] = is_max ? (r[k] > acc[b][l] ? r[k] : acc[b][l]) : acc[b][l] + r[k];
+        if (is_max) {
+            float m = acc[b][0];
+            for (size_t l = 1; l < QE_LANES; l++) m = acc[b][l] > m ? acc[b][l] : m;
+            out[b] = m;
+        } else {
+            out[b] = qe_lanes_combine(acc[b]);
+        }
+    }
 }
 
-static inline float qe_max_lanes(const float *v, size_t n) {
-    qe_lanes acc;
-    for (size_t l = 0; l < QE_LANES; l++) acc[l] = v[0];
-    size_t i = 0;
-    for (; i + QE_LANES <= n; i += QE_LANES) acc = qe_lanes_max(acc, qe_lanes_load(v + i));
-    for (size_t l = 0; i < n; i++, l++) acc[l] = v[i] > acc[l] ? v[i] : acc[l];
-    float m = acc[0];
-    for (size_t l = 1; l < QE_LANES; l++) m = acc[l] > m ? acc[l] : m;
-    return m;
+static inline void qe_reduce_rows(const float *v, size_t n, size_t stride, size_t nb, int is_max,
+                                  float *out) {
+    if (nb == QE_ROW_BLOCK)
+        qe_reduce_rows_n(v, n, stride, QE_ROW_BLOCK, is_max, out);
+    else
+        qe_reduce_rows_n(v, n, stride, nb, is_max, out);
 }
 
-/* Softmax (log_form 0) or log-softmax (1) of `rows` rows of `cols` values. Rows go in blocks
- * of QE_SOFTMAX_BLOCK, each phase (maxima, exponentials, sums, scaling) over the whole block:
- * one row's phases form a chain of dependent latencies (a short attention row of 80 values
- * took ~250 cycles that way), while the block's rows are independent and overlap. Every value
- * is computed by the same operations as row by row. */
-enum { QE_SOFTMAX_BLOCK = 8 };
+/* Softmax (log_form 0) or log-softmax (1) of `rows` rows of `cols` values, a block of rows at a
+ * time, each phase (maxima, exponentials, sums, scaling) over the whole block. Every value is
+ * computed by the same operations as row by row. */
 static inline void qe_softmax_rows(size_t rows, size_t cols, const float *x, float *y,
                                    int log_form) {
-    float mx[QE_SOFTMAX_BLOCK], sum[QE_SOFTMAX_BLOCK];
-    for (size_t r0 = 0; r0 < rows; r0 += QE_SOFTMAX_BLOCK) {
-        const size_t nb = rows - r0 < QE_SOFTMAX_BLOCK ? rows - r0 : QE_SOFTMAX_BLOCK;
+    float mx[QE_ROW_BLOCK], sum[QE_ROW_BLOCK];
+    for (size_t r0 = 0; r0 < rows; r0 += QE_ROW_BLOCK) {
+        const size_t nb = rows - r0 < QE_ROW_BLOCK ? rows - r0 : QE_ROW_BLOCK;
         const float *xb = x + r0 * cols;
         float *yb = y + r0 * cols;
-        for (size_t b = 0; b < nb; b++) mx[b] = qe_max_lanes(xb + b * cols, cols);
+        qe_reduce_rows(xb, cols, cols, nb, 1, mx);
         for (size_t b = 0; b < nb; b++) {
             const float *xr = xb + b * cols;
             float *yr = yb + b * cols;
             const float m = mx[b];
             for (size_t c = 0; c < cols; c++) yr[c] = qe_expf_poly(xr[c] - m); /* vectorizes */
         }
-        for (size_t b = 0; b < nb; b++) sum[b] = qe_sum_lanes(yb + b * cols, cols);
+        qe_reduce_rows(yb, cols, cols, nb, 0, sum);
         for (size_t b = 0; b < nb; b++) {
             const float *xr = xb + b * cols;
             float *yr = yb + b * cols;
@@ -123,31 +147,55 @@ static inline void qe_softmax_rows(size_t rows, size_t cols, const float *x, flo
     }
 }
 
-/* Layer normalization of `rows` rows of `cols` values: mean and variance per row (two passes,
- * sums in lanes), y = (x - mean) * (1 / sqrt(var + eps)) * gamma + beta (beta may be NULL). */
+/* The sums of squared deviations of nb <= QE_ROW_BLOCK rows from their means, interleaved like
+ * qe_reduce_rows_n (each row's lanes in the order of one row alone). */
+static inline __attribute__((always_inline)) void qe_sqdev_rows_n(const float *v, size_t n,
+                                                                  size_t stride, size_t nb,
+                                                                  const float *mean, float *out) {
+    qe_lanes acc[QE_ROW_BLOCK];
+    for (size_t b = 0; b < nb; b++)
+        for (size_t l = 0; l < QE_LANES; l++) acc[b][l] = 0.0f;
+    size_t i = 0;
+    for (; i + QE_LANES <= n; i += QE_LANES)
+        for (size_t b = 0; b < nb; b++) {
+            const qe_lanes d = qe_lanes_load(v + b * stride + i) - mean[b];
+            acc[b] += d * d;
+        }
+    for (size_t b = 0; b < nb; b++) {
+        const float *r = v + b * stride;
+        for (size_t k = i, l = 0; k < n; k++, l++) {
+            const float d = r[k] - mean[b];
+            acc[b][l] += d * d;
+        }
+        out[b] = qe_lanes_combine(acc[b]);
+    }
+}
+
+/* Layer normalization of `rows` rows of `cols` values, a block of rows at a time: mean and
+ * variance per row (two passes, sums in lanes), y = (x - mean) * (1 / sqrt(var + eps)) * gamma
+ * + beta (beta may be NULL). */
 static inline void qe_layernorm_rows(size_t rows, size_t cols, const float *x, const float *gamma,
                                      const float *beta, float eps, float *y) {
     const float inv_n = 1.0f / (float)cols;
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * cols;
-        float *yr = y + r * cols;
-        const float mean = qe_sum_lanes(xr, cols) * inv_n;
-        qe_lanes acc = {0}; /* sum of squared deviations, in lanes */
-        size_t c = 0;
-        for (; c + QE_LANES <= cols; c += QE_LANES) {
-            const qe_lanes d = qe_lanes_load(xr + c) - mean;
-            acc += d * d;
-        }
-        for (size_t l = 0; c < cols; c++, l++) {
-            const float d = xr[c] - mean;
-            acc[l] += d * d;
-        }
-        const float sq = qe_lanes_combine(acc);
-        const float rstd = 1.0f / sqrtf(sq * inv_n + eps);
-        if (beta)
-            for (size_t k = 0; k < cols; k++) yr[k] = (xr[k] - mean) * rstd * gamma[k] + beta[k];
+    float mean[QE_ROW_BLOCK], sq[QE_ROW_BLOCK];
+    for (size_t r0 = 0; r0 < rows; r0 += QE_ROW_BLOCK) {
+        const size_t nb = rows - r0 < QE_ROW_BLOCK ? rows - r0 : QE_ROW_BLOCK;
+        const float *xb = x + r0 * cols;
+        qe_reduce_rows(xb, cols, cols, nb, 0, mean);
+        for (size_t b = 0; b < nb; b++) mean[b] *= inv_n;
+        if (nb == QE_ROW_BLOCK)
+            qe_sqdev_rows_n(xb, cols, cols, QE_ROW_BLOCK, mean, sq);
         else
-            for (size_t k = 0; k < cols; k++) yr[k] = (xr[k] - mean) * rstd * gamma[k];
+            qe_sqdev_rows_n(xb, cols, cols, nb, mean, sq);
+        for (size_t b = 0; b < nb; b++) {
+            const float *xr = xb + b * cols, m = mean[b];
+            float *yr = y + (r0 + b) * cols;
+            const float rstd = 1.0f / sqrtf(sq[b] * inv_n + eps);
+            if (beta)
+                for (size_t k = 0; k < cols; k++) yr[k] = (xr[k] - m) * rstd * gamma[k] + beta[k];
+            else
+                for (size_t k = 0; k < cols; k++) yr[k] = (xr[k] - m) * rstd * gamma[k];
+        }
     }
 }
 

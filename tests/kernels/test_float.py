@@ -101,6 +101,28 @@ def test_row_jobs_split_among_threads_give_the_same_bits(isa, rows, cols):
     np.testing.assert_allclose(outs["layernorm"][0], ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("rows, cols", [(8, 80), (13, 97), (17, 7), (9, 128)])
+def test_a_row_gives_the_same_bits_alone_and_in_a_block(isa, rows, cols):
+    """Softmax and LayerNormalization reduce a block of 8 rows at a time, interleaved
+    (csrc/float/float_ops.h qe_reduce_rows); each row, run alone, gives the bits it has in the
+    block, in full blocks and in the last, shorter one, with infinities and zeros in the rows."""
+    rng = np.random.default_rng(rows * cols)
+    x = (rng.standard_normal((rows, cols)) * 4).astype(np.float32)
+    x[1, 2], x[2, 0], x[3, -1], x[4, 1] = np.inf, -np.inf, -0.0, 0.0
+    g, b = rng.standard_normal(cols).astype(np.float32), rng.standard_normal(cols).astype(np.float32)
+    for log in (False, True):
+        whole = _run(K.softmax_step("s", rows, cols, (0, 0), (1, 0), log=log), x, x.shape)
+        for r in range(rows):
+            alone = _run(K.softmax_step("s", 1, cols, (0, 0), (1, 0), log=log), x[r:r + 1],
+                         (1, cols))
+            np.testing.assert_array_equal(alone[0].view(np.int32), whole[r].view(np.int32))
+    whole = _run(K.layernorm_step("n", rows, cols, (0, 0), (1, 0), g, b, 1e-5), x, x.shape)
+    for r in range(rows):
+        alone = _run(K.layernorm_step("n", 1, cols, (0, 0), (1, 0), g, b, 1e-5), x[r:r + 1],
+                     (1, cols))
+        np.testing.assert_array_equal(alone[0], whole[r])
+
+
 def test_bad_float_steps_raise():
     with pytest.raises(ValueError):
         K.softmax_step("s", 0, 3, (0, 0), (1, 0))
