@@ -175,6 +175,31 @@ def test_quantize_and_dequantize_match_numpy(isa, seed, rows, channels, per_chan
     np.testing.assert_array_equal(d.view(np.int32), npref.dequantize(xi, scale).view(np.int32))
 
 
+@pytest.mark.parametrize("signed", [False, True])
+def test_quantize_near_half_integers_is_the_division(isa, signed):
+    """QuantizeLinear divides by the scale, and x * (1 / scale) is not the same: inputs on and
+    a few ulp around (k + 0.5) * scale, for many scales, several of which the product rounds
+    the other way, give numpy's x / scale rounded half to even on every path."""
+    rng = np.random.default_rng(5)
+    dt = np.int8 if signed else np.uint8
+    info = np.iinfo(dt)
+    product_differs = 0
+    for scale in (10.0 ** rng.uniform(-4, 1, 60)).astype(F32):
+        zp = int(rng.integers(info.min, info.max + 1))
+        k = np.arange(info.min - zp - 2, info.max - zp + 2, dtype=np.float64) + 0.5
+        x = (k * np.float64(scale)).astype(F32)
+        x = np.concatenate([np.nextafter(x, np.float32(np.inf) * s) if s else x
+                            for s in (0, 1, -1)] + [x * F32(1 + 2.0 ** -23 * d)
+                                                    for d in (2, -2, 3, -3)]).astype(F32)
+        with np.errstate(over="ignore"):
+            want = npref.quantize(x, scale, zp, info.min, info.max, dt)
+            via_product = npref.quantize(x * (F32(1) / scale), F32(1), zp, info.min,
+                                         info.max, dt)
+        product_differs += int(np.count_nonzero(via_product != want))
+        np.testing.assert_array_equal(K.quantize(x, scale, zp, dtype=dt), want)
+    assert product_differs > 0      # the inputs do reach the cases the division must settle
+
+
 def test_large_calls_identical_on_one_and_two_threads(isa):
     rng = np.random.default_rng(8)
     a = rng.integers(0, 256, (300, 1000), dtype=np.uint8)
