@@ -70,6 +70,24 @@ def test_mul_by_a_row_of_scales(isa, threads, cols):
         np.testing.assert_array_equal(a, want)
 
 
+@pytest.mark.parametrize("mult", [3.0e4, 1.0e6, 1.0e9])
+def test_add_and_mul_with_huge_multipliers(isa, mult):
+    """Multipliers whose products pass 2^31 (out of cvtps2dq's range): the AVX-512 kernels then
+    keep the float clamp at qmax (binary_setup's nohi is off), and every value saturates as in
+    numpy -- element-wise, broadcast and by a row of scales."""
+    rng = np.random.default_rng(int(mult) % 1000)
+    a = rng.integers(0, 256, (5, 100), dtype=np.uint8)
+    b = rng.integers(0, 256, (5, 100), dtype=np.uint8)
+    row = rng.integers(0, 256, (1, 100), dtype=np.uint8)
+    a[0], b[0] = 255, 0
+    got = K.add_u8(a, b, 3, mult, 250, mult, 7)
+    np.testing.assert_array_equal(got, np_add(a, b, 3, mult, 250, mult, 7, 0, 255))
+    np.testing.assert_array_equal(K.mul_u8(a, b, 3, 250, mult, 7),
+                                  np_mul(a, b, 3, 250, mult, 7, 0, 255))
+    np.testing.assert_array_equal(K.mul_u8(a, row, 3, 250, mult, 7),
+                                  np_mul(a, row, 3, 250, mult, 7, 0, 255))
+
+
 def test_in_place_add(isa):
     rng = np.random.default_rng(7)
     a = rng.integers(0, 256, (7, 37), dtype=np.uint8)
