@@ -53,13 +53,9 @@ static inline __m512i requant16(__m512 v, const binary_consts *k) {
  * qe_requant_one's), then one dword permutation back to element order. */
 static inline __m512i requant64(__m512 v0, __m512 v1, __m512 v2, __m512 v3,
                                 const binary_consts *k) {
-    const __m512i b = k->nohi ? QE_REQUANT_PACK_U8_INLANE_NOHI(_mm512_, v0, v1, v2, v3, k->zp16,
-                                                               k->lo8)
-                              : QE_REQUANT_PACK_U8_INLANE(_mm512_, v0, v1, v2, v3, k->hi, k->zp16,
-                                                          k->lo8);
-    /* byte lane L holds [v0, v1, v2, v3] dwords L; element dword 4j + L sits at 4L + j */
-    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    return _mm512_permutexvar_epi32(idx, b);
+    return qe_unlane64_avx512(
+        k->nohi ? QE_REQUANT_PACK_U8_INLANE_NOHI(_mm512_, v0, v1, v2, v3, k->zp16, k->lo8)
+                : QE_REQUANT_PACK_U8_INLANE(_mm512_, v0, v1, v2, v3, k->hi, k->zp16, k->lo8));
 }
 
 /* 64 elements per step with plain loads; the tail in masked steps of 16. */

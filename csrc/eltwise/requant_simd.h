@@ -101,20 +101,24 @@ static inline void qe_store_epi32_avx512(void *dst, __m512i v, __mmask16 m) {
         _mm512_mask_storeu_epi32(dst, m, v);
 }
 
-/* 4 x 16 int32 lanes already in [0, 255] (elements 0-15, 16-31, ...) -> 64 bytes in order:
- * two in-lane saturating packs (exact here) and one dword transpose, instead of 4 vpmovdb. */
-static inline __m512i qe_pack64_u8_avx512(__m512i q0, __m512i q1, __m512i q2, __m512i q3) {
-    const __m512i b = _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
-    /* byte lane L holds [q0, q1, q2, q3] dwords L; element dword 4k + L sits at 4L + k */
+/* 64 bytes packed per 128-bit lane from four vectors q0..q3 of 16 (the in-lane packs: byte lane
+ * L holds [q0, q1, q2, q3] dwords L) -> element order: element dword 4k + L sits at 4L + k. */
+static inline __m512i qe_unlane64_avx512(__m512i b) {
     const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     return _mm512_permutexvar_epi32(idx, b);
 }
 
+/* 4 x 16 int32 lanes already in [0, 255] (elements 0-15, 16-31, ...) -> 64 bytes in order:
+ * two in-lane saturating packs (exact here) and one dword transpose, instead of 4 vpmovdb. */
+static inline __m512i qe_pack64_u8_avx512(__m512i q0, __m512i q1, __m512i q2, __m512i q3) {
+    return qe_unlane64_avx512(
+        _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3)));
+}
+
 /* The same for int8 results in [-128, 127]. */
 static inline __m512i qe_pack64_s8_avx512(__m512i q0, __m512i q1, __m512i q2, __m512i q3) {
-    const __m512i b = _mm512_packs_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
-    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    return _mm512_permutexvar_epi32(idx, b);
+    return qe_unlane64_avx512(
+        _mm512_packs_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3)));
 }
 
 static inline void qe_store_u8x64_avx512(void *dst, __m512i v, __mmask64 m) {

@@ -171,6 +171,14 @@ static inline __attribute__((always_inline)) void qe_sqdev_rows_n(const float *v
     }
 }
 
+static inline void qe_sqdev_rows(const float *v, size_t n, size_t stride, size_t nb,
+                                 const float *mean, float *out) {
+    if (nb == QE_ROW_BLOCK)
+        qe_sqdev_rows_n(v, n, stride, QE_ROW_BLOCK, mean, out);
+    else
+        qe_sqdev_rows_n(v, n, stride, nb, mean, out);
+}
+
 /* Layer normalization of `rows` rows of `cols` values, a block of rows at a time: mean and
  * variance per row (two passes, sums in lanes), y = (x - mean) * (1 / sqrt(var + eps)) * gamma
  * + beta (beta may be NULL). */
@@ -183,10 +191,7 @@ static inline void qe_layernorm_rows(size_t rows, size_t cols, const float *x, c
         const float *xb = x + r0 * cols;
         qe_reduce_rows(xb, cols, cols, nb, 0, mean);
         for (size_t b = 0; b < nb; b++) mean[b] *= inv_n;
-        if (nb == QE_ROW_BLOCK)
-            qe_sqdev_rows_n(xb, cols, cols, QE_ROW_BLOCK, mean, sq);
-        else
-            qe_sqdev_rows_n(xb, cols, cols, nb, mean, sq);
+        qe_sqdev_rows(xb, cols, cols, nb, mean, sq);
         for (size_t b = 0; b < nb; b++) {
             const float *xr = xb + b * cols, m = mean[b];
             float *yr = y + (r0 + b) * cols;
