@@ -75,29 +75,51 @@ static inline qe_lanes qe_lanes_max(qe_lanes acc, qe_lanes v) {
  * are independent and overlap (an attention row of 80 values took ~250 cycles alone). */
 enum { QE_ROW_BLOCK = 8 };
 
-/* The lane sums (is_max 0) or maxima (1) of nb <= QE_ROW_BLOCK rows of n values, `stride`
- * apart, into out[b]. Per row the order is fixed: lane l takes values l, l + 8, ... in turn
- * (a maximum starts from the row's first value, a sum from 0), the last n % 8 values go to
- * lanes 0, 1, ..., then the lanes combine (qe_lanes_combine; maxima left to right). Interleaving
- * the rows changes no row's order, so the result does not depend on the block a row is in.
- * Always inlined with nb a constant for full blocks, so the accumulators stay in registers. */
+/* What qe_reduce_rows computes per row: the sum, the maximum, or the sum of squared deviations
+ * from the row's mean (layer normalization's variance). */
+typedef enum { QE_ROW_SUM, QE_ROW_MAX, QE_ROW_SQDEV } qe_row_reduction;
+
+/* The reduction `op` of nb <= QE_ROW_BLOCK contiguous rows of n values into out[b] (mean[b]:
+ * the row means, for QE_ROW_SQDEV only). Per row the order is fixed: lane l takes values l,
+ * l + 8, ... in turn (a maximum starts from the row's first value, the sums from 0), the last
+ * n % 8 values go to lanes 0, 1, ..., then the lanes combine (qe_lanes_combine; maxima left to
+ * right). Interleaving the rows changes no row's order, so the result does not depend on the
+ * block a row is in. Always inlined with op and, for full blocks, nb constants, so the
+ * accumulators stay in registers. */
 static inline __attribute__((always_inline)) void qe_reduce_rows_n(const float *v, size_t n,
-                                                                   size_t stride, size_t nb,
-                                                                   int is_max, float *out) {
+                                                                   size_t nb,
+                                                                   qe_row_reduction op,
+                                                                   const float *mean,
+                                                                   float *out) {
     qe_lanes acc[QE_ROW_BLOCK];
     for (size_t b = 0; b < nb; b++)
-        for (size_t l = 0; l < QE_LANES; l++) acc[b][l] = is_max ? v[b * stride] : 0.0f;
+        for (size_t l = 0; l < QE_LANES; l++) acc[b][l] = op == QE_ROW_MAX ? v[b * n] : 0.0f;
     size_t i = 0;
     for (; i + QE_LANES <= n; i += QE_LANES)
         for (size_t b = 0; b < nb; b++) {
-            const qe_lanes x = qe_lanes_load(v + b * stride + i);
-            acc[b] = is_max ? qe_lanes_max(acc[b], x) : acc[b] + x;
+            const qe_lanes x = qe_lanes_load(v + b * n + i);
+            if (op == QE_ROW_MAX) {
+                acc[b] = qe_lanes_max(acc[b], x);
+            } else if (op == QE_ROW_SUM) {
+                acc[b] += x;
+            } else {
+                const qe_lanes d = x - mean[b];
+                acc[b] += d * d;
+            }
         }
     for (size_t b = 0; b < nb; b++) {
-        const float *r = v + b * stride;
-        for (size_t k = i, l = 0; k < n; k++, l++)
-            acc[b][l] = is_max ? (r[k] > acc[b][l] ? r[k] : acc[b][l]) : acc[b][l] + r[k];
-        if (is_max) {
+        const float *r = v + b * n;
+        for (size_t k = i, l = 0; k < n; k++, l++) {
+            if (op == QE_ROW_MAX) {
+                acc[b][l] = r[k] > acc[b][l] ? r[k] : acc[b][l];
+            } else if (op == QE_ROW_SUM) {
+                acc[b][l] += r[k];
+            } else {
+                const float d = r[k] - mean[b];
+                acc[b][l] += d * d;
+            }
+        }
+        if (op == QE_ROW_MAX) {
             float m = acc[b][0];
             for (size_t l = 1; l < QE_LANES; l++) m = acc[b][l] > m ? acc[b][l] : m;
             out[b] = m;
@@ -107,12 +129,13 @@ static inline __attribute__((always_inline)) void qe_reduce_rows_n(const float *
     }
 }
 
-static inline void qe_reduce_rows(const float *v, size_t n, size_t stride, size_t nb, int is_max,
-                                  float *out) {
+static inline __attribute__((always_inline)) void qe_reduce_rows(const float *v, size_t n,
+                                                                 size_t nb, qe_row_reduction op,
+                                                                 const float *mean, float *out) {
     if (nb == QE_ROW_BLOCK)
-        qe_reduce_rows_n(v, n, stride, QE_ROW_BLOCK, is_max, out);
+        qe_reduce_rows_n(v, n, QE_ROW_BLOCK, op, mean, out);
     else
-        qe_reduce_rows_n(v, n, stride, nb, is_max, out);
+        qe_reduce_rows_n(v, n, nb, op, mean, out);
 }
 
 /* Softmax (log_form 0) or log-softmax (1) of `rows` rows of `cols` values, a block of rows at a
@@ -125,14 +148,14 @@ static inline void qe_softmax_rows(size_t rows, size_t cols, const float *x, flo
         const size_t nb = rows - r0 < QE_ROW_BLOCK ? rows - r0 : QE_ROW_BLOCK;
         const float *xb = x + r0 * cols;
         float *yb = y + r0 * cols;
-        qe_reduce_rows(xb, cols, cols, nb, 1, mx);
+        qe_reduce_rows(xb, cols, nb, QE_ROW_MAX, NULL, mx);
         for (size_t b = 0; b < nb; b++) {
             const float *xr = xb + b * cols;
             float *yr = yb + b * cols;
             const float m = mx[b];
             for (size_t c = 0; c < cols; c++) yr[c] = qe_expf_poly(xr[c] - m); /* vectorizes */
         }
-        qe_reduce_rows(yb, cols, cols, nb, 0, sum);
+        qe_reduce_rows(yb, cols, nb, QE_ROW_SUM, NULL, sum);
         for (size_t b = 0; b < nb; b++) {
             const float *xr = xb + b * cols;
             float *yr = yb + b * cols;
@@ -147,38 +170,6 @@ static inline void qe_softmax_rows(size_t rows, size_t cols, const float *x, flo
     }
 }
 
-/* The sums of squared deviations of nb <= QE_ROW_BLOCK rows from their means, interleaved like
- * qe_reduce_rows_n (each row's lanes in the order of one row alone). */
-static inline __attribute__((always_inline)) void qe_sqdev_rows_n(const float *v, size_t n,
-                                                                  size_t stride, size_t nb,
-                                                                  const float *mean, float *out) {
-    qe_lanes acc[QE_ROW_BLOCK];
-    for (size_t b = 0; b < nb; b++)
-        for (size_t l = 0; l < QE_LANES; l++) acc[b][l] = 0.0f;
-    size_t i = 0;
-    for (; i + QE_LANES <= n; i += QE_LANES)
-        for (size_t b = 0; b < nb; b++) {
-            const qe_lanes d = qe_lanes_load(v + b * stride + i) - mean[b];
-            acc[b] += d * d;
-        }
-    for (size_t b = 0; b < nb; b++) {
-        const float *r = v + b * stride;
-        for (size_t k = i, l = 0; k < n; k++, l++) {
-            const float d = r[k] - mean[b];
-            acc[b][l] += d * d;
-        }
-        out[b] = qe_lanes_combine(acc[b]);
-    }
-}
-
-static inline void qe_sqdev_rows(const float *v, size_t n, size_t stride, size_t nb,
-                                 const float *mean, float *out) {
-    if (nb == QE_ROW_BLOCK)
-        qe_sqdev_rows_n(v, n, stride, QE_ROW_BLOCK, mean, out);
-    else
-        qe_sqdev_rows_n(v, n, stride, nb, mean, out);
-}
-
 /* Layer normalization of `rows` rows of `cols` values, a block of rows at a time: mean and
  * variance per row (two passes, sums in lanes), y = (x - mean) * (1 / sqrt(var + eps)) * gamma
  * + beta (beta may be NULL). */
@@ -189,9 +180,9 @@ static inline void qe_layernorm_rows(size_t rows, size_t cols, const float *x, c
     for (size_t r0 = 0; r0 < rows; r0 += QE_ROW_BLOCK) {
         const size_t nb = rows - r0 < QE_ROW_BLOCK ? rows - r0 : QE_ROW_BLOCK;
         const float *xb = x + r0 * cols;
-        qe_reduce_rows(xb, cols, cols, nb, 0, mean);
+        qe_reduce_rows(xb, cols, nb, QE_ROW_SUM, NULL, mean);
         for (size_t b = 0; b < nb; b++) mean[b] *= inv_n;
-        qe_sqdev_rows(xb, cols, cols, nb, mean, sq);
+        qe_reduce_rows(xb, cols, nb, QE_ROW_SQDEV, mean, sq);
         for (size_t b = 0; b < nb; b++) {
             const float *xr = xb + b * cols, m = mean[b];
             float *yr = y + (r0 + b) * cols;
