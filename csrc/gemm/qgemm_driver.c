@@ -105,6 +105,10 @@ static void fill_rows(const uint8_t *a, size_t lda, size_t M, size_t K, int32_t 
 /* Ask for `rows` rows of A (K bytes each) ahead of use: the next strip's rows arrive from L3
  * while the current strip's tiles compute, instead of stalling its first tile (or prep_a). */
 static void prefetch_rows(const uint8_t *a, size_t lda, size_t rows, size_t K) {
+    if (lda < K) { /* overlapping rows (conv_colstrip.c): one span, each line once */
+        for (size_t k = 0; k < (rows - 1) * lda + K; k += 64) __builtin_prefetch(a + k, 0, 3);
+        return;
+    }
     for (size_t r = 0; r < rows; r++)
         for (size_t k = 0; k < K; k += 64) __builtin_prefetch(a + r * lda + k, 0, 3);
 }
