@@ -320,6 +320,9 @@ int qe_requantize_u8(size_t rows, size_t cols, const uint8_t *x, size_t ldx, int
 /* y[i] = table[x[i]]: any element-wise function of one uint8 input (activations). x and y may
  * be the same buffer. */
 int qe_lut_u8(size_t n, const uint8_t *x, const uint8_t table[256], uint8_t *y);
+/* y[i] = table[x[i]] into float32: an element-wise function of one uint8 input whose result
+ * stays float (a lookup region at a model's float output). */
+int qe_lut_u8_f32(size_t n, const uint8_t *x, const float table[256], float *y);
 
 /* Quantize: v = x / scale (a true float32 division, as ONNX); NaN -> 0; y = clamp(rint(v) + zp,
  * qmin, qmax) (+inf -> qmax, -inf -> qmin). Per-tensor, or per-channel over the innermost

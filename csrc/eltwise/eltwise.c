@@ -54,6 +54,7 @@ struct elt_job {
     const qe_binary_params *bp;
     qe_binary_fn binary;
     uint8_t table[256];
+    const float *ftable; /* qe_lut_u8_f32's table */
     const float *scale;
     const int32_t *zp;
     int32_t qmin, qmax;
@@ -194,6 +195,26 @@ int qe_lut_u8(size_t n, const uint8_t *x, const uint8_t table[256], uint8_t *y) 
     if (!x || !table || !y) return QE_ERR_ARG;
     elt_job j = {.row = lut_row, .rows = 1, .cols = n, .k = kernels(), .a = x, .y = y};
     for (int v = 0; v < 256; v++) j.table[v] = table[v];
+    elt_run(&j, 1);
+    return QE_OK;
+}
+
+/* A float table, for element-wise functions whose output stays float (a model's last GELU or
+ * Sigmoid): one portable loop on every ISA. It moves data only, so any path would give the
+ * same bits; a 256-entry float table fills 16 zmm registers, beyond a permute's reach, and at
+ * one element per cycle the loop is already far below the float ops it replaces. */
+static void lut_f32_row(const elt_job *j, size_t r, size_t b0, size_t n) {
+    const uint8_t *x = (const uint8_t *)j->a + r * j->lda + b0;
+    float *y = (float *)j->y + r * j->ldy + b0;
+    const float *t = j->ftable;
+    for (size_t i = 0; i < n; i++) y[i] = t[x[i]];
+}
+
+int qe_lut_u8_f32(size_t n, const uint8_t *x, const float table[256], float *y) {
+    if (n == 0) return QE_OK;
+    if (!x || !table || !y) return QE_ERR_ARG;
+    elt_job j = {.row = lut_f32_row, .rows = 1, .cols = n, .k = kernels(), .a = x, .y = y,
+                 .ftable = table};
     elt_run(&j, 1);
     return QE_OK;
 }

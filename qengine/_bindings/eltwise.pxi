@@ -14,6 +14,7 @@ cdef extern from "qe_kernels.h" nogil:
                          float mult, int32_t y_zp, int32_t qmin, int32_t qmax, uint8_t *y,
                          size_t ldy)
     int qe_lut_u8(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y)
+    int qe_lut_u8_f32(size_t n, const uint8_t *x, const float *table, float *y)
     int qe_quantize_f32_u8(size_t n, size_t channels, const float *x, const float *scale,
                            const int32_t *zp, int32_t qmin, int32_t qmax, uint8_t *y)
     int qe_quantize_f32_s8(size_t n, size_t channels, const float *x, const float *scale,
@@ -191,6 +192,27 @@ def lut_u8(x, table, *, y=None):
     cdef uint8_t *yp = <uint8_t *><uintptr_t>_addr(y)
     with nogil:
         qe_lut_u8(n, xp, tp, yp)
+    return y
+
+
+def lut_u8_f32(x, table, *, y=None):
+    """y = table[x] for uint8 x of any shape and a float32 table of 256 entries: float32 y."""
+    x = np.ascontiguousarray(_u8_array(x, "x"))
+    t = np.asarray(table)
+    if t.dtype != np.float32 or t.shape != (256,):
+        raise ValueError(f"table must be float32 of shape (256,), got {t.dtype} {t.shape}")
+    t = np.ascontiguousarray(t)
+    if y is not None and isinstance(y, np.ndarray) and np.may_share_memory(x, y):
+        raise ValueError("y must not overlap x (4 output bytes per input byte)")
+    y = _elementwise_output(y, x.shape, np.float32, (x,))
+    if x.size == 0:
+        return y
+    cdef size_t n = x.size
+    cdef const uint8_t *xp = <const uint8_t *><uintptr_t>_addr(x)
+    cdef const float *tp = <const float *><uintptr_t>_addr(t)
+    cdef float *yp = <float *><uintptr_t>_addr(y)
+    with nogil:
+        qe_lut_u8_f32(n, xp, tp, yp)
     return y
 
 

@@ -482,10 +482,12 @@ def binary_step(str name, str op, Py_ssize_t rows, Py_ssize_t cols, a, b, y, str
 
 
 cdef struct MapArgs:
-    int kind            # 0 lut, 1 requantize, 2 quantize f32->u8, 3 dequantize u8->f32
+    int kind            # 0 lut, 1 requantize, 2 quantize f32->u8, 3 dequantize u8->f32,
+                        # 4 lut u8->f32
     size_t rows, cols, ldx, ldy
     Py_ssize_t x_slot, x_off, y_slot, y_off
     const uint8_t *table
+    const float *ftable
     int32_t x_zp, y_zp, qmin, qmax
     float mult
     float scale
@@ -500,6 +502,8 @@ cdef int _run_map(const void *p, char **slots) noexcept nogil:
     if m.kind == 1:
         return qe_requantize_u8(m.rows, m.cols, <const uint8_t *>x, m.ldx, m.x_zp, m.mult,
                                 m.y_zp, m.qmin, m.qmax, <uint8_t *>y, m.ldy)
+    if m.kind == 4:
+        return qe_lut_u8_f32(m.rows * m.cols, <const uint8_t *>x, m.ftable, <float *>y)
     if m.kind == 2:
         return qe_quantize_f32_u8(m.rows * m.cols, 1, <const float *>x, &m.scale, &m.y_zp,
                                   m.qmin, m.qmax, <uint8_t *>y)
@@ -524,6 +528,27 @@ def lut_step(str name, Py_ssize_t n, x, y, table, str op="Lookup"):
     m.kind = 0
     m.rows, m.cols = 1, n
     m.table = &tv[0]
+    m.x_slot, m.x_off, m.y_slot, m.y_off = x_slot, x_off, y_slot, y_off
+    return st
+
+
+def lut_f32_step(str name, Py_ssize_t n, x, y, table, str op="Lookup"):
+    """y[i] = table[x[i]] over n uint8 values into float32; x, y = (slot, byte offset)."""
+    t = np.ascontiguousarray(table)
+    if t.dtype != np.float32 or t.shape != (256,):
+        raise ValueError("table must be 256 float32 values")
+    if n < 1:
+        raise ValueError("empty lookup step")
+    x_slot, x_off = x
+    y_slot, y_off = y
+    cdef list keep = [t]
+    cdef NativeStep st = _native_step(name, op, _run_map, sizeof(MapArgs), keep,
+                                      [(x_slot, x_off, x_off + n), (y_slot, y_off, y_off + 4 * n)])
+    cdef MapArgs *m = <MapArgs *>st.args
+    cdef const float[::1] tv = t
+    m.kind = 4
+    m.rows, m.cols = 1, n
+    m.ftable = &tv[0]
     m.x_slot, m.x_off, m.y_slot, m.y_off = x_slot, x_off, y_slot, y_off
     return st
 

@@ -11,7 +11,7 @@ from ..graph import Graph, Node
 from ..ops import make_op
 from ..ops.int8 import Kernel, QTensor, Unit, requant_table
 
-__all__ = ["float_node", "quantize", "dequantize", "requantize", "lut", "movement",
+__all__ = ["float_node", "quantize", "dequantize", "requantize", "lut", "lut_float", "movement",
            "logical_view", "store", "sign_flip"]
 
 _SIGN_FLIP = (np.arange(256) ^ 0x80).astype(np.uint8)   # int8 byte <-> uint8 = int8 + 128
@@ -113,9 +113,9 @@ def requantize(x: QTensor, y: QTensor) -> Kernel:
     return Kernel([x.name], [y.name], make_steps, label="requantize")
 
 
-def lut(g: Graph, nodes: list, x: QTensor, y: QTensor) -> Kernel:
-    """An element-wise region of one quantized input as one 256-entry table, exact with
-    respect to the QDQ graph: table[c] = Q_y(region(DQ_x(c)))."""
+def _region(g: Graph, nodes: list):
+    """The float function of an element-wise region: its nodes' references run in order on a
+    flat array of dequantized source values, scalar constants from the graph."""
     ops = [make_op(n, g.opset) for n in nodes]
     out_name = nodes[-1].outputs[0]
     produced = {n.outputs[0] for n in nodes}
@@ -135,8 +135,13 @@ def lut(g: Graph, nodes: list, x: QTensor, y: QTensor) -> Kernel:
                     args.append(v)      # the dequantized source
             env[n.outputs[0]] = np.asarray(op.run(*args)[0], dtype=np.float32).reshape(-1)
         return env[out_name]
+    return region
 
-    table = requant_table(region, x, y)
+
+def lut(g: Graph, nodes: list, x: QTensor, y: QTensor) -> Kernel:
+    """An element-wise region of one quantized input as one 256-entry table, exact with
+    respect to the QDQ graph: table[c] = Q_y(region(DQ_x(c)))."""
+    table = requant_table(_region(g, nodes), x, y)
     ops = "+".join(n.op_type for n in nodes)
 
     def make_steps(ctx):
@@ -145,6 +150,30 @@ def lut(g: Graph, nodes: list, x: QTensor, y: QTensor) -> Kernel:
             if n else []
     return Kernel([x.name], [y.name], make_steps, label="lut " + ops, node=nodes[0],
                   lut_table=table, lut_ops=ops)
+
+
+def lut_float(g: Graph, nodes: list, x: QTensor, logical: bool = False) -> Kernel:
+    """An element-wise region of one quantized input whose output stays float (a model's
+    last GELU or Sigmoid, kept float by output-aware quantization) as one 256-entry float32
+    table: table[c] = region(DQ_x(c)), the values the region's float ops would compute from the
+    dequantized input, looked up instead of computed per element. logical: the output is a
+    graph output, wanted in the ONNX layout: the codes are put in that layout first (a
+    relayout of bytes, not of the four times larger floats)."""
+    with np.errstate(all="ignore"):
+        table = np.asarray(_region(g, nodes)(x.dequantize(np.arange(256, dtype=np.uint8))),
+                           dtype=np.float32)
+    out = nodes[-1].outputs[0]
+    ops = "+".join(n.op_type for n in nodes)
+
+    def make_steps(ctx):
+        n = int(np.prod(ctx.shape(out)))
+        return [K.lut_f32_step(nodes[0].name, n, ctx.slot(x.name), ctx.slot(out), table, ops)] \
+            if n else []
+    if not logical:
+        return Kernel([x.name], [out], make_steps, label="float lut " + ops, node=nodes[0])
+    return Kernel([x.name], [out], make_steps, layouts={x.name: "identity"},
+                  out_perm=lambda perms, ctx: "identity", label="float lut " + ops,
+                  node=nodes[0])
 
 
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")

@@ -268,6 +268,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
     absorbed_q: set[int] = set()     # Q nodes whose quantization an item performs
     float_reads: set[str] = set()    # tensors some float op reads (so they need float values)
     regions = _find_lut_regions(g, a)
+    float_regions = _find_float_lut_regions(g, a, regions)
     for node in g.nodes:
         if id(node) in consumed or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
@@ -278,6 +279,14 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
             consumed.update(id(n) for n in nodes)
             absorbed_q.update(id(q) for q in qnodes)
             _alias_q(out, qnodes, a)
+            out.int8_nodes += [n.name for n in nodes]
+            continue
+        fregion = float_regions.get(id(node))
+        if fregion is not None:
+            src, nodes = fregion
+            at[id(nodes[-1])] = glue.lut_float(g, nodes, a.qt[src],
+                                               logical=nodes[-1].outputs[0] in a.outputs)
+            consumed.update(id(n) for n in nodes)
             out.int8_nodes += [n.name for n in nodes]
             continue
         op = make_op(node, g.opset)
@@ -453,54 +462,93 @@ def _lower_unit(op, unit: Unit) -> Optional[Kernel]:
     return None
 
 
+def _region_closure(g: Graph, a: _Analysis, last: Node):
+    """The element-wise nodes that `last`'s output depends on back to dequantized activations:
+    (nodes, source quantized tensors) or None where the walk meets anything else (a float
+    tensor from outside, a non-scalar constant, a node that is not element-wise)."""
+    nodes, sources, stack, seen = [], set(), [last], set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if not make_op(n, g.opset).elementwise or len(n.outputs) != 1:
+            return None
+        nodes.append(n)
+        for i in n.inputs:
+            if not i:
+                continue
+            if i in a.dq_src:
+                sources.add(a.dq_src[i])
+            elif i in g.initializers:
+                if g.initializers[i].size != 1:
+                    return None
+            elif i in a.producer:
+                stack.append(a.producer[i])
+            else:
+                return None
+    return nodes, sources
+
+
+def _closed(a: _Analysis, nodes: list, out: str) -> bool:
+    """No tensor inside the region but its output is read outside it or is a graph output."""
+    members = {id(n) for n in nodes}
+    inner = {n.outputs[0] for n in nodes} - {out}
+    return not any(o in a.outputs or any(id(r) not in members for r in a.readers.get(o, []))
+                   for o in inner)
+
+
+def _find_float_lut_regions(g: Graph, a: _Analysis, taken: dict) -> dict:
+    """Element-wise regions of one dequantized activation whose output stays float (no
+    QuantizeLinear reads it: a graph output or float ops' input, as output-aware quantization
+    leaves a model's last GELU or Sigmoid): {id(first node): (source, nodes in order)}. Each is
+    a float table of 256 entries (glue.lut_float) instead of float ops over every element.
+    The latest possible end is tried first, so a region is the longest chain it can be."""
+    used = {id(n) for r in taken.values() for n in r[1]}
+    regions: dict[int, tuple] = {}
+    for last in reversed(g.nodes):
+        if id(last) in used or last.op_type in ("QuantizeLinear", "DequantizeLinear") or \
+                len(last.outputs) != 1 or not make_op(last, g.opset).elementwise:
+            continue
+        t = last.outputs[0]
+        if any(r.op_type == "QuantizeLinear" for r in a.readers.get(t, [])):
+            continue   # a quantized output: an int8 lookup region or unit, not a float one
+        found = _region_closure(g, a, last)
+        if found is None or len(found[1]) != 1 or any(id(n) in used for n in found[0]):
+            continue
+        nodes, (src,) = found
+        dq_out = next(i for n in nodes for i in n.inputs if a.dq_src.get(i) == src)
+        if any(g.value(n.outputs[0]).dtype != np.float32 for n in nodes) or \
+                tuple(g.value(t).shape) != tuple(g.value(dq_out).shape) or \
+                not _closed(a, nodes, t):
+            continue
+        ordered = [n for n in g.nodes if id(n) in {id(m) for m in nodes}]
+        used.update(id(n) for n in ordered)
+        regions[id(ordered[0])] = (src, ordered)
+    return regions
+
+
 def _find_lut_regions(g: Graph, a: _Analysis) -> dict:
     """Element-wise regions between one dequantized activation and one QuantizeLinear:
     {id(first node): (source quantized tensor, nodes in order, Q nodes, output tensor)}."""
     regions: dict[int, tuple] = {}
-    producer = a.producer
     for q in g.nodes:
         if q.op_type != "QuantizeLinear" or q.outputs[0] not in a.qt:
             continue
         t = q.inputs[0]
-        p = producer.get(t)
+        p = a.producer.get(t)
         if p is None or not make_op(p, g.opset).elementwise or len(p.outputs) != 1:
             continue
         users = a.quantized_output(t)
         if users is None:
             continue
-        nodes, sources, ok = [], set(), True
-        stack, seen = [p], set()
-        while stack and ok:
-            n = stack.pop()
-            if id(n) in seen:
-                continue
-            seen.add(id(n))
-            if not make_op(n, g.opset).elementwise or len(n.outputs) != 1:
-                ok = False
-                break
-            nodes.append(n)
-            for i in n.inputs:
-                if not i:
-                    continue
-                if i in a.dq_src:
-                    sources.add(a.dq_src[i])
-                elif i in g.initializers:
-                    if g.initializers[i].size != 1:
-                        ok = False
-                elif i in producer:
-                    stack.append(producer[i])
-                else:
-                    ok = False
-        if not ok or len(sources) != 1:
-            continue
-        inner = {n.outputs[0] for n in nodes} - {t}
-        members = {id(n) for n in nodes}
-        if any(o in a.outputs or any(id(r) not in members for r in a.readers.get(o, []))
-               for o in inner):
+        found = _region_closure(g, a, p)
+        if found is None or len(found[1]) != 1 or not _closed(a, found[0], t):
             continue   # an intermediate is needed elsewhere: not a closed region
+        members = {id(n) for n in found[0]}
         ordered = [n for n in g.nodes if id(n) in members]
         if any(id(n) in regions or any(id(n) in [id(m) for m in r[1]] for r in regions.values())
                for n in ordered):
             continue
-        regions[id(ordered[0])] = (sources.pop(), ordered, users, users[0].outputs[0])
+        regions[id(ordered[0])] = (found[1].pop(), ordered, users, users[0].outputs[0])
     return regions

@@ -55,8 +55,10 @@ def test_what_each_failure_mode_needs():
     assert {"Conv_4", "Conv_10", "Conv_16", "Conv_25"} <= set(q.node_counts()["int8"])
 
     # the head conv's output shares one scale between box offsets and class logits: only the
-    # Split reading it goes float, and the conv then writes float32 itself (still int8)
+    # Split reading it goes float, and the conv then writes float32 itself (still int8); the
+    # Sigmoid behind it, one float table over the logits' codes in the all-int8 model
+    # (output-aware), then runs on float logits
     m, calib, test, ref = _setup("sigmoid_softmax_head")
     q = qengine.quantize(m, calib, progress=False)
-    assert q.info["kept_float"] == ["Split_20"]
+    assert q.info["kept_float"] == ["Split_20", "Sigmoid_22"]
     assert {"Conv_4", "Conv_10", "Conv_16"} <= set(q.node_counts()["int8"])

@@ -161,6 +161,25 @@ def test_lut(isa, n, no_vbmi):
         K._lut_disable_vbmi(False)
 
 
+@pytest.mark.parametrize("n", [1, 63, 256 * 7 + 5, 100003])
+def test_lut_to_float(threads, n):
+    """The float table of a lookup region at a float output: every bit of the entry, NaN
+    payloads and signed zeros included, on 1 and 2 threads (100003 values: several tasks)."""
+    rng = np.random.default_rng(n)
+    bits = rng.integers(0, 2 ** 32, 256, dtype=np.uint64).astype(np.uint32)
+    bits[:4] = [0x7FC00001, 0xFF800000, 0x80000000, 0x7F800000]  # NaN payload, -inf, -0, inf
+    table = bits.view(np.float32)
+    x = rng.integers(0, 256, n, dtype=np.uint8)
+    y = K.lut_u8_f32(x.reshape(1, -1), table)
+    assert y.dtype == np.float32 and y.shape == (1, n)
+    np.testing.assert_array_equal(y.view(np.uint32)[0], bits[x])
+
+
+def _lut_f32_onto_its_input():
+    buf = np.zeros(48, np.uint8)      # x: its first 12 bytes; y: all 48, as 12 floats
+    K.lut_u8_f32(buf[:12], np.zeros(256, np.float32), y=buf.view(np.float32))
+
+
 SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.5, 1.5, 2.5, -0.5, -2.5, 1e30, -1e30, 3.4e38,
                      1e-40, -0.0], F32)
 
@@ -253,6 +272,12 @@ def test_large_calls_identical_on_one_and_two_threads(isa):
     (lambda: K.requantize_u8(np.zeros((2, 3), np.uint8), 0, 1.0, 0, y=np.zeros((2, 4), np.uint8)), ValueError),
     (lambda: K.lut_u8(np.zeros(3, np.uint8), np.zeros(255, np.uint8)), ValueError),
     (lambda: K.lut_u8(np.zeros(3, np.uint8), np.zeros(256, np.int32)), ValueError),
+    (lambda: K.lut_u8_f32(np.zeros(3, np.uint8), np.zeros(256, np.float64)), ValueError),
+    (lambda: K.lut_u8_f32(np.zeros(3, np.uint8), np.zeros(255, np.float32)), ValueError),
+    (lambda: K.lut_u8_f32(np.zeros(3, np.int8), np.zeros(256, np.float32)), TypeError),
+    (lambda: K.lut_u8_f32(np.zeros(3, np.uint8), np.zeros(256, np.float32),
+                          y=np.zeros(3, np.uint8)), TypeError),
+    (lambda: _lut_f32_onto_its_input(), ValueError),
     (lambda: K.quantize(np.zeros(3, np.float64), 1.0, 0), TypeError),
     (lambda: K.quantize(np.zeros(3, np.float32), 0.0, 0), ValueError),
     (lambda: K.quantize(np.zeros(3, np.float32), np.float32(np.nan), 0), ValueError),
