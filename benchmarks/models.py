@@ -10,9 +10,13 @@ weights, for `qengine bench NAME` and benchmarks/run_all.py.
                   backbone (HardSwish, squeeze-excite, (2,1) strides), then two transformer
                   blocks (MatMul attention with 4 heads, LayerNorm, GELU MLP) over 80 steps,
                   softmax over 97 characters
+    eltwise       an element-wise-heavy network, 112x112: a stride-2 stem, then 4 blocks of a
+                  1x1 convolution and ten element-wise nodes written op by op (SiLU, a
+                  per-channel affine, the residual Add, GELU with Erf); float (N, 32, 56, 56)
+                  out. No torch module (its constants are not layers).
 
 Weights are random (seeded) with He scaling, which is all a speed benchmark needs. The torch
-modules (benchmarks/torch_models.py) copy the ONNX weights, so `--compare torch` runs the very
+modules (benchmarks/torch_models.py; all but eltwise) copy the ONNX weights, so `--compare torch` runs the very
 same network in eager float; tests/tools/test_bench_models.py checks they agree.
 
 Every ONNX model has one float32 input "input" of shape (N, 3, H, W) with a symbolic batch.
@@ -48,7 +52,7 @@ def _test_models():
 tm = _test_models()
 
 __all__ = ["BENCHMARKS", "BenchmarkModel", "resnet18", "mobilenetv2", "yolo_detector",
-           "ocr_recognizer", "torch_module", "OCR_BLOCKS", "count_gop"]
+           "ocr_recognizer", "eltwise_net", "torch_module", "OCR_BLOCKS", "count_gop"]
 
 
 def resnet18(size=224, width=64, num_classes=1000, seed=0):
@@ -242,6 +246,29 @@ def ocr_recognizer(height=32, line_width=320, stem=16, last=384, dim=128, heads=
                    out_shapes=[["N", t, num_classes]])
 
 
+# ---- element-wise-heavy network -----------------------------------------------------------------
+def eltwise_net(size=112, width=32, blocks=4, seed=0):
+    """A network whose nodes are mostly element-wise, as exporters write activations and
+    normalizations op by op: a 3x3 stride-2 stem, then `blocks` blocks of a 1x1 convolution
+    followed by SiLU (Sigmoid, Mul), a per-channel affine (Mul, Add: an unfolded normalization
+    or a layer scale), the residual Add and GELU with Erf (Div, Erf, Add, Mul, Mul) -- ten
+    element-wise nodes per convolution. The output is the last block's float feature map."""
+    b = tm.Builder(seed, 17)
+    x = b.silu(b.conv("input", 3, width, 3, stride=2))
+    r = b.rng
+    for _ in range(blocks):
+        y = b.silu(b.conv(x, width, width, 1))
+        y = b.op("Mul", [y, b.const(r.uniform(0.5, 1.5, (1, width, 1, 1)).astype(np.float32))])
+        y = b.op("Add", [y, b.const((r.standard_normal((1, width, 1, 1)) * 0.1)
+                                    .astype(np.float32))])
+        y = b.op("Add", [y, x])
+        e = b.op("Erf", [b.op("Div", [y, b.const(np.array(math.sqrt(2), np.float32))])])
+        e = b.op("Add", [e, b.const(np.array(1.0, np.float32))])
+        x = b.op("Mul", [b.op("Mul", [y, e]), b.const(np.array(0.5, np.float32))])
+    side = size // 2
+    return b.model(["N", 3, size, size], [x], "eltwise_net", out_shapes=[["N", width, side, side]])
+
+
 # ---- work -------------------------------------------------------------------------------------
 def count_gop(model, batch: int = 1) -> float:
     """The int8 work of a model in GOP: 2 x multiply-accumulates of every Conv, ConvTranspose,
@@ -304,4 +331,7 @@ BENCHMARKS = {m.name: m for m in [
                    yolo_detector, _torch("yolo")),
     BenchmarkModel("ocr", "PP-OCR/SVTR-style recognizer (MobileNetV3 + 2 transformer "
                    "blocks), 32x320", ocr_recognizer, _torch("ocr")),
+    BenchmarkModel("eltwise", "element-wise-heavy net: 4 blocks of a 1x1 conv and 10 "
+                   "element-wise nodes (SiLU, per-channel affine, residual, GELU with Erf), "
+                   "112x112", eltwise_net),
 ]}

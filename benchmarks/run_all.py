@@ -31,6 +31,7 @@ from qengine.tools.profile import format_profile   # noqa: E402
 
 ORT_FP32, ORT_INT8 = "onnxruntime", "onnxruntime-int8"
 # (model: max latency ratio qengine / onnxruntime int8); every model: <= 0.4 x onnxruntime fp32
+# (no int8 target for the element-wise-heavy net: the issue sets it only the 2.5x over float)
 TARGET_VS_INT8 = {"resnet18": 0.88, "mobilenetv2": 0.7, "yolo": 0.7, "ocr": 0.7}
 TARGET_VS_FP32 = 1 / 2.5
 TARGET_PEAK = {"resnet18": 0.90}
@@ -55,7 +56,8 @@ def _misses(name: str, r: dict) -> list:
     """The targets configuration r misses (short labels)."""
     out = []
     ratios = r["ratios"]
-    if ORT_INT8 in ratios and ratios[ORT_INT8]["latency_ratio"] > TARGET_VS_INT8[name]:
+    if ORT_INT8 in ratios and name in TARGET_VS_INT8 and \
+            ratios[ORT_INT8]["latency_ratio"] > TARGET_VS_INT8[name]:
         out.append(f"vs int8 > {TARGET_VS_INT8[name]:g}")
     if ORT_FP32 in ratios and ratios[ORT_FP32]["latency_ratio"] > TARGET_VS_FP32:
         out.append("< 2.5x fp32")
@@ -99,7 +101,7 @@ def _gap(name: str, res: dict) -> float:
     gaps = []
     for r in res["results"]:
         ratios = r["ratios"]
-        if ORT_INT8 in ratios:
+        if ORT_INT8 in ratios and name in TARGET_VS_INT8:
             gaps.append(ratios[ORT_INT8]["latency_ratio"] / TARGET_VS_INT8[name])
         if ORT_FP32 in ratios:
             gaps.append(ratios[ORT_FP32]["latency_ratio"] / TARGET_VS_FP32)
@@ -187,7 +189,8 @@ def main(argv=None) -> int:
             "path's peak probe, csrc/peak); steps GOPS: the same work over the sum of "
             "per-step medians of 5 profiled runs, which leaves out preemption by other processes and the Python "
             "around the steps. Targets: qe / ort int8 <= 0.88 (ResNet-18, also >= 90% of the "
-            "int8 peak) or <= 0.7 (the others); qe / ort fp32 <= 0.4 (2.5x) for every model.",
+            "int8 peak) or <= 0.7 (MobileNetV2, the detector, the recognizer); qe / ort fp32 "
+            "<= 0.4 (2.5x) for every model, the element-wise-heavy net included.",
             models_table(results),
             f"Calling overhead (`python benchmarks/overhead.py --threads {a.threads}`):",
             overhead.markdown(ov)]

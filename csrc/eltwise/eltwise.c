@@ -28,6 +28,8 @@ static const qe_eltwise_kernels *kernels(void) { return QE_PICK(g_kernels, qe_ge
  * task still outweighs its claim (OCR on 2 threads: adds 49 -> 38 us, squeeze-excitation
  * multiplies 64 -> 58 us per image; 1 thread unchanged). */
 enum { QE_ELT_CHUNK = 8 * 1024 };
+/* Rows shorter than this with a broadcast b are taken several at a time (binary_tiled_rows). */
+enum { QE_ELT_TILED_ROW = 1024 };
 
 static int mult_ok(float m) { return isfinite(m) && m > 0; }
 static int u8_ok(int32_t v) { return v >= 0 && v <= 255; }
@@ -131,6 +133,31 @@ void qe_add_rows_inplace(size_t rows, size_t cols, uint8_t *y, size_t ldy, const
     for (size_t r = 0; r < rows; r++, y += ldy) k->add(cols, y, b, p, y);
 }
 
+/* A row b broadcast over short rows (an Add of a per-channel constant on NHWC pixels of 32
+ * channels): the kernel would take one short, mostly masked call per pixel. k rows of a are
+ * one row of k * cols values, with b repeated k times, so each call covers k pixels; the
+ * rows % k left over take the plain path. Every value meets the same b value as before. */
+static int binary_tiled_rows(elt_job *j, size_t rows, size_t cols, const uint8_t *a,
+                             const uint8_t *b, uint8_t *y) {
+    uint8_t tiled[QE_ELT_TILED_ROW];
+    const size_t k = QE_ELT_TILED_ROW / cols, wide = k * cols, whole = rows / k;
+    for (size_t i = 0; i < k; i++) memcpy(tiled + i * cols, b, cols);
+    elt_job w = *j;
+    w.rows = whole;
+    w.cols = wide;
+    w.lda = w.ldy = wide;
+    w.b = tiled;
+    elt_run(&w, 0);
+    if (whole * k < rows) {
+        elt_job r = *j;
+        r.rows = rows - whole * k;
+        r.a = a + whole * wide;
+        r.y = y + whole * wide;
+        elt_run(&r, 0);
+    }
+    return QE_OK;
+}
+
 static int binary(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b,
                   size_t b_row_stride, int b_scalar, const qe_binary_params *p, uint8_t *y,
                   int is_mul) {
@@ -150,8 +177,13 @@ static int binary(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b,
     j.binary = is_mul ? j.k->mul : j.k->add;
     j.row = binary_row;
     j.ldb = b_row_stride;
-    if (is_mul && b_row_stride == 0 && j.k->mul_rows_bcast)
-        j.block = mul_bcast_block;   /* b's row converted once per task, not once per row */
+    /* b's row over many short rows: several rows per call (binary_tiled_rows); a Mul over
+     * rows of at least a vector converts b's row once per task instead (mul_rows_bcast) */
+    const int rows_bcast = is_mul && b_row_stride == 0 && j.k->mul_rows_bcast;
+    if (b_row_stride == 0 && cols < (rows_bcast ? 64 : QE_ELT_TILED_ROW) &&
+        rows >= 2 * (QE_ELT_TILED_ROW / cols))
+        return binary_tiled_rows(&j, rows, cols, a, b, y);
+    if (rows_bcast) j.block = mul_bcast_block;
     elt_run(&j, b_row_stride == cols);
     return QE_OK;
 }
@@ -200,13 +232,16 @@ int qe_lut_u8(size_t n, const uint8_t *x, const uint8_t table[256], uint8_t *y) 
 }
 
 /* A float table, for element-wise functions whose output stays float (a model's last GELU or
- * Sigmoid): one portable loop on every ISA. It moves data only, so any path would give the
- * same bits; a 256-entry float table fills 16 zmm registers, beyond a permute's reach, and at
- * one element per cycle the loop is already far below the float ops it replaces. */
+ * Sigmoid): the ISA's gather where it has one, else this portable loop. It moves data only,
+ * so every path gives the same bits. */
 static void lut_f32_row(const elt_job *j, size_t r, size_t b0, size_t n) {
     const uint8_t *x = (const uint8_t *)j->a + r * j->lda + b0;
     float *y = (float *)j->y + r * j->ldy + b0;
     const float *t = j->ftable;
+    if (j->k->lut_f32) {
+        j->k->lut_f32(n, x, t, y);
+        return;
+    }
     for (size_t i = 0; i < n; i++) y[i] = t[x[i]];
 }
 

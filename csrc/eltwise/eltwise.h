@@ -25,6 +25,9 @@ typedef void (*qe_binary_rows_fn)(size_t rows, size_t cols, const uint8_t *a, co
  * task's columns) would otherwise pay that setup per row. */
 typedef void (*qe_lut_fn)(size_t rows, size_t cols, const uint8_t *x, size_t ldx,
                           const uint8_t *table, uint8_t *y, size_t ldy);
+/* y[i] = table[x[i]] into float32 for i < n (a float lookup region, qe_lut_u8_f32). Optional
+ * (NULL: the driver's portable loop). */
+typedef void (*qe_lut_f32_fn)(size_t n, const uint8_t *x, const float *table, float *y);
 /* y[i] = clamp(rint(nan0(x[i] / s)) + z, qmin, qmax) stored as a byte (uint8 or int8 bits),
  * with s, z = scale[i], zp[i] when per_elem, else scale[0], zp[0]. */
 typedef void (*qe_quantize_fn)(size_t n, const float *x, const float *scale, const int32_t *zp,
@@ -40,6 +43,7 @@ typedef struct {
     qe_binary_fn add, mul;
     qe_binary_rows_fn mul_rows_bcast;
     qe_lut_fn lut;
+    qe_lut_f32_fn lut_f32;
     qe_quantize_fn quantize;
     qe_dequantize8_fn dequantize8;
     qe_dequantize32_fn dequantize32;

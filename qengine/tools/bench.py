@@ -7,7 +7,7 @@
 
 MODEL: a float ONNX (quantized here with --calib data, or random data with a warning), an int8
 ONNX (loaded; float baselines need --float), a .keras file, or a built-in benchmark model
-(resnet18, mobilenetv2, yolo, ocr: benchmarks/models.py of a source checkout).
+(resnet18, mobilenetv2, yolo, ocr, eltwise: benchmarks/models.py of a source checkout).
 
 For every (threads, batch) configuration all engines are built, each output is checked against
 the float reference (SQNR), and the engines are timed interleaved (qengine/tools/timing.py).
@@ -38,7 +38,7 @@ __all__ = ["add_arguments", "main", "benchmark", "load_subject", "BUILTIN_MODELS
            "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = "qengine-bench/1"
-BUILTIN_MODELS = ("resnet18", "mobilenetv2", "yolo", "ocr")
+BUILTIN_MODELS = ("resnet18", "mobilenetv2", "yolo", "ocr", "eltwise")
 DEFAULT_COMPARE = ("onnxruntime", "onnxruntime-int8")
 RANDOM_CALIBRATION_SAMPLES = 8
 DEFAULT_SETTLE_SECONDS = 0.1     # onnxruntime's pool spins tens of ms after a run; 0.1 s

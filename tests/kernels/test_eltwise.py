@@ -70,6 +70,25 @@ def test_mul_by_a_row_of_scales(isa, threads, cols):
         np.testing.assert_array_equal(a, want)
 
 
+@pytest.mark.parametrize("cols", [1, 3, 32, 33, 63, 64, 100, 1000])
+def test_a_row_over_many_short_rows(isa, threads, cols):
+    """Add and Mul of one row b (a per-channel constant) over many pixels of few channels:
+    several rows per kernel call with b repeated (binary_tiled_rows), the rows left over
+    alone -- the same bits as numpy at every width, in place too."""
+    rng = np.random.default_rng(cols)
+    rows = 3 * (1024 // cols) + 5          # whole tiles and a remainder
+    a = rng.integers(0, 256, (rows, cols), dtype=np.uint8)
+    b = rng.integers(0, 256, (1, cols), dtype=np.uint8)
+    a[0], b[0, : (cols + 1) // 2] = 255, 0
+    want = np_add(a, b, 7, 0.021, 250, 0.013, 5, 0, 255)
+    np.testing.assert_array_equal(K.add_u8(a, b, 7, 0.021, 250, 0.013, 5), want)
+    np.testing.assert_array_equal(K.mul_u8(a, b, 7, 250, 1.3e-4, 5),
+                                  np_mul(a, b, 7, 250, 1.3e-4, 5, 0, 255))
+    y = K.add_u8(a, b, 7, 0.021, 250, 0.013, 5, y=a)
+    assert y is a
+    np.testing.assert_array_equal(a, want)
+
+
 @pytest.mark.parametrize("mult", [3.0e4, 1.0e6, 1.0e9])
 def test_add_and_mul_with_huge_multipliers(isa, mult):
     """Multipliers whose products pass 2^31 (out of cvtps2dq's range): the AVX-512 kernels then
@@ -161,10 +180,12 @@ def test_lut(isa, n, no_vbmi):
         K._lut_disable_vbmi(False)
 
 
-@pytest.mark.parametrize("n", [1, 63, 256 * 7 + 5, 100003])
-def test_lut_to_float(threads, n):
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 256 * 7 + 5, 100003])
+def test_lut_to_float(isa, threads, n):
     """The float table of a lookup region at a float output: every bit of the entry, NaN
-    payloads and signed zeros included, on 1 and 2 threads (100003 values: several tasks)."""
+    payloads and signed zeros included, on every path (AVX-512: permutes of the table's
+    vector pairs and blends, 16 values and a masked tail) and 1 and 2 threads (100003 values:
+    several tasks)."""
     rng = np.random.default_rng(n)
     bits = rng.integers(0, 2 ** 32, 256, dtype=np.uint64).astype(np.uint32)
     bits[:4] = [0x7FC00001, 0xFF800000, 0x80000000, 0x7F800000]  # NaN payload, -inf, -0, inf

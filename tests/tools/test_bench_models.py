@@ -57,8 +57,13 @@ def test_full_size_models_have_the_published_shapes_and_work():
     ocr = bm.BENCHMARKS["ocr"].onnx()
     dims = [d.dim_value or d.dim_param for d in ocr.graph.output[0].type.tensor_type.shape.dim]
     assert dims == ["N", 80, 97]
-    for name, spec in bm.BENCHMARKS.items():
-        assert spec.torch is not None and spec.description
+    elt = bm.BENCHMARKS["eltwise"].onnx()
+    dims = [d.dim_value or d.dim_param for d in elt.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == ["N", 32, 56, 56]
+    kinds = [n.op_type for n in elt.graph.node]
+    assert kinds.count("Conv") == 5 and len(kinds) - kinds.count("Conv") == 42  # element-wise
+    for name, spec in bm.BENCHMARKS.items():     # the net of element-wise constants has none
+        assert (spec.torch is not None) == (name != "eltwise") and spec.description
 
 
 def test_harness_compares_torch_on_the_same_weights():
