@@ -90,6 +90,7 @@ class _Analysis:
         self.dq_src: dict[str, str] = {}      # DQ output of an activation -> quantized tensor
         self.qconst: dict[str, QConst] = {}   # DQ output of a constant -> QConst
         self.outputs = set(graph.output_names)
+        self.elementwise: dict[int, bool] = {}   # id(node) -> lowering's _elementwise
         for n in graph.nodes:
             if n.op_type == "QuantizeLinear" and n.domain == "":
                 qt = self._qtensor(n, n.outputs[0])
@@ -462,6 +463,14 @@ def _lower_unit(op, unit: Unit) -> Optional[Kernel]:
     return None
 
 
+def _elementwise(g: Graph, a: _Analysis, n: Node) -> bool:
+    """An element-wise node of one output (its op parsed once per lowering)."""
+    known = a.elementwise.get(id(n))
+    if known is None:
+        known = a.elementwise[id(n)] = len(n.outputs) == 1 and make_op(n, g.opset).elementwise
+    return known
+
+
 def _region_closure(g: Graph, a: _Analysis, last: Node):
     """The element-wise nodes that `last`'s output depends on back to dequantized activations:
     (nodes, source quantized tensors) or None where the walk meets anything else (a float
@@ -472,7 +481,7 @@ def _region_closure(g: Graph, a: _Analysis, last: Node):
         if id(n) in seen:
             continue
         seen.add(id(n))
-        if not make_op(n, g.opset).elementwise or len(n.outputs) != 1:
+        if not _elementwise(g, a, n):
             return None
         nodes.append(n)
         for i in n.inputs:
@@ -508,7 +517,7 @@ def _find_float_lut_regions(g: Graph, a: _Analysis, taken: dict) -> dict:
     regions: dict[int, tuple] = {}
     for last in reversed(g.nodes):
         if id(last) in used or last.op_type in ("QuantizeLinear", "DequantizeLinear") or \
-                len(last.outputs) != 1 or not make_op(last, g.opset).elementwise:
+                not _elementwise(g, a, last):
             continue
         t = last.outputs[0]
         if any(r.op_type == "QuantizeLinear" for r in a.readers.get(t, [])):
@@ -522,8 +531,9 @@ def _find_float_lut_regions(g: Graph, a: _Analysis, taken: dict) -> dict:
                 tuple(g.value(t).shape) != tuple(g.value(dq_out).shape) or \
                 not _closed(a, nodes, t):
             continue
-        ordered = [n for n in g.nodes if id(n) in {id(m) for m in nodes}]
-        used.update(id(n) for n in ordered)
+        members = {id(n) for n in nodes}
+        ordered = [n for n in g.nodes if id(n) in members]
+        used |= members
         regions[id(ordered[0])] = (src, ordered)
     return regions
 
@@ -532,12 +542,13 @@ def _find_lut_regions(g: Graph, a: _Analysis) -> dict:
     """Element-wise regions between one dequantized activation and one QuantizeLinear:
     {id(first node): (source quantized tensor, nodes in order, Q nodes, output tensor)}."""
     regions: dict[int, tuple] = {}
+    used: set[int] = set()        # nodes of the regions found so far
     for q in g.nodes:
         if q.op_type != "QuantizeLinear" or q.outputs[0] not in a.qt:
             continue
         t = q.inputs[0]
         p = a.producer.get(t)
-        if p is None or not make_op(p, g.opset).elementwise or len(p.outputs) != 1:
+        if p is None or not _elementwise(g, a, p):
             continue
         users = a.quantized_output(t)
         if users is None:
@@ -546,9 +557,9 @@ def _find_lut_regions(g: Graph, a: _Analysis) -> dict:
         if found is None or len(found[1]) != 1 or not _closed(a, found[0], t):
             continue   # an intermediate is needed elsewhere: not a closed region
         members = {id(n) for n in found[0]}
-        ordered = [n for n in g.nodes if id(n) in members]
-        if any(id(n) in regions or any(id(n) in [id(m) for m in r[1]] for r in regions.values())
-               for n in ordered):
+        if members & used:
             continue
+        used |= members
+        ordered = [n for n in g.nodes if id(n) in members]
         regions[id(ordered[0])] = (found[1].pop(), ordered, users, users[0].outputs[0])
     return regions

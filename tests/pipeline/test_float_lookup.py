@@ -65,7 +65,7 @@ def test_a_float_region_is_one_table_with_the_float_ops_values(isa, threads, cas
               n.name not in still_float]
     for step, op in lookups.items():
         assert t_steps[step] == op                      # one step for the whole region
-    assert not set(region) - set(lookups) & set(t_steps)
+    assert not (set(region) - set(lookups)) & set(t_steps)   # the rest ran inside it
     for name in region:                                 # each its own float step before
         assert o_steps[name] == next(n.op_type for n in m.graph.node if n.name == name)
     for name in still_float:
