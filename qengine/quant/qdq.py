@@ -217,6 +217,12 @@ def quantize_graph(graph: Graph, observers: dict[str, Observer],
     nodes before it is quantized (bias correction). Both apply only where the node runs int8:
     a node kept in float keeps its float weights and bias."""
     options = options or QuantizeOptions()
+    # a layer normalization written out op by op stays float, to run as one kernel
+    # (ops/norm.py); its 8-bit mean and deviations would cost accuracy and speed alike
+    from ..ops.norm import written_out_layernorms
+    ln = written_out_layernorms(graph)
+    if ln:
+        options = replace(options, keep_float=options.keep_float | frozenset(ln))
     if options.output_aware:
         from .output_aware import output_aware_float
         extra = output_aware_float(graph, observers, options)
