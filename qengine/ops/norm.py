@@ -205,14 +205,14 @@ def _scalar(graph, name):
     return float(a.reshape(())) if a is not None and a.size == 1 and a.dtype.kind == "f" else None
 
 
-def _written_out_layernorm(node, graph) -> Optional[tuple]:
+def _written_out_layernorm(node, graph, readers: Optional[dict] = None) -> Optional[tuple]:
     """Exporters before opset 17 write LayerNormalization as
         mean = ReduceMean(x)  d = Sub(x, mean)  v = ReduceMean(Pow(d, 2))
         y = Div(d, Sqrt(Add(v, eps)))
     over the trailing axes, keepdims. From the first ReduceMean: (x, y, axis, eps, the other
-    six nodes in order), or None where any link differs or an intermediate is read elsewhere."""
-    readers = graph.consumers_map()
-    producer = graph.producers_map()
+    six nodes in order), or None where any link differs or an intermediate is read elsewhere.
+    readers: the graph's consumers_map, when the caller has it."""
+    readers = graph.consumers_map() if readers is None else readers
     outputs = set(graph.output_names)
 
     def sole(name, op_type):
@@ -253,7 +253,7 @@ def _written_out_layernorm(node, graph) -> Optional[tuple]:
     eps = _scalar(graph, add.inputs[1] if add.inputs[0] == var.outputs[0] else add.inputs[0])
     sqrt = sole(add.outputs[0], "Sqrt")
     if eps is None or eps < 0 or sqrt is None or sole(sqrt.outputs[0], "Div") is not div or \
-            div.inputs[1] != sqrt.outputs[0] or producer.get(x) is node:
+            div.inputs[1] != sqrt.outputs[0]:
         return None
     return x, div.outputs[0], axis, eps, [sub, pow_, var, add, sqrt, div]
 
@@ -261,10 +261,10 @@ def _written_out_layernorm(node, graph) -> Optional[tuple]:
 def written_out_layernorms(graph) -> set:
     """The names of the nodes of every written-out layer normalization in the graph (the
     quantizer keeps them float: one kernel computes them, see below)."""
-    names = set()
+    names, readers = set(), graph.consumers_map()
     for n in graph.nodes:
         if n.op_type == "ReduceMean" and n.domain in ("", "ai.onnx"):
-            found = _written_out_layernorm(n, graph)
+            found = _written_out_layernorm(n, graph, readers)
             if found is not None:
                 names.update([n.name] + [m.name for m in found[4]])
     return names
