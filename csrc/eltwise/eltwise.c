@@ -232,7 +232,7 @@ int qe_lut_u8(size_t n, const uint8_t *x, const uint8_t table[256], uint8_t *y) 
 }
 
 /* A float table, for element-wise functions whose output stays float (a model's last GELU or
- * Sigmoid): the ISA's gather where it has one, else this portable loop. It moves data only,
+ * Sigmoid): the ISA's kernel where it has one, else this portable loop. It moves data only,
  * so every path gives the same bits. */
 static void lut_f32_row(const elt_job *j, size_t r, size_t b0, size_t n) {
     const uint8_t *x = (const uint8_t *)j->a + r * j->lda + b0;

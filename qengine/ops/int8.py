@@ -163,12 +163,16 @@ def output_args(unit: Unit, x_scale, s_w: np.ndarray, y) -> Optional[dict]:
     return {"out": "u8", "scale": mult, "zero_point": y.zero_point, "qmin": qmin, "qmax": qmax}
 
 
-def requant_table(fn: Callable[[np.ndarray], np.ndarray], x: QTensor, y: QTensor) -> np.ndarray:
-    """The 256-entry table of y = Q(fn(DQ(x))): exact for any element-wise fn."""
+def float_table(fn: Callable[[np.ndarray], np.ndarray], x: QTensor) -> np.ndarray:
+    """The 256 float32 values fn(DQ(x)) of an element-wise fn, one per code of x."""
     codes = np.arange(256, dtype=np.uint8)
     with np.errstate(all="ignore"):
-        v = np.asarray(fn(x.dequantize(codes)), dtype=np.float32)
-    return y.quantize(v)
+        return np.asarray(fn(x.dequantize(codes)), dtype=np.float32)
+
+
+def requant_table(fn: Callable[[np.ndarray], np.ndarray], x: QTensor, y: QTensor) -> np.ndarray:
+    """The 256-entry table of y = Q(fn(DQ(x))): exact for any element-wise fn."""
+    return y.quantize(float_table(fn, x))
 
 
 class BuildContext:

@@ -2,9 +2,9 @@
 InstanceNormalization, LRN."""
 from __future__ import annotations
 
-import numpy as np
-
 from typing import Optional
+
+import numpy as np
 
 from . import dims
 from .reduce import Reduce
@@ -273,7 +273,7 @@ def written_out_layernorms(graph) -> set:
 def _written_out_layernorm_native(self, node, graph, cache):
     """The written-out layer normalization (_written_out_layernorm) as one LayerNormalization
     kernel over float32 rows: the same function in one pass, where the seven numpy steps it
-    replaces made a 80 x 128 transformer block slower than onnxruntime float."""
+    replaces made an 80 x 128 transformer block slower than onnxruntime float."""
     from .. import _kernels as K
     from .int8 import Kernel
 

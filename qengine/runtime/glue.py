@@ -9,7 +9,7 @@ import numpy as np
 from .. import _kernels as K
 from ..graph import Graph, Node
 from ..ops import make_op
-from ..ops.int8 import Kernel, QTensor, Unit, requant_table
+from ..ops.int8 import Kernel, QTensor, Unit, float_table, requant_table
 
 __all__ = ["float_node", "quantize", "dequantize", "requantize", "lut", "lut_float", "movement",
            "logical_view", "store", "sign_flip"]
@@ -159,9 +159,7 @@ def lut_float(g: Graph, nodes: list, x: QTensor, logical: bool = False) -> Kerne
     dequantized input, looked up instead of computed per element. logical: the output is a
     graph output, wanted in the ONNX layout: the codes are put in that layout first (a
     relayout of bytes, not of the four times larger floats)."""
-    with np.errstate(all="ignore"):
-        table = np.asarray(_region(g, nodes)(x.dequantize(np.arange(256, dtype=np.uint8))),
-                           dtype=np.float32)
+    table = float_table(_region(g, nodes), x)
     out = nodes[-1].outputs[0]
     ops = "+".join(n.op_type for n in nodes)
 
@@ -169,11 +167,9 @@ def lut_float(g: Graph, nodes: list, x: QTensor, logical: bool = False) -> Kerne
         n = int(np.prod(ctx.shape(out)))
         return [K.lut_f32_step(nodes[0].name, n, ctx.slot(x.name), ctx.slot(out), table, ops)] \
             if n else []
-    if not logical:
-        return Kernel([x.name], [out], make_steps, label="float lut " + ops, node=nodes[0])
-    return Kernel([x.name], [out], make_steps, layouts={x.name: "identity"},
-                  out_perm=lambda perms, ctx: "identity", label="float lut " + ops,
-                  node=nodes[0])
+    layout = {"layouts": {x.name: "identity"},
+              "out_perm": lambda perms, ctx: "identity"} if logical else {}
+    return Kernel([x.name], [out], make_steps, label="float lut " + ops, node=nodes[0], **layout)
 
 
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
