@@ -7,13 +7,15 @@
  * buffers become one), then rows whose source is contiguous are memcpy'd and the rest gathered
  * element by element. Outer rows are split over the thread pool for large copies. A byte
  * image's planes -> pixels (NCHW -> NHWC with few channels) take the per-ISA interleave
- * (interleave.h) instead, and other transposes of the two innermost dims go tile by tile.
+ * (interleave.h) instead, and other transposes of the two innermost dims go tile by tile: bytes
+ * from pixels to planes (NHWC -> NCHW) by the per-ISA block transpose (transpose.h).
  * Pure data movement: every path writes the same bytes.
  */
 #include <string.h>
 
 #include "../qe_internal.h"
 #include "interleave.h"
+#include "transpose.h"
 
 static const qe_interleave_u8_fn g_interleave[QE_ISA_COUNT] = {
     [QE_ISA_REF] = qe_interleave_u8_ref,
@@ -24,6 +26,14 @@ static const qe_interleave_u8_fn g_interleave[QE_ISA_COUNT] = {
 #if defined(QE_BUILD_ARM64)
     [QE_ISA_NEON] = qe_interleave_u8__neon,
     [QE_ISA_NEON_DOTPROD] = qe_interleave_u8__neon,
+#endif
+};
+
+static const qe_transpose_u8_fn g_transpose[QE_ISA_COUNT] = {
+    [QE_ISA_REF] = qe_transpose_u8_ref,
+#if defined(QE_BUILD_X86)
+    [QE_ISA_AVX2] = qe_transpose_u8_16x32__avx2,
+    [QE_ISA_AVX512VNNI] = qe_transpose_u8_16x64__avx512vnni,
 #endif
 };
 
@@ -146,6 +156,7 @@ enum { QE_PERMUTE_TILE = 64 };
 typedef struct {
     const permute_job *j;
     size_t tiles, tiles_per_task, tasks_per_outer;
+    qe_transpose_u8_fn bytes; /* NULL, or the byte transpose of pixels -> planes (transpose.h) */
 } tiled_job;
 
 static void gather_run(char *d, const char *s, ptrdiff_t step, size_t n, size_t elem) {
@@ -180,6 +191,10 @@ static void tiled_task(void *ctx, size_t task, int thread_index) {
         const size_t i0 = tile * QE_PERMUTE_TILE, n = QE_MIN(QE_PERMUTE_TILE, inner - i0);
         const char *s = j->src + off + (ptrdiff_t)i0 * j->stride[last];
         char *d = j->dst + (o * rows * inner + i0) * elem;
+        if (t->bytes) {
+            t->bytes((const uint8_t *)s, (size_t)j->stride[last], n, rows, (uint8_t *)d, inner);
+            continue;
+        }
         for (size_t r = 0; r < rows; r++)
             gather_run(d + r * inner * elem, s + (ptrdiff_t)r * j->stride[last - 1],
                        j->stride[last], n, elem);
@@ -196,6 +211,9 @@ static int run_tiled(const permute_job *j, size_t total) {
         qe_absdiff(j->stride[last - 1]) >= qe_absdiff(j->stride[last]))
         return 0;
     tiled_job t = {.j = j, .tiles = QE_DIV_UP(j->shape[last], QE_PERMUTE_TILE)};
+    /* bytes whose rows are contiguous runs (NHWC -> NCHW): the per-ISA 16 x 16 block transpose */
+    if (j->elem == 1 && j->stride[last - 1] == 1 && j->stride[last] > 0)
+        t.bytes = QE_PICK(g_transpose, qe_get_isa());
     const size_t tile_bytes = QE_PERMUTE_TILE * j->shape[last - 1] * j->elem;
     t.tiles_per_task = QE_MAX(1, qe_udiv(QE_PERMUTE_TASK_BYTES, tile_bytes));
     t.tasks_per_outer = QE_DIV_UP(t.tiles, t.tiles_per_task);

@@ -67,6 +67,29 @@ def test_tiled_transposes(threads, dtype, shape, perm):
     np.testing.assert_array_equal(y, x.transpose(perm))
 
 
+@pytest.mark.parametrize("channels", [1, 15, 16, 17, 31, 32, 33, 48, 64, 80, 96, 112, 127, 255])
+@pytest.mark.parametrize("batch, hw", [(1, (1, 130)), (2, (8, 16)), (1, (3, 67)), (1, (56, 57))])
+def test_pixels_to_planes_on_every_isa(isa, threads, channels, batch, hw):
+    """NHWC -> NCHW of bytes takes the per-ISA 16 x 16 block transpose (transpose.h): blocks of
+    64, 32 and 16 channels, the channels and pixels past them, tiles split over threads; each
+    path equal to numpy."""
+    x = np.random.default_rng(channels).integers(0, 256, (batch, *hw, channels)).astype(np.uint8)
+    y = np.empty((batch, channels, *hw), np.uint8)
+    _run(K.permute_step("p", x.shape, (0, 3, 1, 2), 1, (0, 0), (1, 0)), x, y)
+    np.testing.assert_array_equal(y, x.transpose(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("pixel_step", [40, 7])
+def test_pixels_to_planes_from_strided_pixels(isa, pixel_step):
+    """Pixels further apart than their channels (a slice of channels) or closer (windows that
+    overlap, read-only): the pixel stride, not the channel count, locates each pixel."""
+    x = np.random.default_rng(pixel_step).integers(0, 256, 300 * pixel_step + 64).astype(np.uint8)
+    v = np.lib.stride_tricks.as_strided(x, (300, 33), (pixel_step, 1)).T
+    y = np.empty(v.shape, np.uint8)
+    _run(K.strided_copy_step("s", v.shape, v.strides, 0, 1, (0, 0), (1, 0)), x, y)
+    np.testing.assert_array_equal(y, v)
+
+
 def test_planes_to_pixels_from_a_wider_buffer(isa):
     """Planes further apart than the pixels (a slice of a longer row): the plane stride, not
     the pixel count, locates each channel."""
