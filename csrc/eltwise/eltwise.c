@@ -55,6 +55,7 @@ struct elt_job {
     size_t lda, ldb, ldy; /* in elements */
     const qe_binary_params *bp;
     qe_binary_fn binary;
+    qe_binary_rows_fn rows_bcast; /* a row b over the rows: the kernel's add/mul_rows_bcast */
     uint8_t table[256];
     const float *ftable; /* qe_lut_u8_f32's table */
     const float *scale;
@@ -116,9 +117,9 @@ static void lut_block(const elt_job *j, size_t r0, size_t r1) {
               (uint8_t *)j->y + r0 * j->ldy, j->ldy);
 }
 
-static void mul_bcast_block(const elt_job *j, size_t r0, size_t r1) {
-    j->k->mul_rows_bcast(r1 - r0, j->cols, (const uint8_t *)j->a + r0 * j->lda, j->b, j->bp,
-                         (uint8_t *)j->y + r0 * j->ldy);
+static void bcast_block(const elt_job *j, size_t r0, size_t r1) {
+    j->rows_bcast(r1 - r0, j->cols, (const uint8_t *)j->a + r0 * j->lda, j->b, j->bp,
+                  (uint8_t *)j->y + r0 * j->ldy);
 }
 
 int qe_binary_params_ok(const qe_binary_params *p, int is_mul) {
@@ -177,13 +178,16 @@ static int binary(size_t rows, size_t cols, const uint8_t *a, const uint8_t *b,
     j.binary = is_mul ? j.k->mul : j.k->add;
     j.row = binary_row;
     j.ldb = b_row_stride;
-    /* b's row over many short rows: several rows per call (binary_tiled_rows); a Mul over
-     * rows of at least a vector converts b's row once per task instead (mul_rows_bcast) */
-    const int rows_bcast = is_mul && b_row_stride == 0 && j.k->mul_rows_bcast;
-    if (b_row_stride == 0 && cols < (rows_bcast ? 64 : QE_ELT_TILED_ROW) &&
+    /* A row b: where the ISA has a rows_bcast kernel, it converts b's share to float once per
+     * task; short rows go several per call first (binary_tiled_rows, whose wide rows keep the
+     * block), rows of at least a vector as they are. */
+    if (b_row_stride == 0) {
+        j.rows_bcast = is_mul ? j.k->mul_rows_bcast : j.k->add_rows_bcast;
+        if (j.rows_bcast) j.block = bcast_block;
+    }
+    if (b_row_stride == 0 && cols < (j.rows_bcast ? 64 : QE_ELT_TILED_ROW) &&
         rows >= 2 * (QE_ELT_TILED_ROW / cols))
         return binary_tiled_rows(&j, rows, cols, a, b, y);
-    if (rows_bcast) j.block = mul_bcast_block;
     elt_run(&j, b_row_stride == cols);
     return QE_OK;
 }

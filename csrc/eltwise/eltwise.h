@@ -41,7 +41,7 @@ typedef void (*qe_dequantize32_fn)(size_t n, const int32_t *x, const float *scal
 
 typedef struct {
     qe_binary_fn add, mul;
-    qe_binary_rows_fn mul_rows_bcast;
+    qe_binary_rows_fn mul_rows_bcast, add_rows_bcast; /* optional: a row b over rows of a */
     qe_lut_fn lut;
     qe_lut_f32_fn lut_f32;
     qe_quantize_fn quantize;

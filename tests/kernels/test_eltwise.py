@@ -54,20 +54,29 @@ def test_add_and_mul_match_numpy(isa, seed, shapes, zps, mexp, clamp, saturate):
 
 
 @pytest.mark.parametrize("cols", [1, 15, 64, 200, 1024, 2100])
-def test_mul_by_a_row_of_scales(isa, threads, cols):
-    """Rows times one row b (squeeze-excite's per-channel scale): the VNNI path converts b once
-    per chunk of 1024 columns and multiplies in float, which must give the integer product's
-    result exactly -- every tail length, several chunks, zero points at both ends, in place."""
+def test_mul_and_add_by_a_row(isa, threads, cols):
+    """Rows times or plus one row b (squeeze-excite's per-channel scale, a per-channel bias):
+    the VNNI path converts b's share to float once per chunk of 1024 columns -- b - b_zp for
+    Mul, whose float product must be the integer product exactly, (b - b_zp) * b_mult for Add,
+    the rounded term of the element-wise sum -- at every tail length, several chunks, zero
+    points at both ends, clamped or not, in place."""
     rng = np.random.default_rng(cols)
-    for a_zp, b_zp, y_zp in [(0, 255, 3), (255, 0, 128), (128, 128, 0)]:
+    for a_zp, b_zp, y_zp, qmin, qmax in [(0, 255, 3, 0, 255), (255, 0, 128, 0, 255),
+                                         (128, 128, 0, 20, 230)]:
         a = rng.integers(0, 256, (37, cols), dtype=np.uint8)
         b = rng.integers(0, 256, (1, cols), dtype=np.uint8)
         a[0], b[0, : cols // 2] = 255, 0     # the largest products of both signs
-        want = np_mul(a, b, a_zp, b_zp, 1.3e-4, y_zp, 0, 255)
-        np.testing.assert_array_equal(K.mul_u8(a, b, a_zp, b_zp, 1.3e-4, y_zp), want)
-        y = K.mul_u8(a, b, a_zp, b_zp, 1.3e-4, y_zp, y=a)
+        want = np_mul(a, b, a_zp, b_zp, 1.3e-4, y_zp, qmin, qmax)
+        np.testing.assert_array_equal(
+            K.mul_u8(a, b, a_zp, b_zp, 1.3e-4, y_zp, qmin=qmin, qmax=qmax), want)
+        want_add = np_add(a, b, a_zp, 0.021, b_zp, 0.37, y_zp, qmin, qmax)
+        np.testing.assert_array_equal(
+            K.add_u8(a, b, a_zp, 0.021, b_zp, 0.37, y_zp, qmin=qmin, qmax=qmax), want_add)
+        y = K.mul_u8(a, b, a_zp, b_zp, 1.3e-4, y_zp, qmin=qmin, qmax=qmax, y=a.copy())
+        np.testing.assert_array_equal(y, want)
+        y = K.add_u8(a, b, a_zp, 0.021, b_zp, 0.37, y_zp, qmin=qmin, qmax=qmax, y=a)
         assert y is a
-        np.testing.assert_array_equal(a, want)
+        np.testing.assert_array_equal(a, want_add)
 
 
 @pytest.mark.parametrize("cols", [1, 3, 32, 33, 63, 64, 100, 1000])
@@ -105,6 +114,8 @@ def test_add_and_mul_with_huge_multipliers(isa, mult):
                                   np_mul(a, b, 3, 250, mult, 7, 0, 255))
     np.testing.assert_array_equal(K.mul_u8(a, row, 3, 250, mult, 7),
                                   np_mul(a, row, 3, 250, mult, 7, 0, 255))
+    np.testing.assert_array_equal(K.add_u8(a, row, 3, mult, 250, mult, 7),
+                                  np_add(a, row, 3, mult, 250, mult, 7, 0, 255))
 
 
 def test_in_place_add(isa):
