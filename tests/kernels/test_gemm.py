@@ -163,6 +163,32 @@ def test_uint8_pipeline_of_every_tile_kind(isa, K, variant):
     assert got.min() == 5 and got.max() == (250 if variant == "qmax" else 255)
 
 
+@pytest.mark.parametrize("N", [16, 32, 80, 96])
+@pytest.mark.parametrize("variant", ["plain", "qmax", "b_zp"])
+def test_uint8_rows_of_narrow_panels_share_packs(isa, N, variant):
+    """A panel of 16 columns (N = 16, or the last of 80) packs 4 rows in one chain on the VNNI
+    path and stores each row from its lane; 32 columns (N = 32, 96) do not: every strip height
+    (M = 1..13 leaves strips of 1 to 6 rows), the float clamp at qmax or not, the per-row term
+    of weight zero points -- the reference's bytes, no byte past column N."""
+    rng = np.random.default_rng(N)
+    K = 37
+    b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    scale = (10.0 ** rng.uniform(-5, -3, N)).astype(np.float32)
+    scale[:2] = [0.999, 2.0**-20]
+    bias = rng.integers(-10**5, 10**5, N).astype(np.int32)
+    kw = dict(scale=scale, zero_point=100, bias=bias, qmin=3,
+              qmax=250 if variant == "qmax" else 255)
+    if variant == "b_zp":
+        kw["b_zp"] = rng.integers(-128, 128, N)
+    packed = _kernels.GemmPacked(b)
+    for M in range(1, 14):
+        a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+        c_full = np.full((M, N + 5), 7, np.uint8)
+        got = run(packed, a, 90, "u8", c=c_full[:, :N], **kw)
+        np.testing.assert_array_equal(got, expected(a, 90, b, "u8", **kw), err_msg=f"M={M}")
+        assert (c_full[:, N:] == 7).all(), "wrote past the last column"
+
+
 # ---- exactness at the extremes --------------------------------------------------------------
 
 @pytest.mark.parametrize("a_val,b_val,a_zp,b_zp", [
