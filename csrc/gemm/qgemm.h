@@ -110,9 +110,9 @@ struct qe_gemm_ukernel {
     const qe_gemm_tile_fn *tiles; /* [mr][nv_max]: tiles[(rows-1)*nv_max + nv-1] */
     qe_gemm_prep_a_fn prep_a;  /* NULL: tiles read A in place */
     size_t prep_a_elem;        /* bytes per element of the prepared A (scratch sizing) */
-    /* Optional: the full tile (mr rows x nr columns) over segmented A (qe_gemm_tile.seg);
-     * NULL: the family has none and callers materialize A. */
-    qe_gemm_tile_fn seg_tile;
+    /* Optional: the mr-row tiles over segmented A (qe_gemm_tile.seg), [nv_max]: seg_tiles[nv-1]
+     * for a panel of nv vectors; NULL: the family has none and callers materialize A. */
+    const qe_gemm_tile_fn *seg_tiles;
     /* Nonzero: the (mr - 1)-row tiles compute at the full tile's rate and the 1-3-row ones do
      * not, so the driver covers a remainder of 1-3 rows with strips of mr - 1 rows
      * (qgemm_driver.c, short_strips_from). Zero (AVX2: its 5-row tile is slower than a 6-row

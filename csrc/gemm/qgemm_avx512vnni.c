@@ -11,8 +11,9 @@
  * uint8 6 x 64 and 5 x 64 tiles run their output pipeline in the same asm block;
  * the remainder tiles (fewer rows, narrower panels) are the same C instantiated smaller, and a
  * 1-row tile with two accumulator sets serves M = 1 (memory-bound: more loads in flight).
- * A segmented 6 x 64 tile (seg_tile) reads a convolution's interior pixels in place, one k loop
- * per kernel row on the same accumulators (qe_gemm_run_segmented).
+ * Segmented 6-row tiles (seg_tiles: the 6 x 64 one in asm, narrower panels in C) read a
+ * convolution's interior pixels in place, one k loop per kernel row on the same accumulators
+ * (qe_gemm_run_segmented).
  *
  * A is read in place, 4 bytes at a time; the last partial group of K is loaded with a byte
  * mask (no read past the row), and the packed B is zero there anyway. Outputs are stored with
@@ -300,6 +301,38 @@ static void qe_gemm_u8s8_ukernel_6x64c4_seg__avx512vnni(const qe_gemm_tile *t) {
     QE_STORE_TILE();
 }
 
+/* 6 rows x 16 nv columns over segmented A (nv < 4: a panel of 16, 32 or 48 columns, N's last):
+ * tile_vnni's k loop once per segment, the row pointers moved to each segment's start, on the
+ * same accumulators. A convolution with 16 or 32 output channels reads its interior in place
+ * as the 6 x 64 tile does, where it had copied every window (YOLO's 3 x 3 convolutions of
+ * 16 -> 16 and 32 -> 32 channels). */
+QE_INLINE void tile_vnni_seg(const qe_gemm_tile *t, const int nv) {
+    enum { mr = 6 };
+    QE_ASSERT(t->rows == 6 && t->seg && t->seg_len % KR == 0 && t->nseg * t->seg_len == t->K);
+    QE_FOR_ROWS(QE_DECLARE_ROW)
+    const int8_t *b = t->b;
+    const size_t groups = t->seg_len / KR;
+    {
+        QE_LOAD_COLTERMS()
+        QE_FOR_ROWS(QE_INIT_ROW)
+    }
+#define QE_SEG_ROW(r) a##r = t->seg[s] + r * t->lda;
+    for (size_t s = 0; s < t->nseg; s++) {
+        QE_FOR_ROWS(QE_SEG_ROW)
+        for (size_t g = 0; g < groups; g++) {
+            QE_LOAD_B()
+            _mm_prefetch((const char *)b + B_PREFETCH, _MM_HINT_T0);
+            b += 64 * nv;
+            QE_FOR_ROWS(QE_MULTIPLY_GROUP)
+        }
+    }
+#undef QE_SEG_ROW
+    QE_STORE_TILE();
+}
+static void qe_gemm_u8s8_ukernel_6x16c4_seg__avx512vnni(const qe_gemm_tile *t) { tile_vnni_seg(t, 1); }
+static void qe_gemm_u8s8_ukernel_6x32c4_seg__avx512vnni(const qe_gemm_tile *t) { tile_vnni_seg(t, 2); }
+static void qe_gemm_u8s8_ukernel_6x48c4_seg__avx512vnni(const qe_gemm_tile *t) { tile_vnni_seg(t, 3); }
+
 /* M = 1 over a full panel: even and odd groups into separate accumulators, so twice as many
  * independent loads and multiplies are in flight on this memory-bound shape. The hardware
  * prefetcher follows the panel's one sequential stream; software prefetch only cost issue
@@ -370,6 +403,11 @@ QE_VNNI_TILE(6, 64, 4)
 #define QE_VNNI_ENTRIES(mr)                                                                 \
     qe_gemm_u8s8_ukernel_##mr##x16c4__avx512vnni, qe_gemm_u8s8_ukernel_##mr##x32c4__avx512vnni, \
         qe_gemm_u8s8_ukernel_##mr##x48c4__avx512vnni, qe_gemm_u8s8_ukernel_##mr##x64c4__avx512vnni
+static const qe_gemm_tile_fn g_seg_tiles[NV_MAX] = {
+    qe_gemm_u8s8_ukernel_6x16c4_seg__avx512vnni, qe_gemm_u8s8_ukernel_6x32c4_seg__avx512vnni,
+    qe_gemm_u8s8_ukernel_6x48c4_seg__avx512vnni, qe_gemm_u8s8_ukernel_6x64c4_seg__avx512vnni,
+};
+
 static const qe_gemm_tile_fn g_tiles[MR * NV_MAX] = {
     QE_VNNI_ENTRIES(1), QE_VNNI_ENTRIES(2), QE_VNNI_ENTRIES(3),
     QE_VNNI_ENTRIES(4), QE_VNNI_ENTRIES(5), QE_VNNI_ENTRIES(6),
@@ -389,6 +427,6 @@ const qe_gemm_ukernel qe_gemm_ukernel_avx512vnni = {
     .a_bias = 0,
     .nv_max = NV_MAX,
     .tiles = g_tiles,
-    .seg_tile = qe_gemm_u8s8_ukernel_6x64c4_seg__avx512vnni,
+    .seg_tiles = g_seg_tiles,
     .short_strips = 1, /* 5 x 64 runs at the 6 x 64 rate; 1 x 64 waits on L2 */
 };

@@ -205,7 +205,7 @@ static inline void run_strip(const qe_gemm_packed *p, const panel_walk *pw, qe_g
         t->ep_col = pbase - base;
         t->c = c + pbase * es;
         if (t->seg)
-            uk->seg_tile(t);
+            uk->seg_tiles[nv - 1](t);
         else
             row_tiles[nv - 1](t);
     }
@@ -269,9 +269,10 @@ void qe_gemm_run_blocked(const qe_gemm_packed *p, size_t M, const uint8_t *a, si
 /* ---- segmented A: a convolution's interior strips read in place ---------------------------- */
 int qe_gemm_segments_ok(const qe_gemm_packed *p, size_t seg_len, size_t n_begin, size_t n_end) {
     const qe_gemm_ukernel *uk = p->uk;
-    return uk->seg_tile != NULL && uk->prep_a == NULL && seg_len > 0 && seg_len % uk->kr == 0 &&
-           p->K % seg_len == 0 && n_begin % uk->nr == 0 && n_end % uk->nr == 0 &&
-           n_begin < n_end && n_end <= p->N;
+    /* whole panels, the last of which may be narrow (n_end = N) */
+    return uk->seg_tiles != NULL && uk->prep_a == NULL && seg_len > 0 && seg_len % uk->kr == 0 &&
+           p->K % seg_len == 0 && n_begin % uk->nr == 0 &&
+           (n_end % uk->nr == 0 || n_end == p->N) && n_begin < n_end && n_end <= p->N;
 }
 
 void qe_gemm_run_segmented(const qe_gemm_packed *p, const qe_gemm_seg_a *sa, int32_t a_zp,
@@ -281,7 +282,7 @@ void qe_gemm_run_segmented(const qe_gemm_packed *p, const qe_gemm_seg_a *sa, int
     const size_t K = p->K, nr = uk->nr, mr = uk->mr;
     QE_ASSERT(qe_gemm_segments_ok(p, sa->seg_len, n_begin, n_end) &&
               sa->nseg * sa->seg_len == K && sa->strips + sa->rows > 0);
-    const size_t j0 = qe_udiv(n_begin, nr), j1 = qe_udiv(n_end, nr);
+    const size_t j0 = qe_udiv(n_begin, nr), j1 = QE_DIV_UP(n_end, nr);
     const size_t base = j0 * nr, span = (j1 - j0) * nr;
     const size_t es = qe_output_elem_size(out->kind);
     char *buf = qe_scratch(0, 4 * QE_ROUND_UP(span * sizeof(int32_t), 64));

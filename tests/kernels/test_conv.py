@@ -89,11 +89,12 @@ def test_conv_matches_numpy(isa, case):
 @st.composite
 def interior_case(draw):
     """Convolutions whose interior strips the VNNI path reads in place (one group, whole
-    64-column panels, kernel rows of a multiple of 4 bytes), with borders, leftovers, odd
-    strides, dilated rows, and the cases that must fall back (dilated columns, b_zp)."""
+    64-column panels and a narrower last one -- 16 to 48 columns, or a masked part of one --,
+    kernel rows of a multiple of 4 bytes), with borders, leftovers, odd strides, dilated rows,
+    and the cases that must fall back (dilated columns, b_zp)."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     cin = draw(st.sampled_from([3, 4, 8, 12, 16, 20, 64]))
-    cout = draw(st.sampled_from([64, 128, 192]))
+    cout = draw(st.sampled_from([16, 32, 48, 20, 64, 80, 100, 128, 192]))
     kh, kw = draw(st.integers(1, 5)), draw(st.sampled_from([1, 2, 3, 4, 5, 7]))
     sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     dh, dw = draw(st.integers(1, 2)), draw(st.sampled_from([1, 1, 1, 2]))
