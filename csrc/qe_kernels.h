@@ -132,6 +132,8 @@ size_t qe_gemm_packed_k(const qe_gemm_packed *p);
 size_t qe_gemm_packed_n(const qe_gemm_packed *p);
 size_t qe_gemm_packed_nbytes(const qe_gemm_packed *p);
 qe_isa qe_gemm_packed_isa(const qe_gemm_packed *p);
+/* The register tile of the kernels p runs: mr rows x nr columns, K in groups of kr bytes */
+void qe_gemm_packed_tile_shape(const qe_gemm_packed *p, size_t *mr, size_t *nr, size_t *kr);
 /* sum_k b[k][n] (after the u8 shift), length N */
 const int32_t *qe_gemm_packed_col_sums(const qe_gemm_packed *p);
 /* A prefetch hint: the packed B a model multiplies by after this one (NULL: none). While a run

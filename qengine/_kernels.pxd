@@ -66,6 +66,7 @@ cdef extern from "qe_kernels.h" nogil:
     size_t qe_gemm_packed_n(const qe_gemm_packed *p)
     size_t qe_gemm_packed_nbytes(const qe_gemm_packed *p)
     qe_isa qe_gemm_packed_isa(const qe_gemm_packed *p)
+    void qe_gemm_packed_tile_shape(const qe_gemm_packed *p, size_t *mr, size_t *nr, size_t *kr)
     const int32_t *qe_gemm_packed_col_sums(const qe_gemm_packed *p)
     void qe_gemm_packed_set_next(qe_gemm_packed *p, const qe_gemm_packed *next)
     const void *qe_gemm_packed_next_data(const qe_gemm_packed *p)

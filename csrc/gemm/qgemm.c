@@ -99,6 +99,11 @@ size_t qe_gemm_packed_nbytes(const qe_gemm_packed *p) {
     return sizeof(*p) + p->data_bytes + p->N * sizeof(int32_t);
 }
 qe_isa qe_gemm_packed_isa(const qe_gemm_packed *p) { return p->isa; }
+void qe_gemm_packed_tile_shape(const qe_gemm_packed *p, size_t *mr, size_t *nr, size_t *kr) {
+    *mr = p->uk->mr;
+    *nr = p->uk->nr;
+    *kr = p->uk->kr;
+}
 const int32_t *qe_gemm_packed_col_sums(const qe_gemm_packed *p) { return p->col_sums; }
 
 void qe_gemm_u8s8_serial(const qe_gemm_packed *b, size_t M, const uint8_t *a, size_t lda,

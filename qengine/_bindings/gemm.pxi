@@ -66,6 +66,14 @@ cdef class GemmPacked:
         return ISA_NAMES[<int>qe_gemm_packed_isa(self.ptr)]
 
     @property
+    def tile(self):
+        """(mr, nr, kr): the kernels' register tile, mr rows x nr columns, K in groups of kr
+        bytes (kr = 0: the portable reference, which reads K one byte at a time)."""
+        cdef size_t mr = 0, nr = 0, kr = 0
+        qe_gemm_packed_tile_shape(self.ptr, &mr, &nr, &kr)
+        return int(mr), int(nr), int(kr)
+
+    @property
     def _b_address(self):
         """Where its packed B starts (tests of the prefetch hints)."""
         return <size_t>qe_gemm_packed_data(self.ptr)

@@ -258,6 +258,18 @@ def test_thread_count_does_not_change_results(isa, threads, M, N, K):
     np.testing.assert_array_equal(got, expected(a, 3, b, "u8", scale=scale, zero_point=100))
 
 
+# the register tiles of the x86 paths (qgemm_ref.c, qgemm_avx2.c, qgemm_avx512vnni.c)
+X86_TILES = {"ref": (4, 16, 0), "avx2": (6, 16, 2), "avx512vnni": (6, 64, 4)}
+
+
+@pytest.mark.parametrize("isa", _kernels.available_isas())
+def test_packed_object_reports_its_tile(isa):
+    tile = _kernels.GemmPacked(np.ones((5, 3), np.int8), isa=isa).tile
+    assert all(isinstance(v, int) for v in tile) and tile[0] > 0 and tile[1] > 0
+    if isa in X86_TILES:
+        assert tile == X86_TILES[isa]
+
+
 def test_packed_object_keeps_its_isa():
     isas = _kernels.available_isas()
     packed_isa = "avx2" if "avx2" in isas else isas[-1]
