@@ -91,7 +91,7 @@ def effective_threads():
 def int8_peak_probe(name, iterations):
     """Run `iterations` rounds of path `name`'s peak probe on this thread (GIL released) and
     return the int8 operations done, 0 where the path has no probe ('ref'). Time the call to get
-    one core's int8 peak (qengine.tools.profile.measured_peak_gops_per_core)."""
+    one core's int8 peak (qengine.tools.profile.peak_gops_per_core)."""
     cdef qe_isa isa = _isa_from_name(name)
     if not isinstance(iterations, (int, np.integer)) or isinstance(iterations, bool) or \
             not 0 <= iterations <= 10 ** 12:

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import npkern
+from convcases import SETTINGS, window
 from qengine import _kernels as K
-
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @st.composite
 def pool_case(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
-    h_min = max(1, dh * (kh - 1) + 1 - pads[0] - pads[2])
-    w_min = max(1, dw * (kw - 1) + 1 - pads[1] - pads[3])
-    h, w = draw(st.integers(h_min, h_min + 6)), draw(st.integers(w_min, w_min + 6))
+    (kh, kw), (sh, sw), (dh, dw), pads, (h, w) = draw(window(max_dilation=2, max_pad=2))
     c = draw(st.sampled_from([1, 3, 15, 16, 17, 31, 33, 64, 65, 100]))
     x = rng.integers(0, 256, (draw(st.integers(1, 2)), h, w, c), dtype=np.uint8)
     if draw(st.booleans()):
