@@ -4,15 +4,15 @@
 
 A GEMM of whole strips of mr rows by N columns (default: one panel of the tile's nr), A at
 most 512 KB so that it stays in L2 between calls (this measures the tile, not DRAM), runs on
-one thread for each K, with uint8 output (requantized, the pipeline a convolution
-uses) and with raw int32 output; the time of a call of one tile and one k group (the binding
-and the driver's set-up, a few percent of these calls) is taken off each call. Each tile's
-time is converted to the multiply-add work the measured peak (csrc/peak) does in the same time: 'extra' is that work minus the tile's own,
-in k groups (a k group of a VNNI 6 x 64 tile is 24 vpdpbusd, about 24 cycles). The extra
-work is nearly the same at every K, so it caps a layer's share of the peak at
-groups / (groups + extra): why convolutions with a short K (a stem's 7x7x3 = 147, MobileNetV2's
-16-channel expansions) stay far from the peak, and why a 3x3 conv on 64 channels (K = 576)
-gets a few percent less than one on 256.
+one thread for each K, with uint8 output (requantized, the pipeline a convolution uses) and
+with raw int32 output; the time of a call of one tile and one k group (the binding and the
+driver's set-up, a few percent of these calls) is taken off each call. Each tile's time is
+converted to the multiply-add work the measured peak (csrc/peak) does in the same time:
+'extra' is that work minus the tile's own, in k groups (a k group of a VNNI 6 x 64 tile is 24
+vpdpbusd, about 24 cycles). The extra work is mostly a fixed cost per tile, so it caps a
+layer's share of the peak near groups / (groups + extra): why convolutions with a short K (a
+stem's 7x7x3 = 147, MobileNetV2's 16-channel expansions) stay far from the peak, and why a
+3x3 conv on 64 channels (K = 576) gets a few percent less than one on 256.
 """
 from __future__ import annotations
 

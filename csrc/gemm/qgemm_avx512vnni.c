@@ -101,6 +101,16 @@ QE_INLINE uint64_t column_mask(size_t lo, size_t hi) {
     const __m512i b1 = nv > 1 ? _mm512_load_si512(b + 64) : b0;     \
     const __m512i b2 = nv > 2 ? _mm512_load_si512(b + 128) : b0;    \
     const __m512i b3 = nv > 3 ? _mm512_load_si512(b + 192) : b0;
+/* k groups [0, count) of the C tiles: B's next vectors, a prefetch ahead, the rows' multiplies
+ * (A from a0..a5, the group's bytes at KR * g) */
+#define QE_K_LOOP(count)                                                               \
+    for (size_t g = 0; g < (count); g++) {                                             \
+        QE_LOAD_B()                                                                     \
+        _mm_prefetch((const char *)b + B_PREFETCH, _MM_HINT_T0);                        \
+        if (nv > 2) _mm_prefetch((const char *)b + B_PREFETCH + 128, _MM_HINT_T0);      \
+        b += 64 * nv;                                                                   \
+        QE_FOR_ROWS(QE_MULTIPLY_GROUP)                                                  \
+    }
 #define QE_TERMS(r, v) \
     (nv > v ? add_terms(&ep, t->ep_col + 16 * v, c##r##v, rowterm) : _mm512_setzero_si512())
 #define QE_STORE_I32(r, v)                                                               \
@@ -262,13 +272,7 @@ QE_INLINE void tile_vnni(const qe_gemm_tile *t, const int mr, const int nv) {
             QE_LOAD_COLTERMS()
             QE_FOR_ROWS(QE_INIT_ROW)
         }
-        for (size_t g = 0; g < groups; g++) {
-            QE_LOAD_B()
-            _mm_prefetch((const char *)b + B_PREFETCH, _MM_HINT_T0);
-            if (nv > 2) _mm_prefetch((const char *)b + B_PREFETCH + 128, _MM_HINT_T0);
-            b += 64 * nv;
-            QE_FOR_ROWS(QE_MULTIPLY_GROUP)
-        }
+        QE_K_LOOP(groups)
     }
     if (t->K % KR) { /* the last, partial group: read only the bytes that exist */
         const __mmask16 km = (__mmask16)((1u << (t->K % KR)) - 1);
@@ -319,12 +323,7 @@ QE_INLINE void tile_vnni_seg(const qe_gemm_tile *t, const int nv) {
 #define QE_SEG_ROW(r) a##r = t->seg[s] + r * t->lda;
     for (size_t s = 0; s < t->nseg; s++) {
         QE_FOR_ROWS(QE_SEG_ROW)
-        for (size_t g = 0; g < groups; g++) {
-            QE_LOAD_B()
-            _mm_prefetch((const char *)b + B_PREFETCH, _MM_HINT_T0);
-            b += 64 * nv;
-            QE_FOR_ROWS(QE_MULTIPLY_GROUP)
-        }
+        QE_K_LOOP(groups)
     }
 #undef QE_SEG_ROW
     QE_STORE_TILE();
