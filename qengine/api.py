@@ -146,8 +146,9 @@ class Model:
         program = ex.plan_for(shapes).plan.program
         times = np.zeros(len(program))
         out = ex.run(feeds, times)
-        steps = [(s.op, s.name, float(t), float(getattr(s, "ops", 0.0)))
-                 for s, t in zip(program.steps, times)]
+        # a step that runs per image (Program.per_image) reports its time and work over them all
+        steps = [(s.op, s.name, float(t), float(getattr(s, "ops", 0.0)) * program.images(i))
+                 for i, (s, t) in enumerate(zip(program.steps, times))]
         return out, steps
 
     def _raw_executor(self):
@@ -220,7 +221,7 @@ class Model:
             shown = ", ".join(low.float_nodes[:12]) + (" ..." if n_float > 12 else "")
             lines.append(f"  float: {shown}")
         lines.append(f"Weights: {self.weight_bytes / 1024:.1f} KiB; activation arena "
-                     f"{plan.arena_bytes / 1024:.1f} KiB for input shapes "
+                     f"{plan.activation_bytes(get_num_threads()) / 1024:.1f} KiB for input shapes "
                      f"{ {k: s for k, _, _, s in [(n, 0, 0, sh) for n, _, _, sh in plan.inputs]} }")
         lines.append(f"Kernels ({active_isa()}, {get_num_threads()} threads):")
         for node, label in plan.kernels:

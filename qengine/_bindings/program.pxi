@@ -17,6 +17,21 @@ cnp.import_array()
 
 ctypedef int (*step_fn)(const void *args, char **slots) noexcept nogil
 
+cdef extern from "runtime/run_images.h" nogil:
+    ctypedef int (*qe_step_fn)(const void *args, char **slots)
+    ctypedef struct qe_image_memory:
+        char **slots
+        const size_t *strides
+        const Py_ssize_t *private_offset
+        size_t n_slots
+        char *arenas
+        size_t arena_stride
+        size_t max_parts
+    int qe_run_images(size_t steps, const qe_step_fn *fns, void **args,
+                      const qe_image_memory *mem, size_t images, char **tables, double *times,
+                      size_t *failed_step)
+    size_t qe_run_images_parts(size_t images)
+
 _RC_NAMES = {QE_ERR_ARG: "bad argument", QE_ERR_NOMEM: "out of memory",
              QE_ERR_ISA: "ISA not available", QE_ERR_OVERFLOW: "accumulator overflow"}
 
@@ -76,6 +91,9 @@ cdef class PyStep(Step):
 cdef class RunContext:
     """The per-run memory of a Program: the slot pointer table, the arena, numpy views."""
     cdef char **slots
+    cdef char **image_slots    # per image, the table its prefix runs with (Program.per_image)
+    cdef object image_arenas   # one image arena per thread that runs images (grown on demand)
+    cdef size_t image_parts, image_stride
     cdef Py_ssize_t n_slots
     cdef readonly object arena
     cdef readonly list views
@@ -91,7 +109,9 @@ cdef class RunContext:
         self.n_slots = n_slots
         self.slot_nbytes = program.slot_nbytes
         self.slots = <char **>calloc(max(n_slots, 1), sizeof(char *))
-        if self.slots == NULL:
+        self.image_slots = <char **>calloc(max(n_slots, 1) * max(program.loop_images, 1),
+                                           sizeof(char *))
+        if self.slots == NULL or self.image_slots == NULL:
             raise MemoryError()
         # 64 bytes of slack: kernels may read (never use) one vector past a buffer's end.
         self.arena = np.zeros(arena_bytes + 128, dtype=np.uint8)
@@ -113,6 +133,21 @@ cdef class RunContext:
 
     def __dealloc__(self):
         free(self.slots)
+        free(self.image_slots)
+
+    cdef size_t _image_arenas(self, Program program, size_t parts):
+        """Make room for `parts` image arenas of the program's per-image prefix (kept for the
+        next runs; a 64-byte aligned stride with a line between arenas); returns parts."""
+        cdef size_t stride = ((<size_t>program.image_bytes + 63) // 64 + 1) * 64
+        if self.image_arenas is None or self.image_parts < parts:
+            self.image_arenas = np.zeros(parts * stride + 64, dtype=np.uint8)
+            self.image_parts = parts
+        self.image_stride = stride
+        return parts
+
+    cdef char *_image_arena_base(self):
+        cdef uintptr_t base = self.image_arenas.__array_interface__["data"][0]
+        return <char *>((base + 63) & ~(<uintptr_t>63))
 
     cdef inline void _bind_fast(self, Py_ssize_t slot, cnp.ndarray arr):
         """bind() without the checks: the caller guarantees a C-contiguous array that holds
@@ -183,32 +218,83 @@ cdef _chain_prefetch_hints(list steps):
 
 
 cdef class Program:
-    """A flat list of steps, run in order."""
+    """A flat list of steps, run in order; optionally its first steps once per image.
+
+    per_image = (steps, images, strides, private, image_bytes): the first `steps` steps
+    (native, built for one image) run `images` times, the i-th time with every slot s moved on
+    by i * strides[s] bytes (0: a slot every image shares, a constant or weights), or, where
+    private[s] >= 0, at that offset in an image arena of image_bytes that the thread running
+    the image reuses image after image (tensors only the prefix uses); the rest then run once
+    on the whole batch. Images run concurrently when the threads divide them evenly
+    (csrc/runtime/run_images.c).
+    Consecutive layers of one image then pass their activations through the cache, where the
+    whole batch's would not fit (runtime/plan.py chooses the prefix)."""
     cdef readonly list steps
     cdef step_fn *fns     # per step: the native function, or NULL for a Python step
     cdef void **args
     cdef Py_ssize_t n
     cdef readonly tuple slot_nbytes
+    cdef readonly tuple per_image
+    cdef Py_ssize_t loop_steps, loop_images
+    cdef size_t *strides
+    cdef Py_ssize_t *private
+    cdef readonly Py_ssize_t image_bytes
 
-    def __cinit__(self, list steps, slot_nbytes):
-        """slot_nbytes: the size in bytes of every slot; every native step's extents must fit."""
+    def __cinit__(self, list steps, slot_nbytes, per_image=None):
+        """slot_nbytes: the size in bytes of every slot; every native step's extents must fit
+        (a per-image step's in one image's part of a strided slot)."""
         self.steps = list(steps)
         self.slot_nbytes = tuple(int(b) for b in slot_nbytes)
         self.n = len(self.steps)
+        cdef Py_ssize_t n_slots = len(self.slot_nbytes)
         self.fns = <step_fn *>calloc(max(self.n, 1), sizeof(step_fn))
         self.args = <void **>calloc(max(self.n, 1), sizeof(void *))
-        if self.fns == NULL or self.args == NULL:
+        self.strides = <size_t *>calloc(max(n_slots, 1), sizeof(size_t))
+        self.private = <Py_ssize_t *>calloc(max(n_slots, 1), sizeof(Py_ssize_t))
+        if self.fns == NULL or self.args == NULL or self.strides == NULL or self.private == NULL:
             raise MemoryError()
+        cdef Py_ssize_t k = 0, images = 1, st
+        for s in range(n_slots):
+            self.private[s] = -1
+        if per_image is not None:
+            k, images, strides, private, image_bytes = per_image
+            k, images, image_bytes = int(k), int(images), int(image_bytes)
+            if not (0 <= k <= self.n and images >= 1 and image_bytes >= 0 and
+                    len(strides) == n_slots and len(private) == n_slots):
+                raise ValueError(f"per_image: {k} steps, {images} images, {len(strides)} "
+                                 f"strides, {len(private)} private offsets for {self.n} steps "
+                                 f"and {n_slots} slots")
+            for s in range(n_slots):
+                st = int(strides[s])
+                if st < 0 or st * images > self.slot_nbytes[s]:
+                    raise ValueError(f"per_image: slot {s} of {self.slot_nbytes[s]} bytes "
+                                     f"cannot hold {images} images of {st}")
+                off = int(private[s])
+                if off >= 0 and off + st > image_bytes:
+                    raise ValueError(f"per_image: slot {s} ({st} bytes per image at {off}) "
+                                     f"is outside the image arena of {image_bytes} bytes")
+                self.strides[s] = st
+                self.private[s] = off if off >= 0 else -1
+            self.per_image = (k, images, tuple(int(x) for x in strides),
+                              tuple(int(x) for x in private), image_bytes)
+            self.image_bytes = image_bytes
+        self.loop_steps, self.loop_images = k, images
         cdef NativeStep ns
+        cdef Py_ssize_t size
         for i, s in enumerate(self.steps):
             if isinstance(s, NativeStep):
                 ns = s
                 for slot, lo, hi in ns.extents:
-                    if not (0 <= slot < len(self.slot_nbytes) and 0 <= lo <= hi <= self.slot_nbytes[slot]):
+                    size = self.slot_nbytes[slot] if 0 <= slot < n_slots else -1
+                    if i < k and size >= 0 and self.strides[slot] > 0:
+                        size = <Py_ssize_t>self.strides[slot]     # one image's part
+                    if not (0 <= lo <= hi <= size):
                         raise ValueError(f"step {ns.op} {ns.name!r}: access [{lo}, {hi}) of slot "
-                                         f"{slot} is outside its {self.slot_nbytes[slot] if 0 <= slot < len(self.slot_nbytes) else '?'} bytes")
+                                         f"{slot} is outside its {size if size >= 0 else '?'} bytes")
                 self.fns[i] = ns.fn
                 self.args[i] = ns.args
+            elif i < k:
+                raise ValueError(f"step {i} ({s!r}) runs per image but is not a native step")
             elif not isinstance(s, PyStep):
                 raise TypeError(f"step {i} is not a Step: {s!r}")
         _chain_prefetch_hints(self.steps)
@@ -216,6 +302,12 @@ cdef class Program:
     def __dealloc__(self):
         free(self.fns)
         free(self.args)
+        free(self.strides)
+        free(self.private)
+
+    def images(self, Py_ssize_t i):
+        """How many times step i runs per call (its image count if it runs per image)."""
+        return self.loop_images if i < self.loop_steps else 1
 
     def __len__(self):
         return self.n
@@ -267,6 +359,30 @@ cdef class Program:
             tv = times
             if tv.shape[0] != self.n:
                 raise ValueError("times must have one entry per step")
+        cdef size_t failed_step = 0
+        cdef size_t n_slots = len(self.slot_nbytes)
+        cdef double *tp = NULL
+        cdef qe_image_memory mem
+        if self.loop_steps:
+            if timing:
+                tp = &tv[0]
+            mem.slots = slots
+            mem.strides = self.strides
+            mem.private_offset = self.private
+            mem.n_slots = n_slots
+            mem.max_parts = ctx._image_arenas(self, qe_run_images_parts(self.loop_images))
+            mem.arenas = ctx._image_arena_base()
+            mem.arena_stride = ctx.image_stride
+            with nogil:
+                rc = qe_run_images(self.loop_steps, <const qe_step_fn *>self.fns, self.args,
+                                   &mem, self.loop_images, ctx.image_slots, tp, &failed_step)
+            if rc != 0:
+                if rc == QE_ERR_NOMEM:
+                    raise MemoryError()
+                s = self.steps[failed_step]
+                raise ExecutionError(f"kernel step {s.op} of node {s.name!r} failed (code "
+                                     f"{rc}: {_RC_NAMES.get(rc, 'unknown')})")
+            i = self.loop_steps
         while i < self.n:
             if self.fns[i] != NULL:
                 j = i

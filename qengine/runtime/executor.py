@@ -54,9 +54,10 @@ class Executor:
                 c = self._plans.get(key)
                 if c is None:
                     plan = _compile(self.graph, shapes, self._cache)
-                    if self.memory_limit is not None and plan.arena_bytes > self.memory_limit:
+                    need = plan.activation_bytes(self._thread_cap or K.get_num_threads())
+                    if self.memory_limit is not None and need > self.memory_limit:
                         raise InputError(
-                            f"running input shapes {dict(shapes)} needs {plan.arena_bytes:,} "
+                            f"running input shapes {dict(shapes)} needs {need:,} "
                             f"bytes of activations, above the memory limit of "
                             f"{self.memory_limit:,}")
                     c = self._plans[key] = K.CompiledPlan(plan)
@@ -163,5 +164,6 @@ def _compile(graph: Graph, shapes: dict, cache: dict) -> Plan:
 def _out_of_memory(plan: Plan, e: MemoryError) -> ExecutionError:
     outs = sum(int(np.prod(shape, dtype=np.float64)) * np.dtype(dt).itemsize
                for _, _, dt, shape in plan.outputs)
-    return ExecutionError(f"out of memory: this input shape needs {plan.arena_bytes:,} bytes "
+    return ExecutionError(f"out of memory: this input shape needs "
+                          f"{plan.activation_bytes(K.get_num_threads()):,} bytes "
                           f"of activations and {outs:,.0f} bytes of outputs ({e})")

@@ -22,7 +22,7 @@ from ..errors import ModelError, QEngineError
 from ..graph import Graph, Value
 from ..ops.int8 import BuildContext, Kernel, identity
 from ..passes.fold import simplify
-from . import glue
+from . import glue, per_image
 from .lowering import Lowered, lower
 
 __all__ = ["Plan", "build_plan", "concretize"]
@@ -55,6 +55,13 @@ class Plan:
     constants: list                 # (slot, array) bound once per run context
     lowered: Lowered
     kernels: list = field(default_factory=list)   # (node, label) of every item
+
+    def activation_bytes(self, threads: int) -> int:
+        """The arena, and the image arena of each of `threads` threads running a per-image
+        prefix (Program.per_image), with their alignment."""
+        if not self.program.per_image:
+            return self.arena_bytes
+        return self.arena_bytes + (self.program.image_bytes + 128) * max(1, threads)
 
 
 class _Ctx(BuildContext):
@@ -174,9 +181,14 @@ def _check_sizes(g: Graph) -> None:
                                  f"elements) for this input shape: too large to run")
 
 
-def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
+def build_plan(graph: Graph, shapes: dict, cache: dict, *,
+               per_image_mode: Optional[str] = None) -> Plan:
     """Compile the QDQ graph for these concrete input shapes. `cache` (node name -> dict) keeps
-    packed weights across the plans of every shape."""
+    packed weights across the plans of every shape. per_image_mode: which of a batch's first
+    layers run image by image ("auto", "off", "all": runtime/per_image.py; None: the
+    QENGINE_PER_IMAGE environment variable, else "auto")."""
+    if per_image_mode is None:
+        per_image_mode = per_image.mode_from_environment()
     g = concretize(graph, shapes)
     _check_sizes(g)
     lowered = lower(g, cache)
@@ -284,6 +296,42 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
         items.append(_relayout(src, name, ctx.perm(src), identity(len(ctx.shape(name)))))
         ctx.perms[name] = identity(len(ctx.shape(name)))
 
+    # slots: one per tensor any step touches (views get their own slot at their root's offset)
+    for k, it in enumerate(items):
+        ctx.remap = it.remap
+        for n in it.reads + it.writes:
+            ctx.slot(n)
+    ctx.remap = {}
+    for v in g.inputs:
+        ctx.slot(v.name)
+    for name in g.output_names:
+        ctx.slot(out_slot_name[name])
+
+    # steps; the leading items that run image by image are built for one image
+    n_image, batch, image_names = per_image.per_image_prefix(items, ctx, g, mode=per_image_mode)
+    image_ctx = per_image.ImageContext(ctx, image_names)
+    steps = []
+    kernels = []
+    n_image_steps = 0
+    for k, it in enumerate(items):
+        ctx.remap = it.remap
+        n = it.unit.node if it.unit is not None else it.node
+        try:
+            made = it.make_steps(image_ctx if k < n_image else ctx)
+            if k < n_image and not all(isinstance(s, K.NativeStep) for s in made):
+                n_image = k           # a Python step: the batch runs from here
+                made = it.make_steps(ctx)
+        except QEngineError:
+            raise
+        except (ValueError, OverflowError) as e:     # a kernel binding refused its arguments
+            what = f"node {n.name!r} ({n.op_type})" if n is not None else f"step {it.label!r}"
+            raise ModelError(f"{what}: cannot run on the int8 kernels: {e}") from e
+        steps += made
+        if k < n_image:
+            n_image_steps = len(steps)
+        kernels.append((n.name if n is not None else "", it.label))
+    ctx.remap = {}
+
     # storage roots and lifetimes
     external = set(g.input_names) | set(g.output_names) | set(out_slot_name.values())
     first: dict[str, int] = {}
@@ -297,55 +345,44 @@ def build_plan(graph: Graph, shapes: dict, cache: dict) -> Plan:
             rr = storage_root(it.remap.get(r, r))
             first.setdefault(rr, k)
             last[rr] = k
-    sizes = {}
+    sizes, image_sizes = {}, {}
     for name in set(first) | set(views):
         rn = storage_root(name)
         if rn in external or rn in g.initializers:
             continue
         nbytes = int(np.prod(ctx.shape(name))) * ctx.dtype(name).itemsize
-        sizes[rn] = max(sizes.get(rn, 0), nbytes)
+        if last.get(rn, n_image) < n_image:
+            # only the per-image items use it: one image's worth in each thread's image arena
+            image_sizes[rn] = max(image_sizes.get(rn, 0), nbytes // batch)
+        else:
+            sizes[rn] = max(sizes.get(rn, 0), nbytes)
     offsets, arena = _place(sizes, first, last)
-
-    # slots: one per tensor any step touches (views get their own slot at their root's offset)
-    for k, it in enumerate(items):
-        ctx.remap = it.remap
-        for n in it.reads + it.writes:
-            ctx.slot(n)
-    ctx.remap = {}
-    for v in g.inputs:
-        ctx.slot(v.name)
-    for name in g.output_names:
-        ctx.slot(out_slot_name[name])
+    image_offsets, image_arena = _place(image_sizes, first, last)
     arena_slots, input_views = [], []
     in_index = {v.name: i for i, v in enumerate(g.inputs)}
+    private = [-1] * ctx.n_slots
     for name, s in list(ctx.slots.items()):
         rn = storage_root(name)
         phys = ctx.physical_shape(name)
         if rn in offsets:
             arena_slots.append((s, offsets[rn], ctx.dtype(name), phys))
+        elif rn in image_offsets:
+            private[s] = image_offsets[rn]
         elif rn in in_index and name != rn:
             input_views.append((s, in_index[rn], phys))
-    # steps
-    steps = []
-    kernels = []
-    for it in items:
-        ctx.remap = it.remap
-        n = it.unit.node if it.unit is not None else it.node
-        try:
-            steps += it.make_steps(ctx)
-        except QEngineError:
-            raise
-        except (ValueError, OverflowError) as e:     # a kernel binding refused its arguments
-            what = f"node {n.name!r} ({n.op_type})" if n is not None else f"step {it.label!r}"
-            raise ModelError(f"{what}: cannot run on the int8 kernels: {e}") from e
-        kernels.append((n.name if n is not None else "", it.label))
-    ctx.remap = {}
     slot_nbytes = [0] * ctx.n_slots
     for name, s in ctx.slots.items():
         slot_nbytes[s] = int(np.prod(ctx.shape(name))) * ctx.dtype(name).itemsize
     for s, arr in ctx.const_slots:
         slot_nbytes[s] = arr.nbytes
-    program = K.Program(steps, slot_nbytes)
+    image_plan = None
+    if n_image_steps:
+        strides = [0] * ctx.n_slots
+        for name in image_names:
+            s = ctx.slots[name]
+            strides[s] = slot_nbytes[s] // batch
+        image_plan = (n_image_steps, batch, strides, private, image_arena)
+    program = K.Program(steps, slot_nbytes, image_plan)
     inputs = [(v.name, ctx.slots[v.name], np.dtype(v.dtype), tuple(v.shape)) for v in g.inputs]
     outs = [(n, ctx.slots[out_slot_name[n]], ctx.dtype(n), ctx.shape(n)) for n in g.output_names]
     return Plan(program, arena, arena_slots, inputs, input_views, outs, ctx.const_slots,
