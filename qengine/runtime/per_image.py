@@ -1,12 +1,16 @@
 """Per-image execution of a batch's first layers (Program's per_image prefix).
 
-A batch of 8 ResNet-18 images holds 1.6 MB per activation in its first stage: more than a
-core's L2, so each layer reads its input back from L3 or DRAM. Run image by image, a layer's
-output (200 KB) is still in L2 when the next layer reads it. Weights go the other way: the
-later layers' weights are larger than one image's activations, and a batch reads them once
-instead of once per image. So the planner runs the longest prefix of per-sample items image by
-image while, for each, one image's activations outweigh its packed weights, and keeps the rest
-batched.
+A batch of 8 ResNet-18 images holds 1.6 MB per activation in its first stage, more than a
+core's L2. Run image by image, a layer's output (200 KB) can stay in L2 for the next layer,
+the tensors only those layers use need one image's worth of memory per thread instead of the
+batch's, and on several threads whole images run one per thread, with one barrier for the
+prefix instead of one per step. Weights go the other way: the later layers' weights are
+larger than one image's activations, and a batch reads them once instead of once per image.
+So the planner runs the longest prefix of per-sample items image by image while, for each,
+one image's activations outweigh its packed weights, and keeps the rest batched. (Measured
+on the Zen 4 in benchmarks/README.md: activation memory at batch 8 down 1.7-3x for ResNet-18
+and MobileNetV2; speed within noise at 1 thread, gains at 2 threads when other processes
+delay the per-step barriers.)
 
 An item may run per image when it is known to treat samples independently (an op of
 PER_SAMPLE_OPS or element-wise glue) and every activation it touches holds the batch as its
