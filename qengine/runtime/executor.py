@@ -54,7 +54,8 @@ class Executor:
                 c = self._plans.get(key)
                 if c is None:
                     plan = _compile(self.graph, shapes, self._cache)
-                    need = plan.activation_bytes(self._thread_cap or K.get_num_threads())
+                    threads = K.get_num_threads()
+                    need = plan.activation_bytes(min(self._thread_cap or threads, threads))
                     if self.memory_limit is not None and need > self.memory_limit:
                         raise InputError(
                             f"running input shapes {dict(shapes)} needs {need:,} "

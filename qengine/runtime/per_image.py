@@ -156,8 +156,9 @@ def _item_tensors(it, ctx, g, batch: int) -> Optional[list]:
 
 def per_image_prefix(items: list, ctx, g, *, mode: str = "auto",
                      cache_bytes: Optional[int] = None) -> tuple:
-    """(number of leading items to run per image, batch size, their activations): 0 when the
-    batch is 1 or per-image running would not keep a batch's activations out of the way.
+    """(number of leading items to run per image, batch size, each of those items' activations
+    in a list): 0 when the batch is 1 or per-image running would not keep a batch's
+    activations out of the way.
 
     The prefix ("auto") is the longest run of per-sample items from the first whose packed
     weights are smaller than one image's activations, cut after the last item whose batch
@@ -166,10 +167,10 @@ def per_image_prefix(items: list, ctx, g, *, mode: str = "auto",
     if mode not in MODES:
         raise ValueError(f"per-image mode {mode!r}: expected one of {', '.join(MODES)}")
     if mode == "off" or not g.inputs or not g.inputs[0].shape:
-        return 0, 1, set()
+        return 0, 1, []
     batch = g.inputs[0].shape[0]
     if not isinstance(batch, int) or batch <= 1:
-        return 0, 1, set()
+        return 0, 1, []
     cache_bytes = l2_cache_bytes() if cache_bytes is None else cache_bytes
     touched: list = []
     end = 0
@@ -183,4 +184,4 @@ def per_image_prefix(items: list, ctx, g, *, mode: str = "auto",
         touched.append(tensors)
         if mode == "all" or nbytes > cache_bytes:
             end = k + 1
-    return end, batch, {t for tensors in touched[:end] for t in tensors}
+    return end, batch, touched[:end]

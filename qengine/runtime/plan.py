@@ -308,8 +308,8 @@ def build_plan(graph: Graph, shapes: dict, cache: dict, *,
         ctx.slot(out_slot_name[name])
 
     # steps; the leading items that run image by image are built for one image
-    n_image, batch, image_names = per_image.per_image_prefix(items, ctx, g, mode=per_image_mode)
-    image_ctx = per_image.ImageContext(ctx, image_names)
+    n_image, batch, touched = per_image.per_image_prefix(items, ctx, g, mode=per_image_mode)
+    image_ctx = per_image.ImageContext(ctx, {t for names in touched for t in names})
     steps = []
     kernels = []
     n_image_steps = 0
@@ -331,6 +331,9 @@ def build_plan(graph: Graph, shapes: dict, cache: dict, *,
             n_image_steps = len(steps)
         kernels.append((n.name if n is not None else "", it.label))
     ctx.remap = {}
+    if not n_image_steps:
+        n_image = 0                   # nothing to run per image: every tensor in the arena
+    image_names = {t for names in touched[:n_image] for t in names}
 
     # storage roots and lifetimes
     external = set(g.input_names) | set(g.output_names) | set(out_slot_name.values())
