@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,13 +39,28 @@ class Subject:
     calibration: list = field(default_factory=list)   # [{input name: array}] batches
     calibration_source: str = "none"         # none (already quantized) | random | file | given
     torch_factory: Optional[Callable[[], Any]] = None
-    workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="qengine-bench-"))
+    workdir: Optional[str] = None            # temporary files of the engines, see path()
     notes: list = field(default_factory=list)
     cache: dict = field(default_factory=dict)
 
     @property
     def input_names(self) -> list:
         return [t.name for t in self.model.inputs]
+
+    def path(self, name: str) -> str:
+        """A file in the subject's temporary directory, made on first use: the models
+        onnxruntime-int8 writes (about 100 MB for ResNet-18). close() removes it."""
+        if self.workdir is None:
+            self.workdir = tempfile.mkdtemp(prefix="qengine-bench-")
+        return os.path.join(self.workdir, name)
+
+    def close(self) -> None:
+        """Remove the temporary directory (runners built from its files keep working:
+        onnxruntime reads a model file when its session is made)."""
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+            self.cache.pop("ort_int8_path", None)
 
 
 @dataclass(frozen=True)
@@ -158,10 +174,10 @@ def ort_quantize_static(subject: Subject) -> str:
     if "ort_int8_path" in subject.cache:
         return subject.cache["ort_int8_path"]
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    src = os.path.join(subject.workdir, "float.onnx")
+    src = subject.path("float.onnx")
     with open(src, "wb") as f:
         f.write(subject.float_onnx)
-    pre = os.path.join(subject.workdir, "float.pre.onnx")
+    pre = subject.path("float.pre.onnx")
     from onnxruntime.quantization.shape_inference import quant_pre_process
     try:
         # ONNX shape inference + onnxruntime's basic graph optimizations (BatchNorm folding,
@@ -173,12 +189,13 @@ def ort_quantize_static(subject: Subject) -> str:
         subject.notes.append(f"onnxruntime quant_pre_process failed ({type(e).__name__}: "
                              f"{str(e)[:80]}); onnxruntime-int8 quantized the model as given")
         pre = src
-    dst = os.path.join(subject.workdir, "onnxruntime-int8.onnx")
+    dst = subject.path("onnxruntime-int8.onnx")
     with _quiet_root_logger():
         quantize_static(pre, dst, _Reader(subject.calibration), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8)
     subject.cache["ort_int8_path"] = dst
+    subject.cache["ort_int8_bytes"] = os.path.getsize(dst)
     return dst
 
 
@@ -187,8 +204,7 @@ def _build_ort_int8(subject: Subject, threads: int):
 
 
 def _ort_int8_bytes(subject: Subject) -> Optional[int]:
-    path = subject.cache.get("ort_int8_path")
-    return None if path is None else os.path.getsize(path)
+    return subject.cache.get("ort_int8_bytes")
 
 
 def _build_ort_qdq(subject: Subject, threads: int):

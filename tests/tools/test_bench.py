@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import onnx
@@ -355,6 +356,35 @@ def test_api_quantized_model_defaults_to_onnxruntime_on_the_same_file(small_mode
                           min_round_seconds=0.0, progress=False, strict=False)
     assert [s["engine"] for s in res["skipped"]] == ["onnxruntime", "torch"]
     assert "skipped onnxruntime" in bench.format_result(res)
+
+
+def test_temporary_files_go_with_the_benchmark(small_model, tmp_path, monkeypatch):
+    """onnxruntime-int8's model files (about 100 MB for ResNet-18) are removed when the
+    benchmark returns or fails (every run had left a qengine-bench-* directory behind), its
+    size is still reported, and a run that writes no file makes no directory."""
+    pytest.importorskip("onnxruntime")
+    m, path, d = small_model
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    calib = np.load(d / "calib.npy")
+    common = dict(calibration=calib, rounds=1, min_round_seconds=0.0, progress=False)
+    made = []
+    real_path = bench.Subject.path
+    monkeypatch.setattr(bench.Subject, "path",
+                        lambda self, name: made.append(real_path(self, name)) or made[-1])
+    res = bench.benchmark(str(path), compare=["onnxruntime-int8"], threads=(1, 2), **common)
+    assert res["model"]["sizes_bytes"]["onnxruntime-int8"] > 0
+    assert any(p.endswith("onnxruntime-int8.onnx") for p in made)   # it did write there
+    assert not list(tmp_path.glob("qengine-bench-*"))
+    bench.benchmark(str(path), compare=["fp32"], **common)
+    assert not list(tmp_path.glob("qengine-bench-*"))
+
+    def failing_run_config(subject, engines, *a, **k):
+        engines[1].build(subject, 1)                    # writes onnxruntime's model
+        raise RuntimeError("midway")
+    monkeypatch.setattr(bench, "run_config", failing_run_config)
+    with pytest.raises(RuntimeError, match="midway"):
+        bench.benchmark(str(path), compare=["onnxruntime-int8"], **common)
+    assert len(made) > 3 and not list(tmp_path.glob("qengine-bench-*"))
 
 
 def test_calibration_batches_respect_a_fixed_batch_dimension():
