@@ -208,7 +208,8 @@ def benchmark(model, *, calibration=None, float_model=None, torch_model=None,
     subject = load_subject(model, calibration=calibration, float_model=float_model,
                            torch_model=torch_model, quantize_options=quantize_options,
                            warn=warn)
-    # the subject's temporary files (onnxruntime-int8's models) go when the results are made
+    # the subject's temporary files (onnxruntime-int8's models) go when the results are made,
+    # and torch gets its thread count back (qengine's: saved_threads below)
     try:
         if compare is None:
             engines = [e for e in resolve_engines(DEFAULT_COMPARE + ("onnxruntime-qdq",))

@@ -55,8 +55,12 @@ class Subject:
         return os.path.join(self.workdir, name)
 
     def close(self) -> None:
-        """Remove the temporary directory (runners built from its files keep working:
-        onnxruntime reads a model file when its session is made)."""
+        """Give back what the engines changed: torch's thread count, and the temporary
+        directory (runners built from its files keep working: onnxruntime reads a model file
+        when its session is made)."""
+        if "torch_threads_before" in self.cache:
+            import torch
+            torch.set_num_threads(self.cache.pop("torch_threads_before"))
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
@@ -216,6 +220,7 @@ def _build_ort_qdq(subject: Subject, threads: int):
 # ---- torch -------------------------------------------------------------------------------------
 def _build_torch(subject: Subject, threads: int):
     import torch
+    subject.cache.setdefault("torch_threads_before", torch.get_num_threads())
     torch.set_num_threads(threads)
     if "torch_module" not in subject.cache:
         subject.cache["torch_module"] = subject.torch_factory().eval()

@@ -67,13 +67,20 @@ def test_full_size_models_have_the_published_shapes_and_work():
 
 
 def test_harness_compares_torch_on_the_same_weights():
-    pytest.importorskip("torch")
+    """... and gives torch its thread count back (the engine sets it per configuration)."""
+    torch = pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     kw = SMALL["yolo"]
     m = bm.yolo_detector(**kw)
-    res = bench.benchmark(m, torch_model=bm.torch_module("yolo", **kw),
-                          calibration=_input(m, 8, 3), compare=["onnxruntime", "torch"],
-                          rounds=2, min_round_seconds=0.0, progress=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        res = bench.benchmark(m, torch_model=bm.torch_module("yolo", **kw),
+                              calibration=_input(m, 8, 3), compare=["onnxruntime", "torch"],
+                              threads=(1, 2), rounds=2, min_round_seconds=0.0, progress=False)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
     c = res["results"][0]
     assert set(c["engines"]) == {"qengine", "onnxruntime", "torch"}
     assert c["fidelity"]["sqnr_db"]["torch"] > 80          # float vs float: the same network
