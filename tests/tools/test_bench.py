@@ -367,10 +367,12 @@ def test_temporary_files_go_with_the_benchmark(small_model, tmp_path, monkeypatc
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     calib = np.load(d / "calib.npy")
     common = dict(calibration=calib, rounds=1, min_round_seconds=0.0, progress=False)
-    made = []
-    real_path = bench.Subject.path
-    monkeypatch.setattr(bench.Subject, "path",
-                        lambda self, name: made.append(real_path(self, name)) or made[-1])
+    made, real_path = [], bench.Subject.path
+
+    def recorded_path(self, name):                      # the files the engines wrote
+        made.append(real_path(self, name))
+        return made[-1]
+    monkeypatch.setattr(bench.Subject, "path", recorded_path)
     res = bench.benchmark(str(path), compare=["onnxruntime-int8"], threads=(1, 2), **common)
     assert res["model"]["sizes_bytes"]["onnxruntime-int8"] > 0
     assert any(p.endswith("onnxruntime-int8.onnx") for p in made)   # it did write there
