@@ -356,7 +356,7 @@ def lower(graph: Graph, cache: Optional[dict] = None) -> Lowered:
             if o not in float_reads and o not in a.outputs:
                 continue    # only int8 items (or aliased / requantizing Q nodes) read it
             if o in a.dq_src and g.value(o).dtype == np.float32:
-                at[id(node)] = glue.dequantize(a.qt[a.dq_src[o]], o)
+                at[id(node)] = glue.dequantize(a.qt[a.dq_src[o]], o, logical=o in a.outputs)
             else:   # a constant read by a float op, or dynamic parameters
                 at[id(node)] = glue.float_node(g, node, make_op(node, g.opset))
     # int8 borders: the graph's int8 tensors <-> the kernels' uint8 storage
