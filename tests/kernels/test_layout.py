@@ -41,12 +41,13 @@ def test_large_relayout_splits_over_threads():
     np.testing.assert_array_equal(y, x.transpose(0, 2, 3, 1))
 
 
-@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5, 8, 9, 16, 17])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5, 8, 9, 16, 17, 31, 64, 127])
 @pytest.mark.parametrize("batch, hw", [(1, (1, 1)), (1, (7, 9)), (2, (8, 8)), (3, (65, 67)),
                                        (1, (320, 320))])
 def test_planes_to_pixels_on_every_isa(isa, threads, channels, batch, hw):
-    """NCHW -> NHWC of bytes with few channels takes the per-ISA interleave (C <= 16): every
-    remainder of its vector loops and of the task split, each path equal to numpy."""
+    """NCHW -> NHWC of bytes takes the per-ISA interleave up to 16 channels and the per-ISA
+    block transpose from 17 on: every remainder of their vector loops (blocks of 16 and 64)
+    and of the task split, each path equal to numpy."""
     x = np.random.default_rng(channels).integers(0, 256, (batch, channels, *hw)).astype(np.uint8)
     y = np.empty((batch, *hw, channels), np.uint8)
     _run(K.permute_step("p", x.shape, (0, 2, 3, 1), 1, (0, 0), (1, 0)), x, y)
