@@ -170,6 +170,42 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
+_ORT_QDQ_OPSET = 13    # per-channel DequantizeLinear (its axis attribute) needs opset 13
+
+
+def _for_ort_quantizer(model_bytes: bytes, notes: list) -> bytes:
+    """The float model as onnxruntime's quantize_static can take it. Older files (the model
+    zoo's, IR version 3, opset 9) fail it twice: before IR 4 every initializer is also listed
+    as a graph input, and the calibration session asks for them as inputs to feed ("Required
+    inputs ... are missing"); and below opset 13 the per-channel QDQ model it writes is
+    invalid (DequantizeLinear has no axis). So initializers leave the inputs (the benchmark
+    feeds only the others and every engine takes them as constants: the model computes the
+    same) and the opset is raised by onnx's version converter, with a note."""
+    import onnx
+    m = onnx.load_from_string(model_bytes)
+    changed = False
+    inits = {t.name for t in m.graph.initializer}
+    if any(i.name in inits for i in m.graph.input):
+        keep = [i for i in m.graph.input if i.name not in inits]
+        del m.graph.input[:]
+        m.graph.input.extend(keep)
+        m.ir_version = max(m.ir_version, 4)
+        changed = True
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and opset < _ORT_QDQ_OPSET:
+        from onnx import version_converter
+        try:
+            m = version_converter.convert_version(m, _ORT_QDQ_OPSET)
+            notes.append(f"onnxruntime-int8 quantized the model converted from opset {opset} to "
+                         f"{_ORT_QDQ_OPSET} (per-channel QDQ needs it)")
+            changed = True
+        except Exception as e:   # noqa: BLE001 -- quantize_static decides what it can take
+            notes.append(f"onnx's version converter failed on opset {opset} "
+                         f"({type(e).__name__}: {str(e)[:80]}); onnxruntime-int8 quantized "
+                         f"the model as given")
+    return m.SerializeToString() if changed else model_bytes
+
+
 def ort_quantize_static(subject: Subject) -> str:
     """onnxruntime's own int8 model of the float model (path; made once per subject):
     quant_pre_process (shape inference, BatchNorm folding), then quantize_static in QDQ form
@@ -180,7 +216,7 @@ def ort_quantize_static(subject: Subject) -> str:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     src = subject.path("float.onnx")
     with open(src, "wb") as f:
-        f.write(subject.float_onnx)
+        f.write(_for_ort_quantizer(subject.float_onnx, subject.notes))
     pre = subject.path("float.pre.onnx")
     from onnxruntime.quantization.shape_inference import quant_pre_process
     try:

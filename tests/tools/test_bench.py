@@ -389,6 +389,36 @@ def test_temporary_files_go_with_the_benchmark(small_model, tmp_path, monkeypatc
     assert len(made) > 3 and not list(tmp_path.glob("qengine-bench-*"))
 
 
+def test_onnxruntime_int8_takes_an_old_model_zoo_file(tmp_path):
+    """An IR 3, opset 9 file (the ONNX model zoo's: every initializer also a graph input):
+    onnxruntime's quantize_static had failed on it ("Required inputs ... are missing", then an
+    invalid model: DequantizeLinear with an axis below opset 13). The harness hands it the
+    model with the initializers out of the inputs and the opset raised, and says so."""
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+    w = np.random.default_rng(0).normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32)
+    b = np.zeros(8, np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["y"])], "zoo",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16]),
+         helper.make_tensor_value_info("w", TensorProto.FLOAT, [8, 3, 3, 3]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)])
+    m.ir_version = 3
+    path = tmp_path / "zoo.onnx"
+    onnx.save(m, str(path))
+    calib = np.random.default_rng(1).normal(0, 1, (2, 3, 16, 16)).astype(np.float32)
+    res = bench.benchmark(str(path), calibration=calib, compare=["onnxruntime",
+                          "onnxruntime-int8"], rounds=1, min_round_seconds=0.0, progress=False)
+    assert res["settings"]["engines"] == ["qengine", "onnxruntime", "onnxruntime-int8"]
+    assert res["model"]["sizes_bytes"]["onnxruntime-int8"] > 0
+    assert any("from opset 9 to 13" in n for n in res["notes"]), res["notes"]
+    assert res["results"][0]["fidelity"]["sqnr_db"]["onnxruntime-int8"] > 20   # it works
+
+
 def test_calibration_batches_respect_a_fixed_batch_dimension():
     class T:
         def __init__(self, shape):
