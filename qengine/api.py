@@ -53,11 +53,14 @@ def read_model(model: ModelLike) -> Graph:
 
 def _prepare(graph: Graph) -> Graph:
     """Float graph -> the graph calibration sees: opset >= 13 (per-axis DequantizeLinear
-    needs it), Transpose pairs cancelled (TensorFlow/Keras exports), BatchNorm folded."""
+    needs it), a Sum of two inputs spelled Add (Caffe2 exports), Transpose pairs cancelled
+    (TensorFlow/Keras exports), BatchNorm folded."""
+    from .passes.canonical import sum_pairs_to_add
     from .passes.fuse import fold_batchnorm
     from .passes.opset import upgrade_opset
     from .passes.transpose import optimize_transposes
     g = upgrade_opset(graph, 13)
+    sum_pairs_to_add(g)
     optimize_transposes(g)
     fold_batchnorm(g)
     return g
