@@ -54,15 +54,18 @@ def read_model(model: ModelLike) -> Graph:
 def _prepare(graph: Graph) -> Graph:
     """Float graph -> the graph calibration sees: opset >= 13 (per-axis DequantizeLinear
     needs it), a Sum of two inputs spelled Add (Caffe2 exports), Transpose pairs cancelled
-    (TensorFlow/Keras exports), BatchNorm folded."""
+    (TensorFlow/Keras exports), BatchNorm and per-channel Mul/Add folded into the op before,
+    the BatchNorms left made depthwise 1x1 convs (passes/fuse.py)."""
     from .passes.canonical import sum_pairs_to_add
-    from .passes.fuse import fold_batchnorm
+    from .passes.fuse import batchnorm_to_depthwise, fold_batchnorm
     from .passes.opset import upgrade_opset
     from .passes.transpose import optimize_transposes
     g = upgrade_opset(graph, 13)
     sum_pairs_to_add(g)
     optimize_transposes(g)
     fold_batchnorm(g)
+    if batchnorm_to_depthwise(g):
+        fold_batchnorm(g)   # a scale and shift after the BatchNormalization join its conv
     return g
 
 

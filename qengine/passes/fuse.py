@@ -15,7 +15,7 @@ import numpy as np
 from ..graph import Graph, Node
 from ..ops import make_op
 
-__all__ = ["fold_batchnorm"]
+__all__ = ["fold_batchnorm", "batchnorm_to_depthwise"]
 
 
 def _bn_affine(graph: Graph, bn: Node) -> Optional[tuple[np.ndarray, np.ndarray]]:
@@ -96,34 +96,112 @@ _FOLDERS = {"Conv": _fold_into_conv, "ConvTranspose": _fold_into_conv_transpose,
             "Gemm": _fold_into_gemm}
 
 
+def _channel_vector(graph: Graph, const: str, act: str) -> Optional[np.ndarray]:
+    """The float32 constant `const` as one value per channel (axis 1) of the activation `act`
+    it is broadcast against, or None when it varies along another axis or would widen `act`."""
+    c = graph.initializers.get(const)
+    v = graph.value(act)
+    if c is None or c.dtype != np.float32 or v is None or v.shape is None or len(v.shape) < 2:
+        return None
+    rank, M = len(v.shape), v.shape[1]
+    if c.ndim > rank or not isinstance(M, int):
+        return None
+    full = (1,) * (rank - c.ndim) + tuple(c.shape)
+    if any(d != 1 for i, d in enumerate(full) if i != 1) or full[1] not in (1, M):
+        return None
+    return np.broadcast_to(c.reshape(-1).astype(np.float64), (M,))
+
+
+def _affine_of(graph: Graph, node: Node, act: str) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(f, t) when `node` computes act * f + t per channel: an inference BatchNormalization,
+    or a Mul / Add of act and a per-channel constant (Caffe2's AffineChannel, and the scale
+    and shift its DenseNet exports write after each BatchNormalization)."""
+    if node.op_type == "BatchNormalization":
+        return _bn_affine(graph, node) if node.inputs[0] == act else None
+    if node.op_type not in ("Mul", "Add") or len(node.inputs) != 2 or act not in node.inputs:
+        return None
+    other = node.inputs[1] if node.inputs[0] == act else node.inputs[0]
+    vec = _channel_vector(graph, other, act)
+    out = graph.value(node.outputs[0])
+    if vec is None or out is None or out.shape != graph.value(act).shape:
+        return None
+    one, zero = np.ones_like(vec), np.zeros_like(vec)
+    return (vec, zero) if node.op_type == "Mul" else (one, vec)
+
+
 def fold_batchnorm(graph: Graph) -> int:
-    """Fold every BatchNormalization that follows a Conv/ConvTranspose/Gemm with constant
-    weights into it. Returns the number folded; unused initializers are pruned."""
+    """Fold every per-channel affine node (an inference BatchNormalization, a Mul or an Add by
+    a per-channel constant) that follows a Conv/ConvTranspose/Gemm with constant weights into
+    it, repeatedly (BatchNormalization -> Mul -> Add chains fold one by one). Returns the
+    number folded; unused initializers are pruned."""
     folded = 0
-    readers = graph.consumers_map()
-    producers = graph.producers_map()
-    for bn in [n for n in graph.nodes if n.op_type == "BatchNormalization"]:
-        src = producers.get(bn.inputs[0])
-        if src is None or src.op_type not in _FOLDERS or src.domain not in ("", "ai.onnx"):
-            continue
-        if len(src.inputs) < 2 or not graph.is_constant(src.inputs[1]):
-            continue
-        if len(src.inputs) > 2 and src.inputs[2] and not graph.is_constant(src.inputs[2]):
-            continue
-        if _sole_reader(graph, readers, src.outputs[0]) is not bn:
-            continue
-        affine = _bn_affine(graph, bn)
-        if affine is None or not _FOLDERS[src.op_type](graph, src, *affine):
-            continue
-        # the op now writes the BatchNormalization's output directly
-        old, new = src.outputs[0], bn.outputs[0]
-        kept = graph.values.get(new)
-        graph.remove_node(bn)
-        src.outputs[0] = new
-        if kept is not None:
-            graph.values[new] = kept
-        graph.values.pop(old, None)
-        folded += 1
+    while True:
+        readers = graph.consumers_map()
+        producers = graph.producers_map()
+        round_folded = 0
+        for node in [n for n in graph.nodes if n.op_type in ("BatchNormalization", "Mul", "Add")
+                     and n.domain in ("", "ai.onnx")]:
+            src = next((producers[i] for i in node.inputs if i in producers and
+                        producers[i].op_type in _FOLDERS), None)
+            if src is None or src.domain not in ("", "ai.onnx"):
+                continue
+            if len(src.inputs) < 2 or not graph.is_constant(src.inputs[1]):
+                continue
+            if len(src.inputs) > 2 and src.inputs[2] and not graph.is_constant(src.inputs[2]):
+                continue
+            if _sole_reader(graph, readers, src.outputs[0]) is not node:
+                continue
+            affine = _affine_of(graph, node, src.outputs[0])
+            if affine is None or not _FOLDERS[src.op_type](graph, src, *affine):
+                continue
+            # the op now writes the affine node's output directly
+            old, new = src.outputs[0], node.outputs[0]
+            kept = graph.values.get(new)
+            graph.remove_node(node)
+            src.outputs[0] = new
+            if kept is not None:
+                graph.values[new] = kept
+            graph.values.pop(old, None)
+            round_folded += 1
+            break   # the maps are stale now
+        if not round_folded:
+            break
+        folded += round_folded
     if folded:
         graph.prune()
     return folded
+
+
+def batchnorm_to_depthwise(graph: Graph) -> int:
+    """Every inference BatchNormalization left after fold_batchnorm (one that follows a Concat
+    or an Add: DenseNet's and pre-activation ResNets' BN -> ReLU -> Conv) becomes the depthwise
+    1x1 Conv it equals: weights f, bias t, one group per channel. As a Conv it quantizes with
+    per-channel weights and an int32 bias and runs on the int8 kernels; as a
+    BatchNormalization it ran in float, between a DequantizeLinear and a QuantizeLinear (the
+    ONNX model zoo's DenseNet-121: 21 ms of float BatchNormalization in a 67 ms run). Returns
+    the number rewritten."""
+    done = 0
+    for bn in [n for n in graph.nodes if n.op_type == "BatchNormalization" and
+               n.domain in ("", "ai.onnx")]:
+        v = graph.value(bn.inputs[0])
+        affine = _bn_affine(graph, bn)
+        if affine is None or v is None or v.shape is None or len(v.shape) < 3 or \
+                v.dtype != np.float32 or graph.initializers[bn.inputs[1]].dtype != np.float32:
+            continue
+        f, t = affine
+        C, rank = f.shape[0], len(v.shape)
+        w = graph.add_initializer(graph.unique_name(bn.name + ".depthwise_weight"),
+                                  f.astype(np.float32).reshape((C, 1) + (1,) * (rank - 2)))
+        b = graph.add_initializer(graph.unique_name(bn.name + ".depthwise_bias"),
+                                  t.astype(np.float32))
+        at, out = graph.nodes.index(bn), bn.outputs[0]
+        kept = graph.values.get(out)
+        graph.remove_node(bn)
+        graph.add_node(Node(bn.name, "Conv", [bn.inputs[0], w, b], [out],
+                            {"group": int(C), "kernel_shape": [1] * (rank - 2)}), at)
+        if kept is not None:
+            graph.values[out] = kept
+        done += 1
+    if done:
+        graph.prune()
+    return done

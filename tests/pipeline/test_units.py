@@ -69,7 +69,9 @@ CASES = {
                         helper.make_node("Add", ["a", "b"], ["y"])],
                        [("x", ["N", 4, 8, 8])], [("y", None)],
                        [("w1", w(6, 4, 1, 1)), ("w2", w(6, 4, 1, 1))]), ["Add"]),
-    "add_channel_const": (model([helper.make_node("Conv", ["x", "w1"], ["a"]),
+    # (a Relu between: an Add right after the Conv would fold into its bias, passes/fuse.py)
+    "add_channel_const": (model([helper.make_node("Conv", ["x", "w1"], ["a0"]),
+                                 helper.make_node("Relu", ["a0"], ["a"]),
                                  helper.make_node("Add", ["a", "c"], ["y"])],
                                 [("x", ["N", 4, 8, 8])], [("y", None)],
                                 [("w1", w(6, 4, 1, 1)), ("c", w(1, 6, 1, 1))]), ["Add"]),
