@@ -388,3 +388,27 @@ def test_registry_errors():
         make_op(Node("c", "Conv", ["x", "w"], ["y"], {"group": "two"}), {"": 17})
     with pytest.raises(ModelError, match="required input 0 is missing"):
         make_op(Node("a", "Add", ["", "w"], ["y"]), {"": 17})
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("shape", [(2, 7, 3), (1, 9, 5, 6), (2, 6, 4, 3, 5)])
+def test_lrn_on_channels_last_storage_is_the_same_bits(size, shape):
+    """LRN sums its window along the last axis when the channels are last in memory (the
+    executor's view of NHWC storage) and along axis 1 otherwise: the same operations in the same
+    order, so the same bits, and the values of the spec's formula."""
+    x = np.random.default_rng(size).normal(0, 2, shape).astype(np.float32)
+    nhwc = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    view = np.moveaxis(nhwc, -1, 1)                  # channels last in memory
+    assert view.strides[1] == 4 and np.array_equal(view, x)
+    op = make_op(Node("n", "LRN", ["x"], ["y"], {"size": size, "alpha": 0.02, "beta": 0.75,
+                                                   "bias": 1.5}), {"": 17})
+    y_nchw, y_view = op.run(x)[0], op.run(view)[0]
+    assert y_view.shape == shape and y_view.dtype == np.float32
+    np.testing.assert_array_equal(y_view.view(np.int32), y_nchw.view(np.int32))
+    # the spec's formula channel by channel in float64 (onnx.reference's LRN loops over the
+    # batch axis where it means channels)
+    C, lo, hi = shape[1], (size - 1) // 2, size // 2
+    x64 = x.astype(np.float64)
+    ref = np.stack([x64[:, c] / (1.5 + 0.02 / size * (x64[:, max(0, c - lo):c + hi + 1] ** 2)
+                                 .sum(axis=1)) ** 0.75 for c in range(C)], axis=1)
+    np.testing.assert_allclose(y_nchw, ref, rtol=1e-5, atol=1e-6)
