@@ -244,10 +244,10 @@ def movement(unit: Unit) -> Kernel:
     layouts = {}
     if node.op_type in _VIEW_OPS:
         # a reshape is a relabelling of the input's buffer when its layout allows it
-        # (reshape_view_perm); else the input is first copied into logical order
+        # (reshape_view_perm); else the input is first copied into the nearest layout that
+        # does (reshape_layout), or into logical order
         def keep_if_viewable(ctx, have):
-            ok = reshape_view_perm(ctx.shape(x.name), have, ctx.shape(writes[0])) is not None
-            return have if ok else tuple(range(len(have)))
+            return reshape_layout(ctx.shape(x.name), have, ctx.shape(writes[0]))
         layouts = {x.name: keep_if_viewable}
     return Kernel([x.name], writes, make_steps, layouts=layouts, out_perm=out_perm, alias=alias,
                   label=f"uint8 {node.op_type}", unit=unit)
@@ -354,6 +354,56 @@ def reshape_view_perm(in_shape: tuple, in_perm: tuple, out_shape: tuple):
             return None
         expect *= d
     return tuple(order)
+
+
+def _reshape_groups(in_shape: tuple, out_shape: tuple):
+    """The input axes of a reshape in runs that become runs of output axes of the same size
+    ((1, 28, 4, 56, 56) -> (1, 112, 56, 56): [0], [1, 2], [3], [4]), or None when the sizes do
+    not factor that way."""
+    groups, j = [], 0
+    i = 0
+    while i < len(in_shape):
+        group, have = [i], in_shape[i]
+        i += 1
+        want = out_shape[j] if j < len(out_shape) else 1
+        j += 1
+        while have != want:
+            if have < want and i < len(in_shape):
+                have *= in_shape[i]
+                group.append(i)
+                i += 1
+            elif have > want and j < len(out_shape):
+                want *= out_shape[j]
+                j += 1
+            else:
+                return None
+        groups.append(group)
+    return groups
+
+
+def reshape_layout(in_shape: tuple, have: tuple, out_shape: tuple) -> tuple:
+    """The layout a reshape's input should be stored in: `have` when the reshape is a view of
+    it; else `have` with each run of merged axes brought together in logical order, when that
+    makes it a view whose output is stored channels last, as the spatial kernels want a 4-D or
+    larger tensor (ShuffleNet's channel shuffle, Reshape -> Transpose -> Reshape on NHWC
+    storage: one per-pixel transpose, where a copy into logical order and another back to NHWC
+    for the next conv had cost two full copies); else logical order, which the other readers
+    of reshaped tensors (MatMul: attention's heads) want."""
+    if reshape_view_perm(in_shape, have, out_shape) is not None:
+        return tuple(have)
+    groups = _reshape_groups(tuple(in_shape), tuple(out_shape))
+    rank = len(out_shape)
+    if groups is not None and rank >= 4:
+        group_of = {a: k for k, g in enumerate(groups) for a in g}
+        order, placed = [], set()
+        for a in have:
+            if group_of[a] not in placed:
+                placed.add(group_of[a])
+                order += groups[group_of[a]]
+        channels_last = (0,) + tuple(range(2, rank)) + (1,)
+        if reshape_view_perm(in_shape, tuple(order), out_shape) == channels_last:
+            return tuple(order)
+    return tuple(range(len(have)))
 
 
 def same_order(shape: tuple, perm_a: tuple, perm_b: tuple) -> bool:

@@ -110,3 +110,44 @@ def test_a_float_output_is_put_in_order_as_codes_then_dequantized(threads, batch
     codes = quantized_codes(q, feeds)[0][dq.inputs[0]]
     np.testing.assert_array_equal(y, (codes.astype(np.int32) - zp).astype(np.float32) * scale)
     assert_codes_close(q, feeds)
+
+
+def _channel_shuffle_net():
+    """ShuffleNet's channel shuffle between two convs: x -> 1x1 Conv to 12 channels -> Reshape
+    [N, 3, 4, H, W] -> Transpose (0, 2, 1, 3, 4) -> Reshape [N, 12, H, W] -> 1x1 Conv -> y."""
+    rng = np.random.default_rng(7)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="conv1"),
+             helper.make_node("Reshape", ["c", "s5"], ["r"], name="split_groups"),
+             helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3, 4], name="shuffle"),
+             helper.make_node("Reshape", ["t", "s4"], ["u"], name="merge_groups"),
+             helper.make_node("Conv", ["u", "w2"], ["y"], name="conv2")]
+    inits = [("w1", rng.normal(0, 0.3, (12, 8, 1, 1)).astype(np.float32)),
+             ("w2", rng.normal(0, 0.3, (8, 12, 1, 1)).astype(np.float32)),
+             ("s5", np.array([0, 3, 4, 6, 5], np.int64)),
+             ("s4", np.array([0, 12, 6, 5], np.int64))]
+    return model(nodes, [("x", ["N", 8, 6, 5])], [("y", ["N", 8, 6, 5])], inits)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_channel_shuffle_is_one_copy(threads, batch):
+    # the merging Reshape's input had been copied into logical order, then the result back
+    # into NHWC for the next conv: two copies per shuffle, a third of ShuffleNet's time
+    q = _quantized(_channel_shuffle_net(), (8, 6, 5), threads)
+    feeds = {"x": np.random.default_rng(8).normal(0, 1, (batch, 8, 6, 5)).astype(np.float32)}
+    # the input's NCHW -> NHWC, the shuffle's per-pixel transpose, the float output's NCHW
+    assert len(_relayouts(q, feeds)) == 3, _relayouts(q, feeds)
+    assert_codes_close(q, feeds, exact=True)
+
+
+def test_reshape_layout_brings_merged_axes_together():
+    from qengine.runtime.glue import reshape_layout
+    five, four = (2, 28, 4, 7, 6), (2, 112, 7, 6)
+    # NHWC storage after the shuffle's Transpose: [N, H, W, g, C/g] holds logical (0, 3, 4, 2, 1)
+    assert reshape_layout(five, (0, 3, 4, 2, 1), four) == (0, 3, 4, 1, 2)
+    assert reshape_layout(five, (0, 3, 4, 1, 2), four) == (0, 3, 4, 1, 2)     # a view already
+    assert reshape_layout(five, (0, 1, 2, 3, 4), four) == (0, 1, 2, 3, 4)
+    # sizes that do not factor into runs: logical order
+    assert reshape_layout((6, 4), (1, 0), (4, 6)) == (0, 1)
+    # attention's heads merged back, (N, 80, 4, 32) -> (N, 80, 128) for a MatMul: logical
+    # order, not the channels-last-like (0, 2, 1) output
+    assert reshape_layout((2, 80, 4, 32), (0, 2, 1, 3), (2, 80, 128)) == (0, 1, 2, 3)
