@@ -37,6 +37,14 @@ static const qe_transpose_u8_fn g_transpose[QE_ISA_COUNT] = {
 #endif
 };
 
+static const qe_transpose_x32_fn g_transpose_x32[QE_ISA_COUNT] = {
+    [QE_ISA_REF] = qe_transpose_x32_ref,
+#if defined(QE_BUILD_X86)
+    [QE_ISA_AVX2] = qe_transpose_x32_8x8__avx2,
+    [QE_ISA_AVX512VNNI] = qe_transpose_x32_8x8__avx2,
+#endif
+};
+
 enum { QE_PERMUTE_MAX_DIMS = 8 };
 
 typedef struct {
@@ -157,6 +165,7 @@ typedef struct {
     const permute_job *j;
     size_t tiles, tiles_per_task, tasks_per_outer;
     qe_transpose_u8_fn bytes; /* NULL, or the byte transpose of pixels -> planes (transpose.h) */
+    qe_transpose_x32_fn words; /* NULL, or the same for 4-byte elements */
 } tiled_job;
 
 static void gather_run(char *d, const char *s, ptrdiff_t step, size_t n, size_t elem) {
@@ -195,6 +204,11 @@ static void tiled_task(void *ctx, size_t task, int thread_index) {
             t->bytes((const uint8_t *)s, (size_t)j->stride[last], n, rows, (uint8_t *)d, inner);
             continue;
         }
+        if (t->words) {
+            t->words((const uint32_t *)s, (size_t)j->stride[last] / 4, n, rows, (uint32_t *)d,
+                     inner);
+            continue;
+        }
         for (size_t r = 0; r < rows; r++)
             gather_run(d + r * inner * elem, s + (ptrdiff_t)r * j->stride[last - 1],
                        j->stride[last], n, elem);
@@ -210,14 +224,19 @@ static int run_tiled(const permute_job *j, size_t total) {
     /* bytes whose source rows are contiguous runs (NHWC -> NCHW, and NCHW -> NHWC past the
      * interleave's 16 channels): the per-ISA 16 x 16 block transpose, worth it from one block
      * of the innermost dim on (64 channels of 56 x 56 had taken the byte-at-a-time rows of
-     * permute_rows, 2.4 GB/s); the gather of other tiles from two tiles on */
+     * permute_rows, 2.4 GB/s); 4-byte elements so (a convolution's float output to NCHW) in
+     * 8 x 8 blocks; the gather of other tiles from two tiles on */
     const int bytes = j->elem == 1 && j->stride[last - 1] == 1 && j->stride[last] > 0;
-    if (j->shape[last] < (bytes ? 16 : 2 * QE_PERMUTE_TILE) || j->shape[last - 1] < 2 ||
+    const int words = j->elem == 4 && j->stride[last - 1] == 4 && j->stride[last] > 0 &&
+                      j->stride[last] % 4 == 0 && ((uintptr_t)j->src | (uintptr_t)j->dst) % 4 == 0;
+    const size_t least = bytes ? 16 : words ? 8 : 2 * QE_PERMUTE_TILE;
+    if (j->shape[last] < least || j->shape[last - 1] < 2 ||
         j->stride[last] == (ptrdiff_t)j->elem ||
         qe_absdiff(j->stride[last - 1]) >= qe_absdiff(j->stride[last]))
         return 0;
     tiled_job t = {.j = j, .tiles = QE_DIV_UP(j->shape[last], QE_PERMUTE_TILE)};
     if (bytes) t.bytes = QE_PICK(g_transpose, qe_get_isa());
+    if (words) t.words = QE_PICK(g_transpose_x32, qe_get_isa());
     const size_t tile_bytes = QE_PERMUTE_TILE * j->shape[last - 1] * j->elem;
     t.tiles_per_task = QE_MAX(1, qe_udiv(QE_PERMUTE_TASK_BYTES, tile_bytes));
     t.tasks_per_outer = QE_DIV_UP(t.tiles, t.tiles_per_task);

@@ -29,6 +29,28 @@ void qe_transpose_u8_16x64__avx512vnni(const uint8_t *src, size_t src_stride, si
                                        size_t channels, uint8_t *dst, size_t dst_stride);
 #endif
 
+/* The same copy of 4-byte elements (float32, int32: a convolution's float output put in NCHW
+ * order), strides in elements. The generic tiled permute gathers them one at a time (about 3
+ * cycles each). */
+typedef void (*qe_transpose_x32_fn)(const uint32_t *src, size_t src_stride, size_t pixels,
+                                    size_t channels, uint32_t *dst, size_t dst_stride);
+
+void qe_transpose_x32_ref(const uint32_t *src, size_t src_stride, size_t pixels,
+                          size_t channels, uint32_t *dst, size_t dst_stride);
+#if defined(QE_BUILD_X86)
+/* 8 x 8 blocks in ymm; the AVX-512 path takes it too (a wider block moves the same bytes and
+ * the stores, not the shuffles, bound it). */
+void qe_transpose_x32_8x8__avx2(const uint32_t *src, size_t src_stride, size_t pixels,
+                                size_t channels, uint32_t *dst, size_t dst_stride);
+#endif
+
+static inline void qe_transpose_x32_scalar(const uint32_t *src, size_t src_stride, size_t p0,
+                                           size_t p1, size_t c0, size_t c1, uint32_t *dst,
+                                           size_t dst_stride) {
+    for (size_t c = c0; c < c1; c++)
+        for (size_t p = p0; p < p1; p++) dst[c * dst_stride + p] = src[p * src_stride + c];
+}
+
 /* The scalar copy of pixels [p0, p1) x channels [c0, c1): the reference, and every vector
  * path's remainders. */
 static inline void qe_transpose_u8_scalar(const uint8_t *src, size_t src_stride, size_t p0,

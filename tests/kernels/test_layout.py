@@ -80,6 +80,20 @@ def test_pixels_to_planes_on_every_isa(isa, threads, channels, batch, hw):
     np.testing.assert_array_equal(y, x.transpose(0, 3, 1, 2))
 
 
+@pytest.mark.parametrize("channels", [1, 7, 8, 9, 16, 21, 64])
+@pytest.mark.parametrize("batch, hw", [(1, (1, 9)), (2, (8, 16)), (1, (3, 67)), (1, (28, 29))])
+def test_float_pixels_to_planes_on_every_isa(isa, threads, channels, batch, hw):
+    """NHWC -> NCHW of 4-byte elements (a convolution's float output at a graph output) takes
+    the per-ISA 8 x 8 block transpose: whole blocks, the channels and pixels past them, tiles
+    split over threads; the bits of every float moved as they are (NaN payloads, -0.0)."""
+    rng = np.random.default_rng(channels)
+    bits = rng.integers(0, 2 ** 32, (batch, *hw, channels), dtype=np.uint64).astype(np.uint32)
+    x = bits.view(np.float32)
+    y = np.empty((batch, channels, *hw), np.float32)
+    _run(K.permute_step("p", x.shape, (0, 3, 1, 2), 4, (0, 0), (1, 0)), x, y)
+    np.testing.assert_array_equal(y.view(np.uint32), bits.transpose(0, 3, 1, 2))
+
+
 @pytest.mark.parametrize("pixel_step", [40, 7])
 def test_pixels_to_planes_from_strided_pixels(isa, pixel_step):
     """Pixels further apart than their channels (a slice of channels) or closer (windows that
