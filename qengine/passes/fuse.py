@@ -185,7 +185,9 @@ def batchnorm_to_depthwise(graph: Graph) -> int:
                n.domain in ("", "ai.onnx")]:
         v = graph.value(bn.inputs[0])
         affine = _bn_affine(graph, bn)
-        if affine is None or v is None or v.shape is None or len(v.shape) < 3 or \
+        # 1-D and 2-D maps: the int8 convolutions' (a 3-D one would run in float, slower
+        # than the BatchNormalization it replaced)
+        if affine is None or v is None or v.shape is None or len(v.shape) not in (3, 4) or \
                 v.dtype != np.float32 or graph.initializers[bn.inputs[1]].dtype != np.float32:
             continue
         f, t = affine

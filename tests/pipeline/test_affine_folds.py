@@ -99,3 +99,34 @@ def test_what_is_not_a_per_channel_affine_of_a_conv_output_stays():
     names = {n.name: n.op_type for n in q.graph.nodes}
     assert (names["by_rows"], names["shared_scale"], names["join"]) == ("Mul", "Mul", "Add")
     assert sqnr_db(run_float(m, feeds)["y"], q.run(feeds)) > 25
+
+
+def _concat_bn_net(spatial):
+    """The dense layer of _dense_block (no Caffe2 scale) over 1-D or 3-D maps."""
+    rng = np.random.default_rng(4)
+    rank, k = 2 + len(spatial), [3] * len(spatial)
+    pads = [1] * (2 * len(spatial))
+    inits = [("w1", rng.normal(0, 0.3, [C, C] + k).astype(np.float32)),
+             ("w2", rng.normal(0, 0.2, [C, 2 * C] + k).astype(np.float32))]
+    inits += _bn_inits("bn", rng, 2 * C)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=pads, name="conv1"),
+             helper.make_node("Concat", ["x", "c1"], ["cat"], axis=1, name="concat"),
+             _bn("bn", "cat", "n"),
+             helper.make_node("Relu", ["n"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["y"], pads=pads, name="conv2")]
+    assert rank in (3, 5)
+    return model(nodes, [("x", ["N", C] + spatial)], [("y", ["N", C] + spatial)], inits)
+
+
+def test_a_batchnorm_over_1d_maps_runs_int8_and_over_3d_maps_stays():
+    # 3-D convolutions run in float here: a depthwise one would be slower than the BN
+    rng = np.random.default_rng(5)
+    for spatial, expect, db in (([20], "Conv", 30), ([3, 4, 5], "BatchNormalization", 15)):
+        m = _concat_bn_net(spatial)
+        calib = [{"x": rng.normal(0, 1, [2, C] + spatial).astype(np.float32)} for _ in range(2)]
+        feeds = {"x": rng.normal(0, 1, [2, C] + spatial).astype(np.float32)}
+        q = qengine.quantize(m, calib, progress=False, target_sqnr=None)
+        assert {n.name: n.op_type for n in q.graph.nodes}["bn"] == expect
+        if expect == "Conv":
+            assert "bn" in q.node_counts()["int8"]
+        assert sqnr_db(run_float(m, feeds)["y"], q.run(feeds)) > db
