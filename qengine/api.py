@@ -57,15 +57,15 @@ def _prepare(graph: Graph) -> Graph:
     (TensorFlow/Keras exports), BatchNorm and per-channel Mul/Add folded into the op before,
     the BatchNorms left made depthwise 1x1 convs (passes/fuse.py)."""
     from .passes.canonical import sum_pairs_to_add
-    from .passes.fuse import batchnorm_to_depthwise, fold_batchnorm
+    from .passes.fuse import batchnorm_to_depthwise, fold_channel_affines
     from .passes.opset import upgrade_opset
     from .passes.transpose import optimize_transposes
     g = upgrade_opset(graph, 13)
     sum_pairs_to_add(g)
     optimize_transposes(g)
-    fold_batchnorm(g)
+    fold_channel_affines(g)
     if batchnorm_to_depthwise(g):
-        fold_batchnorm(g)   # a scale and shift after the BatchNormalization join its conv
+        fold_channel_affines(g)   # a scale and shift after the BatchNormalization join its conv
     return g
 
 

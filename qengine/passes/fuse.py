@@ -1,10 +1,14 @@
-"""Fusions that keep a graph plain ONNX: BatchNormalization folded into the op before it.
+"""Fusions that keep a graph plain ONNX: per-channel affine maps folded into the op before
+them, and BatchNormalizations with no such op made convolutions.
 
 An inference BatchNormalization is a per-channel affine map y = x * f + t with
-f = scale / sqrt(var + eps) and t = B - mean * f. When the op before it is a Conv,
-ConvTranspose or Gemm with constant weights, whose output nobody else reads, the map folds into
-that op's weights and bias (exactly in real arithmetic; in float32 up to rounding), and the
-quantizer then sees the weights the network really applies.
+f = scale / sqrt(var + eps) and t = B - mean * f; so is a Mul or an Add by a per-channel
+constant (t = 0, or f = 1). When the op before it is a Conv, ConvTranspose or Gemm with
+constant weights, whose output nobody else reads, the map folds into that op's weights and bias
+(exactly in real arithmetic; in float32 up to rounding), and the quantizer then sees the
+weights the network really applies (fold_channel_affines). A BatchNormalization after anything
+else is the depthwise 1x1 Conv with weights f and bias t (batchnorm_to_depthwise), which the
+int8 kernels run.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import numpy as np
 from ..graph import Graph, Node
 from ..ops import make_op
 
-__all__ = ["fold_batchnorm", "batchnorm_to_depthwise"]
+__all__ = ["fold_channel_affines", "batchnorm_to_depthwise"]
 
 
 def _bn_affine(graph: Graph, bn: Node) -> Optional[tuple[np.ndarray, np.ndarray]]:
@@ -129,54 +133,52 @@ def _affine_of(graph: Graph, node: Node, act: str) -> Optional[tuple[np.ndarray,
     return (vec, zero) if node.op_type == "Mul" else (one, vec)
 
 
-def fold_batchnorm(graph: Graph) -> int:
+def fold_channel_affines(graph: Graph) -> int:
     """Fold every per-channel affine node (an inference BatchNormalization, a Mul or an Add by
     a per-channel constant) that follows a Conv/ConvTranspose/Gemm with constant weights into
-    it, repeatedly (BatchNormalization -> Mul -> Add chains fold one by one). Returns the
-    number folded; unused initializers are pruned."""
+    it. One pass in graph order folds chains too (BatchNormalization -> Mul -> Add: each link
+    then follows the op that absorbed the one before). Returns the number folded; unused
+    initializers are pruned."""
     folded = 0
-    while True:
-        readers = graph.consumers_map()
-        producers = graph.producers_map()
-        round_folded = 0
-        for node in [n for n in graph.nodes if n.op_type in ("BatchNormalization", "Mul", "Add")
-                     and n.domain in ("", "ai.onnx")]:
-            src = next((producers[i] for i in node.inputs if i in producers and
-                        producers[i].op_type in _FOLDERS), None)
-            if src is None or src.domain not in ("", "ai.onnx"):
-                continue
-            if len(src.inputs) < 2 or not graph.is_constant(src.inputs[1]):
-                continue
-            if len(src.inputs) > 2 and src.inputs[2] and not graph.is_constant(src.inputs[2]):
-                continue
-            if _sole_reader(graph, readers, src.outputs[0]) is not node:
-                continue
-            affine = _affine_of(graph, node, src.outputs[0])
-            if affine is None or not _FOLDERS[src.op_type](graph, src, *affine):
-                continue
-            # the op now writes the affine node's output directly
-            old, new = src.outputs[0], node.outputs[0]
-            kept = graph.values.get(new)
-            graph.remove_node(node)
-            src.outputs[0] = new
-            if kept is not None:
-                graph.values[new] = kept
-            graph.values.pop(old, None)
-            round_folded += 1
-            break   # the maps are stale now
-        if not round_folded:
-            break
-        folded += round_folded
+    readers = graph.consumers_map()
+    producers = graph.producers_map()
+    for node in [n for n in graph.nodes if n.op_type in ("BatchNormalization", "Mul", "Add")
+                 and n.domain in ("", "ai.onnx")]:
+        src = next((producers[i] for i in node.inputs if i in producers and
+                    producers[i].op_type in _FOLDERS), None)
+        if src is None or src.domain not in ("", "ai.onnx"):
+            continue
+        if len(src.inputs) < 2 or not graph.is_constant(src.inputs[1]):
+            continue
+        if len(src.inputs) > 2 and src.inputs[2] and not graph.is_constant(src.inputs[2]):
+            continue
+        if _sole_reader(graph, readers, src.outputs[0]) is not node:
+            continue
+        affine = _affine_of(graph, node, src.outputs[0])
+        if affine is None or not _FOLDERS[src.op_type](graph, src, *affine):
+            continue
+        # the op now writes the affine node's output directly (and the maps say so)
+        old, new = src.outputs[0], node.outputs[0]
+        kept = graph.values.get(new)
+        graph.remove_node(node)
+        src.outputs[0] = new
+        if kept is not None:
+            graph.values[new] = kept
+        graph.values.pop(old, None)
+        producers.pop(old, None)
+        readers.pop(old, None)
+        producers[new] = src
+        folded += 1
     if folded:
         graph.prune()
     return folded
 
 
 def batchnorm_to_depthwise(graph: Graph) -> int:
-    """Every inference BatchNormalization left after fold_batchnorm (one that follows a Concat
-    or an Add: DenseNet's and pre-activation ResNets' BN -> ReLU -> Conv) becomes the depthwise
-    1x1 Conv it equals: weights f, bias t, one group per channel. As a Conv it quantizes with
-    per-channel weights and an int32 bias and runs on the int8 kernels; as a
+    """Every inference BatchNormalization left after fold_channel_affines (one that follows a
+    Concat or an Add: DenseNet's and pre-activation ResNets' BN -> ReLU -> Conv) becomes the
+    depthwise 1x1 Conv it equals: weights f, bias t, one group per channel. As a Conv it
+    quantizes with per-channel weights and an int32 bias and runs on the int8 kernels; as a
     BatchNormalization it ran in float, between a DequantizeLinear and a QuantizeLinear (the
     ONNX model zoo's DenseNet-121: 21 ms of float BatchNormalization in a 67 ms run). Returns
     the number rewritten."""

@@ -67,7 +67,8 @@ def test_a_scale_and_shift_after_a_conv_fold_into_it():
     rng = np.random.default_rng(2)
     inits = [("w", rng.normal(0, 0.3, (C, C, 3, 3)).astype(np.float32)),
              ("scale", rng.uniform(0.5, 2, (C, 1, 1)).astype(np.float32)),
-             ("shift", rng.normal(0, 0.3, (1, C, 1, 1)).astype(np.float32))] + _bn_inits("bn", rng, C)
+             ("shift", rng.normal(0, 0.3, (1, C, 1, 1)).astype(np.float32))]
+    inits += _bn_inits("bn", rng, C)
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
              _bn("bn", "c", "n"),
              helper.make_node("Mul", ["scale", "n"], ["m"], name="scale"),
