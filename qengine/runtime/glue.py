@@ -85,8 +85,9 @@ def dequantize(x: QTensor, out: str, logical: bool = False) -> Kernel:
     """uint8 codes -> float32 (a DequantizeLinear read by a float op or a graph output).
     logical: the output is a graph output, wanted in the ONNX layout: the codes are put in that
     layout first, as lut_float does (one scale and zero point for the tensor, so the order of
-    the two steps does not change a value; a stem's 8 x 64 x 56 x 56 NHWC output had its floats
-    gathered 4 bytes at a time, 18% of the model)."""
+    the two steps does not change a value). Relayout then dequantize moves a quarter of the
+    bytes: a 7x7 stem + max pool with its 8 x 64 x 56 x 56 output, `qengine bench stem.onnx
+    --threads 1 --batch 8`, 7.57 -> 6.13 ms."""
     def make_steps(ctx):
         n = int(np.prod(ctx.shape(out)))
         if n == 0:
