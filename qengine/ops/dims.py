@@ -47,6 +47,12 @@ def broadcast(*shapes: Shape) -> Shape:
     return tuple(out)
 
 
+def only_axis(shape: Sequence[int], rank: int, axis: int) -> bool:
+    """True when `shape`, broadcast (right-aligned) to `rank` dims, is 1 except on `axis`."""
+    full = (1,) * (rank - len(shape)) + tuple(shape)
+    return all(d == 1 for i, d in enumerate(full) if i != axis)
+
+
 def prod(dims: Sequence[Dim]) -> Optional[int]:
     """Product of static dims, None if any is not static."""
     p = 1

@@ -300,11 +300,11 @@ def _arith_lower_int8(self, unit):
             form = "full"
         elif zsize == 1:
             form = "scalar"
-        elif zsize == cols and _only_axis(zs, len(out_shape), perm[-1] if perm else 0):
+        elif zsize == cols and dims.only_axis(zs, len(out_shape), perm[-1] if perm else 0):
             form = "channel"
         elif z.name not in consts and len(zs) == len(out_shape) and perm and perm[0] == 0 and \
                 zs[0] == out_shape[0] and zsize == zs[0] * cols and \
-                _only_axis(zs[1:], len(out_shape) - 1, perm[-1] - 1):
+                dims.only_axis(zs[1:], len(out_shape) - 1, perm[-1] - 1):
             return batched_channel(ctx, x, z, rows, cols)   # e.g. squeeze-excite x * s[N,C,1,1]
         else:
             return numpy_form(ctx)
@@ -341,12 +341,6 @@ def _arith_lower_int8(self, unit):
 
 def ctx_shape(ctx, t, consts):
     return tuple(consts[t.name].shape) if t.name in consts else ctx.shape(t.name)
-
-
-def _only_axis(shape, rank, axis) -> bool:
-    """True when `shape`, broadcast (right-aligned) to `rank` dims, is 1 except on `axis`."""
-    full = (1,) * (rank - len(shape)) + tuple(shape)
-    return all(d == 1 for i, d in enumerate(full) if i != axis)
 
 
 Arith.lower_int8 = _arith_lower_int8

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from ..graph import Graph, Node
-from ..ops import make_op
+from ..ops import dims, make_op
 
 __all__ = ["fold_channel_affines", "batchnorm_to_depthwise"]
 
@@ -110,8 +110,7 @@ def _channel_vector(graph: Graph, const: str, act: str) -> Optional[np.ndarray]:
     rank, M = len(v.shape), v.shape[1]
     if c.ndim > rank or not isinstance(M, int):
         return None
-    full = (1,) * (rank - c.ndim) + tuple(c.shape)
-    if any(d != 1 for i, d in enumerate(full) if i != 1) or full[1] not in (1, M):
+    if not dims.only_axis(c.shape, rank, 1) or c.size not in (1, M):
         return None
     return np.broadcast_to(c.reshape(-1).astype(np.float64), (M,))
 

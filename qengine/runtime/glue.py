@@ -70,6 +70,13 @@ def float_node(g: Graph, node: Node, op) -> Kernel:
                   label=f"float {node.op_type}", node=node)
 
 
+def _in_logical_order(src: str) -> dict:
+    """Kernel layout arguments for a graph output computed element-wise from `src`: the input
+    is put in the ONNX layout first, as bytes, and the output keeps it (no copy of the wider
+    result afterwards)."""
+    return {"layouts": {src: "identity"}, "out_perm": lambda perms, ctx: "identity"}
+
+
 def quantize(src: str, y: QTensor) -> Kernel:
     """float32 activation -> its uint8 codes (a QuantizeLinear that no unit absorbed)."""
     def make_steps(ctx):
@@ -94,8 +101,7 @@ def dequantize(x: QTensor, out: str, logical: bool = False) -> Kernel:
             return []
         return [K.dequantize_step(f"{out}:dequantize", n, ctx.slot(x.name), ctx.slot(out),
                                   float(x.scale), x.zero_point)]
-    layout = {"layouts": {x.name: "identity"},
-              "out_perm": lambda perms, ctx: "identity"} if logical else {}
+    layout = _in_logical_order(x.name) if logical else {}
     return Kernel([x.name], [out], make_steps, label="dequantize", **layout)
 
 
@@ -174,8 +180,7 @@ def lut_float(g: Graph, nodes: list, x: QTensor, logical: bool = False) -> Kerne
         n = int(np.prod(ctx.shape(out)))
         return [K.lut_f32_step(nodes[0].name, n, ctx.slot(x.name), ctx.slot(out), table, ops)] \
             if n else []
-    layout = {"layouts": {x.name: "identity"},
-              "out_perm": lambda perms, ctx: "identity"} if logical else {}
+    layout = _in_logical_order(x.name) if logical else {}
     return Kernel([x.name], [out], make_steps, label="float lut " + ops, node=nodes[0], **layout)
 
 
