@@ -373,6 +373,13 @@ typedef enum {
     QE_SCALAR_DIV = 4, QE_SCALAR_RDIV = 5
 } qe_scalar_op;
 int qe_scalar_f32(size_t n, const float *x, qe_scalar_op op, float c, float *y);
+/* Local response normalization across channels (ONNX LRN) of `batch` images of `channels` x
+ * `pixels` float32 values, channels_last = 0: planes (NCHW, pixel q of channel c at
+ * c * pixels + q), 1: channels last (NHWC, at q * channels + c):
+ *   y = x / (bias + alpha_over_size * sum of x^2 over channels [c - (size-1)/2, + size)) ^ beta
+ * with the window cut at the edges. y must not overlap x. */
+int qe_lrn_f32(size_t batch, size_t channels, size_t pixels, int channels_last, const float *x,
+               float *y, size_t size, float alpha_over_size, float bias, float beta);
 
 #ifdef __cplusplus
 }

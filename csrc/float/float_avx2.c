@@ -14,3 +14,13 @@ void qe_layernorm_rows__avx2(size_t rows, size_t cols, const float *x, const flo
 void qe_scalar_rows__avx2(size_t n, const float *x, int op, float c, float *y) {
     qe_scalar_rows(n, x, op, c, y);
 }
+
+void qe_lrn_channels_last__avx2(size_t pixels, size_t C, const float *x, float *y,
+                                const qe_lrn_params *p) {
+    qe_lrn_channels_last(pixels, C, x, y, p);
+}
+
+void qe_lrn_planes__avx2(size_t C, size_t n, size_t ld, const float *x, float *y,
+                         const qe_lrn_params *p) {
+    qe_lrn_planes(C, n, ld, x, y, p);
+}

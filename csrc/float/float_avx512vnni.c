@@ -14,3 +14,13 @@ void qe_layernorm_rows__avx512vnni(size_t rows, size_t cols, const float *x, con
 void qe_scalar_rows__avx512vnni(size_t n, const float *x, int op, float c, float *y) {
     qe_scalar_rows(n, x, op, c, y);
 }
+
+void qe_lrn_channels_last__avx512vnni(size_t pixels, size_t C, const float *x, float *y,
+                                      const qe_lrn_params *p) {
+    qe_lrn_channels_last(pixels, C, x, y, p);
+}
+
+void qe_lrn_planes__avx512vnni(size_t C, size_t n, size_t ld, const float *x, float *y,
+                               const qe_lrn_params *p) {
+    qe_lrn_planes(C, n, ld, x, y, p);
+}

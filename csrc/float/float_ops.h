@@ -207,4 +207,65 @@ static inline void qe_scalar_rows(size_t n, const float *x, int op, float c, flo
     }
 }
 
+/* ---- local response normalization (qe_lrn_f32) ----------------------------------------------
+ * y = x / (bias + alpha_n * sum of the squares over the channel window) ^ beta, the window of
+ * channel c being channels [c - lo, c - lo + size) inside [0, C). The squares are summed in
+ * window order (the first tap inside the channels first), one IEEE operation each, as numpy's
+ * loop over the taps did. beta 0.75 (AlexNet, GoogLeNet, ZFNet), 0.5 and 1 take sqrt, which is
+ * correctly rounded on every path: d^0.75 = sqrt(d) * sqrt(sqrt(d)), within 2 ulp of powf; any
+ * other beta calls powf (scalar). */
+typedef struct {
+    size_t size, lo;
+    float alpha_n, bias, beta;
+} qe_lrn_params;
+
+/* y[i] = x[i] / (bias + alpha_n * y[i]) ^ beta: y holds the window sums on entry. */
+static inline void qe_lrn_finish(size_t n, const float *x, float *y, const qe_lrn_params *p) {
+    const float a = p->alpha_n, b = p->bias;
+    if (p->beta == 0.75f) {
+        for (size_t i = 0; i < n; i++) {
+            const float r = sqrtf(b + a * y[i]);
+            y[i] = x[i] / (r * sqrtf(r));
+        }
+    } else if (p->beta == 0.5f) {
+        for (size_t i = 0; i < n; i++) y[i] = x[i] / sqrtf(b + a * y[i]);
+    } else if (p->beta == 1.0f) {
+        for (size_t i = 0; i < n; i++) y[i] = x[i] / (b + a * y[i]);
+    } else {
+        for (size_t i = 0; i < n; i++) y[i] = x[i] / powf(b + a * y[i], p->beta);
+    }
+}
+
+/* Channels last: `pixels` pixels of C contiguous channels, pixel q at x + q * C. */
+static inline void qe_lrn_channels_last(size_t pixels, size_t C, const float *x, float *y,
+                                        const qe_lrn_params *p) {
+    for (size_t q = 0; q < pixels; q++, x += C, y += C) {
+        for (size_t c = 0; c < C; c++) y[c] = 0.0f;
+        for (size_t k = 0; k < p->size; k++) { /* tap k reads channel c + k - lo */
+            const ptrdiff_t sh = (ptrdiff_t)k - (ptrdiff_t)p->lo;
+            const size_t c0 = sh < 0 ? (size_t)-sh : 0;
+            const size_t c1 = sh > 0 ? (C > (size_t)sh ? C - (size_t)sh : 0) : C;
+            const float *xs = x + (size_t)((ptrdiff_t)c0 + sh); /* channel c0 + sh */
+            for (size_t c = c0; c < c1; c++) y[c] += xs[c - c0] * xs[c - c0];
+        }
+        qe_lrn_finish(C, x, y, p);
+    }
+}
+
+/* Channel planes: C planes of `n` pixels, plane c at x + c * ld (NCHW, a block of pixels). */
+static inline void qe_lrn_planes(size_t C, size_t n, size_t ld, const float *x, float *y,
+                                 const qe_lrn_params *p) {
+    for (size_t c = 0; c < C; c++) {
+        float *yc = y + c * ld;
+        for (size_t i = 0; i < n; i++) yc[i] = 0.0f;
+        for (size_t k = 0; k < p->size; k++) {
+            const ptrdiff_t src = (ptrdiff_t)c + (ptrdiff_t)k - (ptrdiff_t)p->lo;
+            if (src < 0 || src >= (ptrdiff_t)C) continue; /* padding: adds +0 */
+            const float *xs = x + (size_t)src * ld;
+            for (size_t i = 0; i < n; i++) yc[i] += xs[i] * xs[i];
+        }
+        qe_lrn_finish(n, x + c * ld, yc, p);
+    }
+}
+
 #endif

@@ -133,6 +133,8 @@ class LRN(Op):
     """Local response normalisation across channels:
     y = x / (bias + alpha / size * sum_{c' in window(c)} x[c']^2) ^ beta."""
 
+    keeps_layout = True     # run() sums along the channels where they lie in memory
+
     def parse(self, a):
         self.size = a.int("size", lo=1)
         self.alpha = a.float("alpha", 1e-4)
@@ -146,13 +148,38 @@ class LRN(Op):
         return [(x, ins[0].dtype)]
 
     def run(self, x):
+        return (self._run(x, None),)
+
+    def run_into(self, x, out):
+        """run() writing into `out` (x's shape; glue.float_node gives it x's layout)."""
+        y = self._run(x, out)
+        if y is not out:
+            np.copyto(out, y)
+
+    def _run(self, x, out):
         # On channels-last storage (the executor's NCHW view of the int8 kernels' NHWC) the
-        # window runs over the last axis of a channels-last copy: padding and summing along axis
-        # 1 of such a view crossed layouts at every step (AlexNet's two LRNs, `qengine bench
-        # light_bvlc_alexnet.onnx --compare none --profile`: 5.22 -> 1.97 ms); on NCHW storage
-        # along axis 1 as it stands (there the other way is slower). The same operations in
-        # the same order either way: the same bits.
+        # window runs along the channels where they lie in memory; summing along axis 1 of such
+        # a view crossed layouts at every step (AlexNet's two LRNs, `qengine bench
+        # light_bvlc_alexnet.onnx --compare none --profile`: 5.22 -> 1.97 ms in numpy).
+        # Returns `out` when the C kernel could write there, else a new array.
         channels_last = x.ndim > 2 and abs(x.strides[1]) == min(abs(s) for s in x.strides)
+        if x.dtype != np.float32 or x.ndim < 3:
+            return self._run_numpy(x, channels_last)
+        from .. import _kernels as K        # float32: the C kernel (csrc/float/lrn.c)
+        n, c, a = x.shape[0], x.shape[1], self.alpha / self.size
+        if channels_last:
+            xc, oc = np.moveaxis(x, 1, -1), None if out is None else np.moveaxis(out, 1, -1)
+            xr = xc.reshape(n, -1, c)
+            into = oc.reshape(xr.shape) if oc is not None and oc.flags.c_contiguous else None
+            y = K.lrn_f32(xr, self.size, a, self.bias, self.beta, channels_last=True, out=into)
+            return out if into is not None else np.moveaxis(y.reshape(xc.shape), -1, 1)
+        xr = x.reshape(n, c, -1)
+        into = out.reshape(xr.shape) if out is not None and out.flags.c_contiguous else None
+        y = K.lrn_f32(xr, self.size, a, self.bias, self.beta, out=into)
+        return out if into is not None else y.reshape(x.shape)
+
+    def _run_numpy(self, x, channels_last):
+        """Other float types: the same sums in the same order, and numpy's power."""
         ax = x.ndim - 1 if channels_last else 1     # where the channels are in xc
         xc = np.moveaxis(x, 1, ax)
         C, lo = xc.shape[ax], (self.size - 1) // 2
@@ -167,7 +194,7 @@ class LRN(Op):
         for k in range(1, self.size):  # a loop over the window taps, not over pixels
             acc += sq[window(k)]
         y = xc / (self.bias + (self.alpha / self.size) * acc) ** self.beta
-        return (np.moveaxis(y, ax, 1).astype(x.dtype, copy=False),)
+        return np.moveaxis(y, ax, 1).astype(x.dtype, copy=False)
 
 
 # ---- native lowering (runtime/lowering.py: lower_native) ----------------------------------------

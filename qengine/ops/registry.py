@@ -179,6 +179,10 @@ class Op:
     #: True when the int8 form can write a float output directly (a dequantizing epilogue),
     #: so an output read only by float ops or the caller is never quantized.
     int8_float_output: ClassVar[bool] = False
+    #: True when run() computes in whatever memory layout its one input has and returns its
+    #: output in that layout, shaped as the input (LRN): the executor then stores that output
+    #: in its input's layout instead of copying it to logical order.
+    keeps_layout: ClassVar[bool] = False
 
     def int8_kind(self) -> Optional[str]:
         """The int8 role of this node (attributes may rule one out: overridden where so)."""

@@ -64,10 +64,22 @@ def float_node(g: Graph, node: Node, op) -> Kernel:
             for spec, value in zip(outs, res):
                 if spec is not None:
                     store(views[spec[0]], np.asarray(value), spec[1])
+
+        if op.keeps_layout and len(outs) == 1 and outs[0] is not None and \
+                hasattr(op, "run_into"):
+            slot, perm = outs[0]
+            inv = _inverse(perm)
+
+            def fn(views):      # noqa: F811 -- the output written in place, no copy
+                with np.errstate(all="ignore"):
+                    op.run_into(*[get(views) for get in getters], out=views[slot].transpose(inv))
         return [K.PyStep(node.name, node.op_type, fn)]
 
-    return Kernel(reads, writes, make_steps, out_perm=lambda perms, ctx: "identity",
-                  label=f"float {node.op_type}", node=node)
+    # An op that computes in whatever layout its input has (Op.keeps_layout: LRN) writes its
+    # output in that layout (None: the first read's); the others in logical order.
+    out_perm = None if op.keeps_layout else (lambda perms, ctx: "identity")
+    return Kernel(reads, writes, make_steps, out_perm=out_perm, label=f"float {node.op_type}",
+                  node=node)
 
 
 def _in_logical_order(src: str) -> dict:

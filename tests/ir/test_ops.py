@@ -412,3 +412,22 @@ def test_lrn_on_channels_last_storage_is_the_same_bits(size, shape):
     ref = np.stack([x64[:, c] / (1.5 + 0.02 / size * (x64[:, max(0, c - lo):c + hi + 1] ** 2)
                                  .sum(axis=1)) ** 0.75 for c in range(C)], axis=1)
     np.testing.assert_allclose(y_nchw, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_lrn_float64_takes_numpy_with_the_same_formula(channels_last):
+    """Float32 LRN runs the C kernel (tests/kernels/test_float.py); other float types the numpy
+    loop over the taps, in either layout."""
+    x = np.random.default_rng(3).normal(0, 2, (2, 6, 4, 5))
+    if channels_last:
+        x = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 1, -1)), -1, 1)
+    op = make_op(Node("n", "LRN", ["x"], ["y"], {"size": 3, "alpha": 0.02, "beta": 0.6,
+                                                   "bias": 1.5}), {"": 17})
+    y = op.run(x)[0]
+    assert y.dtype == np.float64 and y.shape == x.shape
+    ref = np.stack([x[:, c] / (1.5 + 0.02 / 3 * (x[:, max(0, c - 1):c + 2] ** 2).sum(axis=1))
+                    ** 0.6 for c in range(6)], axis=1)
+    np.testing.assert_allclose(y, ref, rtol=1e-12)
+    y32 = op.run(x.astype(np.float32))[0]
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, ref, rtol=2e-6)

@@ -175,3 +175,55 @@ def test_scalar_ops_lower_in_a_compiled_float_region():
     f = np.float32
     want = (f(0.11) + (f(1.7) / (x * f(0.37)) - f(-3.1))) * np.array([1, 2, 3], np.float32)
     np.testing.assert_array_equal(got, want)
+
+
+def _lrn64(x, size, alpha, bias, beta):
+    """The spec's LRN in float64 on (N, C, P): channels [c - (size-1)//2, c + size//2]."""
+    x64 = x.astype(np.float64)
+    lo, hi = (size - 1) // 2, size // 2
+    return np.stack([x64[:, c] / (bias + alpha / size *
+                                  (x64[:, max(0, c - lo):c + hi + 1] ** 2).sum(axis=1)) ** beta
+                     for c in range(x.shape[1])], axis=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 40), p=st.integers(1, 300), size=st.integers(1, 7),
+       beta=st.sampled_from([0.75, 0.5, 1.0, 0.6]), seed=st.integers(0, 2**16))
+def test_lrn_matches_float64_in_both_layouts_and_is_identical_on_every_isa(n, c, p, size, beta,
+                                                                           seed):
+    x = (np.random.default_rng(seed).standard_normal((n, c, p)) * 4).astype(np.float32)
+    alpha, bias = 0.03, 1.25
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 1))
+    outs = []
+    before = K.get_isa()
+    try:
+        for isa in K.available_isas():
+            K.set_isa(isa)
+            planes = K.lrn_f32(x, size, alpha / size, bias, beta)
+            last = K.lrn_f32(nhwc, size, alpha / size, bias, beta, channels_last=True)
+            np.testing.assert_array_equal(last.transpose(0, 2, 1), planes)  # same sums, order
+            outs.append(planes)
+    finally:
+        K.set_isa(before)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o.view(np.int32), outs[0].view(np.int32))
+    np.testing.assert_allclose(outs[0], _lrn64(x, size, alpha, bias, beta), rtol=2e-6, atol=1e-7)
+
+
+def test_lrn_spans_threads_and_checks_its_arguments():
+    x = np.random.default_rng(1).standard_normal((2, 64, 3000)).astype(np.float32)
+    before = K.get_num_threads()
+    try:
+        ys = []
+        for t in (1, 2):
+            K.set_num_threads(t)
+            ys.append(K.lrn_f32(x, 5, 1e-4 / 5, 2.0, 0.75))
+    finally:
+        K.set_num_threads(before)
+    np.testing.assert_array_equal(ys[0], ys[1])
+    np.testing.assert_allclose(ys[0], _lrn64(x, 5, 1e-4, 2.0, 0.75), rtol=2e-6)
+    with pytest.raises(TypeError, match="3-D float32"):
+        K.lrn_f32(x.astype(np.float64), 5, 1e-4, 1.0, 0.75)
+    with pytest.raises(ValueError, match="size"):
+        K.lrn_f32(x, 0, 1e-4, 1.0, 0.75)
+    assert K.lrn_f32(np.zeros((0, 3, 4), np.float32), 3, 1e-4, 1.0, 0.75).shape == (0, 3, 4)
