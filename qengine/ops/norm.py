@@ -165,6 +165,8 @@ class LRN(Op):
         channels_last = x.ndim > 2 and abs(x.strides[1]) == min(abs(s) for s in x.strides)
         if x.dtype != np.float32 or x.ndim < 3:
             return self._run_numpy(x, channels_last)
+        if x.size == 0:
+            return np.empty_like(x) if out is None else out
         from .. import _kernels as K        # float32: the C kernel (csrc/float/lrn.c)
         n, c, a = x.shape[0], x.shape[1], self.alpha / self.size
         if channels_last:

@@ -181,7 +181,8 @@ class Op:
     int8_float_output: ClassVar[bool] = False
     #: True when run() computes in whatever memory layout its one input has and returns its
     #: output in that layout, shaped as the input (LRN): the executor then stores that output
-    #: in its input's layout instead of copying it to logical order.
+    #: in its input's layout instead of copying it to logical order, and calls the op's
+    #: run_into(*inputs, out=the stored output's logical view) where the op defines one.
     keeps_layout: ClassVar[bool] = False
 
     def int8_kind(self) -> Optional[str]:

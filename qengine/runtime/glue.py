@@ -58,21 +58,20 @@ def float_node(g: Graph, node: Node, op) -> Kernel:
         getters = [(_reader(ctx, i) if i else (lambda views: None)) for i in node.inputs]
         outs = [(ctx.slot(o)[0], ctx.perm(o)) if o else None for o in node.outputs]
 
-        def fn(views):
-            with np.errstate(all="ignore"):
-                res = op.run(*[get(views) for get in getters])
-            for spec, value in zip(outs, res):
-                if spec is not None:
-                    store(views[spec[0]], np.asarray(value), spec[1])
-
         if op.keeps_layout and len(outs) == 1 and outs[0] is not None and \
                 hasattr(op, "run_into"):
-            slot, perm = outs[0]
-            inv = _inverse(perm)
+            slot, inv = outs[0][0], _inverse(outs[0][1])
 
-            def fn(views):      # noqa: F811 -- the output written in place, no copy
+            def fn(views):      # the output written where it is stored, no copy
                 with np.errstate(all="ignore"):
                     op.run_into(*[get(views) for get in getters], out=views[slot].transpose(inv))
+        else:
+            def fn(views):
+                with np.errstate(all="ignore"):
+                    res = op.run(*[get(views) for get in getters])
+                for spec, value in zip(outs, res):
+                    if spec is not None:
+                        store(views[spec[0]], np.asarray(value), spec[1])
         return [K.PyStep(node.name, node.op_type, fn)]
 
     # An op that computes in whatever layout its input has (Op.keeps_layout: LRN) writes its

@@ -431,3 +431,10 @@ def test_lrn_float64_takes_numpy_with_the_same_formula(channels_last):
     y32 = op.run(x.astype(np.float32))[0]
     assert y32.dtype == np.float32
     np.testing.assert_allclose(y32, ref, rtol=2e-6)
+
+
+def test_lrn_of_an_empty_batch():
+    op = make_op(Node("n", "LRN", ["x"], ["y"], {"size": 3}), {"": 17})
+    for dtype in (np.float32, np.float64):
+        y = op.run(np.zeros((0, 4, 3, 3), dtype))[0]
+        assert y.shape == (0, 4, 3, 3) and y.dtype == dtype
