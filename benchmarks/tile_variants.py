@@ -134,7 +134,7 @@ def _read_sources() -> dict:
     return out
 
 
-def run_variant(variant: str, ks: list, keep_going: bool = False) -> str:
+def run_variant(variant: str, ks: list) -> str:
     """Build the variant in a temporary copy and return tile_cost.py's table for it."""
     files = patch(variant, _read_sources())
     with tempfile.TemporaryDirectory(prefix="qengine-tile-") as tmp:
@@ -154,7 +154,9 @@ def run_variant(variant: str, ks: list, keep_going: bool = False) -> str:
         env = dict(os.environ, PYTHONPATH=tmp)
         cost = subprocess.run([sys.executable, "benchmarks/tile_cost.py", "--isa", "avx512vnni",
                                "--ks", *map(str, ks)], cwd=tmp, env=env, capture_output=True,
-                              text=True, check=True)
+                              text=True)
+        if cost.returncode:
+            raise RuntimeError(f"{variant}: tile_cost.py failed:\n{cost.stderr[-2000:]}")
         return cost.stdout
 
 
